@@ -1,0 +1,76 @@
+#include "common/log.h"
+
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "common/clock.h"
+#include "common/timefmt.h"
+
+namespace usersd {
+namespace {
+
+std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
+std::atomic<int> g_format{static_cast<int>(LogFormat::kText)};
+std::mutex g_mu;
+
+const char* LevelName(LogLevel l) {
+  switch (l) {
+    case LogLevel::kError: return "error";
+    case LogLevel::kWarning: return "warning";
+    case LogLevel::kInfo: return "info";
+    case LogLevel::kDebug: return "debug";
+  }
+  return "info";
+}
+
+bool NeedsQuoting(std::string_view v) {
+  if (v.empty()) return true;
+  for (char c : v)
+    if (c == ' ' || c == '"' || c == '=' || static_cast<unsigned char>(c) < 0x20) return true;
+  return false;
+}
+
+}  // namespace
+
+bool ParseLogLevel(std::string_view name, LogLevel* out) {
+  if (name == "error") *out = LogLevel::kError;
+  else if (name == "warn" || name == "warning") *out = LogLevel::kWarning;
+  else if (name == "info") *out = LogLevel::kInfo;
+  else if (name == "debug") *out = LogLevel::kDebug;
+  else return false;
+  return true;
+}
+
+void SetLogLevel(LogLevel level) { g_level = static_cast<int>(level); }
+void SetLogFormat(LogFormat format) { g_format = static_cast<int>(format); }
+bool LogEnabled(LogLevel level) { return static_cast<int>(level) <= g_level.load(std::memory_order_relaxed); }
+
+void Log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields) {
+  if (!LogEnabled(level)) return;
+  std::string line;
+  if (static_cast<LogFormat>(g_format.load()) == LogFormat::kJson) {
+    nlohmann::json j;
+    j["ts"] = FormatIso8601Ms(SystemClock().NowMs());
+    j["level"] = LevelName(level);
+    j["msg"] = std::string(message);
+    for (const auto& [k, v] : fields) j[std::string(k)] = v;
+    line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  } else {
+    line = "<" + std::to_string(static_cast<int>(level)) + ">" + std::string(message);
+    for (const auto& [k, v] : fields) {
+      line += ' ';
+      line += k;
+      line += '=';
+      if (NeedsQuoting(v)) line += nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      else line += v;
+    }
+  }
+  line += '\n';
+  std::lock_guard<std::mutex> lock(g_mu);
+  fwrite(line.data(), 1, line.size(), stderr);
+  fflush(stderr);
+}
+
+}  // namespace usersd

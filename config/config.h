@@ -1,0 +1,112 @@
+// Config: the daemon's settings, loaded from YAML (SPEC section 6a).
+//
+// Every key has a default, so an empty file is a valid configuration. Unknown
+// keys and bad values are errors whose message names the key path and the
+// line ("workos.timeout_ms (line 12): must be a positive integer").
+// Value type; thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace usersd::config {
+
+struct SocketConfig {
+  std::string path = "/run/usersd/usersd.sock";
+  uint32_t mode = 0660;                  // YAML: octal string "0660" (or integer)
+  std::optional<std::string> group;      // group name or numeric gid
+  uint64_t max_line_bytes = 1048576;
+  uint32_t max_connections = 4096;
+};
+
+struct AdminSocketConfig {
+  std::string path = "/run/usersd/admin.sock";
+  uint32_t mode = 0600;
+  std::vector<uint32_t> allowed_uids;
+  std::vector<uint32_t> allowed_gids;
+};
+
+struct StoreConfig {
+  std::string path = "/var/lib/usersd";
+  uint64_t map_size_mib = 64;
+  uint64_t max_map_size_mib = 65536;
+};
+
+struct AuthConfig {
+  std::string client_id = "client_123";
+  std::optional<std::string> jwks_url;    // default {workos.base_url}/sso/jwks/{client_id}
+  std::optional<std::string> jwks_file;
+  std::optional<std::vector<std::string>> issuers;  // default: the two WorkOS issuers
+  std::optional<std::string> audience;
+  std::vector<std::string> algorithms = {"RS256"};
+  int64_t leeway_seconds = 30;
+  int64_t jwks_refresh_seconds = 3600;
+  int64_t jwks_min_refresh_seconds = 30;
+};
+
+struct WorkosConfig {
+  std::string base_url = "https://api.workos.com";
+  std::optional<std::string> api_key;       // resolved: WORKOS_API_KEY env > api_key_file > api_key
+  std::optional<std::string> api_key_file;
+  int64_t timeout_ms = 10000;
+  uint32_t max_concurrency = 8;
+  int64_t events_poll_seconds = 10;        // 0 disables the poller
+};
+
+struct OutboxConfig {
+  int64_t initial_backoff_ms = 1000;
+  int64_t max_backoff_ms = 300000;
+  int64_t max_age_seconds = 604800;
+};
+
+struct PolicyConfig {
+  bool org_admins_manage_members = false;
+};
+
+struct ProvisioningConfig {
+  bool jit = true;
+};
+
+struct LogConfig {
+  std::string level = "info";   // error | warn | info | debug
+  std::string format = "text";  // text | json
+};
+
+struct MetricsConfig {
+  std::optional<std::string> textfile;  // node_exporter textfile path
+  int64_t textfile_interval_seconds = 15;
+};
+
+struct Config {
+  SocketConfig socket;
+  AdminSocketConfig admin_socket;
+  StoreConfig store;
+  AuthConfig auth;
+  WorkosConfig workos;
+  OutboxConfig outbox;
+  PolicyConfig policy;
+  ProvisioningConfig provisioning;
+  LogConfig log;
+  MetricsConfig metrics;
+
+  // Derived values.
+  std::string EffectiveJwksUrl() const;             // auth.jwks_url or the WorkOS default
+  std::vector<std::string> EffectiveIssuers() const;  // auth.issuers or the WorkOS defaults
+};
+
+// Parses YAML text. `source_name` is used in messages only.
+Result<Config> ParseConfig(const std::string& yaml_text, const std::string& source_name = "config");
+
+// Reads and parses a file, then resolves the API key (WORKOS_API_KEY
+// environment variable, then workos.api_key_file, then workos.api_key) and
+// $CREDENTIALS_DIRECTORY/workos_api_key when systemd passes a credential.
+Result<Config> LoadConfigFile(const std::string& path);
+
+// Applies the environment/credential/file lookups for the API key to `cfg`.
+Status ResolveSecrets(Config* cfg);
+
+}  // namespace usersd::config
