@@ -107,6 +107,25 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& sour
 Result<Config> LoadConfigFile(const std::string& path);
 
 // Applies the environment/credential/file lookups for the API key to `cfg`.
+// First match wins: a non-empty WORKOS_API_KEY, then
+// $CREDENTIALS_DIRECTORY/workos_api_key if that file exists, then
+// workos.api_key_file, then the inline workos.api_key. Surrounding whitespace
+// is trimmed. Errors name the source but never contain the key or the file's
+// contents.
 Status ResolveSecrets(Config* cfg);
+
+// Compares two configurations key by key, for SIGHUP / admin config.reload.
+// Returns the dotted keys that differ and can be applied at runtime
+// ("log.level", "outbox.max_backoff_ms"); appends the differing keys that only
+// take effect after a restart ("socket.path") to `needs_restart` when it is
+// not null. Both lists follow the order of docs/CONFIGURATION.md. Every field
+// of Config is covered, so two empty lists mean the configurations are equal.
+std::vector<std::string> DiffReloadable(const Config& old_cfg, const Config& new_cfg,
+                                        std::vector<std::string>* needs_restart);
+
+// Writes `cfg` as YAML that ParseConfig reads back to the same values, for
+// `--check-config` output and the fuzzer's round trip. workos.api_key is
+// always written as null so the output is safe to print or log.
+std::string ToYaml(const Config& cfg);
 
 }  // namespace usersd::config

@@ -1,0 +1,109 @@
+#include "auth/authenticator.h"
+
+namespace usersd::auth {
+
+namespace {
+// Requests parked while a refetch runs; beyond this, refuse at once rather
+// than let a flood of bogus kids grow memory.
+constexpr size_t kMaxWaiting = 4096;
+}  // namespace
+
+std::optional<std::string_view> BearerToken(std::string_view header) {
+  while (!header.empty() && header.front() == ' ') header.remove_prefix(1);
+  if (header.size() < 7) return std::nullopt;
+  std::string_view scheme = header.substr(0, 6);
+  static constexpr std::string_view kBearer = "bearer";
+  for (size_t i = 0; i < 6; ++i) {
+    char c = scheme[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != kBearer[i]) return std::nullopt;
+  }
+  if (header[6] != ' ') return std::nullopt;
+  std::string_view token = header.substr(7);
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && (token.back() == ' ' || token.back() == '\r')) token.remove_suffix(1);
+  if (token.empty()) return std::nullopt;
+  return token;
+}
+
+Authenticator::Authenticator(const Clock& clock, VerifyOptions options, size_t cache_capacity)
+    : clock_(clock), options_(std::move(options)), cache_(cache_capacity) {}
+
+void Authenticator::SetJwks(std::shared_ptr<const Jwks> jwks) {
+  jwks_ = std::move(jwks);
+  cache_.Clear();
+}
+
+void Authenticator::SetRefetch(Refetch refetch, int64_t min_interval_ms) {
+  refetch_ = std::move(refetch);
+  min_refetch_interval_ms_ = min_interval_ms;
+}
+
+void Authenticator::SetOptions(VerifyOptions options) {
+  options_ = std::move(options);
+  cache_.Clear();
+}
+
+AuthResult Authenticator::VerifyNow(std::string_view token) {
+  int64_t now_s = clock_.NowMs() / 1000;
+  if (auto hit = cache_.Get(token, now_s)) {
+    cache_hits_++;
+    return std::move(*hit);
+  }
+  if (!jwks_) return VerifyFailure{TokenError::kUnknownKid, "no signing keys are known yet"};
+  auto r = Verify(token, *jwks_, options_, now_s);
+  if (auto* c = std::get_if<Claims>(&r)) cache_.Put(token, *c);
+  return r;
+}
+
+void Authenticator::Finish(AuthResult r, const AuthCallback& cb) {
+  if (auto* f = std::get_if<VerifyFailure>(&r)) failures_[TokenErrorName(f->error)]++;
+  cb(std::move(r));
+}
+
+void Authenticator::Authenticate(std::optional<std::string_view> header, AuthCallback cb) {
+  if (!header) {
+    Finish(VerifyFailure{TokenError::kMissing, "missing authorization header"}, cb);
+    return;
+  }
+  auto token = BearerToken(*header);
+  if (!token) {
+    Finish(VerifyFailure{TokenError::kMalformed, "authorization header is not \"Bearer <token>\""}, cb);
+    return;
+  }
+  if (token->size() > options_.max_token_bytes) {
+    Finish(VerifyFailure{TokenError::kTooLarge, "token larger than " + std::to_string(options_.max_token_bytes) +
+                                                    " bytes"},
+           cb);
+    return;
+  }
+  AuthResult r = VerifyNow(*token);
+  auto* f = std::get_if<VerifyFailure>(&r);
+  if (!f || f->error != TokenError::kUnknownKid || !refetch_) {
+    Finish(std::move(r), cb);
+    return;
+  }
+  // Unknown kid: maybe the keys rotated. Refetch, but at most once per
+  // interval, so a caller inventing kids cannot make us hammer WorkOS.
+  int64_t now = clock_.MonotonicMs();
+  bool may_refetch = refetching_ || last_refetch_ms_ < 0 || now - last_refetch_ms_ >= min_refetch_interval_ms_;
+  if (!may_refetch || waiting_.size() >= kMaxWaiting) {
+    Finish(std::move(r), cb);
+    return;
+  }
+  waiting_.emplace_back(std::string(*token), std::move(cb));
+  if (!refetching_) StartRefetch();
+}
+
+void Authenticator::StartRefetch() {
+  refetching_ = true;
+  last_refetch_ms_ = clock_.MonotonicMs();
+  refetch_([this] {
+    refetching_ = false;
+    auto waiting = std::move(waiting_);
+    waiting_.clear();
+    for (auto& [token, cb] : waiting) Finish(VerifyNow(token), cb);
+  });
+}
+
+}  // namespace usersd::auth

@@ -1,0 +1,60 @@
+#include "auth/token_cache.h"
+
+#include <openssl/sha.h>
+
+namespace usersd::auth {
+
+TokenCache::Digest TokenCache::Hash(std::string_view token) {
+  Digest d;
+  // SHA256() is OpenSSL's one-shot (not deprecated in 3.0): no context to
+  // allocate, which matters on the request path.
+  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), d.data());
+  return d;
+}
+
+std::shared_ptr<const Claims> TokenCache::Lookup(std::string_view token, int64_t now_s) {
+  if (map_.empty()) return nullptr;
+  auto it = map_.find(Hash(token));
+  if (it == map_.end()) return nullptr;
+  List::iterator entry = it->second;
+  if (now_s >= entry->exp) {
+    lru_.erase(entry);
+    map_.erase(it);
+    return nullptr;
+  }
+  lru_.splice(lru_.begin(), lru_, entry);
+  return entry->claims;
+}
+
+std::optional<Claims> TokenCache::Get(std::string_view token, int64_t now_s) {
+  std::shared_ptr<const Claims> c = Lookup(token, now_s);
+  if (!c) return std::nullopt;
+  return *c;
+}
+
+void TokenCache::Put(std::string_view token, const Claims& claims) {
+  if (capacity_ == 0 || claims.exp == 0) return;
+  Digest d = Hash(token);
+  auto claims_ptr = std::make_shared<const Claims>(claims);
+  if (auto it = map_.find(d); it != map_.end()) {
+    it->second->exp = claims.exp;
+    it->second->claims = std::move(claims_ptr);
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return;
+  }
+  if (map_.size() >= capacity_) {
+    // Evict the least recently used entry. Expired entries are not hunted
+    // down: they age to the back of the list like any unused entry.
+    map_.erase(lru_.back().digest);
+    lru_.pop_back();
+  }
+  lru_.push_front(Entry{d, claims.exp, std::move(claims_ptr)});
+  map_.emplace(d, lru_.begin());
+}
+
+void TokenCache::Clear() {
+  map_.clear();
+  lru_.clear();
+}
+
+}  // namespace usersd::auth

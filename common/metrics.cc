@@ -1,0 +1,133 @@
+#include "common/metrics.h"
+
+#include <cstdio>
+
+namespace usersd {
+
+namespace {
+
+const double kBuckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+constexpr size_t kNumBuckets = sizeof kBuckets / sizeof kBuckets[0];
+
+std::string Escape(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+std::string Num(double v) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+std::string WithLabel(const std::string& key, const std::string& extra) {
+  if (key.empty()) return "{" + extra + "}";
+  return key.substr(0, key.size() - 1) + "," + extra + "}";
+}
+
+}  // namespace
+
+std::string Metrics::Key(Labels labels) {
+  if (labels.size() == 0) return {};
+  std::string k = "{";
+  bool first = true;
+  for (const auto& [n, v] : labels) {
+    if (!first) k += ',';
+    first = false;
+    k += n;
+    k += "=\"";
+    k += Escape(v);
+    k += '"';
+  }
+  k += '}';
+  return k;
+}
+
+void Metrics::Describe(const std::string& name, const std::string& type, const std::string& help) {
+  std::lock_guard<std::mutex> lock(mu_);
+  meta_.emplace(name, std::make_pair(type, help));
+}
+
+void Metrics::Inc(const std::string& name, Labels labels, uint64_t by) {
+  std::string k = Key(labels);
+  std::lock_guard<std::mutex> lock(mu_);
+  counters_[name][k] += by;
+}
+
+void Metrics::Set(const std::string& name, Labels labels, double value) {
+  std::string k = Key(labels);
+  std::lock_guard<std::mutex> lock(mu_);
+  gauges_[name][k] = value;
+}
+
+void Metrics::Observe(const std::string& name, Labels labels, double seconds) {
+  std::string k = Key(labels);
+  std::lock_guard<std::mutex> lock(mu_);
+  Hist& h = hists_[name][k];
+  if (h.buckets.empty()) h.buckets.assign(kNumBuckets, 0);
+  for (size_t i = 0; i < kNumBuckets; ++i)
+    if (seconds <= kBuckets[i]) h.buckets[i]++;
+  h.count++;
+  h.sum += seconds;
+}
+
+void Metrics::AddCollector(std::function<void(Metrics&)> collector) {
+  std::lock_guard<std::mutex> lock(mu_);
+  collectors_.push_back(std::move(collector));
+}
+
+uint64_t Metrics::CounterValue(const std::string& name, Labels labels) {
+  std::string k = Key(labels);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = counters_.find(name);
+  if (it == counters_.end()) return 0;
+  auto jt = it->second.find(k);
+  return jt == it->second.end() ? 0 : jt->second;
+}
+
+std::string Metrics::Render() {
+  std::vector<std::function<void(Metrics&)>> collectors;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    collectors = collectors_;
+  }
+  for (auto& c : collectors) c(*this);
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string out;
+  auto header = [&](const std::string& name, const char* dflt_type) {
+    auto it = meta_.find(name);
+    if (it != meta_.end()) {
+      out += "# HELP " + name + " " + it->second.second + "\n";
+      out += "# TYPE " + name + " " + it->second.first + "\n";
+    } else {
+      out += "# TYPE " + name + " " + dflt_type + "\n";
+    }
+  };
+  for (const auto& [name, series] : counters_) {
+    header(name, "counter");
+    for (const auto& [k, v] : series) out += name + k + " " + std::to_string(v) + "\n";
+  }
+  for (const auto& [name, series] : gauges_) {
+    header(name, "gauge");
+    for (const auto& [k, v] : series) out += name + k + " " + Num(v) + "\n";
+  }
+  for (const auto& [name, series] : hists_) {
+    header(name, "histogram");
+    for (const auto& [k, h] : series) {
+      for (size_t i = 0; i < kNumBuckets; ++i)
+        out += name + "_bucket" + WithLabel(k, "le=\"" + Num(kBuckets[i]) + "\"") + " " + std::to_string(h.buckets[i]) + "\n";
+      out += name + "_bucket" + WithLabel(k, "le=\"+Inf\"") + " " + std::to_string(h.count) + "\n";
+      out += name + "_sum" + k + " " + Num(h.sum) + "\n";
+      out += name + "_count" + k + " " + std::to_string(h.count) + "\n";
+    }
+  }
+  return out;
+}
+
+}  // namespace usersd

@@ -1,0 +1,51 @@
+// Metrics: counters, gauges and latency histograms in Prometheus text form.
+//
+// Series are identified by name plus a rendered label set, e.g.
+// Inc("usersd_requests_total", {{"method","user.me"},{"outcome","ok"}}).
+// Thread-safe (one mutex); the hot path takes it once per request.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace usersd {
+
+using Labels = std::initializer_list<std::pair<const char*, std::string>>;
+
+class Metrics {
+ public:
+  // `help` is recorded the first time a family is seen.
+  void Describe(const std::string& name, const std::string& type, const std::string& help);
+  void Inc(const std::string& name, Labels labels = {}, uint64_t by = 1);
+  void Set(const std::string& name, Labels labels, double value);
+  // Records a latency in seconds into fixed buckets (100 µs .. 10 s).
+  void Observe(const std::string& name, Labels labels, double seconds);
+  // Gauges computed at scrape time.
+  void AddCollector(std::function<void(Metrics&)> collector);
+  // The Prometheus text exposition (version 0.0.4).
+  std::string Render();
+
+  uint64_t CounterValue(const std::string& name, Labels labels = {});
+
+ private:
+  struct Hist {
+    std::vector<uint64_t> buckets;
+    uint64_t count = 0;
+    double sum = 0;
+  };
+  static std::string Key(Labels labels);
+  std::mutex mu_;
+  std::map<std::string, std::pair<std::string, std::string>> meta_;  // name -> (type, help)
+  std::map<std::string, std::map<std::string, uint64_t>> counters_;
+  std::map<std::string, std::map<std::string, double>> gauges_;
+  std::map<std::string, std::map<std::string, Hist>> hists_;
+  std::vector<std::function<void(Metrics&)>> collectors_;
+};
+
+}  // namespace usersd

@@ -1,0 +1,297 @@
+#include "daemon/app.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+
+namespace usersd::daemon {
+
+namespace {
+
+constexpr int64_t kStopGraceMs = 5000;
+
+auth::VerifyOptions VerifyOptionsFrom(const config::Config& cfg) {
+  auth::VerifyOptions o;
+  o.issuers = cfg.EffectiveIssuers();
+  o.audience = cfg.auth.audience;
+  o.algorithms = cfg.auth.algorithms;
+  o.leeway_seconds = cfg.auth.leeway_seconds;
+  return o;
+}
+
+sync::WorkosOptions WorkosOptionsFrom(const config::Config& cfg) {
+  sync::WorkosOptions o;
+  o.base_url = cfg.workos.base_url;
+  o.api_key = cfg.workos.api_key;
+  o.timeout_ms = cfg.workos.timeout_ms;
+  return o;
+}
+
+domain::ServiceOptions ServiceOptionsFrom(const config::Config& cfg) {
+  return domain::ServiceOptions{cfg.policy.org_admins_manage_members, cfg.provisioning.jit};
+}
+
+void ApplyLogConfig(const config::Config& cfg) {
+  LogLevel level = LogLevel::kInfo;
+  ParseLogLevel(cfg.log.level, &level);
+  SetLogLevel(level);
+  SetLogFormat(cfg.log.format == "json" ? LogFormat::kJson : LogFormat::kText);
+}
+
+}  // namespace
+
+App::App(config::Config cfg, std::string config_path) : cfg_(std::move(cfg)), config_path_(std::move(config_path)) {
+  uv_loop_init(&loop_);
+}
+
+App::~App() {
+  if (lock_fd_ >= 0) close(lock_fd_);
+}
+
+const std::string& App::version() const {
+  static const std::string v = USERSD_VERSION;
+  return v;
+}
+
+void App::Notify(const std::string& state) { sd_notify(0, state.c_str()); }
+
+Status App::Start() {
+  ApplyLogConfig(cfg_);
+  started_at_ms_ = SystemClock().NowMs();
+
+  // One daemon per store: LMDB would allow two, but two outbox senders and
+  // two pollers on one store would deliver everything twice.
+  std::string lock_path = cfg_.store.path + "/usersd.lock";
+  if (mkdir(cfg_.store.path.c_str(), 0700) != 0 && errno != EEXIST)
+    return Status::IOError("store.path: cannot create " + cfg_.store.path + ": " + std::strerror(errno));
+  lock_fd_ = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0) return Status::IOError("cannot open " + lock_path + ": " + std::strerror(errno));
+  if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return Status::Unavailable("another usersd is already running on the store at " + cfg_.store.path);
+  }
+
+  store::StoreOptions so;
+  so.path = cfg_.store.path;
+  so.map_size_bytes = cfg_.store.map_size_mib << 20;
+  so.max_map_size_bytes = cfg_.store.max_map_size_mib << 20;
+  auto st = store::Store::Open(so);
+  if (!st.ok()) return st.status();
+  store_ = std::move(*st);
+
+  poster_ = std::make_unique<Poster>(&loop_);
+  writer_ = std::make_unique<store::Writer>(store_.get(), poster_.get());
+  writer_->Start();
+
+  http_ = std::make_unique<sync::HttpClient>(&loop_, SystemClock(), cfg_.workos.max_concurrency);
+  workos_ = std::make_unique<sync::WorkosClient>(http_.get(), SystemClock(), WorkosOptionsFrom(cfg_));
+  auth_ = std::make_unique<auth::Authenticator>(SystemClock(), VerifyOptionsFrom(cfg_));
+
+  sync::JwksOptions jo;
+  jo.file = cfg_.auth.jwks_file;
+  // With only a file configured, the file is the whole truth; an explicit
+  // URL (or no file at all) means fetching.
+  if (cfg_.auth.jwks_url || !cfg_.auth.jwks_file) jo.url = cfg_.EffectiveJwksUrl();
+  jo.refresh_seconds = cfg_.auth.jwks_refresh_seconds;
+  jwks_ = std::make_unique<sync::JwksManager>(&loop_, workos_.get(), store_.get(), writer_.get(), auth_.get(),
+                                              SystemClock(), jo);
+  USERSD_RETURN_IF_ERROR(jwks_->Start());
+  if (jo.url) {
+    auth_->SetRefetch([this](std::function<void()> done) { jwks_->Refresh([done](Status) { done(); }); },
+                      cfg_.auth.jwks_min_refresh_seconds * 1000);
+  }
+
+  service_ = std::make_unique<domain::UsersService>(store_.get(), writer_.get(), workos_.get(), SystemClock(),
+                                                    ServiceOptionsFrom(cfg_));
+  api_ = std::make_unique<domain::UsersApi>(auth_.get(), service_.get(), &metrics_, SystemClock());
+  RegisterMetrics();
+
+  USERSD_RETURN_IF_ERROR(OpenSockets());
+
+  auto on_signal = [](uv_signal_t* h, int signum) {
+    auto* self = static_cast<App*>(h->data);
+    if (signum == SIGHUP) {
+      std::vector<std::string> reloaded, restart;
+      Status s = self->Reload(&reloaded, &restart);
+      if (!s.ok()) LogError("reload failed; keeping the running configuration", {{"error", s.message()}});
+      return;
+    }
+    LogInfo("stopping", {{"signal", signum == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    self->Stop();
+  };
+  for (auto [h, sig] : {std::pair{&sigterm_, SIGTERM}, std::pair{&sigint_, SIGINT}, std::pair{&sighup_, SIGHUP}}) {
+    uv_signal_init(&loop_, h);
+    h->data = this;
+    uv_signal_start(h, on_signal, sig);
+  }
+
+  // The watchdog ping comes from a loop timer, so a stuck loop stops it.
+  uint64_t wd_usec = 0;
+  uv_timer_init(&loop_, &watchdog_timer_);
+  watchdog_timer_.data = this;
+  if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+    uv_timer_start(&watchdog_timer_, [](uv_timer_t*) { sd_notify(0, "WATCHDOG=1"); }, 0, wd_usec / 2000);
+  }
+  uv_timer_init(&loop_, &stop_timer_);
+  stop_timer_.data = this;
+
+  LogInfo("usersd ready", {{"version", version()},
+                           {"socket", cfg_.socket.path},
+                           {"store", cfg_.store.path},
+                           {"upstream", sync::UpstreamStateName(workos_->state())}});
+  Notify("READY=1\nSTATUS=serving");
+  return Status::Ok();
+}
+
+Status App::OpenSockets() {
+  ipc::ServerOptions ao;
+  ao.name = "app";
+  ao.path = cfg_.socket.path;
+  ao.mode = cfg_.socket.mode;
+  ao.group = cfg_.socket.group;
+  ao.max_line_bytes = cfg_.socket.max_line_bytes;
+  ao.max_connections = cfg_.socket.max_connections;
+  app_server_ = std::make_unique<ipc::Server>(&loop_, ao, api_.get());
+
+  // Socket activation: systemd passes the sockets named in usersd.socket
+  // (FileDescriptorName=app / admin). They are used as they are, never
+  // unlinked or re-created.
+  char** names = nullptr;
+  int n = sd_listen_fds_with_names(1, &names);
+  int app_fd = -1;
+  for (int i = 0; i < n; ++i) {
+    std::string name = names && names[i] ? names[i] : "";
+    int fd = SD_LISTEN_FDS_START + i;
+    if (name == "app" || name == "usersd.sock" || (name != "admin" && app_fd < 0 && name != "admin.sock")) {
+      if (app_fd < 0) app_fd = fd;
+    }
+  }
+  if (names) {
+    for (int i = 0; i < n; ++i) free(names[i]);
+    free(names);
+  }
+  if (app_fd >= 0) {
+    LogInfo("using socket passed by systemd", {{"socket", "app"}, {"fd", std::to_string(app_fd)}});
+    return app_server_->ListenFd(app_fd);
+  }
+  std::string dir = cfg_.socket.path.substr(0, cfg_.socket.path.rfind('/'));
+  if (!dir.empty()) mkdir(dir.c_str(), 0755);
+  return app_server_->Listen();
+}
+
+void App::RegisterMetrics() {
+  metrics_.Describe("usersd_requests_total", "counter", "Application socket requests by method and outcome.");
+  metrics_.Describe("usersd_request_duration_seconds", "histogram", "Application request latency.");
+  metrics_.Describe("usersd_token_failures_total", "counter", "Refused tokens by reason.");
+  metrics_.Describe("usersd_store_map_bytes", "gauge", "Size of the LMDB map.");
+  metrics_.Describe("usersd_store_used_bytes", "gauge", "Bytes of the LMDB map in use.");
+  metrics_.Describe("usersd_users", "gauge", "Users in the store (live and deleted).");
+  metrics_.Describe("usersd_outbox_depth", "gauge", "Jobs waiting for WorkOS.");
+  metrics_.Describe("usersd_dead_letters", "gauge", "Jobs WorkOS refused for good.");
+  metrics_.Describe("usersd_connections", "gauge", "Open application socket connections.");
+  metrics_.Describe("usersd_upstream_online", "gauge", "1 when WorkOS answers, 0 when offline.");
+  metrics_.AddCollector([this](Metrics& m) {
+    auto s = store_->Stats();
+    m.Set("usersd_store_map_bytes", {}, static_cast<double>(s.map_size_bytes));
+    m.Set("usersd_store_used_bytes", {}, static_cast<double>(s.used_bytes));
+    m.Set("usersd_users", {}, static_cast<double>(s.users));
+    m.Set("usersd_outbox_depth", {}, static_cast<double>(s.outbox_depth));
+    m.Set("usersd_dead_letters", {}, static_cast<double>(s.dead_letters));
+    m.Set("usersd_connections", {}, static_cast<double>(app_server_ ? app_server_->connections() : 0));
+    m.Set("usersd_upstream_online", {}, workos_->state() == sync::UpstreamState::kOffline ? 0.0 : 1.0);
+  });
+}
+
+Status App::Reload(std::vector<std::string>* reloaded, std::vector<std::string>* needs_restart) {
+  if (config_path_.empty()) return Status::InvalidArgument("usersd was started without --config; nothing to reload");
+  auto next = config::LoadConfigFile(config_path_);
+  if (!next.ok()) return next.status();
+  *reloaded = config::DiffReloadable(cfg_, *next, needs_restart);
+  config::Config applied = *next;
+  // Keys that need a restart keep their running values.
+  applied.socket = cfg_.socket;
+  applied.admin_socket = cfg_.admin_socket;
+  applied.store = cfg_.store;
+  applied.auth.client_id = cfg_.auth.client_id;
+  applied.auth.jwks_url = cfg_.auth.jwks_url;
+  applied.auth.jwks_file = cfg_.auth.jwks_file;
+  applied.workos.base_url = cfg_.workos.base_url;
+  cfg_ = std::move(applied);
+  ApplyLogConfig(cfg_);
+  workos_->SetOptions(WorkosOptionsFrom(cfg_));
+  http_->SetMaxConcurrency(cfg_.workos.max_concurrency);
+  auth_->SetOptions(VerifyOptionsFrom(cfg_));
+  auth_->SetMinRefetchInterval(cfg_.auth.jwks_min_refresh_seconds * 1000);
+  jwks_->SetRefreshSeconds(cfg_.auth.jwks_refresh_seconds);
+  service_->SetOptions(ServiceOptionsFrom(cfg_));
+  std::string r, n;
+  for (const auto& k : *reloaded) r += (r.empty() ? "" : ",") + k;
+  for (const auto& k : *needs_restart) n += (n.empty() ? "" : ",") + k;
+  LogInfo("configuration reloaded", {{"reloaded", r}, {"needs_restart", n}});
+  return Status::Ok();
+}
+
+void App::Stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  Notify("STOPPING=1");
+  if (app_server_) app_server_->StopAccepting();
+  stop_deadline_ms_ = SystemClock().MonotonicMs() + kStopGraceMs;
+  // Let requests in flight finish (bounded), then tear down.
+  uv_timer_start(&stop_timer_, [](uv_timer_t* t) {
+    auto* self = static_cast<App*>(t->data);
+    bool idle = (!self->app_server_ || self->app_server_->inflight() == 0) && self->writer_->queued() == 0;
+    if (idle || SystemClock().MonotonicMs() >= self->stop_deadline_ms_) {
+      uv_timer_stop(t);
+      self->FinishStop();
+    }
+  }, 0, 10);
+}
+
+void App::FinishStop() {
+  auto close = [](auto* h) {
+    auto* handle = reinterpret_cast<uv_handle_t*>(h);
+    if (handle->loop && !uv_is_closing(handle)) uv_close(handle, nullptr);
+  };
+  close(&sigterm_);
+  close(&sigint_);
+  close(&sighup_);
+  close(&watchdog_timer_);
+  close(&stop_timer_);
+  close(&metrics_timer_);
+  if (jwks_) jwks_->Close();
+  // Drain the writer: every queued mutation commits (or fails) and its reply
+  // is posted; Poster::Close runs those replies before closing.
+  if (writer_) writer_->Stop();
+  if (poster_) poster_->Close();
+  if (app_server_) app_server_->Close([] {});
+  if (http_) http_->Shutdown([] {});
+}
+
+int App::Run() {
+  Status st = Start();
+  if (!st.ok()) {
+    LogError("usersd failed to start", {{"error", st.message()}});
+    Notify("STATUS=failed to start: " + st.message());
+    stopping_ = true;
+    FinishStop();
+    exit_code_ = 1;
+  }
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  int rc = uv_loop_close(&loop_);
+  if (rc != 0) {
+    LogError("event loop closed with open handles", {{"error", uv_strerror(rc)}});
+    uv_print_all_handles(&loop_, stderr);
+  }
+  writer_.reset();
+  store_.reset();
+  if (exit_code_ == 0) LogInfo("usersd stopped");
+  return exit_code_;
+}
+
+}  // namespace usersd::daemon

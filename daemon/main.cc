@@ -1,0 +1,86 @@
+// usersd entry point: argument parsing, config loading, then App::Run().
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "common/log.h"
+#include "config/config.h"
+#include "daemon/app.h"
+#include "sync/http_client.h"
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/usersd/usersd.yaml";
+
+void Usage(FILE* out) {
+  fprintf(out,
+          "usage: usersd [--config FILE] [--check-config] [--version] [--help]\n"
+          "\n"
+          "  --config FILE    YAML configuration (default %s when it exists,\n"
+          "                   otherwise built-in defaults)\n"
+          "  --check-config   validate the configuration and exit (0 = valid)\n"
+          "  --version        print the version and exit\n"
+          "\n"
+          "Environment: WORKOS_API_KEY overrides workos.api_key; with systemd,\n"
+          "$CREDENTIALS_DIRECTORY/workos_api_key is used (LoadCredential=).\n"
+          "Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads the config.\n",
+          kDefaultConfig);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" || a == "-c") {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "usersd: --config needs a file\n");
+        return 2;
+      }
+      config_path = argv[++i];
+    } else if (a.rfind("--config=", 0) == 0) {
+      config_path = a.substr(9);
+    } else if (a == "--check-config") {
+      check_only = true;
+    } else if (a == "--version") {
+      printf("usersd %s\n", USERSD_VERSION);
+      return 0;
+    } else if (a == "--help" || a == "-h") {
+      Usage(stdout);
+      return 0;
+    } else {
+      fprintf(stderr, "usersd: unknown argument \"%s\"\n", a.c_str());
+      Usage(stderr);
+      return 2;
+    }
+  }
+  if (config_path.empty() && access(kDefaultConfig, R_OK) == 0) config_path = kDefaultConfig;
+
+  usersd::Result<usersd::config::Config> cfg = usersd::config::Config{};
+  if (!config_path.empty()) {
+    cfg = usersd::config::LoadConfigFile(config_path);
+  } else {
+    usersd::config::Config defaults;
+    usersd::Status s = usersd::config::ResolveSecrets(&defaults);
+    if (s.ok()) cfg = defaults;
+    else cfg = s;
+  }
+  if (!cfg.ok()) {
+    fprintf(stderr, "usersd: %s: %s\n", config_path.empty() ? "defaults" : config_path.c_str(),
+            cfg.status().message().c_str());
+    return 1;
+  }
+  if (check_only) {
+    printf("%s: configuration is valid\n", config_path.empty() ? "defaults" : config_path.c_str());
+    return 0;
+  }
+
+  // libcurl's global state must be set up before any thread starts.
+  usersd::sync::GlobalHttpInit();
+  usersd::daemon::App app(std::move(*cfg), config_path);
+  return app.Run();
+}

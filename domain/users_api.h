@@ -1,0 +1,36 @@
+// UsersApi: the application socket's Dispatcher.
+//
+// Maps each request tag to a UsersService operation after authenticating the
+// caller's bearer token, and each OpResult to the wire (SPEC sections 1-2):
+// typed errors become Fail causes (UnauthorizedError 401, UserNotFoundError
+// 404, InternalServerError 500), invalid payloads and unknown methods become
+// ValidationError defects. Logs each request at debug (method, duration,
+// outcome; never the token) and counts it in Metrics.
+//
+// Loop thread only. Borrows its dependencies.
+#pragma once
+
+#include "auth/authenticator.h"
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "domain/users_service.h"
+#include "ipc/server.h"
+
+namespace usersd::domain {
+
+class UsersApi : public ipc::Dispatcher {
+ public:
+  UsersApi(auth::Authenticator* auth, UsersService* service, Metrics* metrics, const Clock& clock);
+  void Dispatch(const ipc::Request& request, ipc::Responder responder) override;
+
+ private:
+  auth::Authenticator* auth_;
+  UsersService* service_;
+  Metrics* metrics_;
+  const Clock& clock_;
+};
+
+// OpResult to the wire outcome.
+ipc::Outcome ToOutcome(const OpResult& r);
+
+}  // namespace usersd::domain

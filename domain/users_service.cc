@@ -1,0 +1,421 @@
+#include "domain/users_service.h"
+
+#include <sys/random.h>
+
+#include <cstdio>
+
+#include "common/log.h"
+#include "common/timefmt.h"
+#include "domain/validate.h"
+
+namespace usersd::domain {
+
+using store::ChangeOp;
+using store::JobOp;
+using store::OutboxJob;
+using store::UserRecord;
+using store::WriteTxn;
+
+namespace {
+
+Json OptString(const std::optional<std::string>& s) { return s ? Json(*s) : Json(nullptr); }
+Json OptTime(const std::optional<int64_t>& t) { return t ? Json(FormatIso8601Ms(*t)) : Json(nullptr); }
+
+// The outcome a WriteOp decided on. When `rollback` is set the op returned a
+// non-ok status on purpose (nothing written) and `result` is the answer.
+struct Decision {
+  OpResult result;
+  bool rollback = false;
+};
+
+// Status a WriteOp returns to roll back after deciding its answer.
+Status Rollback(Decision* d, OpResult r) {
+  d->result = std::move(r);
+  d->rollback = true;
+  return Status::NotFound("rolled back by decision");
+}
+
+// Maps the writer's status and the op's decision to the reply.
+OpResult Conclude(const Status& st, const Decision& d) {
+  if (st.ok()) return d.result;
+  if (d.rollback) return d.result;
+  if (st.code() == Code::kInvalidArgument) return OpResult::Invalid(st.message());
+  if (st.code() == Code::kMapFull) return OpResult::Internal("store is full: " + st.message());
+  if (st.code() == Code::kUnavailable) return OpResult::Internal("usersd is shutting down");
+  return OpResult::Internal(st.message());
+}
+
+// Assigns the next transactionId to `after`, stores it and appends the change
+// entry. `before` is the stored version (nullopt for a new user).
+Status CommitUser(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,
+                  int64_t now_ms) {
+  auto txid = t.NextTxid();
+  if (!txid.ok()) return txid.status();
+  after.txid = *txid;
+  USERSD_RETURN_IF_ERROR(t.PutUser(after, before));
+  store::Change c;
+  c.txid = *txid;
+  c.op = op;
+  c.user = after;
+  c.at_ms = now_ms;
+  return t.AppendChange(c);
+}
+
+Json MutationResult(const UserRecord& u) { return Json{{"data", ToUserJson(u)}, {"transactionId", u.txid}}; }
+
+bool IsAdminRole(const std::string& role) { return role == "owner" || role == "admin"; }
+
+std::optional<std::string> NormalizePicture(const std::optional<std::string>& url) {
+  if (!url) return std::nullopt;
+  size_t b = url->find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return std::nullopt;
+  size_t e = url->find_last_not_of(" \t\r\n");
+  return url->substr(b, e - b + 1);
+}
+
+}  // namespace
+
+std::string NewUuid() {
+  unsigned char b[16];
+  size_t got = 0;
+  while (got < sizeof b) {
+    ssize_t n = getrandom(b + got, sizeof b - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+  char out[37];
+  snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+           b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  return out;
+}
+
+Json ToUserJson(const UserRecord& u) {
+  return Json{{"id", u.id},
+              {"email", u.email},
+              {"firstName", u.first_name},
+              {"lastName", u.last_name},
+              {"avatarUrl", OptString(u.avatar_url)},
+              {"userType", u.user_type},
+              {"settings", u.settings ? *u.settings : Json(nullptr)},
+              {"isOnboarded", u.is_onboarded},
+              {"timezone", OptString(u.timezone)},
+              {"createdAt", FormatIso8601Ms(u.created_at_ms)},
+              {"updatedAt", OptTime(u.updated_at_ms)},
+              {"deletedAt", OptTime(u.deleted_at_ms)}};
+}
+
+Json ToCurrentUserJson(const UserRecord& u, const auth::Claims& caller) {
+  // organizationId and role describe the session: AuthKit issues them per
+  // token (a user may switch organizations), so the token is the source.
+  std::string role = caller.role;
+  if (role != "owner" && role != "admin" && role != "member") role = "member";
+  return Json{{"id", u.id},
+              {"organizationId", caller.org_id ? Json(*caller.org_id) : Json(nullptr)},
+              {"role", role},
+              {"email", u.email},
+              {"firstName", u.first_name},
+              {"lastName", u.last_name},
+              {"avatarUrl", OptString(u.avatar_url)},
+              {"isOnboarded", u.is_onboarded},
+              {"timezone", OptString(u.timezone)},
+              {"settings", u.settings ? *u.settings : Json(nullptr)}};
+}
+
+UsersService::UsersService(store::Store* store, store::Writer* writer, WorkosGateway* workos, const Clock& clock,
+                           ServiceOptions options)
+    : store_(store), writer_(writer), workos_(workos), clock_(clock), options_(options) {}
+
+// ------------------------------------------------------------ caller
+
+void UsersService::ResolveCaller(const auth::Claims& caller,
+                                 std::function<void(Result<UserRecord>, OpResult)> cb) {
+  std::optional<UserRecord> found;
+  {
+    auto txn = store_->BeginRead();
+    if (!txn.ok()) return cb(txn.status(), OpResult::Internal(txn.status().message()));
+    auto u = txn->FindByWorkosId(caller.sub);
+    if (!u.ok()) return cb(u.status(), OpResult::Internal(u.status().message()));
+    found = std::move(*u);
+  }
+  if (found) {
+    if (!found->live()) return cb(Status::Unauthorized("deleted"), OpResult::Unauthorized("user has been deleted"));
+    return cb(std::move(*found), OpResult::Ok(nullptr));
+  }
+  if (!options_.jit_provisioning)
+    return cb(Status::Unauthorized("unknown"), OpResult::Unauthorized("user is not provisioned on this host"));
+  if (workos_ && workos_->Configured() && !workos_->Offline()) {
+    auto claims = caller;
+    workos_->GetUser(caller.sub, [this, claims, cb](WorkosGateway::GetResult r) {
+      switch (r.outcome) {
+        case WorkosGateway::Outcome::kOk:
+          Provision(claims, r.profile, true, cb);
+          return;
+        case WorkosGateway::Outcome::kNotFound:
+          cb(Status::Unauthorized("no such WorkOS user"),
+             OpResult::Unauthorized("token subject is not a WorkOS user"));
+          return;
+        default:
+          // WorkOS did not answer usefully: provision from the token and
+          // fill the profile in later.
+          LogInfo("provisioning without WorkOS profile", {{"reason", r.error}});
+          Provision(claims, std::nullopt, false, cb);
+          return;
+      }
+    });
+    return;
+  }
+  Provision(caller, std::nullopt, false, cb);
+}
+
+void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosGateway::Profile> profile, bool fetched,
+                             std::function<void(Result<UserRecord>, OpResult)> cb) {
+  auto decision = std::make_shared<Decision>();
+  auto created = std::make_shared<std::optional<UserRecord>>();
+  int64_t now = clock_.NowMs();
+  std::string new_id = NewUuid();
+  writer_->Submit(
+      [caller, profile, fetched, decision, created, now, new_id](WriteTxn& t) -> Status {
+        decision->rollback = false;
+        // Another request may have provisioned the same user meanwhile.
+        auto existing = t.FindByWorkosId(caller.sub);
+        if (!existing.ok()) return existing.status();
+        if (existing->has_value()) {
+          *created = **existing;
+          return Status::Ok();
+        }
+        UserRecord u;
+        u.id = new_id;
+        u.workos_id = caller.sub;
+        u.organization_id = caller.org_id;
+        u.role = caller.role;
+        u.created_at_ms = now;
+        if (profile) {
+          u.email = profile->email;
+          u.first_name = profile->first_name;
+          u.last_name = profile->last_name;
+          u.avatar_url = NormalizePicture(profile->profile_picture_url);
+          // "" records "WorkOS has no picture", as opposed to never asked.
+          u.profile_picture_url = u.avatar_url ? *u.avatar_url : std::string();
+        }
+        u.profile_pending = !fetched;
+        if (!u.email.empty()) {
+          auto holder = t.FindByEmail(u.email);
+          if (!holder.ok()) return holder.status();
+          if (holder->has_value()) {
+            LogWarn("provisioned user's email is held by another local user; left empty",
+                    {{"user", u.id}, {"other", (*holder)->id}});
+            u.email.clear();
+          }
+        }
+        USERSD_RETURN_IF_ERROR(CommitUser(t, u, std::nullopt, ChangeOp::kUpsert, now));
+        if (!fetched) {
+          OutboxJob job;
+          job.user_id = u.id;
+          job.workos_id = u.workos_id;
+          job.op = JobOp::kFetch;
+          job.txid = u.txid;
+          job.created_at_ms = now;
+          job.next_attempt_at_ms = now;
+          auto id = t.EnqueueJob(job);
+          if (!id.ok()) return id.status();
+        }
+        *created = u;
+        return Status::Ok();
+      },
+      [this, decision, created, cb](Status st) {
+        if (!st.ok() || !created->has_value()) {
+          OpResult r = Conclude(st, *decision);
+          return cb(st.ok() ? Status::Internal("provisioning produced no user") : st, r);
+        }
+        if (!(*created)->live()) return cb(Status::Unauthorized("deleted"), OpResult::Unauthorized("user has been deleted"));
+        provisioned_++;
+        cb(std::move(**created), OpResult::Ok(nullptr));
+      });
+}
+
+// -------------------------------------------------------- operations
+
+void UsersService::Me(const auth::Claims& caller, OpCallback cb) {
+  auto claims = caller;
+  ResolveCaller(caller, [claims, cb](Result<UserRecord> u, OpResult err) {
+    if (!u.ok()) return cb(std::move(err));
+    cb(OpResult::Ok(ToCurrentUserJson(*u, claims)));
+  });
+}
+
+void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCallback cb) {
+  auto parsed = ParseUpdatePayload(payload);
+  if (!parsed.ok()) return cb(OpResult::Invalid(parsed.status().message()));
+  auto patch = std::make_shared<UserPatch>(std::move(*parsed));
+  auto claims = caller;
+  ResolveCaller(caller, [this, patch, claims, cb](Result<UserRecord> me, OpResult err) {
+    if (!me.ok()) return cb(std::move(err));
+    bool self = patch->id == me->id;
+    bool org_admin = options_.org_admins_manage_members && IsAdminRole(claims.role) && claims.org_id.has_value();
+    // Policy before existence: an id one may not manage is refused without
+    // looking it up.
+    if (!self && !org_admin) return cb(OpResult::Unauthorized("you may only update your own user"));
+    auto decision = std::make_shared<Decision>();
+    int64_t now = clock_.NowMs();
+    writer_->Submit(
+        [patch, claims, self, decision, now](WriteTxn& t) -> Status {
+          decision->rollback = false;
+          auto cur = t.GetUser(patch->id);
+          if (!cur.ok()) return cur.status();
+          const std::optional<UserRecord>& before = *cur;
+          if (!self && (!before || before->organization_id != claims.org_id))
+            return Rollback(decision.get(), OpResult::Unauthorized("you may not manage this user"));
+          if (!before || !before->live()) return Rollback(decision.get(), OpResult::NotFound(patch->id));
+          UserRecord after = *before;
+          if (patch->first_name) after.first_name = *patch->first_name;
+          if (patch->last_name) after.last_name = *patch->last_name;
+          if (patch->email) after.email = *patch->email;
+          if (patch->avatar_url) after.avatar_url = *patch->avatar_url;
+          if (patch->timezone) after.timezone = *patch->timezone;
+          if (patch->settings) after.settings = *patch->settings;
+          after.updated_at_ms = now;
+          USERSD_RETURN_IF_ERROR(CommitUser(t, after, before, ChangeOp::kUpsert, now));
+          // Only WorkOS-owned fields that really changed go to WorkOS.
+          Json fields = Json::object();
+          if (after.first_name != before->first_name) fields["first_name"] = after.first_name;
+          if (after.last_name != before->last_name) fields["last_name"] = after.last_name;
+          if (after.email != before->email) fields["email"] = after.email;
+          if (!fields.empty()) {
+            OutboxJob job;
+            job.user_id = after.id;
+            job.workos_id = after.workos_id;
+            job.op = JobOp::kUpdate;
+            job.fields = std::move(fields);
+            job.txid = after.txid;
+            job.created_at_ms = now;
+            job.next_attempt_at_ms = now;
+            auto id = t.EnqueueJob(std::move(job));
+            if (!id.ok()) return id.status();
+          }
+          decision->result = OpResult::Ok(MutationResult(after));
+          return Status::Ok();
+        },
+        [decision, cb](Status st) { cb(Conclude(st, *decision)); });
+  });
+}
+
+void UsersService::Delete(const auth::Claims& caller, const Json& payload, OpCallback cb) {
+  auto parsed = ParseDeletePayload(payload);
+  if (!parsed.ok()) return cb(OpResult::Invalid(parsed.status().message()));
+  std::string target = std::move(*parsed);
+  auto claims = caller;
+  ResolveCaller(caller, [this, target, claims, cb](Result<UserRecord> me, OpResult err) {
+    if (!me.ok()) return cb(std::move(err));
+    bool self = target == me->id;
+    bool org_admin = options_.org_admins_manage_members && IsAdminRole(claims.role) && claims.org_id.has_value();
+    if (!self && !org_admin) return cb(OpResult::Unauthorized("you may only delete your own user"));
+    auto decision = std::make_shared<Decision>();
+    int64_t now = clock_.NowMs();
+    writer_->Submit(
+        [target, claims, self, decision, now](WriteTxn& t) -> Status {
+          decision->rollback = false;
+          auto cur = t.GetUser(target);
+          if (!cur.ok()) return cur.status();
+          const std::optional<UserRecord>& before = *cur;
+          if (!self && (!before || before->organization_id != claims.org_id))
+            return Rollback(decision.get(), OpResult::Unauthorized("you may not manage this user"));
+          if (!before || !before->live()) return Rollback(decision.get(), OpResult::NotFound(target));
+          UserRecord after = *before;
+          after.deleted_at_ms = now;
+          after.updated_at_ms = now;
+          USERSD_RETURN_IF_ERROR(CommitUser(t, after, before, ChangeOp::kDelete, now));
+          OutboxJob job;
+          job.user_id = after.id;
+          job.workos_id = after.workos_id;
+          job.op = JobOp::kDelete;
+          job.txid = after.txid;
+          job.created_at_ms = now;
+          job.next_attempt_at_ms = now;
+          auto id = t.EnqueueJob(std::move(job));
+          if (!id.ok()) return id.status();
+          decision->result = OpResult::Ok(Json{{"transactionId", after.txid}});
+          return Status::Ok();
+        },
+        [decision, cb](Status st) { cb(Conclude(st, *decision)); });
+  });
+}
+
+void UsersService::FinalizeOnboarding(const auth::Claims& caller, OpCallback cb) {
+  ResolveCaller(caller, [this, cb](Result<UserRecord> me, OpResult err) {
+    if (!me.ok()) return cb(std::move(err));
+    auto decision = std::make_shared<Decision>();
+    int64_t now = clock_.NowMs();
+    std::string id = me->id;
+    writer_->Submit(
+        [id, decision, now](WriteTxn& t) -> Status {
+          decision->rollback = false;
+          auto cur = t.GetUser(id);
+          if (!cur.ok()) return cur.status();
+          if (!cur->has_value() || !(*cur)->live())
+            return Rollback(decision.get(), OpResult::Unauthorized("user has been deleted"));
+          UserRecord after = **cur;
+          after.is_onboarded = true;
+          after.updated_at_ms = now;
+          USERSD_RETURN_IF_ERROR(CommitUser(t, after, *cur, ChangeOp::kUpsert, now));
+          decision->result = OpResult::Ok(MutationResult(after));
+          return Status::Ok();
+        },
+        [decision, cb](Status st) { cb(Conclude(st, *decision)); });
+  });
+}
+
+void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
+  ResolveCaller(caller, [this, cb](Result<UserRecord> me, OpResult err) {
+    if (!me.ok()) return cb(std::move(err));
+    std::string id = me->id;
+    // `live` is the picture WorkOS just gave (inner nullopt = none); nullopt
+    // means WorkOS could not be asked and the stored fallback applies.
+    auto apply = [this, id, cb](std::optional<std::optional<std::string>> live) {
+      auto decision = std::make_shared<Decision>();
+      int64_t now = clock_.NowMs();
+      writer_->Submit(
+          [id, live, decision, now](WriteTxn& t) -> Status {
+            decision->rollback = false;
+            auto cur = t.GetUser(id);
+            if (!cur.ok()) return cur.status();
+            if (!cur->has_value() || !(*cur)->live())
+              return Rollback(decision.get(), OpResult::Unauthorized("user has been deleted"));
+            UserRecord after = **cur;
+            if (live) {
+              after.avatar_url = *live;
+              after.profile_picture_url = *live ? **live : std::string();
+            } else if (!after.profile_picture_url) {
+              return Rollback(decision.get(),
+                              OpResult::Internal("WorkOS is unreachable and no profile picture is known for this user"));
+            } else {
+              after.avatar_url = NormalizePicture(after.profile_picture_url);
+            }
+            after.updated_at_ms = now;
+            USERSD_RETURN_IF_ERROR(CommitUser(t, after, *cur, ChangeOp::kUpsert, now));
+            decision->result = OpResult::Ok(MutationResult(after));
+            return Status::Ok();
+          },
+          [decision, cb](Status st) { cb(Conclude(st, *decision)); });
+    };
+    if (!workos_ || !workos_->Configured() || workos_->Offline()) return apply(std::nullopt);
+    workos_->GetUser(me->workos_id, [apply, cb](WorkosGateway::GetResult r) {
+      switch (r.outcome) {
+        case WorkosGateway::Outcome::kOk:
+          apply(std::optional<std::optional<std::string>>(NormalizePicture(r.profile.profile_picture_url)));
+          return;
+        case WorkosGateway::Outcome::kUnreachable:
+          apply(std::nullopt);
+          return;
+        case WorkosGateway::Outcome::kNotFound:
+          cb(OpResult::Internal("WorkOS does not know this user"));
+          return;
+        case WorkosGateway::Outcome::kError:
+          cb(OpResult::Internal("WorkOS refused the profile request: " + r.error));
+          return;
+      }
+    });
+  });
+}
+
+}  // namespace usersd::domain

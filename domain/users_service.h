@@ -1,0 +1,114 @@
+// UsersService: the five operations of the Users API (SPEC section 1).
+//
+// Each operation resolves the caller from verified token claims (provisioning
+// the user on first use), checks policy, and submits one WriteOp to the
+// Writer: the mutation, its outbox job and its change-feed entry commit in one
+// LMDB transaction, and the reply (with its transactionId) is produced only
+// after that commit. Policy and validation that depend on stored state run
+// inside the WriteOp, on the state the batch writes on.
+//
+// Loop thread only (the WriteOps it builds run on the writer thread and touch
+// nothing but their transaction and captured values). Ownership: borrows
+// every dependency; they must outlive the service.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "auth/jwt.h"
+#include "common/clock.h"
+#include "common/status.h"
+#include "store/store.h"
+#include "store/writer.h"
+
+namespace usersd::domain {
+
+using Json = nlohmann::json;
+
+// What the service needs from WorkOS. Implemented by sync::WorkosClient;
+// tests use a fake. Loop thread only; callbacks run on the loop thread,
+// never synchronously inside the call.
+class WorkosGateway {
+ public:
+  struct Profile {
+    std::string email;
+    std::string first_name;
+    std::string last_name;
+    std::optional<std::string> profile_picture_url;  // nullopt: WorkOS has none
+  };
+  enum class Outcome { kOk, kNotFound, kUnreachable, kError };
+  struct GetResult {
+    Outcome outcome = Outcome::kUnreachable;
+    Profile profile;
+    std::string error;  // for logs; never holds the API key
+  };
+  virtual ~WorkosGateway() = default;
+  // False when no API key is configured: live calls are not attempted.
+  virtual bool Configured() const = 0;
+  // True while upstream is known to be down (the outbox is backing off), so
+  // a request does not wait for a timeout to learn it.
+  virtual bool Offline() const = 0;
+  virtual void GetUser(const std::string& workos_id, std::function<void(GetResult)> cb) = 0;
+};
+
+// The result of one operation, before it is put on the wire.
+struct OpResult {
+  enum class Kind { kOk, kUnauthorized, kNotFound, kInvalid, kInternal };
+  Kind kind = Kind::kOk;
+  Json value;           // kOk: the success value
+  std::string message;  // human-readable; for kInvalid it names the field
+  std::string detail;   // kUnauthorized/kInternal detail
+  std::string user_id;  // kNotFound: the id asked for
+
+  static OpResult Ok(Json v) { return {Kind::kOk, std::move(v), {}, {}, {}}; }
+  static OpResult Unauthorized(std::string detail) { return {Kind::kUnauthorized, nullptr, "Unauthorized", std::move(detail), {}}; }
+  static OpResult NotFound(std::string id) { return {Kind::kNotFound, nullptr, "User not found", {}, std::move(id)}; }
+  static OpResult Invalid(std::string message) { return {Kind::kInvalid, nullptr, std::move(message), {}, {}}; }
+  static OpResult Internal(std::string detail) { return {Kind::kInternal, nullptr, "Internal server error", std::move(detail), {}}; }
+};
+
+using OpCallback = std::function<void(OpResult)>;
+
+struct ServiceOptions {
+  bool org_admins_manage_members = false;
+  bool jit_provisioning = true;
+};
+
+class UsersService {
+ public:
+  UsersService(store::Store* store, store::Writer* writer, WorkosGateway* workos, const Clock& clock,
+               ServiceOptions options);
+
+  void Me(const auth::Claims& caller, OpCallback cb);
+  void Update(const auth::Claims& caller, const Json& payload, OpCallback cb);
+  void Delete(const auth::Claims& caller, const Json& payload, OpCallback cb);
+  void FinalizeOnboarding(const auth::Claims& caller, OpCallback cb);
+  void ResetAvatar(const auth::Claims& caller, OpCallback cb);
+
+  void SetOptions(ServiceOptions options) { options_ = options; }
+  uint64_t provisioned() const { return provisioned_; }
+
+ private:
+  // Finds the caller's live user, provisioning it when allowed. Fails with
+  // kUnauthorized for deleted or unknown (JIT off) users.
+  void ResolveCaller(const auth::Claims& caller, std::function<void(Result<store::UserRecord>, OpResult)> cb);
+  void Provision(const auth::Claims& caller, std::optional<WorkosGateway::Profile> profile, bool fetched,
+                 std::function<void(Result<store::UserRecord>, OpResult)> cb);
+
+  store::Store* store_;
+  store::Writer* writer_;
+  WorkosGateway* workos_;
+  const Clock& clock_;
+  ServiceOptions options_;
+  uint64_t provisioned_ = 0;
+};
+
+// Wire shapes (SPEC section 1).
+Json ToUserJson(const store::UserRecord& u);
+Json ToCurrentUserJson(const store::UserRecord& u, const auth::Claims& caller);
+// A fresh random (version 4) UUID in lower case.
+std::string NewUuid();
+
+}  // namespace usersd::domain

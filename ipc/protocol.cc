@@ -1,0 +1,312 @@
+#include "ipc/protocol.h"
+
+namespace usersd::ipc {
+
+namespace {
+
+// Nesting deeper than this is refused before it can exhaust the stack of
+// anything that walks the value later.
+constexpr int kMaxDepth = 64;
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// Parses with a depth limit and without exceptions. Returns discarded on error
+// and sets *too_deep when the limit was the reason.
+Json ParseBounded(std::string_view line, bool* too_deep) {
+  *too_deep = false;
+  int depth = 0;
+  auto cb = [&](int d, Json::parse_event_t ev, Json&) {
+    if (ev == Json::parse_event_t::object_start || ev == Json::parse_event_t::array_start) {
+      depth = d;
+      if (d > kMaxDepth) {
+        *too_deep = true;
+        return false;
+      }
+    }
+    return true;
+  };
+  (void)depth;
+  Json j = Json::parse(line.begin(), line.end(), cb, /*allow_exceptions=*/false);
+  if (*too_deep) return Json(Json::value_t::discarded);
+  return j;
+}
+
+bool ParseHeaders(const Json& h, std::vector<std::pair<std::string, std::string>>* out) {
+  if (h.is_null()) return true;
+  if (h.is_array()) {
+    for (const auto& pair : h) {
+      if (!pair.is_array() || pair.size() != 2 || !pair[0].is_string() || !pair[1].is_string()) return false;
+      out->emplace_back(Lower(pair[0].get_ref<const std::string&>()), pair[1].get<std::string>());
+    }
+    return true;
+  }
+  if (h.is_object()) {
+    for (const auto& [k, v] : h.items()) {
+      if (!v.is_string()) return false;
+      out->emplace_back(Lower(k), v.get<std::string>());
+    }
+    return true;
+  }
+  return false;
+}
+
+Frame Error(Wire wire, int code, std::string message) {
+  Frame f;
+  f.kind = FrameKind::kError;
+  f.wire = wire;
+  f.error_code = code;
+  f.error_message = std::move(message);
+  return f;
+}
+
+// An error answered as the ValidationError defect of the request whose id we
+// could read.
+Frame RequestError(Wire wire, Json id, int code, std::string message) {
+  Frame f = Error(wire, code, std::move(message));
+  f.request.wire = wire;
+  f.request.id = std::move(id);
+  f.error_has_request = true;
+  return f;
+}
+
+std::string IdToString(const Json& id) {
+  if (id.is_string()) return id.get<std::string>();
+  if (id.is_number_integer() || id.is_number_unsigned()) return id.dump();
+  if (id.is_number_float()) {
+    double d = id.get<double>();
+    if (d == static_cast<double>(static_cast<int64_t>(d))) return std::to_string(static_cast<int64_t>(d));
+    return id.dump();
+  }
+  return id.dump();
+}
+
+bool ValidId(const Json& id) { return id.is_string() || id.is_number(); }
+
+Frame ParseEffect(Json& j) {
+  const Json& tag = j["_tag"];
+  if (!tag.is_string()) return Error(Wire::kEffect, kInvalidRequest, "_tag must be a string");
+  const std::string& t = tag.get_ref<const std::string&>();
+  Frame f;
+  f.wire = Wire::kEffect;
+  if (t == "Request") {
+    auto id_it = j.find("id");
+    if (id_it == j.end() || !ValidId(*id_it)) return Error(Wire::kEffect, kInvalidRequest, "Request needs an id");
+    Json id = *id_it;
+    auto tag_it = j.find("tag");
+    if (tag_it == j.end() || !tag_it->is_string())
+      return RequestError(Wire::kEffect, id, kInvalidRequest, "Request needs a string tag");
+    f.kind = FrameKind::kRequest;
+    f.request.wire = Wire::kEffect;
+    f.request.id = std::move(id);
+    f.request.tag = tag_it->get<std::string>();
+    if (auto p = j.find("payload"); p != j.end()) f.request.payload = std::move(*p);
+    if (auto h = j.find("headers"); h != j.end() && !ParseHeaders(*h, &f.request.headers))
+      return RequestError(Wire::kEffect, f.request.id, kInvalidRequest, "headers must be [name, value] pairs");
+    return f;
+  }
+  if (t == "Ping") {
+    f.kind = FrameKind::kPing;
+    return f;
+  }
+  if (t == "Ack" || t == "Interrupt") {
+    auto rid = j.find("requestId");
+    if (rid == j.end() || !ValidId(*rid)) return Error(Wire::kEffect, kInvalidRequest, t + " needs a requestId");
+    f.kind = t == "Ack" ? FrameKind::kAck : FrameKind::kInterrupt;
+    f.request_id = IdToString(*rid);
+    return f;
+  }
+  if (t == "Eof") {
+    f.kind = FrameKind::kEof;
+    return f;
+  }
+  if (t == "Pong") {
+    f.kind = FrameKind::kIgnored;
+    return f;
+  }
+  return Error(Wire::kEffect, kInvalidRequest, "unknown _tag \"" + t + "\"");
+}
+
+Frame ParseJsonRpc(Json& j) {
+  auto m = j.find("method");
+  if (m == j.end() || !m->is_string()) {
+    // A response-shaped message is nothing a server expects.
+    return Error(Wire::kJsonRpc, kInvalidRequest, "method must be a string");
+  }
+  if (auto v = j.find("jsonrpc"); v != j.end() && (!v->is_string() || *v != "2.0"))
+    return Error(Wire::kJsonRpc, kInvalidRequest, "jsonrpc must be \"2.0\"");
+  std::string method = m->get<std::string>();
+  Frame f;
+  f.wire = Wire::kJsonRpc;
+  Json id = nullptr;
+  if (auto it = j.find("id"); it != j.end()) {
+    if (!it->is_null() && !ValidId(*it)) return Error(Wire::kJsonRpc, kInvalidRequest, "id must be a string or a number");
+    id = *it;
+  }
+  constexpr std::string_view kControl = "@effect/rpc/";
+  if (method.rfind(kControl, 0) == 0 && (id.is_null() || (id.is_number() && id == 0) || (id.is_string() && id == ""))) {
+    std::string ctl = method.substr(kControl.size());
+    std::string rid;
+    if (auto p = j.find("params"); p != j.end() && p->is_object()) {
+      if (auto r = p->find("requestId"); r != p->end() && ValidId(*r)) rid = IdToString(*r);
+    }
+    if (ctl == "Ping") f.kind = FrameKind::kPing;
+    else if (ctl == "Ack") f.kind = FrameKind::kAck;
+    else if (ctl == "Interrupt") f.kind = FrameKind::kInterrupt;
+    else if (ctl == "Eof") f.kind = FrameKind::kEof;
+    else if (ctl == "Pong") f.kind = FrameKind::kIgnored;
+    else return Error(Wire::kJsonRpc, kMethodNotFound, "unknown control message \"" + method + "\"");
+    if ((f.kind == FrameKind::kAck || f.kind == FrameKind::kInterrupt) && rid.empty())
+      return Error(Wire::kJsonRpc, kInvalidRequest, ctl + " needs params.requestId");
+    f.request_id = rid;
+    return f;
+  }
+  f.kind = FrameKind::kRequest;
+  f.request.wire = Wire::kJsonRpc;
+  f.request.id = std::move(id);
+  f.request.tag = std::move(method);
+  if (auto p = j.find("params"); p != j.end()) f.request.payload = std::move(*p);
+  if (auto h = j.find("headers"); h != j.end() && !ParseHeaders(*h, &f.request.headers)) {
+    if (f.request.id.is_null()) return Error(Wire::kJsonRpc, kInvalidRequest, "headers must be pairs or an object");
+    return RequestError(Wire::kJsonRpc, f.request.id, kInvalidRequest, "headers must be pairs or an object");
+  }
+  return f;
+}
+
+void AppendExitEffect(std::string& out, const Request& req, const Outcome& o) {
+  out += R"({"_tag":"Exit","requestId":)";
+  AppendJson(out, req.id.is_string() ? req.id : Json(IdToString(req.id)));
+  switch (o.kind) {
+    case Outcome::Kind::kSuccess:
+      out += R"(,"exit":{"_tag":"Success","value":)";
+      AppendJson(out, o.value);
+      out += "}}";
+      break;
+    case Outcome::Kind::kFail:
+      out += R"(,"exit":{"_tag":"Failure","cause":{"_tag":"Fail","error":)";
+      AppendJson(out, o.value);
+      out += "}}}";
+      break;
+    case Outcome::Kind::kDie: {
+      out += R"(,"exit":{"_tag":"Failure","cause":{"_tag":"Die","defect":)";
+      AppendJson(out, Json{{"name", o.defect_name}, {"message", o.message}});
+      out += "}}}";
+      break;
+    }
+  }
+}
+
+void AppendExitJsonRpc(std::string& out, const Request& req, const Outcome& o) {
+  out += R"({"jsonrpc":"2.0","id":)";
+  AppendJson(out, req.id);
+  switch (o.kind) {
+    case Outcome::Kind::kSuccess:
+      out += R"(,"result":)";
+      AppendJson(out, o.value.is_null() ? Json(nullptr) : o.value);
+      out += "}";
+      break;
+    case Outcome::Kind::kFail: {
+      Json err{{"_tag", "Cause"},
+               {"code", o.code},
+               {"message", o.message},
+               {"data", Json{{"_tag", "Fail"}, {"error", o.value}}}};
+      out += R"(,"error":)";
+      AppendJson(out, err);
+      out += "}";
+      break;
+    }
+    case Outcome::Kind::kDie: {
+      Json err{{"_tag", "Cause"},
+               {"code", o.code},
+               {"message", o.message},
+               {"data", Json{{"_tag", "Die"}, {"defect", Json{{"name", o.defect_name}, {"message", o.message}}}}}};
+      out += R"(,"error":)";
+      AppendJson(out, err);
+      out += "}";
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+std::optional<std::string_view> Request::Header(std::string_view lower_name) const {
+  for (const auto& [k, v] : headers)
+    if (k == lower_name) return std::string_view(v);
+  return std::nullopt;
+}
+
+std::string Request::IdString() const { return IdToString(id); }
+
+void AppendJson(std::string& out, const Json& j) {
+  out += j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+Frame ParseLine(std::string_view line) {
+  // Tolerate a CR from clients that write CRLF.
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  bool too_deep = false;
+  Json j = ParseBounded(line, &too_deep);
+  if (too_deep) return Error(Wire::kJsonRpc, kInvalidRequest, "JSON nested deeper than 64 levels");
+  if (j.is_discarded()) return Error(Wire::kJsonRpc, kParseError, "Parse error: line is not valid JSON");
+  if (!j.is_object()) return Error(Wire::kJsonRpc, kInvalidRequest, "Invalid Request: expected a JSON object");
+  if (j.contains("_tag")) return ParseEffect(j);
+  if (j.contains("jsonrpc") || j.contains("method")) return ParseJsonRpc(j);
+  return Error(Wire::kJsonRpc, kInvalidRequest, "Invalid Request: neither an @effect/rpc message nor JSON-RPC");
+}
+
+std::string EncodeExit(const Request& req, const Outcome& outcome) {
+  std::string out;
+  out.reserve(256);
+  if (req.wire == Wire::kEffect) AppendExitEffect(out, req, outcome);
+  else AppendExitJsonRpc(out, req, outcome);
+  out += '\n';
+  return out;
+}
+
+std::string EncodeChunk(const Request& req, const Json& values) {
+  std::string out;
+  if (req.wire == Wire::kEffect) {
+    out += R"({"_tag":"Chunk","requestId":)";
+    AppendJson(out, Json(req.IdString()));
+    out += R"(,"values":)";
+    AppendJson(out, values);
+    out += "}\n";
+  } else {
+    out += R"({"jsonrpc":"2.0","chunk":true,"id":)";
+    AppendJson(out, req.id);
+    out += R"(,"result":)";
+    AppendJson(out, values);
+    out += "}\n";
+  }
+  return out;
+}
+
+std::string EncodeStreamEnd(const Request& req) {
+  if (req.wire == Wire::kEffect) {
+    std::string out = R"({"_tag":"Exit","requestId":)";
+    AppendJson(out, Json(req.IdString()));
+    out += R"(,"exit":{"_tag":"Success"}})";
+    out += '\n';
+    return out;
+  }
+  return EncodeExit(req, Outcome::Success(nullptr));
+}
+
+std::string EncodePong(Wire wire) {
+  if (wire == Wire::kEffect) return "{\"_tag\":\"Pong\"}\n";
+  return "{\"jsonrpc\":\"2.0\",\"method\":\"@effect/rpc/Pong\"}\n";
+}
+
+std::string EncodeProtocolError(int code, std::string_view message) {
+  std::string out = R"({"jsonrpc":"2.0","id":null,"error":)";
+  AppendJson(out, Json{{"code", code}, {"message", std::string(message)}});
+  out += "}\n";
+  return out;
+}
+
+}  // namespace usersd::ipc

@@ -1,0 +1,588 @@
+#include "ipc/server.h"
+
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+
+namespace usersd::ipc {
+
+// One request's shared state: the Responder copies point here.
+struct RequestState {
+  std::weak_ptr<Connection> conn;
+  Request request;
+  PeerCred peer;
+  bool replied = false;
+  bool stream = false;
+  std::function<void(StreamEvent)> stream_handler;
+  ~RequestState();
+};
+
+// One accepted client. Owned by the Server (shared_ptr so that
+// RequestStates can hold weak references); freed after its pipe closed.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(Server* server) : server_(server) {}
+  ~Connection() { assert(closed_ && "Connection destroyed before its pipe closed"); }
+
+  uv_pipe_t pipe_{};
+  Server* server_;
+  PeerCred peer_;
+  std::string in_;          // bytes read, not yet a complete line
+  size_t scan_from_ = 0;    // in_[0, scan_from_) has no newline
+  std::string out_;         // replies waiting for the next flush
+  size_t bytes_in_uv_ = 0;  // bytes handed to uv_write, not yet written
+  size_t inflight_ = 0;
+  bool reading_ = false;
+  bool closing_ = false;
+  bool closed_ = false;
+  bool close_after_flush_ = false;
+  bool eof_ = false;  // the client sent Eof or half-closed
+  bool dirty_ = false;
+  std::unordered_map<std::string, std::weak_ptr<RequestState>> streams_;
+
+  void Start();
+  void Send(std::string_view frame);
+  void Flush();
+  void Close();
+  void CloseAfterFlush();
+  void RequestDone();
+  void UpdateReading();
+
+ private:
+  static void OnAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void OnRead(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
+  void ProcessLines();
+  void HandleLine(std::string_view line);
+  void MaybeFinish();
+  char read_buf_[64 * 1024];
+};
+
+namespace {
+
+struct WriteReq {
+  uv_write_t req;
+  std::string data;
+  std::weak_ptr<Connection> conn;
+};
+
+}  // namespace
+
+RequestState::~RequestState() {
+  // A request whose every Responder was dropped without a reply would leave
+  // the client waiting forever; answer it instead.
+  if (!replied) {
+    if (auto c = conn.lock()) {
+      if (!c->closing_) {
+        c->Send(EncodeExit(request, Outcome::Die("request was dropped without a reply", -32603, "InternalError")));
+      }
+      c->RequestDone();
+    }
+  }
+}
+
+// ------------------------------------------------------------- Responder
+
+void Responder::Reply(const Outcome& outcome) const {
+  if (s_->replied) return;
+  s_->replied = true;
+  auto c = s_->conn.lock();
+  if (!c) return;
+  if (s_->stream) c->streams_.erase(s_->request.IdString());
+  // JSON-RPC notifications (no id) get no reply, as JSON-RPC 2.0 says.
+  bool notification = s_->request.wire == Wire::kJsonRpc && s_->request.id.is_null();
+  if (!c->closing_ && !notification) c->Send(EncodeExit(s_->request, outcome));
+  c->RequestDone();
+}
+
+void Responder::Chunk(const Json& values) const {
+  if (s_->replied) return;
+  auto c = s_->conn.lock();
+  if (!c || c->closing_) return;
+  c->Send(EncodeChunk(s_->request, values));
+}
+
+void Responder::EndStream() const {
+  if (s_->replied) return;
+  s_->replied = true;
+  auto c = s_->conn.lock();
+  if (!c) return;
+  c->streams_.erase(s_->request.IdString());
+  if (!c->closing_) c->Send(EncodeStreamEnd(s_->request));
+  c->RequestDone();
+}
+
+void Responder::OnStreamEvent(std::function<void(StreamEvent)> handler) const {
+  auto c = s_->conn.lock();
+  s_->stream = true;
+  s_->stream_handler = std::move(handler);
+  if (c) c->streams_[s_->request.IdString()] = s_;
+}
+
+bool Responder::connected() const {
+  auto c = s_->conn.lock();
+  return c && !c->closing_;
+}
+
+const Request& Responder::request() const { return s_->request; }
+const PeerCred& Responder::peer() const { return s_->peer; }
+
+// ------------------------------------------------------------ Connection
+
+void Connection::Start() {
+  pipe_.data = this;
+  reading_ = true;
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&pipe_), &Connection::OnAlloc, &Connection::OnRead);
+}
+
+void Connection::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* c = static_cast<Connection*>(h->data);
+  buf->base = c->read_buf_;
+  buf->len = sizeof c->read_buf_;
+}
+
+void Connection::OnRead(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+  auto* c = static_cast<Connection*>(s->data);
+  auto self = c->shared_from_this();  // keep alive through this callback
+  if (n < 0) {
+    if (n == UV_EOF) {
+      // Half-close: answer what is in flight, then close.
+      c->eof_ = true;
+      uv_read_stop(s);
+      c->reading_ = false;
+      c->MaybeFinish();
+    } else {
+      c->Close();
+    }
+    return;
+  }
+  if (n == 0 || c->closing_ || c->close_after_flush_) return;
+  c->in_.append(buf->base, static_cast<size_t>(n));
+  c->ProcessLines();
+}
+
+void Connection::ProcessLines() {
+  size_t start = 0;
+  const size_t limit = server_->options_.max_line_bytes;
+  while (!closing_ && !close_after_flush_) {
+    size_t nl = in_.find('\n', std::max(start, scan_from_));
+    if (nl == std::string::npos) break;
+    scan_from_ = 0;
+    if (nl - start > limit) break;  // reported below, after the loop
+    HandleLine(std::string_view(in_).substr(start, nl - start));
+    start = nl + 1;
+  }
+  if (start > 0) in_.erase(0, start);
+  if (closing_ || close_after_flush_) return;
+  // Either a complete line over the limit, or a partial one already over it:
+  // refuse without buffering more.
+  size_t nl = in_.find('\n');
+  size_t pending_len = nl == std::string::npos ? in_.size() : nl;
+  if (pending_len > limit) {
+    server_->stats_.overlong_lines++;
+    Send(EncodeProtocolError(kInvalidRequest,
+                             "Invalid Request: line exceeds the maximum of " + std::to_string(limit) + " bytes"));
+    in_.clear();
+    in_.shrink_to_fit();
+    CloseAfterFlush();
+    return;
+  }
+  scan_from_ = in_.size();
+  UpdateReading();
+}
+
+void Connection::HandleLine(std::string_view line) {
+  if (line.empty() || line == "\r") return;  // blank lines are harmless
+  Frame f = ParseLine(line);
+  switch (f.kind) {
+    case FrameKind::kRequest: {
+      server_->stats_.requests++;
+      inflight_++;
+      auto st = std::make_shared<RequestState>();
+      st->conn = weak_from_this();
+      st->request = std::move(f.request);
+      st->peer = peer_;
+      Responder r(st);
+      try {
+        server_->dispatcher_->Dispatch(st->request, r);
+      } catch (const std::exception& e) {
+        LogError("dispatch threw", {{"method", st->request.tag}, {"error", e.what()}});
+        r.Reply(Outcome::Die("internal error", -32603, "InternalError"));
+      }
+      break;
+    }
+    case FrameKind::kPing:
+      Send(EncodePong(f.wire));
+      break;
+    case FrameKind::kAck:
+    case FrameKind::kInterrupt: {
+      auto it = streams_.find(f.request_id);
+      if (it == streams_.end()) break;
+      auto st = it->second.lock();
+      if (!st) {
+        streams_.erase(it);
+        break;
+      }
+      auto handler = st->stream_handler;  // the handler may end the stream
+      if (handler) handler(f.kind == FrameKind::kAck ? StreamEvent::kAck : StreamEvent::kInterrupt);
+      break;
+    }
+    case FrameKind::kEof:
+      eof_ = true;
+      MaybeFinish();
+      break;
+    case FrameKind::kIgnored:
+      break;
+    case FrameKind::kError:
+      server_->stats_.protocol_errors++;
+      if (f.error_has_request) {
+        Send(EncodeExit(f.request, Outcome::Die(f.error_message, f.error_code)));
+      } else {
+        Send(EncodeProtocolError(f.error_code, f.error_message));
+      }
+      break;
+  }
+}
+
+void Connection::Send(std::string_view frame) {
+  if (closing_) return;
+  out_.append(frame);
+  if (server_->closing_) {
+    // The flush check is gone while closing; write at once.
+    Flush();
+    return;
+  }
+  if (!dirty_) {
+    dirty_ = true;
+    server_->MarkDirty(shared_from_this());
+  }
+  UpdateReading();
+}
+
+void Connection::Flush() {
+  dirty_ = false;
+  if (closing_ || out_.empty()) {
+    MaybeFinish();
+    return;
+  }
+  auto* w = new WriteReq;
+  w->data.swap(out_);
+  w->conn = weak_from_this();
+  w->req.data = w;
+  bytes_in_uv_ += w->data.size();
+  uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&pipe_), &b, 1, [](uv_write_t* req, int status) {
+    auto* w = static_cast<WriteReq*>(req->data);
+    if (auto c = w->conn.lock()) {
+      c->bytes_in_uv_ -= w->data.size();
+      if (status < 0) c->Close();
+      else {
+        c->UpdateReading();
+        c->MaybeFinish();
+      }
+    }
+    delete w;
+  });
+  if (rc != 0) {
+    bytes_in_uv_ -= w->data.size();
+    delete w;
+    Close();
+  }
+}
+
+void Connection::UpdateReading() {
+  if (closing_ || eof_ || close_after_flush_) return;
+  const auto& o = server_->options_;
+  bool over = out_.size() + bytes_in_uv_ > o.write_high_watermark || inflight_ >= o.max_inflight_per_connection;
+  auto* s = reinterpret_cast<uv_stream_t*>(&pipe_);
+  if (over && reading_) {
+    uv_read_stop(s);
+    reading_ = false;
+    server_->stats_.read_pauses++;
+  } else if (!over && !reading_) {
+    // Resume below half the watermark, so a client at the edge does not
+    // flip the reader on and off for every reply.
+    if (out_.size() + bytes_in_uv_ <= o.write_high_watermark / 2 && inflight_ < o.max_inflight_per_connection) {
+      reading_ = true;
+      uv_read_start(s, &Connection::OnAlloc, &Connection::OnRead);
+    }
+  }
+}
+
+void Connection::RequestDone() {
+  if (inflight_ > 0) inflight_--;
+  UpdateReading();
+  MaybeFinish();
+}
+
+void Connection::CloseAfterFlush() {
+  close_after_flush_ = true;
+  if (reading_) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&pipe_));
+    reading_ = false;
+  }
+  MaybeFinish();
+}
+
+void Connection::MaybeFinish() {
+  if (closing_) return;
+  bool drained = out_.empty() && bytes_in_uv_ == 0;
+  if (close_after_flush_ && drained) Close();
+  else if (eof_ && drained && inflight_ == 0 && streams_.empty()) Close();
+}
+
+void Connection::Close() {
+  if (closing_) return;
+  closing_ = true;
+  auto streams = std::move(streams_);
+  streams_.clear();
+  for (auto& [id, weak] : streams) {
+    if (auto st = weak.lock()) {
+      auto handler = st->stream_handler;
+      if (handler) handler(StreamEvent::kClosed);
+    }
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&pipe_), [](uv_handle_t* h) {
+    auto* c = static_cast<Connection*>(h->data);
+    c->closed_ = true;
+    c->server_->Remove(c);
+  });
+}
+
+// ---------------------------------------------------------------- Server
+
+Server::Server(uv_loop_t* loop, ServerOptions options, Dispatcher* dispatcher)
+    : loop_(loop), options_(std::move(options)), dispatcher_(dispatcher) {}
+
+Server::~Server() {
+  assert(listener_closed_ && check_closed_ && grace_closed_ && conns_.empty() &&
+         "Server destroyed before Close() completed");
+}
+
+namespace {
+
+// True when something accepts connections on `path`.
+bool SomeoneListens(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  return ok;
+}
+
+Status ApplyGroup(const std::string& path, const std::string& group) {
+  gid_t gid;
+  char* end = nullptr;
+  unsigned long n = std::strtoul(group.c_str(), &end, 10);
+  if (!group.empty() && end && *end == '\0') {
+    gid = static_cast<gid_t>(n);
+  } else {
+    struct group* g = getgrnam(group.c_str());
+    if (!g) return Status::InvalidArgument("socket group \"" + group + "\" does not exist");
+    gid = g->gr_gid;
+  }
+  if (chown(path.c_str(), static_cast<uid_t>(-1), gid) != 0)
+    return Status::IOError("chown " + path + ": " + std::strerror(errno));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status Server::Listen() {
+  const std::string& path = options_.path;
+  if (path.size() >= sizeof(sockaddr_un{}.sun_path))
+    return Status::InvalidArgument("socket path longer than 107 bytes: " + path);
+  struct stat st{};
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return Status::IOError(path + " exists and is not a socket");
+    if (SomeoneListens(path))
+      return Status::Unavailable("another process is already listening on " + path + " (is usersd running?)");
+    unlink(path.c_str());
+  }
+  int rc = uv_pipe_init(loop_, &listener_, 0);
+  if (rc != 0) return Status::Internal(std::string("uv_pipe_init: ") + uv_strerror(rc));
+  listener_closed_ = false;
+  listener_.data = this;
+  // The socket is created with the permissions the umask allows; make that
+  // nothing so no one can connect before chmod sets the configured mode.
+  mode_t old = umask(0177);
+  rc = uv_pipe_bind(&listener_, path.c_str());
+  umask(old);
+  if (rc != 0) return Status::IOError("bind " + path + ": " + uv_strerror(rc));
+  owns_socket_file_ = true;
+  if (chmod(path.c_str(), options_.mode) != 0) return Status::IOError("chmod " + path + ": " + std::strerror(errno));
+  if (options_.group) USERSD_RETURN_IF_ERROR(ApplyGroup(path, *options_.group));
+  return ListenFd(-1);
+}
+
+Status Server::ListenFd(int fd) {
+  if (fd >= 0) {
+    int rc = uv_pipe_init(loop_, &listener_, 0);
+    if (rc != 0) return Status::Internal(std::string("uv_pipe_init: ") + uv_strerror(rc));
+    listener_closed_ = false;
+    listener_.data = this;
+    rc = uv_pipe_open(&listener_, fd);
+    if (rc != 0) return Status::IOError(std::string("uv_pipe_open(inherited fd): ") + uv_strerror(rc));
+  }
+  int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 1024, &Server::OnConnection);
+  if (rc != 0) return Status::IOError("listen " + options_.path + ": " + uv_strerror(rc));
+  listening_ = true;
+  uv_check_init(loop_, &check_);
+  check_.data = this;
+  check_closed_ = false;
+  uv_check_start(&check_, &Server::OnCheck);
+  return Status::Ok();
+}
+
+void Server::OnConnection(uv_stream_t* s, int status) {
+  auto* self = static_cast<Server*>(s->data);
+  if (status < 0) {
+    // libuv already applies the reserve-fd trick for EMFILE; log at most
+    // once a second so a storm cannot flood the journal.
+    uint64_t now = uv_now(self->loop_);
+    if (now - self->last_accept_error_log_ms_ >= 1000) {
+      self->last_accept_error_log_ms_ = now;
+      LogWarn("accept failed", {{"socket", self->options_.name}, {"error", uv_strerror(status)}});
+    }
+    return;
+  }
+  self->Accept();
+}
+
+void Server::Accept() {
+  auto conn = std::make_shared<Connection>(this);
+  uv_pipe_init(loop_, &conn->pipe_, 0);
+  conn->pipe_.data = conn.get();
+  conns_[conn.get()] = conn;
+  if (uv_accept(reinterpret_cast<uv_stream_t*>(&listener_), reinterpret_cast<uv_stream_t*>(&conn->pipe_)) != 0) {
+    conn->Close();
+    return;
+  }
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&conn->pipe_), &fd) == 0) {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+      conn->peer_.pid = cred.pid;
+      conn->peer_.uid = cred.uid;
+      conn->peer_.gid = cred.gid;
+    }
+  }
+  if (closing_) {
+    conn->Close();
+    return;
+  }
+  if (options_.authorize && !options_.authorize(conn->peer_)) {
+    stats_.refused_peer++;
+    LogWarn("refused connection: peer not allowed",
+            {{"socket", options_.name},
+             {"pid", std::to_string(conn->peer_.pid)},
+             {"uid", std::to_string(conn->peer_.uid)},
+             {"gid", std::to_string(conn->peer_.gid)}});
+    conn->Send(EncodeProtocolError(kInvalidRequest, "permission denied: uid " + std::to_string(conn->peer_.uid) +
+                                                        " may not use this socket"));
+    conn->CloseAfterFlush();
+    return;
+  }
+  if (conns_.size() > options_.max_connections) {
+    stats_.refused_limit++;
+    conn->Send(EncodeProtocolError(kInvalidRequest, "too many connections (limit " +
+                                                        std::to_string(options_.max_connections) + ")"));
+    conn->CloseAfterFlush();
+    return;
+  }
+  stats_.accepted++;
+  conn->Start();
+}
+
+void Server::OnCheck(uv_check_t* check) {
+  auto* self = static_cast<Server*>(check->data);
+  auto dirty = std::move(self->dirty_);
+  self->dirty_.clear();
+  for (auto& c : dirty) c->Flush();
+}
+
+void Server::MarkDirty(const std::shared_ptr<Connection>& c) { dirty_.push_back(c); }
+
+void Server::Remove(Connection* c) {
+  conns_.erase(c);
+  MaybeFinishClose();
+}
+
+size_t Server::inflight() const {
+  size_t n = 0;
+  for (const auto& [p, c] : conns_) n += c->inflight_;
+  return n;
+}
+
+void Server::StopAccepting() {
+  if (!listener_closed_ && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&listener_))) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), [](uv_handle_t* h) {
+      auto* self = static_cast<Server*>(h->data);
+      self->listener_closed_ = true;
+      self->MaybeFinishClose();
+    });
+    if (owns_socket_file_) unlink(options_.path.c_str());
+    owns_socket_file_ = false;
+  }
+  listening_ = false;
+}
+
+void Server::Close(std::function<void()> done, uint64_t grace_ms) {
+  closing_ = true;
+  close_done_ = std::move(done);
+  StopAccepting();
+  // Write what is buffered, then close each connection once it is written.
+  for (auto& c : dirty_) c->Flush();
+  dirty_.clear();
+  std::vector<std::shared_ptr<Connection>> all;
+  for (auto& [p, c] : conns_) all.push_back(c);
+  for (auto& c : all) c->CloseAfterFlush();
+  if (!check_closed_ && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&check_))) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&check_), [](uv_handle_t* h) {
+      auto* self = static_cast<Server*>(h->data);
+      self->check_closed_ = true;
+      self->MaybeFinishClose();
+    });
+  }
+  if (!conns_.empty()) {
+    // Clients that do not read would hold the close forever.
+    uv_timer_init(loop_, &grace_timer_);
+    grace_timer_.data = this;
+    grace_closed_ = false;
+    uv_timer_start(&grace_timer_, [](uv_timer_t* t) {
+      auto* self = static_cast<Server*>(t->data);
+      std::vector<std::shared_ptr<Connection>> left;
+      for (auto& [p, c] : self->conns_) left.push_back(c);
+      for (auto& c : left) c->Close();
+    }, grace_ms, 0);
+  }
+  MaybeFinishClose();
+}
+
+void Server::MaybeFinishClose() {
+  if (closing_ && conns_.empty() && !grace_closed_ && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&grace_timer_))) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&grace_timer_), [](uv_handle_t* h) {
+      auto* self = static_cast<Server*>(h->data);
+      self->grace_closed_ = true;
+      self->MaybeFinishClose();
+    });
+  }
+  if (closing_ && listener_closed_ && check_closed_ && grace_closed_ && conns_.empty() && close_done_) {
+    auto done = std::move(close_done_);
+    close_done_ = nullptr;
+    done();
+  }
+}
+
+}  // namespace usersd::ipc

@@ -1,0 +1,150 @@
+// Server: a libuv Unix-socket server speaking newline-delimited JSON.
+//
+// Each accepted connection reads lines, parses them (ipc/protocol.h) and hands
+// requests to a Dispatcher. Replies may come in any order and at any later
+// loop turn through the request's Responder. Replies are buffered per
+// connection and written once per loop iteration (one uv_write carries every
+// frame that became ready in that iteration).
+//
+// Memory per connection is bounded: a line longer than max_line_bytes closes
+// the connection after a final error frame, and a client whose replies pile
+// up (it does not read) or that has too many requests in flight is not read
+// from until it catches up.
+//
+// Threads: loop thread only, including every Responder method.
+// Ownership: the Server owns its listener, its uv_check_t and every
+// connection; Close() must complete (its callback run) before destruction.
+#pragma once
+
+#include <sys/types.h>
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "ipc/protocol.h"
+
+namespace usersd::ipc {
+
+struct PeerCred {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+struct ServerOptions {
+  std::string name = "app";  // for logs and metrics
+  std::string path;
+  uint32_t mode = 0660;
+  std::optional<std::string> group;  // name or numeric gid
+  size_t max_line_bytes = 1 << 20;
+  size_t max_connections = 4096;
+  size_t max_inflight_per_connection = 256;
+  size_t write_high_watermark = 1 << 20;  // stop reading above this many queued reply bytes
+  // Called with the peer's credentials on accept; false refuses the caller.
+  std::function<bool(const PeerCred&)> authorize;
+};
+
+class Connection;
+struct RequestState;
+
+enum class StreamEvent { kAck, kInterrupt, kClosed };
+
+// A handle for answering one request; cheap to copy. Replying more than once
+// is ignored. If every copy is dropped without a reply the client gets an
+// InternalServerError defect, so a request never hangs.
+class Responder {
+ public:
+  explicit Responder(std::shared_ptr<RequestState> s) : s_(std::move(s)) {}
+  void Reply(const Outcome& outcome) const;
+  // Streams: send one Chunk. Flow control is the client's Ack, delivered to
+  // the stream handler.
+  void Chunk(const Json& values) const;
+  void EndStream() const;
+  // Registers the handler of Ack/Interrupt/closed events for a stream.
+  void OnStreamEvent(std::function<void(StreamEvent)> handler) const;
+  bool connected() const;
+  const Request& request() const;
+  const PeerCred& peer() const;
+
+ private:
+  std::shared_ptr<RequestState> s_;
+};
+
+class Dispatcher {
+ public:
+  virtual ~Dispatcher() = default;
+  // Loop thread. Must eventually reply through `responder` (now or later).
+  virtual void Dispatch(const Request& request, Responder responder) = 0;
+};
+
+struct ServerStats {
+  uint64_t accepted = 0;
+  uint64_t refused_limit = 0;
+  uint64_t refused_peer = 0;
+  uint64_t requests = 0;
+  uint64_t protocol_errors = 0;
+  uint64_t overlong_lines = 0;
+  uint64_t read_pauses = 0;
+};
+
+class Server {
+ public:
+  Server(uv_loop_t* loop, ServerOptions options, Dispatcher* dispatcher);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Creates the socket file at options.path (removing a stale one only when
+  // nothing listens on it), applies mode and group, and listens.
+  Status Listen();
+  // Listens on an inherited, already bound socket (systemd socket
+  // activation). The socket file is left alone.
+  Status ListenFd(int fd);
+  // Stops accepting new connections; existing ones keep being served.
+  void StopAccepting();
+  // Closes the listener, then each connection once its buffered replies are
+  // written (or after `grace_ms`, for clients that do not read), then calls
+  // `done`.
+  void Close(std::function<void()> done, uint64_t grace_ms = 1000);
+
+  size_t connections() const { return conns_.size(); }
+  size_t inflight() const;
+  const ServerStats& stats() const { return stats_; }
+  const ServerOptions& options() const { return options_; }
+  void set_max_line_bytes(size_t n) { options_.max_line_bytes = n; }
+
+ private:
+  friend class Connection;
+  static void OnConnection(uv_stream_t* server, int status);
+  static void OnCheck(uv_check_t* check);
+  void Accept();
+  void MarkDirty(const std::shared_ptr<Connection>& c);
+  void Remove(Connection* c);
+  void MaybeFinishClose();
+
+  uv_loop_t* loop_;
+  ServerOptions options_;
+  Dispatcher* dispatcher_;
+  uv_pipe_t listener_{};
+  bool listening_ = false;
+  bool listener_closed_ = true;
+  bool owns_socket_file_ = false;
+  uv_check_t check_{};
+  bool check_closed_ = true;
+  uv_timer_t grace_timer_{};
+  bool grace_closed_ = true;
+  bool closing_ = false;
+  std::function<void()> close_done_;
+  std::unordered_map<Connection*, std::shared_ptr<Connection>> conns_;
+  std::vector<std::shared_ptr<Connection>> dirty_;
+  ServerStats stats_;
+  uint64_t last_accept_error_log_ms_ = 0;
+};
+
+}  // namespace usersd::ipc

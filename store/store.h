@@ -1,0 +1,248 @@
+// Store: usersd's durable state in one LMDB environment.
+//
+// Named databases:
+//   users      user id (UUID)          -> UserRecord (MessagePack, versioned)
+//   by_workos  WorkOS user id          -> user id   (every user, live or deleted,
+//                                                    so a deleted user's token is
+//                                                    refused, not re-provisioned)
+//   by_email   lower-cased email       -> user id   (live users, non-empty emails)
+//   meta       name                    -> value     (schema version, last
+//                                                    transactionId, JWKS, cursor)
+//   changes    transactionId (u64 BE)  -> Change    (the change feed)
+//   outbox     job id (u64 BE)         -> OutboxJob (to deliver to WorkOS)
+//   dead       job id (u64 BE)         -> DeadLetter
+//
+// Threads: the Store object is shared. Read transactions may be used on any
+// thread (MDB_NOTLS), one thread at a time each. Write transactions come only
+// from the Writer thread (store/writer.h), so LMDB's single-writer rule holds
+// by construction. Growing the map needs every transaction of this process to
+// be closed; readers hold a shared lock for their lifetime and Grow() takes it
+// exclusively.
+#pragma once
+
+#include <lmdb.h>
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+
+namespace usersd::store {
+
+using Json = nlohmann::json;
+
+// One user as stored. Times are milliseconds since the epoch.
+struct UserRecord {
+  std::string id;         // UUID, our primary key
+  std::string workos_id;  // WorkOS user id (token `sub`); never on the app socket
+  std::string email;
+  std::string first_name;
+  std::string last_name;
+  std::optional<std::string> avatar_url;
+  std::string user_type = "user";  // "user" | "machine"
+  std::optional<Json> settings;    // object or absent (null on the wire)
+  bool is_onboarded = false;
+  std::optional<std::string> timezone;
+  int64_t created_at_ms = 0;
+  std::optional<int64_t> updated_at_ms;
+  std::optional<int64_t> deleted_at_ms;
+  std::optional<std::string> organization_id;
+  std::string role = "member";
+  // The last profile picture URL WorkOS showed us (events, fetches,
+  // provisioning): user.resetAvatar's offline fallback.
+  std::optional<std::string> profile_picture_url;
+  // True while a user provisioned offline still waits for its WorkOS profile.
+  bool profile_pending = false;
+  uint64_t txid = 0;  // transactionId of the last change
+
+  bool live() const { return !deleted_at_ms.has_value(); }
+};
+
+enum class JobOp { kUpdate, kDelete, kFetch };
+const char* JobOpName(JobOp op);
+
+// A unit of work for WorkOS. `fields` holds the WorkOS-owned fields that
+// changed (first_name, last_name, email) for updates.
+struct OutboxJob {
+  uint64_t id = 0;
+  std::string user_id;
+  std::string workos_id;
+  JobOp op = JobOp::kUpdate;
+  Json fields = Json::object();
+  uint64_t txid = 0;  // the mutation that created it
+  int64_t created_at_ms = 0;
+  uint32_t attempts = 0;
+  int64_t next_attempt_at_ms = 0;
+  std::string last_error;
+};
+
+struct DeadLetter {
+  OutboxJob job;  // job.id is the dead letter's id
+  int status = 0;  // last HTTP status, 0 for network errors / too old
+  std::string body;
+  int64_t failed_at_ms = 0;
+};
+
+enum class ChangeOp { kUpsert, kDelete };
+
+struct Change {
+  uint64_t txid = 0;
+  ChangeOp op = ChangeOp::kUpsert;
+  UserRecord user;
+  int64_t at_ms = 0;
+};
+
+// Encoding (MessagePack of a versioned JSON object). Decode fails with
+// Corruption on bytes that are not a record of a known version.
+std::string EncodeUser(const UserRecord& u);
+Result<UserRecord> DecodeUser(std::string_view bytes);
+std::string EncodeJob(const OutboxJob& j);
+Result<OutboxJob> DecodeJob(std::string_view bytes);
+
+struct StoreOptions {
+  std::string path;                  // directory; created if missing
+  uint64_t map_size_bytes = 64ull << 20;
+  uint64_t max_map_size_bytes = 64ull << 30;
+  const Clock* clock = &SystemClock();
+};
+
+struct StoreStats {
+  uint64_t map_size_bytes = 0;
+  uint64_t used_bytes = 0;      // pages in use (last_pgno+1) * page size
+  uint64_t file_bytes = 0;      // size of data.mdb on disk
+  uint64_t users = 0;           // entries in users (live and deleted)
+  uint64_t outbox_depth = 0;
+  uint64_t dead_letters = 0;
+  uint32_t max_readers = 0;
+};
+
+class Store;
+
+// Read-only view of the store. Values returned are copies (decoded), so they
+// outlive the transaction. Move-only; closes on destruction.
+class ReadTxn {
+ public:
+  ReadTxn(ReadTxn&&) noexcept;
+  ReadTxn& operator=(ReadTxn&&) = delete;
+  ~ReadTxn();
+
+  Result<std::optional<UserRecord>> GetUser(std::string_view id);
+  Result<std::optional<UserRecord>> FindByWorkosId(std::string_view workos_id);
+  // Live users only; `email` is compared case-insensitively.
+  Result<std::optional<UserRecord>> FindByEmail(std::string_view email);
+  Result<std::optional<std::string>> GetMeta(std::string_view key);
+  uint64_t LastTxid();
+  // Users in id order strictly after `after` (empty = from the start).
+  Result<std::vector<UserRecord>> ListUsers(std::string_view after, size_t limit);
+  // Outbox jobs in id order (oldest first), at most `limit` (0 = all).
+  Result<std::vector<OutboxJob>> ListJobs(size_t limit);
+  // Jobs of one user, in order.
+  Result<std::vector<OutboxJob>> JobsOfUser(std::string_view user_id);
+  Result<std::vector<DeadLetter>> ListDeadLetters(size_t limit);
+  Result<std::optional<DeadLetter>> GetDeadLetter(uint64_t id);
+  // Changes with txid >= since, oldest first, at most `limit`.
+  Result<std::vector<Change>> ChangesSince(uint64_t since, size_t limit);
+  uint64_t CountEntries(const char* db_name);
+
+ protected:
+  friend class Store;
+  ReadTxn(Store* store, MDB_txn* txn, bool holds_lock);
+  Result<std::optional<std::string>> GetRaw(MDB_dbi dbi, std::string_view key);
+  Store* store_;
+  MDB_txn* txn_;
+  bool holds_lock_;
+};
+
+// A write transaction (writer thread only). Mutations maintain the indexes.
+// Nested transactions (Begin on a parent) let one operation of a group
+// commit roll back alone. Abort on destruction unless committed.
+class WriteTxn : public ReadTxn {
+ public:
+  WriteTxn(WriteTxn&&) noexcept = default;
+  ~WriteTxn();
+
+  // Starts a child transaction of this one.
+  Result<WriteTxn> BeginNested();
+  Status Commit();
+  void Abort();
+
+  // The next transactionId (persisted in this transaction).
+  Result<uint64_t> NextTxid();
+  // Stores `u`, updating by_workos and by_email from `previous` (the stored
+  // version, nullopt for a new user). Fails with InvalidArgument
+  // "email already in use" when another live user holds the email, and with
+  // InvalidArgument when the WorkOS id belongs to another user.
+  Status PutUser(const UserRecord& u, const std::optional<UserRecord>& previous);
+  Status PutMeta(std::string_view key, std::string_view value);
+  Status AppendChange(const Change& c);
+  // Assigns job.id and stores the job.
+  Result<uint64_t> EnqueueJob(OutboxJob job);
+  Status UpdateJob(const OutboxJob& job);
+  Status DeleteJob(uint64_t id);
+  Status MoveToDeadLetter(const OutboxJob& job, int status, std::string_view body, int64_t now_ms);
+  Status DeleteDeadLetter(uint64_t id);
+  // Deletes change-feed entries with txid < before (retention).
+  Result<uint64_t> TrimChanges(uint64_t before, size_t max_entries);
+
+ private:
+  friend class Store;
+  WriteTxn(Store* store, MDB_txn* txn) : ReadTxn(store, txn, false) {}
+  Status Put(MDB_dbi dbi, std::string_view key, std::string_view value);
+  Status Del(MDB_dbi dbi, std::string_view key);
+  bool done_ = false;
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) the environment at options.path. Runs
+  // mdb_reader_check to clear reader slots left by a killed process.
+  static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
+  ~Store();
+
+  Result<ReadTxn> BeginRead();
+  // Writer thread only.
+  Result<WriteTxn> BeginWrite();
+
+  // Doubles the map (capped at the maximum). Writer thread only, with no
+  // write transaction open; waits for readers to finish. Returns MapFull when
+  // already at the maximum.
+  Status Grow();
+
+  // Consistent hot copy (compacted) into directory `path` (must not contain a
+  // data.mdb). Safe while writes continue.
+  Status Backup(const std::string& path);
+
+  StoreStats Stats();
+  const std::string& path() const { return options_.path; }
+  const Clock& clock() const { return *options_.clock; }
+  int64_t created_at_ms() const { return created_at_ms_; }
+  void set_max_map_size(uint64_t bytes) { options_.max_map_size_bytes = bytes; }
+
+ private:
+  friend class ReadTxn;
+  friend class WriteTxn;
+  explicit Store(const StoreOptions& o) : options_(o) {}
+  Status Init();
+
+  StoreOptions options_;
+  MDB_env* env_ = nullptr;
+  MDB_dbi users_ = 0, by_workos_ = 0, by_email_ = 0, meta_ = 0, changes_ = 0, outbox_ = 0, dead_ = 0;
+  int64_t created_at_ms_ = 0;
+  std::shared_mutex resize_mu_;
+};
+
+// LMDB error code to Status (MDB_MAP_FULL becomes MapFull).
+Status FromMdb(int rc, std::string_view what);
+
+// Big-endian u64 keys keep numeric order under LMDB's byte order.
+std::string U64Key(uint64_t v);
+uint64_t U64FromKey(std::string_view key);
+
+}  // namespace usersd::store

@@ -1,0 +1,75 @@
+// Writer: the single writer thread and its group commit.
+//
+// Every mutation of the store is a WriteOp submitted here. The writer thread
+// takes whatever is queued (up to max_batch), runs each op in its own nested
+// LMDB transaction inside one batch transaction, and commits the batch once:
+// one fsync for many mutations. Only after that commit does each op's
+// WriteDone run, on the loop thread (via the Poster), so a client never hears
+// of a change that is not durable.
+//
+// An op that fails rolls back alone (its nested transaction is aborted), so a
+// batch behaves exactly like the same ops one by one, in submission order.
+// When the map is full the batch is aborted, the map grown and the batch
+// replayed, so ops must be re-runnable: compute everything from the
+// transaction and overwrite (not append to) any captured result.
+//
+// Threads: Submit() from any thread; ops run on the writer thread; dones run
+// on the loop thread. Ownership: the Store and Poster must outlive the Writer.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "common/poster.h"
+#include "store/store.h"
+
+namespace usersd::store {
+
+using WriteOp = std::function<Status(WriteTxn&)>;
+using WriteDone = std::function<void(Status)>;
+
+class Writer {
+ public:
+  Writer(Store* store, Poster* poster, size_t max_batch = 512);
+  ~Writer();  // Stops the thread if Stop() was not called.
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  void Start();
+  // Queues an op. After Stop() began, `done` gets Unavailable.
+  void Submit(WriteOp op, WriteDone done);
+  // Finishes everything queued, then joins the thread. Dones of the final
+  // batches are posted to the loop; run the loop afterwards to deliver them.
+  void Stop();
+
+  uint64_t batches() const { return batches_; }
+  uint64_t ops() const { return ops_; }
+  size_t queued();
+
+ private:
+  struct Item {
+    WriteOp op;
+    WriteDone done;
+    Status result;
+  };
+  void Run();
+  void ApplyBatch(std::vector<Item>& batch);
+  void Finish(std::vector<Item>& batch);
+
+  Store* store_;
+  Poster* poster_;
+  size_t max_batch_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Item> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+  std::atomic<uint64_t> batches_{0};
+  std::atomic<uint64_t> ops_{0};
+};
+
+}  // namespace usersd::store

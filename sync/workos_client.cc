@@ -1,0 +1,158 @@
+#include "sync/workos_client.h"
+
+#include "common/log.h"
+
+namespace usersd::sync {
+
+const char* UpstreamStateName(UpstreamState s) {
+  switch (s) {
+    case UpstreamState::kUnconfigured: return "unconfigured";
+    case UpstreamState::kOnline: return "online";
+    case UpstreamState::kOffline: return "offline";
+  }
+  return "unconfigured";
+}
+
+bool IsRetryable(const HttpResponse& r) {
+  if (r.status == 0) return true;
+  return r.status == 408 || r.status == 429 || r.status >= 500;
+}
+
+std::string EncodePathSegment(std::string_view s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+        c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+WorkosClient::WorkosClient(HttpClient* http, const Clock& clock, WorkosOptions options)
+    : http_(http), clock_(clock), options_(std::move(options)), since_ms_(clock.NowMs()) {}
+
+UpstreamState WorkosClient::state() const {
+  if (!Configured()) return UpstreamState::kUnconfigured;
+  return offline_ ? UpstreamState::kOffline : UpstreamState::kOnline;
+}
+
+bool WorkosClient::Offline() const {
+  if (!offline_) return false;
+  // Let one live attempt through per probe interval.
+  int64_t now = clock_.MonotonicMs();
+  if (now - last_probe_ms_ >= options_.offline_probe_interval_ms) {
+    last_probe_ms_ = now;
+    return false;
+  }
+  return true;
+}
+
+void WorkosClient::SetOptions(WorkosOptions options) { options_ = std::move(options); }
+
+void WorkosClient::Observe(const HttpResponse& r) {
+  if (r.cancelled) return;
+  bool down = r.status == 0 || r.status == 429 || r.status >= 500;
+  if (down && !offline_) {
+    offline_ = true;
+    since_ms_ = clock_.NowMs();
+    last_probe_ms_ = clock_.MonotonicMs();
+    LogWarn("WorkOS is unreachable; continuing offline",
+            {{"status", std::to_string(r.status)}, {"error", r.status == 0 ? r.error : std::string()}});
+  } else if (!down && offline_) {
+    offline_ = false;
+    since_ms_ = clock_.NowMs();
+    LogInfo("WorkOS is reachable again");
+  }
+}
+
+void WorkosClient::Call(const std::string& method, const std::string& path, std::string body, HttpCallback cb) {
+  HttpRequest req;
+  req.method = method;
+  req.url = options_.base_url + path;
+  req.timeout_ms = options_.timeout_ms;
+  if (options_.api_key) req.headers.emplace_back("Authorization", "Bearer " + *options_.api_key);
+  req.headers.emplace_back("Accept", "application/json");
+  if (!body.empty()) req.headers.emplace_back("Content-Type", "application/json");
+  req.body = std::move(body);
+  http_->Send(std::move(req), [this, cb = std::move(cb)](HttpResponse&& r) {
+    Observe(r);
+    cb(std::move(r));
+  });
+}
+
+std::optional<domain::WorkosGateway::Profile> WorkosClient::ParseProfile(const Json& u) {
+  if (!u.is_object()) return std::nullopt;
+  auto str = [&](const char* k) -> std::string {
+    auto it = u.find(k);
+    return it != u.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  Profile p;
+  p.email = str("email");
+  p.first_name = str("first_name");
+  p.last_name = str("last_name");
+  if (auto it = u.find("profile_picture_url"); it != u.end() && it->is_string()) {
+    std::string pic = it->get<std::string>();
+    if (pic.find_first_not_of(" \t\r\n") != std::string::npos) p.profile_picture_url = pic;
+  }
+  return p;
+}
+
+void WorkosClient::GetUser(const std::string& workos_id, std::function<void(GetResult)> cb) {
+  Call("GET", "/user_management/users/" + EncodePathSegment(workos_id), {}, [cb](HttpResponse&& r) {
+    GetResult out;
+    if (r.status == 200) {
+      Json j = Json::parse(r.body, nullptr, false);
+      auto p = ParseProfile(j);
+      if (p) {
+        out.outcome = Outcome::kOk;
+        out.profile = std::move(*p);
+      } else {
+        out.outcome = Outcome::kError;
+        out.error = "WorkOS returned an unreadable user";
+      }
+    } else if (r.status == 404) {
+      out.outcome = Outcome::kNotFound;
+    } else if (IsRetryable(r)) {
+      out.outcome = Outcome::kUnreachable;
+      out.error = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
+    } else {
+      out.outcome = Outcome::kError;
+      out.error = "HTTP " + std::to_string(r.status);
+    }
+    cb(std::move(out));
+  });
+}
+
+void WorkosClient::PutUser(const std::string& workos_id, const Json& fields, HttpCallback cb) {
+  Call("PUT", "/user_management/users/" + EncodePathSegment(workos_id),
+       fields.dump(-1, ' ', false, Json::error_handler_t::replace), std::move(cb));
+}
+
+void WorkosClient::DeleteUser(const std::string& workos_id, HttpCallback cb) {
+  Call("DELETE", "/user_management/users/" + EncodePathSegment(workos_id), {}, std::move(cb));
+}
+
+void WorkosClient::ListEvents(const std::optional<std::string>& after, const std::optional<std::string>& range_start,
+                              int limit, HttpCallback cb) {
+  std::string path = "/events?events=user.created,user.updated,user.deleted&limit=" + std::to_string(limit);
+  if (after) path += "&after=" + EncodePathSegment(*after);
+  else if (range_start) path += "&range_start=" + EncodePathSegment(*range_start);
+  Call("GET", path, {}, std::move(cb));
+}
+
+void WorkosClient::Fetch(const std::string& url, HttpCallback cb) {
+  HttpRequest req;
+  req.method = "GET";
+  req.url = url;
+  req.timeout_ms = options_.timeout_ms;
+  req.headers.emplace_back("Accept", "application/json");
+  http_->Send(std::move(req), std::move(cb));
+}
+
+}  // namespace usersd::sync

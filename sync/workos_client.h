@@ -1,0 +1,84 @@
+// WorkosClient: the WorkOS User Management API over HttpClient, and the
+// daemon's view of whether upstream is reachable.
+//
+// Upstream state: "unconfigured" without an API key; otherwise "online" until
+// a call fails at the transport level, with 5xx or 429, then "offline" since
+// that moment until any call succeeds again. While offline, Offline() tells
+// request paths (provisioning, resetAvatar) not to wait for a timeout, except
+// that one live attempt is let through every probe interval so a request path
+// alone can notice recovery.
+//
+// Loop thread only. Borrows the HttpClient and Clock.
+#pragma once
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "common/clock.h"
+#include "domain/users_service.h"
+#include "sync/http_client.h"
+
+namespace usersd::sync {
+
+using Json = nlohmann::json;
+
+enum class UpstreamState { kUnconfigured, kOnline, kOffline };
+const char* UpstreamStateName(UpstreamState s);
+
+struct WorkosOptions {
+  std::string base_url = "https://api.workos.com";
+  std::optional<std::string> api_key;
+  int64_t timeout_ms = 10000;
+  int64_t offline_probe_interval_ms = 30000;
+};
+
+// True for responses that mean "try again later": transport errors,
+// timeouts, 408, 429 and 5xx.
+bool IsRetryable(const HttpResponse& r);
+
+class WorkosClient : public domain::WorkosGateway {
+ public:
+  WorkosClient(HttpClient* http, const Clock& clock, WorkosOptions options);
+
+  // domain::WorkosGateway
+  bool Configured() const override { return options_.api_key.has_value() && !options_.api_key->empty(); }
+  bool Offline() const override;
+  void GetUser(const std::string& workos_id, std::function<void(GetResult)> cb) override;
+
+  // Raw calls for the outbox and the events poller. Each updates the
+  // upstream state from its response.
+  void PutUser(const std::string& workos_id, const Json& fields, HttpCallback cb);
+  void DeleteUser(const std::string& workos_id, HttpCallback cb);
+  // GET /events for the three user events, after `after` (event id) or from
+  // `range_start` (ISO 8601) when there is no cursor yet.
+  void ListEvents(const std::optional<std::string>& after, const std::optional<std::string>& range_start,
+                  int limit, HttpCallback cb);
+  void Fetch(const std::string& url, HttpCallback cb);  // unauthenticated GET (JWKS)
+
+  // Parses a WorkOS user object's profile fields.
+  static std::optional<Profile> ParseProfile(const Json& user);
+
+  UpstreamState state() const;
+  int64_t state_since_ms() const { return since_ms_; }
+  void SetOptions(WorkosOptions options);
+  const WorkosOptions& options() const { return options_; }
+  // Records the outcome of a call made outside this class.
+  void Observe(const HttpResponse& r);
+
+ private:
+  void Call(const std::string& method, const std::string& path, std::string body, HttpCallback cb);
+
+  HttpClient* http_;
+  const Clock& clock_;
+  WorkosOptions options_;
+  bool offline_ = false;
+  int64_t since_ms_;
+  mutable int64_t last_probe_ms_ = 0;
+};
+
+// Percent-encodes a path segment (RFC 3986 unreserved characters pass).
+std::string EncodePathSegment(std::string_view s);
+
+}  // namespace usersd::sync

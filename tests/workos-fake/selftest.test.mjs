@@ -1,0 +1,598 @@
+// Self-test of the WorkOS fake. Run: node --test tests/workos-fake/
+import { test, describe, before, after, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import http from 'node:http';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { startFake } from './client.mjs';
+
+const SERVER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'server.mjs');
+const ID_RE = (prefix) => new RegExp(`^${prefix}_01[0-9A-HJKMNP-TV-Z]{24}$`);
+const tmpDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'workos-fake-'));
+
+// Minimal RS256 verifier against a JWKS, independent of the server code.
+function verifyJwt(token, jwks) {
+  const [h, p, s] = token.split('.');
+  const header = JSON.parse(Buffer.from(h, 'base64url'));
+  const claims = JSON.parse(Buffer.from(p, 'base64url'));
+  const jwk = jwks.keys.find((k) => k.kid === header.kid);
+  if (!jwk || header.alg !== 'RS256') return { ok: false, header, claims };
+  const key = crypto.createPublicKey({ key: { kty: jwk.kty, n: jwk.n, e: jwk.e }, format: 'jwk' });
+  const ok = crypto.verify('sha256', Buffer.from(`${h}.${p}`), key, Buffer.from(s, 'base64url'));
+  return { ok, header, claims };
+}
+
+describe('workos fake', () => {
+  let fake;
+  before(async () => {
+    fake = await startFake();
+  });
+  after(async () => {
+    await fake?.stop();
+  });
+  beforeEach(async () => {
+    await fake.reset();
+  });
+
+  describe('auth and JWKS', () => {
+    test('API requires the bearer API key', async () => {
+      const none = await fake.api('GET', '/user_management/users/user_x', undefined, { auth: false });
+      assert.equal(none.status, 401);
+      assert.equal(none.body.code, 'unauthorized');
+      assert.equal(typeof none.body.message, 'string');
+      const wrong = await fetch(`${fake.baseUrl}/events`, { headers: { authorization: 'Bearer sk_wrong' } });
+      assert.equal(wrong.status, 401);
+    });
+
+    test('JWKS is public, RS256, only for the configured client', async () => {
+      const res = await fetch(fake.jwksUrl);
+      assert.equal(res.status, 200);
+      const jwks = await res.json();
+      assert.equal(jwks.keys.length, 1);
+      const k = jwks.keys[0];
+      assert.equal(k.alg, 'RS256');
+      assert.equal(k.kty, 'RSA');
+      assert.equal(k.use, 'sig');
+      assert.equal(k.e, 'AQAB');
+      assert.match(k.kid, /^sso_oidc_key_pair_/);
+      assert.equal(Buffer.from(k.n, 'base64url').length, 256);
+      // x5c holds a self-signed cert over the same key; x5t#S256 is its hash.
+      const der = Buffer.from(k.x5c[0], 'base64');
+      const cert = new crypto.X509Certificate(der);
+      assert.ok(cert.verify(cert.publicKey));
+      assert.equal(cert.publicKey.export({ format: 'jwk' }).n, k.n);
+      assert.equal(k['x5t#S256'], crypto.createHash('sha256').update(der).digest('base64url'));
+
+      const other = await fetch(`${fake.baseUrl}/sso/jwks/client_other`);
+      assert.equal(other.status, 404);
+    });
+  });
+
+  describe('tokens', () => {
+    test('minted token verifies against the JWKS with default claims', async () => {
+      const jwks = await fake.jwks();
+      const token = await fake.mintToken({ sub: 'user_01ABC', org_id: 'org_1', role: 'admin', permissions: ['a'] });
+      const { ok, header, claims } = verifyJwt(token, jwks);
+      assert.ok(ok);
+      assert.equal(header.alg, 'RS256');
+      assert.equal(header.typ, 'JWT');
+      assert.equal(header.kid, jwks.keys[0].kid);
+      assert.equal(claims.sub, 'user_01ABC');
+      assert.equal(claims.iss, 'https://api.workos.com/user_management/client_123');
+      assert.equal(claims.org_id, 'org_1');
+      assert.equal(claims.role, 'admin');
+      assert.deepEqual(claims.permissions, ['a']);
+      assert.match(claims.sid, /^session_/);
+      assert.equal(claims.exp - claims.iat, 3600);
+      assert.ok(Math.abs(claims.iat - Date.now() / 1000) < 5);
+      assert.equal(claims.aud, undefined);
+      assert.equal(claims.nbf, undefined);
+    });
+
+    test('expiry, nbf, iss, aud, kid override, extra claims, omitted claims', async () => {
+      const jwks = await fake.jwks();
+      const t = await fake.mintTokenDetailed({
+        sub: 'u', expiresIn: -60, notBefore: 120, iss: 'https://evil', aud: 'app', kid: 'unknown-kid',
+        extraClaims: { custom: 1 }, sid: null,
+      });
+      const { ok, header, claims } = verifyJwt(t.token, jwks);
+      assert.equal(ok, false); // unknown kid
+      assert.equal(header.kid, 'unknown-kid');
+      assert.ok(claims.exp < claims.iat);
+      assert.equal(claims.nbf, claims.iat + 120);
+      assert.equal(claims.iss, 'https://evil');
+      assert.equal(claims.aud, 'app');
+      assert.equal(claims.custom, 1);
+      assert.equal('sid' in claims, false);
+      const noSub = verifyJwt(await fake.mintToken({ sub: null }), jwks);
+      assert.ok(noSub.ok);
+      assert.equal('sub' in noSub.claims, false);
+    });
+
+    test('hostile algorithms: none, HS256 with the public key, ES256, corrupted signature', async () => {
+      const jwks = await fake.jwks();
+      const none = await fake.mintToken({ sub: 'u', alg: 'none' });
+      assert.ok(none.endsWith('.'));
+      assert.equal(JSON.parse(Buffer.from(none.split('.')[0], 'base64url')).alg, 'none');
+
+      const hs = await fake.mintToken({ sub: 'u', alg: 'HS256' });
+      const [h, p, s] = hs.split('.');
+      const pem = crypto.createPublicKey({ key: { kty: 'RSA', n: jwks.keys[0].n, e: jwks.keys[0].e }, format: 'jwk' })
+        .export({ type: 'spki', format: 'pem' });
+      assert.equal(crypto.createHmac('sha256', pem).update(`${h}.${p}`).digest('base64url'), s);
+
+      const es = await fake.mintToken({ sub: 'u', alg: 'ES256' });
+      assert.equal(Buffer.from(es.split('.')[2], 'base64url').length, 64);
+
+      const ps = await fake.mintToken({ sub: 'u', alg: 'PS256' });
+      const [ph, pp, psig] = ps.split('.');
+      const key = crypto.createPublicKey({ key: { kty: 'RSA', n: jwks.keys[0].n, e: jwks.keys[0].e }, format: 'jwk' });
+      assert.ok(crypto.verify('sha256', Buffer.from(`${ph}.${pp}`), { key, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, Buffer.from(psig, 'base64url')));
+
+      const bad = await fake.mintToken({ sub: 'u', corruptSignature: true });
+      assert.equal(verifyJwt(bad, jwks).ok, false);
+
+      const r = await fetch(`${fake.baseUrl}/__test/token`, { method: 'POST', body: JSON.stringify({ sub: 'u', alg: 'XX1' }) });
+      assert.equal(r.status, 400);
+    });
+
+    test('rotate-key replaces the key, keep:true publishes both', async () => {
+      const before1 = await fake.jwks();
+      const oldToken = await fake.mintToken({ sub: 'u' });
+      const r1 = await fake.rotateKey();
+      assert.notEqual(r1.kid, before1.keys[0].kid);
+      const after1 = await fake.jwks();
+      assert.deepEqual(after1.keys.map((k) => k.kid), [r1.kid]);
+      assert.equal(verifyJwt(oldToken, after1).ok, false);
+      const newToken = await fake.mintToken({ sub: 'u' });
+      assert.ok(verifyJwt(newToken, after1).ok);
+
+      const r2 = await fake.rotateKey({ keep: true });
+      const after2 = await fake.jwks();
+      assert.deepEqual(after2.keys.map((k) => k.kid), [r2.kid, r1.kid]);
+      assert.ok(verifyJwt(newToken, after2).ok);
+      const byOld = await fake.mintToken({ sub: 'u', signWithKid: r1.kid });
+      assert.ok(verifyJwt(byOld, after2).ok);
+    });
+  });
+
+  describe('users API', () => {
+    test('create, get, update, delete with events', async () => {
+      const created = await fake.api('POST', '/user_management/users', { email: 'Ann@Example.com', first_name: 'Ann', last_name: null });
+      assert.equal(created.status, 201);
+      const u = created.body;
+      assert.match(u.id, ID_RE('user'));
+      assert.deepEqual(Object.keys(u), [
+        'object', 'id', 'email', 'email_verified', 'first_name', 'last_name', 'profile_picture_url',
+        'last_sign_in_at', 'external_id', 'metadata', 'locale', 'created_at', 'updated_at',
+      ]);
+      assert.equal(u.object, 'user');
+      assert.equal(u.email_verified, false);
+      assert.equal(u.profile_picture_url, null);
+      assert.deepEqual(u.metadata, {});
+      assert.match(u.created_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+
+      const got = await fake.api('GET', `/user_management/users/${u.id}`);
+      assert.equal(got.status, 200);
+      assert.deepEqual(got.body, u);
+
+      await new Promise((r) => setTimeout(r, 5));
+      const upd = await fake.api('PUT', `/user_management/users/${u.id}`, { first_name: 'Anna', email: 'anna@example.com', metadata: { tz: 'UTC' } });
+      assert.equal(upd.status, 200);
+      assert.equal(upd.body.first_name, 'Anna');
+      assert.equal(upd.body.email, 'anna@example.com');
+      assert.equal(upd.body.last_name, null);
+      assert.deepEqual(upd.body.metadata, { tz: 'UTC' });
+      assert.ok(upd.body.updated_at > u.updated_at);
+      assert.equal((await fake.getUser(u.id)).first_name, 'Anna');
+
+      // No-op update: 200 with the same user and no event.
+      const same = await fake.api('PUT', `/user_management/users/${u.id}`, { first_name: 'Anna' });
+      assert.equal(same.status, 200);
+      assert.equal(same.body.updated_at, upd.body.updated_at);
+
+      const del = await fake.api('DELETE', `/user_management/users/${u.id}`);
+      assert.equal(del.status, 200);
+      assert.equal(del.body, null);
+      assert.equal(del.headers.get('content-length'), '0');
+      assert.equal((await fake.api('GET', `/user_management/users/${u.id}`)).status, 404);
+      assert.equal(await fake.getUser(u.id), null);
+
+      const evs = await fake.listEvents();
+      assert.deepEqual(evs.map((e) => e.event), ['user.created', 'user.updated', 'user.deleted']);
+      for (const e of evs) {
+        assert.deepEqual(Object.keys(e), ['object', 'id', 'event', 'data', 'created_at']);
+        assert.equal(e.object, 'event');
+        assert.match(e.id, ID_RE('event'));
+        assert.equal(e.data.object, 'user');
+        assert.equal(e.data.id, u.id);
+      }
+      assert.equal(evs[1].data.first_name, 'Anna');
+      assert.equal(evs[2].data.email, 'anna@example.com');
+    });
+
+    test('404s use entity_not_found', async () => {
+      for (const [m, body] of [['GET'], ['PUT', { first_name: 'x' }], ['DELETE']]) {
+        const r = await fake.api(m, '/user_management/users/user_missing', body);
+        assert.equal(r.status, 404, m);
+        assert.equal(r.body.code, 'entity_not_found');
+        assert.match(r.body.message, /user_missing/);
+      }
+      const route = await fake.api('GET', '/nope');
+      assert.equal(route.status, 404);
+    });
+
+    test('validation: 422 invalid_request_parameters with errors[]', async () => {
+      const { id } = await fake.createUser({ email: 'v@example.com' });
+      const cases = [
+        [{ first_name: 5 }, 'first_name'],
+        [{ first_name: null }, 'first_name'],
+        [{ email: 'not-an-email' }, 'email'],
+        [{ email_verified: 'yes' }, 'email_verified'],
+        [{ metadata: { k: 1 } }, 'metadata.k'],
+        [{ external_id: 'x'.repeat(129) }, 'external_id'],
+        [{ firstName: 'camel' }, 'firstName'],
+      ];
+      for (const [body, field] of cases) {
+        const r = await fake.api('PUT', `/user_management/users/${id}`, body);
+        assert.equal(r.status, 422, JSON.stringify(body));
+        assert.equal(r.body.code, 'invalid_request_parameters');
+        assert.equal(typeof r.body.message, 'string');
+        assert.ok(r.body.errors.some((e) => e.field === field && typeof e.code === 'string'), JSON.stringify(r.body));
+      }
+      const arr = await fake.api('PUT', `/user_management/users/${id}`, [1]);
+      assert.equal(arr.status, 422);
+      const badJson = await fetch(`${fake.baseUrl}/user_management/users/${id}`, {
+        method: 'PUT', headers: { authorization: `Bearer ${fake.apiKey}`, 'content-type': 'application/json' }, body: '{oops',
+      });
+      assert.equal(badJson.status, 400);
+      const missingEmail = await fake.api('POST', '/user_management/users', { first_name: 'x' });
+      assert.equal(missingEmail.status, 422);
+      assert.equal((await fake.listEvents()).length, 0);
+    });
+
+    test('email uniqueness (case-insensitive) on update and create', async () => {
+      await fake.createUser({ email: 'taken@example.com' });
+      const { id } = await fake.createUser({ email: 'me@example.com' });
+      const r = await fake.api('PUT', `/user_management/users/${id}`, { email: 'TAKEN@example.com' });
+      assert.equal(r.status, 400);
+      assert.equal(r.body.code, 'email_not_available');
+      const own = await fake.api('PUT', `/user_management/users/${id}`, { email: 'ME@example.com' });
+      assert.equal(own.status, 200);
+      const c = await fake.api('POST', '/user_management/users', { email: 'taken@example.com' });
+      assert.equal(c.status, 400);
+      assert.equal(c.body.code, 'user_creation_error');
+    });
+
+    test('list users with email filter', async () => {
+      await fake.createUser({ email: 'a@example.com' });
+      await fake.createUser({ email: 'b@example.com' });
+      const r = await fake.api('GET', '/user_management/users?email=B@example.com');
+      assert.equal(r.status, 200);
+      assert.equal(r.body.object, 'list');
+      assert.equal(r.body.data.length, 1);
+      assert.equal(r.body.data[0].email, 'b@example.com');
+      assert.deepEqual(Object.keys(r.body.list_metadata), ['before', 'after']);
+    });
+  });
+
+  describe('events API', () => {
+    test('pagination with after and list_metadata.after', async () => {
+      for (let i = 0; i < 25; i++) await fake.api('POST', '/user_management/users', { email: `e${i}@example.com` });
+      const seen = [];
+      let cursor;
+      for (;;) {
+        const r = await fake.api('GET', `/events?events=user.created,user.updated,user.deleted&limit=10${cursor ? `&after=${cursor}` : ''}`);
+        assert.equal(r.status, 200);
+        assert.equal(r.body.object, 'list');
+        if (r.body.data.length === 0) {
+          assert.equal(r.body.list_metadata.after, null);
+          break;
+        }
+        assert.equal(r.body.list_metadata.after, r.body.data.at(-1).id);
+        seen.push(...r.body.data);
+        cursor = r.body.list_metadata.after;
+      }
+      assert.equal(seen.length, 25);
+      const ids = seen.map((e) => e.id);
+      assert.deepEqual(ids, [...ids].sort());
+      assert.equal(new Set(ids).size, 25);
+      assert.deepEqual(seen.map((e) => e.data.email), Array.from({ length: 25 }, (_, i) => `e${i}@example.com`));
+
+      const def = await fake.api('GET', '/events');
+      assert.equal(def.body.data.length, 10); // default limit
+      // order is accepted but, as on the live API, results stay oldest-first.
+      const desc = await fake.api('GET', '/events?order=desc&limit=3');
+      assert.deepEqual(desc.body.data.map((e) => e.id), ids.slice(0, 3));
+    });
+
+    test('type filter ignores other events; repeated and [] forms', async () => {
+      await fake.addEvent({ event: 'organization.created', data: { id: 'org_1' } });
+      await fake.createUser({ email: 'x@example.com', emitEvent: true });
+      await fake.addEvent({ event: 'session.created', data: {} });
+      const r = await fake.api('GET', '/events?events=user.created,user.updated,user.deleted');
+      assert.deepEqual(r.body.data.map((e) => e.event), ['user.created']);
+      const all = await fake.api('GET', '/events');
+      assert.equal(all.body.data.length, 3);
+      const rep = await fake.api('GET', '/events?events=session.created&events=organization.created');
+      assert.equal(rep.body.data.length, 2);
+      const br = await fake.api('GET', '/events?events[]=session.created');
+      assert.equal(br.body.data.length, 1);
+    });
+
+    test('range_start / range_end and validation', async () => {
+      await fake.addEvent({ event: 'user.created', data: { id: 'user_old' }, created_at: '2020-01-01T00:00:00.000Z' });
+      await fake.addEvent({ event: 'user.created', data: { id: 'user_new' } });
+      const r = await fake.api('GET', `/events?range_start=${encodeURIComponent(new Date(Date.now() - 60000).toISOString())}`);
+      assert.deepEqual(r.body.data.map((e) => e.data.id), ['user_new']);
+      const e = await fake.api('GET', '/events?range_end=2021-01-01T00:00:00Z');
+      assert.deepEqual(e.body.data.map((x) => x.data.id), ['user_old']);
+      assert.equal(e.body.data[0].created_at, '2020-01-01T00:00:00.000Z');
+      for (const q of ['limit=0', 'limit=101', 'limit=abc', 'range_start=garbage']) {
+        const bad = await fake.api('GET', `/events?${q}`);
+        assert.equal(bad.status, 422, q);
+        assert.ok(Array.isArray(bad.body.errors));
+      }
+      assert.equal((await fake.api('GET', '/events?limit=100')).status, 200);
+    });
+
+    test('profile pictures and arbitrary payloads via control events', async () => {
+      const ev = await fake.addEvent({ event: 'user.updated', data: { object: 'user', id: 'user_p', profile_picture_url: 'https://img/x.png' } });
+      assert.match(ev.id, ID_RE('event'));
+      const r = await fake.api('GET', '/events?events=user.updated');
+      assert.equal(r.body.data[0].data.profile_picture_url, 'https://img/x.png');
+    });
+  });
+
+  describe('control API', () => {
+    test('upsert users directly, list, get, delete', async () => {
+      const u = await fake.createUser({ email: 'c@example.com', profile_picture_url: 'https://p/1', extra_field: 'kept' });
+      assert.match(u.id, ID_RE('user'));
+      assert.equal(u.profile_picture_url, 'https://p/1');
+      assert.equal(u.extra_field, 'kept');
+      assert.equal((await fake.listEvents()).length, 0); // no emitEvent
+      const again = await fake.createUser({ id: u.id, first_name: 'C', emitEvent: true });
+      assert.equal(again.email, 'c@example.com');
+      assert.equal(again.first_name, 'C');
+      assert.deepEqual((await fake.listEvents()).map((e) => e.event), ['user.updated']);
+      const fixed = await fake.createUser({ id: 'user_01FIXEDID0000000000000000', email: 'f@example.com', emitEvent: true });
+      assert.equal(fixed.id, 'user_01FIXEDID0000000000000000');
+      assert.equal((await fake.listUsers()).length, 2);
+      const bulk = await fake.createUsers([{ email: 'b1@example.com' }, { email: 'b2@example.com' }]);
+      assert.equal(bulk.length, 2);
+      assert.equal((await fake.listUsers()).length, 4);
+      await fake.deleteUser(fixed.id, { emitEvent: true });
+      assert.equal(await fake.getUser(fixed.id), null);
+      assert.equal((await fake.listEvents()).at(-1).event, 'user.deleted');
+      const info = await fake.info();
+      assert.equal(info.users, 3);
+    });
+
+    test('request log records API requests only, never the key or passwords', async () => {
+      const { id } = await fake.createUser({ email: 'l@example.com' });
+      await fake.api('PUT', `/user_management/users/${id}?x=1&x=2`, { first_name: 'L', password: 'hunter22' });
+      await fake.api('GET', '/events', undefined, { auth: false });
+      await fetch(`${fake.baseUrl}/user_management/users/${id}`, {
+        method: 'PUT', headers: { authorization: `Bearer ${fake.apiKey}` }, body: 'plain text',
+      });
+      const log = await fake.requests();
+      assert.equal(log.length, 3);
+      const [put, ev, raw] = log;
+      assert.equal(put.method, 'PUT');
+      assert.equal(put.path, `/user_management/users/${id}`);
+      assert.deepEqual(put.query, { x: ['1', '2'] });
+      assert.deepEqual(put.body, { first_name: 'L', password: '[redacted]' });
+      assert.equal(put.hasAuth, true);
+      assert.equal(put.status, 200);
+      assert.equal(typeof put.ts, 'number');
+      assert.equal(ev.hasAuth, false);
+      assert.equal(ev.status, 401);
+      assert.equal(raw.body, 'plain text');
+      assert.equal(raw.status, 400);
+      const text = JSON.stringify(log);
+      assert.ok(!text.includes(fake.apiKey));
+      assert.ok(!text.includes('hunter22'));
+      assert.equal((await fake.requests({ method: 'put' })).length, 2);
+      assert.equal((await fake.requests({ path: '^/events$' })).length, 1);
+      await fake.clearRequests();
+      assert.deepEqual(await fake.requests(), []);
+    });
+
+    test('reset clears users, events, faults, log and down', async () => {
+      await fake.createUser({ email: 'r@example.com', emitEvent: true });
+      await fake.setFaults([{ status: 500 }]);
+      await fake.api('GET', '/events');
+      await fake.setDown(true);
+      await fake.reset();
+      const info = await fake.info();
+      assert.deepEqual([info.users, info.events, info.faults, info.requests, info.down], [0, 0, 0, 0, false]);
+      assert.equal((await fake.api('GET', '/events')).status, 200);
+    });
+
+    test('control errors are 400/404 with a message', async () => {
+      const r = await fetch(`${fake.baseUrl}/__test/faults`, { method: 'POST', body: JSON.stringify({ rules: [{ path: '(' }] }) });
+      assert.equal(r.status, 400);
+      assert.match((await r.json()).error, /regex/);
+      assert.equal((await fetch(`${fake.baseUrl}/__test/nope`)).status, 404);
+      await assert.rejects(fake.setFaults({ rules: 'x' }), /400/);
+    });
+  });
+
+  describe('faults', () => {
+    test('status, body, Retry-After and times', async () => {
+      await fake.setFaults([{ method: 'GET', path: '^/events$', status: 429, retryAfter: '7', times: 2 }]);
+      for (let i = 0; i < 2; i++) {
+        const r = await fake.api('GET', '/events');
+        assert.equal(r.status, 429);
+        assert.equal(r.headers.get('retry-after'), '7');
+        assert.equal(r.body.code, 'rate_limit_exceeded');
+      }
+      assert.equal((await fake.api('GET', '/events')).status, 200);
+      const log = await fake.requests();
+      assert.deepEqual(log.map((e) => [e.status, e.fault ?? null]), [[429, 'status'], [429, 'status'], [200, null]]);
+    });
+
+    test('method/path matching and first match wins', async () => {
+      const { id } = await fake.createUser({ email: 'f@example.com' });
+      await fake.setFaults([
+        { method: 'PUT', path: '^/user_management/users/', status: 503, body: 'upstream sad' },
+        { path: '/user_management/', status: 500, body: { custom: true } },
+      ]);
+      const put = await fake.api('PUT', `/user_management/users/${id}`, { first_name: 'x' });
+      assert.equal(put.status, 503);
+      assert.equal(put.body, 'upstream sad');
+      const get = await fake.api('GET', `/user_management/users/${id}`);
+      assert.equal(get.status, 500);
+      assert.deepEqual(get.body, { custom: true });
+      assert.equal((await fake.api('GET', '/events')).status, 200);
+      assert.equal((await fake.getUser(id)).first_name, null); // fault replaced the operation
+      await fake.clearFaults();
+      assert.equal((await fake.api('GET', `/user_management/users/${id}`)).status, 200);
+    });
+
+    test('delay then serve normally; delay with status', async () => {
+      await fake.setFaults([{ path: '^/events$', delayMs: 300, times: 1 }, { path: '^/sso/', delayMs: 100, status: 502 }]);
+      let t = Date.now();
+      assert.equal((await fake.api('GET', '/events')).status, 200);
+      assert.ok(Date.now() - t >= 280);
+      t = Date.now();
+      assert.equal((await fetch(fake.jwksUrl)).status, 502);
+      assert.ok(Date.now() - t >= 90);
+      t = Date.now();
+      assert.equal((await fake.api('GET', '/events')).status, 200);
+      assert.ok(Date.now() - t < 250);
+    });
+
+    test('drop destroys the socket; apply:true performs the operation first', async () => {
+      const { id } = await fake.createUser({ email: 'd@example.com' });
+      await fake.setFaults([{ method: 'PUT', drop: true, times: 1 }, { method: 'PUT', drop: true, apply: true, times: 1 }]);
+      await assert.rejects(fake.api('PUT', `/user_management/users/${id}`, { first_name: 'A' }));
+      assert.equal((await fake.getUser(id)).first_name, null);
+      await assert.rejects(fake.api('PUT', `/user_management/users/${id}`, { first_name: 'B' }));
+      assert.equal((await fake.getUser(id)).first_name, 'B');
+      const log = await fake.requests();
+      assert.deepEqual(log.map((e) => [e.fault, e.status]), [['drop', null], ['drop', null]]);
+      assert.deepEqual(log[0].body, { first_name: 'A' });
+      assert.equal((await fake.api('PUT', `/user_management/users/${id}`, { first_name: 'C' })).status, 200);
+    });
+
+    test('probability 0 never applies, 1 always applies', async () => {
+      await fake.setFaults([{ status: 500, probability: 0 }]);
+      for (let i = 0; i < 5; i++) assert.equal((await fake.api('GET', '/events')).status, 200);
+      await fake.setFaults([{ status: 500, probability: 1 }]);
+      for (let i = 0; i < 5; i++) assert.equal((await fake.api('GET', '/events')).status, 500);
+      const [rule] = await fake.getFaults();
+      assert.equal(rule.hits, 5);
+      assert.equal(rule.remaining, null);
+    });
+
+    test('down: API connections reset, control API still works', async () => {
+      await fake.setDown(true);
+      await assert.rejects(fake.api('GET', '/events'));
+      await assert.rejects(fetch(fake.jwksUrl));
+      assert.equal((await fake.info()).down, true);
+      const log = await fake.requests();
+      assert.deepEqual(log.map((e) => e.fault), ['down', 'down']);
+      await fake.setDown(false);
+      assert.equal((await fake.api('GET', '/events')).status, 200);
+    });
+  });
+
+  test('keep-alive under concurrency', async () => {
+    const { id } = await fake.createUser({ email: 'k@example.com' });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+    const url = new URL(`${fake.baseUrl}/user_management/users/${id}`);
+    const sockets = new Set();
+    const put = (i) => new Promise((resolve, reject) => {
+      const body = JSON.stringify({ first_name: `n${i}` });
+      const req = http.request({
+        agent, hostname: url.hostname, port: url.port, path: url.pathname, method: 'PUT',
+        headers: { authorization: `Bearer ${fake.apiKey}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      }, (res) => {
+        sockets.add(res.socket);
+        res.resume();
+        res.on('end', () => resolve(res.statusCode));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    const N = 2000;
+    let next = 0;
+    const statuses = [];
+    await Promise.all(Array.from({ length: 32 }, async () => {
+      while (next < N) statuses.push(await put(next++));
+    }));
+    agent.destroy();
+    assert.equal(statuses.length, N);
+    assert.ok(statuses.every((s) => s === 200));
+    assert.ok(sockets.size <= 32, `used ${sockets.size} sockets`);
+    assert.equal((await fake.requests()).length, N);
+    assert.equal((await fake.info()).events, N);
+  });
+});
+
+describe('process lifecycle and persistence', () => {
+  test('CLI prints one JSON line, writes --port-file, exits 0 on SIGTERM', async () => {
+    const dir = tmpDir();
+    const portFile = path.join(dir, 'port');
+    const proc = spawn(process.execPath, [SERVER, '--port', '0', '--port-file', portFile, '--client-id', 'client_x', '--api-key', 'sk_x']);
+    let out = '';
+    proc.stdout.on('data', (d) => (out += d));
+    await new Promise((resolve) => proc.stdout.once('data', resolve));
+    await new Promise((r) => setTimeout(r, 50));
+    const line = JSON.parse(out.trim());
+    assert.deepEqual(Object.keys(line), ['port', 'baseUrl']);
+    assert.equal(line.baseUrl, `http://127.0.0.1:${line.port}`);
+    assert.equal(fs.readFileSync(portFile, 'utf8').trim(), String(line.port));
+    assert.equal((await fetch(`${line.baseUrl}/sso/jwks/client_x`)).status, 200);
+    assert.equal((await fetch(`${line.baseUrl}/events`, { headers: { authorization: 'Bearer sk_x' } })).status, 200);
+    const code = await new Promise((resolve) => {
+      proc.once('exit', (c) => resolve(c));
+      proc.kill('SIGTERM');
+    });
+    assert.equal(code, 0);
+    assert.equal(out.trim().split('\n').length, 1);
+  });
+
+  test('bad CLI option exits 2', async () => {
+    const proc = spawn(process.execPath, [SERVER, '--bogus']);
+    const code = await new Promise((resolve) => proc.once('exit', resolve));
+    assert.equal(code, 2);
+  });
+
+  test('--key-file keeps tokens valid and --state-file keeps data across restarts', async () => {
+    const dir = tmpDir();
+    const keyFile = path.join(dir, 'key.json');
+    const stateFile = path.join(dir, 'state.json');
+    const fake = await startFake({ keyFile, stateFile });
+    try {
+      assert.ok(fs.existsSync(keyFile));
+      const kid = (await fake.jwks()).keys[0].kid;
+      const token = await fake.mintToken({ sub: 'user_keep' });
+      const created = await fake.api('POST', '/user_management/users', { email: 'p@example.com' });
+      const port = fake.port;
+      await fake.restart();
+      assert.equal(fake.port, port);
+      const jwks = await fake.jwks();
+      assert.equal(jwks.keys[0].kid, kid);
+      assert.ok(verifyJwt(token, jwks).ok);
+      assert.equal((await fake.getUser(created.body.id)).email, 'p@example.com');
+      const evs = await fake.api('GET', '/events');
+      assert.equal(evs.body.data.length, 1);
+      // New events still sort after the restored ones.
+      await fake.api('PUT', `/user_management/users/${created.body.id}`, { first_name: 'P' });
+      const page = await fake.api('GET', `/events?after=${evs.body.data[0].id}`);
+      assert.deepEqual(page.body.data.map((e) => e.event), ['user.updated']);
+      // A rotated key is persisted too.
+      const { kid: newKid } = await fake.rotateKey();
+      await fake.restart();
+      assert.equal((await fake.jwks()).keys[0].kid, newKid);
+    } finally {
+      await fake.stop();
+    }
+  });
+});

@@ -1,0 +1,1033 @@
+#!/usr/bin/env node
+// WorkOS-compatible fake for usersd's integration tests and `make run`.
+//
+// It serves the slice of the WorkOS API that usersd talks to (JWKS, User
+// Management users, Events) with the real wire shapes, plus an unauthenticated
+// control API under /__test/ that tests use to seed users, mint access tokens,
+// inspect the request log and inject faults. No npm dependencies: Node >= 20.
+//
+// Usage: node server.mjs [--port 0] [--host 127.0.0.1] [--client-id client_123]
+//          [--api-key sk_test_123] [--key-file path.json] [--state-file path.json]
+//          [--port-file path] [--max-events 500000] [--max-log 100000] [--verbose]
+//
+// Once listening it prints exactly one line on stdout:
+//   {"port":N,"baseUrl":"http://127.0.0.1:N"}
+// Everything else (only with --verbose) goes to stderr.
+
+import http from 'node:http';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+// ---------------------------------------------------------------------------
+// Identifiers
+
+const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+
+// Monotonic ULIDs: event ids must sort in creation order even when many are
+// created within one millisecond, because GET /events pages by `after=<id>`.
+let ulidLastTime = -1;
+const ulidRandom = new Array(16).fill(0);
+
+function ulid() {
+  let now = Date.now();
+  if (now <= ulidLastTime) {
+    now = ulidLastTime;
+    // Same (or earlier, if the clock stepped back) millisecond: increment the
+    // 80-bit random part so the id still sorts after the previous one.
+    let i = 15;
+    while (i >= 0 && ulidRandom[i] === 31) ulidRandom[i--] = 0;
+    if (i < 0) {
+      now = ++ulidLastTime; // random part overflowed: borrow the next ms
+      for (let j = 0; j < 16; j++) ulidRandom[j] = crypto.randomInt(32);
+    } else {
+      ulidRandom[i]++;
+    }
+  } else {
+    ulidLastTime = now;
+    const bytes = crypto.randomBytes(16);
+    for (let j = 0; j < 16; j++) ulidRandom[j] = bytes[j] & 31;
+  }
+  let time = '';
+  let t = now;
+  for (let i = 0; i < 10; i++) {
+    time = CROCKFORD[t % 32] + time;
+    t = Math.floor(t / 32);
+  }
+  let rand = '';
+  for (let j = 0; j < 16; j++) rand += CROCKFORD[ulidRandom[j]];
+  return time + rand;
+}
+
+const newUserId = () => `user_${ulid()}`;
+const newEventId = () => `event_${ulid()}`;
+const newKid = () => `sso_oidc_key_pair_${ulid()}`;
+
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+
+// ---------------------------------------------------------------------------
+// Signing keys and a self-signed certificate for the JWKS `x5c` member.
+//
+// Real WorkOS JWKS entries carry x5c and x5t#S256 next to n/e; serving them too
+// keeps a verifier that (wrongly) depends on either honest in tests.
+
+function derLength(n) {
+  if (n < 0x80) return Buffer.from([n]);
+  const bytes = [];
+  while (n > 0) {
+    bytes.unshift(n & 0xff);
+    n >>>= 8;
+  }
+  return Buffer.from([0x80 | bytes.length, ...bytes]);
+}
+const der = (tag, ...parts) => {
+  const body = Buffer.concat(parts);
+  return Buffer.concat([Buffer.from([tag]), derLength(body.length), body]);
+};
+const derSeq = (...p) => der(0x30, ...p);
+const derSet = (...p) => der(0x31, ...p);
+const DER_NULL = Buffer.from([0x05, 0x00]);
+function derOid(dotted) {
+  const arcs = dotted.split('.').map(Number);
+  const out = [40 * arcs[0] + arcs[1]];
+  for (const arc of arcs.slice(2)) {
+    const chunk = [arc & 0x7f];
+    let v = Math.floor(arc / 128);
+    while (v > 0) {
+      chunk.unshift((v & 0x7f) | 0x80);
+      v = Math.floor(v / 128);
+    }
+    out.push(...chunk);
+  }
+  return der(0x06, Buffer.from(out));
+}
+function derUInt(buf) {
+  // DER integers are signed: a leading 1 bit needs a 0x00 pad to stay positive.
+  return der(0x02, buf[0] & 0x80 ? Buffer.concat([Buffer.from([0]), buf]) : buf);
+}
+function derTime(d) {
+  const iso = d.toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z'; // YYYYMMDDHHMMSSZ
+  const year = d.getUTCFullYear();
+  // RFC 5280: UTCTime through 2049, GeneralizedTime from 2050.
+  return year < 2050 ? der(0x17, Buffer.from(iso.slice(2))) : der(0x18, Buffer.from(iso));
+}
+
+function selfSignedCertDer(privateKey, publicKey, commonName) {
+  const sha256WithRsa = derSeq(derOid('1.2.840.113549.1.1.11'), DER_NULL);
+  const name = derSeq(derSet(derSeq(derOid('2.5.4.3'), der(0x0c, Buffer.from(commonName)))));
+  const serial = crypto.randomBytes(16);
+  serial[0] &= 0x7f;
+  const now = Date.now();
+  const tbs = derSeq(
+    der(0xa0, derUInt(Buffer.from([2]))), // version v3
+    derUInt(serial),
+    sha256WithRsa,
+    name,
+    derSeq(derTime(new Date(now - 86400e3)), derTime(new Date(now + 10 * 365 * 86400e3))),
+    name,
+    publicKey.export({ type: 'spki', format: 'der' }),
+  );
+  const signature = crypto.sign('sha256', tbs, privateKey);
+  return derSeq(tbs, sha256WithRsa, der(0x03, Buffer.concat([Buffer.from([0]), signature])));
+}
+
+function makeKeyEntry(kid, privateKeyPem) {
+  const privateKey = crypto.createPrivateKey(privateKeyPem);
+  const publicKey = crypto.createPublicKey(privateKey);
+  const { n, e } = publicKey.export({ format: 'jwk' });
+  const cert = selfSignedCertDer(privateKey, publicKey, `WorkOS fake ${kid}`);
+  return {
+    kid,
+    privateKeyPem,
+    privateKey,
+    publicKey,
+    publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }),
+    jwk: {
+      alg: 'RS256',
+      kty: 'RSA',
+      use: 'sig',
+      x5c: [cert.toString('base64')],
+      n,
+      e,
+      kid,
+      'x5t#S256': b64url(crypto.createHash('sha256').update(cert).digest()),
+    },
+  };
+}
+
+async function generateKeyEntry() {
+  const privateKeyPem = await new Promise((resolve, reject) =>
+    crypto.generateKeyPair(
+      'rsa',
+      { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } },
+      (err, _pub, priv) => (err ? reject(err) : resolve(priv)),
+    ),
+  );
+  return makeKeyEntry(newKid(), privateKeyPem);
+}
+
+// Writes via a temp file + rename so a concurrent reader (or a crash) never
+// sees a half-written file.
+function writeFileAtomic(file, data) {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, file);
+}
+
+// ---------------------------------------------------------------------------
+// Validation helpers (WorkOS-style 4xx bodies)
+
+const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const PASSWORD_HASH_TYPES = new Set(['bcrypt', 'firebase-scrypt', 'ssha', 'scrypt', 'pbkdf2', 'argon2']);
+const USER_WRITABLE = new Set([
+  'email', 'first_name', 'last_name', 'email_verified', 'password', 'password_hash',
+  'password_hash_type', 'external_id', 'metadata', 'locale',
+]);
+
+const isPlainObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+function validationError(errors) {
+  return {
+    status: 422,
+    body: {
+      code: 'invalid_request_parameters',
+      message: 'Validation failed.',
+      errors: errors.map(([field, code, message]) => ({ field, code, message })),
+    },
+  };
+}
+
+// Checks a create/update body against the WorkOS DTOs. `nullableNames` is true
+// for create (first_name/last_name may be null there, not on update).
+function checkUserFields(body, { nullableNames }) {
+  const errors = [];
+  for (const key of Object.keys(body)) {
+    if (!USER_WRITABLE.has(key)) errors.push([key, 'unknown_field', `property ${key} should not exist`]);
+  }
+  const str = (k, nullable) => {
+    if (!(k in body)) return;
+    const v = body[k];
+    if (v === null ? !nullable : typeof v !== 'string') {
+      errors.push([k, 'invalid_type', `${k} must be a string${nullable ? ' or null' : ''}`]);
+    }
+  };
+  if ('email' in body) {
+    if (typeof body.email !== 'string') errors.push(['email', 'invalid_type', 'email must be a string']);
+    else if (!EMAIL_RE.test(body.email)) errors.push(['email', 'invalid_email', 'email must be an email']);
+  }
+  str('first_name', nullableNames);
+  str('last_name', nullableNames);
+  if ('email_verified' in body && typeof body.email_verified !== 'boolean' && !(nullableNames && body.email_verified === null)) {
+    errors.push(['email_verified', 'invalid_type', 'email_verified must be a boolean']);
+  }
+  str('password', nullableNames);
+  str('password_hash', false);
+  if ('password_hash_type' in body && !PASSWORD_HASH_TYPES.has(body.password_hash_type)) {
+    errors.push(['password_hash_type', 'invalid_enum_value', `password_hash_type must be one of ${[...PASSWORD_HASH_TYPES].join(', ')}`]);
+  }
+  if ('password_hash' in body !== 'password_hash_type' in body) {
+    errors.push(['password_hash', 'required', 'password_hash and password_hash_type go together']);
+  }
+  str('locale', true);
+  if ('external_id' in body && body.external_id !== null) {
+    const v = body.external_id;
+    if (typeof v !== 'string') errors.push(['external_id', 'invalid_type', 'external_id must be a string or null']);
+    else if (v.length > 128 || !/^[\x00-\x7F]+$/.test(v)) errors.push(['external_id', 'invalid_format', 'external_id must be 1-128 ASCII characters']);
+  }
+  if ('metadata' in body && body.metadata !== null) {
+    const m = body.metadata;
+    if (!isPlainObject(m)) errors.push(['metadata', 'invalid_type', 'metadata must be an object or null']);
+    else {
+      const keys = Object.keys(m);
+      if (keys.length > 50) errors.push(['metadata', 'too_many_properties', 'metadata may have at most 50 keys']);
+      for (const k of keys) {
+        if (k.length > 40) errors.push([`metadata.${k}`, 'too_long', 'metadata keys may be at most 40 characters']);
+        if (typeof m[k] !== 'string') errors.push([`metadata.${k}`, 'invalid_type', 'metadata values must be strings']);
+        else if (m[k].length > 600) errors.push([`metadata.${k}`, 'too_long', 'metadata values may be at most 600 characters']);
+      }
+    }
+  }
+  return errors;
+}
+
+// ---------------------------------------------------------------------------
+// The fake
+
+const DEFAULT_ERROR_CODES = {
+  400: 'bad_request', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 408: 'request_timeout',
+  409: 'conflict', 422: 'invalid_request_parameters', 429: 'rate_limit_exceeded', 500: 'server_error',
+  502: 'bad_gateway', 503: 'service_unavailable', 504: 'gateway_timeout',
+};
+
+export async function startServer(options = {}) {
+  const opts = {
+    port: 0,
+    host: '127.0.0.1',
+    clientId: 'client_123',
+    apiKey: 'sk_test_123',
+    keyFile: null,
+    stateFile: null,
+    portFile: null,
+    maxEvents: 500_000,
+    maxLog: 100_000,
+    verbose: false,
+    ...options,
+  };
+  const debug = opts.verbose ? (...a) => console.error('[workos-fake]', ...a) : () => {};
+  const expectedAuth = `Bearer ${opts.apiKey}`;
+
+  // --- keys -----------------------------------------------------------------
+  // keys[0] signs; the rest are still published (after rotate-key {keep:true}).
+  let keys = [];
+  if (opts.keyFile && fs.existsSync(opts.keyFile)) {
+    const saved = JSON.parse(fs.readFileSync(opts.keyFile, 'utf8'));
+    const list = Array.isArray(saved.keys) ? saved.keys : [saved];
+    keys = list.map((k) => makeKeyEntry(k.kid, k.privateKeyPem));
+  } else {
+    keys = [await generateKeyEntry()];
+    saveKeys();
+  }
+  let jwksBody = '';
+  rebuildJwks();
+
+  function saveKeys() {
+    if (!opts.keyFile) return;
+    fs.mkdirSync(path.dirname(path.resolve(opts.keyFile)), { recursive: true });
+    writeFileAtomic(opts.keyFile, JSON.stringify({ keys: keys.map(({ kid, privateKeyPem }) => ({ kid, privateKeyPem })) }, null, 2) + '\n');
+  }
+  function rebuildJwks() {
+    jwksBody = JSON.stringify({ keys: keys.map((k) => k.jwk) });
+  }
+
+  // --- state ----------------------------------------------------------------
+  const users = new Map(); // id -> WorkOS user object (as served)
+  const emailIndex = new Map(); // lower-cased email -> Set of user ids
+  // Events are kept as {id, type, ts, json}: the JSON text is built once at
+  // creation so serving a page is string concatenation, not re-serialisation.
+  let events = [];
+  let requestLog = [];
+  let faults = [];
+  let down = false;
+  let saveTimer = null; // pending debounced --state-file write
+
+  function indexEmail(user, add) {
+    if (!user.email) return;
+    const key = user.email.toLowerCase();
+    let set = emailIndex.get(key);
+    if (add) {
+      if (!set) emailIndex.set(key, (set = new Set()));
+      set.add(user.id);
+    } else if (set) {
+      set.delete(user.id);
+      if (set.size === 0) emailIndex.delete(key);
+    }
+  }
+  function emailTaken(email, exceptId) {
+    const set = emailIndex.get(email.toLowerCase());
+    if (!set) return false;
+    for (const id of set) if (id !== exceptId) return true;
+    return false;
+  }
+  function putUser(user) {
+    const old = users.get(user.id);
+    if (old) indexEmail(old, false);
+    users.set(user.id, user);
+    indexEmail(user, true);
+    scheduleSave();
+  }
+  function removeUser(id) {
+    const old = users.get(id);
+    if (!old) return null;
+    indexEmail(old, false);
+    users.delete(id);
+    scheduleSave();
+    return old;
+  }
+
+  // Field order follows the WorkOS user object; unknown extra keys seeded via
+  // the control API are kept so tests can check tolerance of new fields.
+  function normalizeUser(input, existing) {
+    const now = new Date().toISOString();
+    const base = existing ?? {
+      object: 'user',
+      id: input.id ?? newUserId(),
+      email: '',
+      email_verified: false,
+      first_name: null,
+      last_name: null,
+      profile_picture_url: null,
+      last_sign_in_at: null,
+      external_id: null,
+      metadata: {},
+      locale: null,
+      created_at: now,
+      updated_at: now,
+    };
+    const user = { ...base };
+    for (const [k, v] of Object.entries(input)) {
+      if (k === 'emitEvent' || k === 'object' || k === 'id') continue;
+      user[k] = v;
+    }
+    if (existing && !('updated_at' in input)) user.updated_at = now;
+    return user;
+  }
+
+  function appendEvent({ event, data, created_at, id, context }) {
+    const ts = created_at ? Date.parse(created_at) : Date.now();
+    const ev = { object: 'event', id: id ?? newEventId(), event, data, created_at: new Date(ts).toISOString() };
+    if (context !== undefined) ev.context = context;
+    const rec = { id: ev.id, type: event, ts, json: JSON.stringify(ev) };
+    if (events.length === 0 || events[events.length - 1].id < rec.id) events.push(rec);
+    else events.splice(upperBound(rec.id), 0, rec); // caller-chosen id: keep sorted
+    if (events.length > opts.maxEvents) events.splice(0, events.length - opts.maxEvents);
+    scheduleSave();
+    return ev;
+  }
+  // Index of the first event whose id sorts after `id`.
+  function upperBound(id) {
+    let lo = 0;
+    let hi = events.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (events[mid].id <= id) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+  const snapshot = (user) => structuredClone(user);
+
+  // --- persistence ------------------------------------------------------------
+  if (opts.stateFile && fs.existsSync(opts.stateFile)) {
+    const saved = JSON.parse(fs.readFileSync(opts.stateFile, 'utf8'));
+    for (const u of saved.users ?? []) putUser(u);
+    events = (saved.events ?? []).map((ev) => ({ id: ev.id, type: ev.event, ts: Date.parse(ev.created_at), json: JSON.stringify(ev) }));
+    events.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+  // Debounced: under an outbox benchmark thousands of mutations arrive per
+  // second, and re-serialising the whole state for each would dominate.
+  function scheduleSave() {
+    if (!opts.stateFile || saveTimer) return;
+    saveTimer = setTimeout(saveState, 1000);
+    saveTimer.unref();
+  }
+  function saveState() {
+    if (saveTimer) clearTimeout(saveTimer);
+    saveTimer = null;
+    if (!opts.stateFile) return;
+    const text = `{"users":${JSON.stringify([...users.values()])},"events":[${events.map((e) => e.json).join(',')}]}\n`;
+    fs.mkdirSync(path.dirname(path.resolve(opts.stateFile)), { recursive: true });
+    writeFileAtomic(opts.stateFile, text);
+  }
+
+  // --- tokens ------------------------------------------------------------------
+  function mintToken(body) {
+    const now = Math.floor(Date.now() / 1000);
+    const signer = body.signWithKid ? keys.find((k) => k.kid === body.signWithKid) : keys[0];
+    if (!signer) throw new HttpError(400, `no key with kid ${body.signWithKid}`);
+    const alg = body.alg ?? 'RS256';
+    const header = { alg, typ: 'JWT', kid: body.kid === undefined ? signer.kid : body.kid, ...(body.header ?? {}) };
+    if (header.kid === null) delete header.kid;
+    const claims = {
+      iss: body.iss === undefined ? `https://api.workos.com/user_management/${opts.clientId}` : body.iss,
+      sub: body.sub,
+      sid: body.sid === undefined ? `session_${ulid()}` : body.sid,
+      jti: ulid(),
+      iat: now,
+      exp: now + (body.expiresIn ?? 3600),
+    };
+    if (body.notBefore !== undefined) claims.nbf = now + body.notBefore;
+    if (body.aud !== undefined) claims.aud = body.aud;
+    if (body.org_id !== undefined) claims.org_id = body.org_id;
+    if (body.role !== undefined) claims.role = body.role;
+    if (body.permissions !== undefined) claims.permissions = body.permissions;
+    Object.assign(claims, body.extraClaims ?? {});
+    for (const k of Object.keys(claims)) if (claims[k] === null || claims[k] === undefined) delete claims[k];
+
+    const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
+    let sig;
+    const bits = alg.slice(2);
+    if (alg === 'none') sig = Buffer.alloc(0);
+    else if (/^RS(256|384|512)$/.test(alg)) sig = crypto.sign(`sha${bits}`, Buffer.from(input), signer.privateKey);
+    else if (/^PS(256|384|512)$/.test(alg)) {
+      sig = crypto.sign(`sha${bits}`, Buffer.from(input), {
+        key: signer.privateKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: Number(bits) / 8,
+      });
+    } else if (/^HS(256|384|512)$/.test(alg)) {
+      // Default secret is the published public key: the classic RS/HS
+      // algorithm-confusion attack a verifier must refuse.
+      sig = crypto.createHmac(`sha${bits}`, body.hmacSecret ?? signer.publicKeyPem).update(input).digest();
+    } else if (alg === 'ES256') {
+      // A throwaway EC key: the token is well-formed but no JWKS key matches it.
+      const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      sig = crypto.sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' });
+    } else {
+      throw new HttpError(400, `unsupported alg ${alg}`);
+    }
+    if (body.corruptSignature && sig.length) sig[sig.length - 1] ^= 0x01;
+    return { token: `${input}.${b64url(sig)}`, kid: header.kid ?? null, header, claims };
+  }
+
+  // --- faults ------------------------------------------------------------------
+  function compileFaults(rules) {
+    if (!Array.isArray(rules)) throw new HttpError(400, 'rules must be an array');
+    return rules.map((r, i) => {
+      if (!isPlainObject(r)) throw new HttpError(400, `rule ${i} must be an object`);
+      let re = null;
+      if (r.path !== undefined) {
+        try {
+          re = new RegExp(r.path);
+        } catch (e) {
+          throw new HttpError(400, `rule ${i}: bad path regex: ${e.message}`);
+        }
+      }
+      if (r.status !== undefined && !(Number.isInteger(r.status) && r.status >= 100 && r.status <= 599)) {
+        throw new HttpError(400, `rule ${i}: status must be an integer 100-599`);
+      }
+      return { ...r, method: r.method?.toUpperCase(), re, remaining: r.times ?? Infinity, hits: 0 };
+    });
+  }
+  // First rule that matches and wins its probability roll; it is consumed here.
+  function takeFault(method, pathname) {
+    for (const rule of faults) {
+      if (rule.remaining <= 0) continue;
+      if (rule.method && rule.method !== method) continue;
+      if (rule.re && !rule.re.test(pathname)) continue;
+      if (rule.probability !== undefined && Math.random() >= rule.probability) continue;
+      rule.remaining--;
+      rule.hits++;
+      return rule;
+    }
+    return null;
+  }
+  function faultResult(rule) {
+    const headers = { ...(rule.headers ?? {}) };
+    if (rule.retryAfter !== undefined) headers['retry-after'] = String(rule.retryAfter);
+    let body = rule.body;
+    if (body === undefined) {
+      body = { code: DEFAULT_ERROR_CODES[rule.status] ?? 'error', message: http.STATUS_CODES[rule.status] ?? 'Error' };
+    }
+    return { status: rule.status, body, headers };
+  }
+
+  // --- WorkOS API -------------------------------------------------------------------
+  const notFoundUser = (id) => ({ status: 404, body: { code: 'entity_not_found', message: `Could not find user with id '${id}'.` } });
+
+  function api(method, pathname, query, body, rawBody, headers) {
+    // JWKS is public, as on api.workos.com.
+    let m = /^\/sso\/jwks\/([^/]+)$/.exec(pathname);
+    if (m) {
+      if (method !== 'GET') return routeNotFound(method, pathname);
+      if (decodeURIComponent(m[1]) !== opts.clientId) return { status: 404, body: { message: `Client not found: '${decodeURIComponent(m[1])}'.` } };
+      return { status: 200, raw: jwksBody };
+    }
+    if (headers.authorization !== expectedAuth) {
+      return { status: 401, body: { code: 'unauthorized', message: 'Could not authorize the request. Maybe your API key is invalid?' } };
+    }
+    const needsBody = method === 'POST' || method === 'PUT';
+    if (needsBody && rawBody.length && body === undefined) {
+      return { status: 400, body: { code: 'invalid_json', message: 'The request body is not valid JSON.' } };
+    }
+    if (pathname === '/events') return method === 'GET' ? listEvents(query) : routeNotFound(method, pathname);
+    if (pathname === '/user_management/users') {
+      if (method === 'POST') return createUser(body === undefined ? {} : body);
+      if (method === 'GET') return listUsers(query);
+      return routeNotFound(method, pathname);
+    }
+    m = /^\/user_management\/users\/([^/]+)$/.exec(pathname);
+    if (m) {
+      const id = decodeURIComponent(m[1]);
+      if (method === 'GET') return users.has(id) ? { status: 200, body: users.get(id) } : notFoundUser(id);
+      if (method === 'PUT') return updateUser(id, body === undefined ? {} : body);
+      if (method === 'DELETE') return deleteUser(id);
+    }
+    return routeNotFound(method, pathname);
+  }
+  const routeNotFound = (method, pathname) => ({
+    status: 404, body: { code: 'not_found', message: `Cannot ${method} ${pathname}` },
+  });
+
+  function createUser(body) {
+    if (!isPlainObject(body)) return validationError([['body', 'invalid_type', 'body must be a JSON object']]);
+    const errors = checkUserFields(body, { nullableNames: true });
+    if (!('email' in body)) errors.push(['email', 'required', 'email is required']);
+    if (errors.length) return validationError(errors);
+    if ('password' in body && 'password_hash' in body) {
+      return { status: 400, body: { code: 'password_and_password_hash_provided', message: 'Provide either password or password_hash, not both.' } };
+    }
+    if (emailTaken(body.email)) {
+      return {
+        status: 400,
+        body: {
+          code: 'user_creation_error', message: 'Could not create user.',
+          errors: [{ code: 'email_not_available', message: 'This email is not available.' }],
+        },
+      };
+    }
+    const fields = { ...body };
+    delete fields.password; delete fields.password_hash; delete fields.password_hash_type;
+    if (fields.email_verified === null) fields.email_verified = false;
+    if (fields.metadata === null) fields.metadata = {};
+    const user = normalizeUser(fields);
+    putUser(user);
+    appendEvent({ event: 'user.created', data: snapshot(user) });
+    return { status: 201, body: user };
+  }
+
+  function updateUser(id, body) {
+    if (!isPlainObject(body)) return validationError([['body', 'invalid_type', 'body must be a JSON object']]);
+    const errors = checkUserFields(body, { nullableNames: false });
+    if (errors.length) return validationError(errors);
+    const existing = users.get(id);
+    if (!existing) return notFoundUser(id);
+    if ('password' in body && 'password_hash' in body) {
+      return { status: 400, body: { code: 'password_and_password_hash_provided', message: 'Provide either password or password_hash, not both.' } };
+    }
+    if ('email' in body && emailTaken(body.email, id)) {
+      return { status: 400, body: { code: 'email_not_available', message: 'This email is not available.' } };
+    }
+    const next = { ...existing };
+    let changed = false;
+    const set = (k, v) => {
+      if (JSON.stringify(next[k]) !== JSON.stringify(v)) {
+        next[k] = v;
+        changed = true;
+      }
+    };
+    for (const k of ['first_name', 'last_name', 'external_id', 'locale']) if (k in body) set(k, body[k]);
+    if ('metadata' in body) set('metadata', body.metadata ?? {});
+    if ('email' in body && body.email !== existing.email) {
+      set('email', body.email);
+      // A changed address is no longer verified unless the caller says so.
+      if (!('email_verified' in body)) set('email_verified', false);
+    }
+    if ('email_verified' in body) set('email_verified', body.email_verified);
+    if ('password' in body || 'password_hash' in body) changed = true; // not stored, but an update
+    if (!changed) return { status: 200, body: existing };
+    next.updated_at = new Date().toISOString();
+    putUser(next);
+    appendEvent({ event: 'user.updated', data: snapshot(next) });
+    return { status: 200, body: next };
+  }
+
+  function deleteUser(id) {
+    const old = removeUser(id);
+    if (!old) return notFoundUser(id);
+    appendEvent({ event: 'user.deleted', data: snapshot(old) });
+    return { status: 200, raw: '' };
+  }
+
+  const intParam = (v) => (v !== undefined && /^\d+$/.test(v) ? Number(v) : NaN);
+
+  function listUsers(query) {
+    const errors = [];
+    const limit = query.limit === undefined ? 10 : intParam(query.limit);
+    if (!(limit >= 1 && limit <= 100)) errors.push(['limit', 'invalid', 'limit must be between 1 and 100']);
+    if (errors.length) return validationError(errors);
+    let list = [...users.values()];
+    if (query.email) list = list.filter((u) => u.email.toLowerCase() === String(query.email).toLowerCase());
+    const asc = query.order === 'asc';
+    list.sort((a, b) => (a.id < b.id ? -1 : 1) * (asc ? 1 : -1));
+    if (query.after) list = list.filter((u) => (asc ? u.id > query.after : u.id < query.after));
+    const data = list.slice(0, limit);
+    const more = list.length > limit;
+    return {
+      status: 200,
+      body: { object: 'list', data, list_metadata: { before: query.after && data.length ? data[0].id : null, after: more ? data[data.length - 1].id : null } },
+    };
+  }
+
+  // Always oldest-first: the live API ignores `order` on /events even though it
+  // is documented (workos/workos-node#1610), and the daemon relies on `after`.
+  function listEvents(query) {
+    const errors = [];
+    const limit = query.limit === undefined ? 10 : intParam(query.limit);
+    if (!(limit >= 1 && limit <= 100)) errors.push({ field: 'limit', code: 'invalid' });
+    const parseRange = (field) => {
+      if (query[field] === undefined) return undefined;
+      const t = Date.parse(query[field]);
+      if (Number.isNaN(t)) errors.push({ field, code: 'invalid_date' });
+      return t;
+    };
+    const rangeStart = parseRange('range_start');
+    const rangeEnd = parseRange('range_end');
+    if (query.order !== undefined && !['asc', 'desc', 'normal'].includes(query.order)) errors.push({ field: 'order', code: 'invalid_enum_value' });
+    if (errors.length) return { status: 422, body: { message: 'Validation failed.', errors } };
+
+    // `events` arrives as a comma list (the documented form), repeated, or as events[].
+    let types = null;
+    const rawTypes = [query.events, query['events[]']].flat().filter((v) => v !== undefined);
+    if (rawTypes.length) types = new Set(rawTypes.flatMap((v) => String(v).split(',')).map((s) => s.trim()).filter(Boolean));
+
+    const out = [];
+    let lastId = null;
+    for (let i = query.after ? upperBound(query.after) : 0; i < events.length && out.length < limit; i++) {
+      const e = events[i];
+      if (types && !types.has(e.type)) continue;
+      if (rangeStart !== undefined && e.ts < rangeStart) continue;
+      if (rangeEnd !== undefined && e.ts > rangeEnd) continue;
+      out.push(e.json);
+      lastId = e.id;
+    }
+    return {
+      status: 200,
+      raw: `{"object":"list","data":[${out.join(',')}],"list_metadata":{"after":${JSON.stringify(lastId)}}}`,
+    };
+  }
+
+  // --- control API -----------------------------------------------------------------
+  function control(method, pathname, query, body) {
+    const route = `${method} ${pathname}`;
+    let m;
+    switch (route) {
+      case 'GET /__test/info':
+        return {
+          status: 200,
+          body: {
+            clientId: opts.clientId, kids: keys.map((k) => k.kid), users: users.size, events: events.length,
+            requests: requestLog.length, down, faults: faults.length,
+          },
+        };
+      case 'POST /__test/users': {
+        const list = Array.isArray(body) ? body : [body];
+        const result = list.map((u) => {
+          if (!isPlainObject(u)) throw new HttpError(400, 'user must be an object');
+          const existing = u.id !== undefined ? users.get(u.id) : undefined;
+          const user = normalizeUser(u, existing);
+          putUser(user);
+          if (u.emitEvent) appendEvent({ event: existing ? 'user.updated' : 'user.created', data: snapshot(user) });
+          return user;
+        });
+        return { status: 200, body: Array.isArray(body) ? result : result[0] };
+      }
+      case 'GET /__test/users':
+        return { status: 200, body: [...users.values()] };
+      case 'POST /__test/token':
+        // sub may be null to mint a token without one (a verifier must refuse it).
+        if (!isPlainObject(body) || !(typeof body.sub === 'string' || body.sub === null)) throw new HttpError(400, 'sub (string or null) is required');
+        return { status: 200, body: mintToken(body) };
+      case 'POST /__test/events': {
+        if (!isPlainObject(body) || typeof body.event !== 'string') throw new HttpError(400, 'event (string) is required');
+        if (body.created_at !== undefined && Number.isNaN(Date.parse(body.created_at))) throw new HttpError(400, 'created_at must be an ISO date');
+        return { status: 200, body: appendEvent({ event: body.event, data: body.data ?? {}, created_at: body.created_at, id: body.id, context: body.context }) };
+      }
+      case 'GET /__test/events':
+        return { status: 200, raw: `[${events.map((e) => e.json).join(',')}]` };
+      case 'GET /__test/requests': {
+        let list = requestLog;
+        if (query.method) list = list.filter((r) => r.method === String(query.method).toUpperCase());
+        if (query.path) {
+          let re;
+          try {
+            re = new RegExp(query.path);
+          } catch (e) {
+            throw new HttpError(400, `bad path regex: ${e.message}`);
+          }
+          list = list.filter((r) => re.test(r.path));
+        }
+        if (query.since) list = list.filter((r) => r.ts >= Number(query.since));
+        return { status: 200, body: list };
+      }
+      case 'DELETE /__test/requests':
+        requestLog = [];
+        return { status: 200, body: { ok: true } };
+      case 'POST /__test/faults':
+        faults = compileFaults(Array.isArray(body) ? body : body?.rules);
+        return { status: 200, body: { ok: true, rules: faults.length } };
+      case 'GET /__test/faults':
+        return {
+          status: 200,
+          body: faults.map(({ re, remaining, ...r }) => ({ ...r, remaining: remaining === Infinity ? null : remaining })),
+        };
+      case 'DELETE /__test/faults':
+        faults = [];
+        return { status: 200, body: { ok: true } };
+      case 'POST /__test/down':
+        if (typeof body?.down !== 'boolean') throw new HttpError(400, 'down (boolean) is required');
+        down = body.down;
+        return { status: 200, body: { down } };
+      case 'POST /__test/reset':
+        users.clear();
+        emailIndex.clear();
+        events = [];
+        faults = [];
+        requestLog = [];
+        down = false;
+        scheduleSave();
+        return { status: 200, body: { ok: true } };
+      case 'POST /__test/save':
+        saveState();
+        return { status: 200, body: { ok: true } };
+    }
+    if ((m = /^\/__test\/users\/([^/]+)$/.exec(pathname))) {
+      const id = decodeURIComponent(m[1]);
+      if (method === 'GET') return users.has(id) ? { status: 200, body: users.get(id) } : { status: 404, body: { error: `no user ${id}` } };
+      if (method === 'DELETE') {
+        const old = removeUser(id);
+        if (!old) return { status: 404, body: { error: `no user ${id}` } };
+        if (body?.emitEvent || query.emitEvent === 'true') appendEvent({ event: 'user.deleted', data: snapshot(old) });
+        return { status: 200, body: old };
+      }
+    }
+    return { status: 404, body: { error: `unknown control route ${route}` } };
+  }
+
+  async function rotateKey(body) {
+    const entry = await generateKeyEntry();
+    keys = body?.keep ? [entry, ...keys] : [entry];
+    rebuildJwks();
+    saveKeys();
+    return { status: 200, body: { kid: entry.kid, kids: keys.map((k) => k.kid) } };
+  }
+
+  // --- HTTP plumbing ------------------------------------------------------------------
+  function parseQuery(search) {
+    const query = {};
+    if (!search) return query;
+    for (const [k, v] of new URLSearchParams(search)) {
+      if (k in query) query[k] = [].concat(query[k], v);
+      else query[k] = v;
+    }
+    return query;
+  }
+
+  function readBody(req, limit) {
+    return new Promise((resolve, reject) => {
+      const chunks = [];
+      let size = 0;
+      req.on('data', (c) => {
+        size += c.length;
+        if (size > limit) {
+          reject(new HttpError(413, 'request body too large'));
+          req.destroy();
+          return;
+        }
+        chunks.push(c);
+      });
+      req.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+      req.on('error', reject);
+    });
+  }
+  function parseJson(buf) {
+    if (!buf.length) return undefined;
+    try {
+      return JSON.parse(buf.toString('utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  function send(res, result, logEntry) {
+    if (res.destroyed || res.writableEnded) return;
+    const headers = { 'x-request-id': crypto.randomUUID(), ...(result.headers ?? {}) };
+    let payload;
+    if (result.raw !== undefined) {
+      payload = result.raw;
+      if (payload.length) headers['content-type'] ??= 'application/json; charset=utf-8';
+    } else if (result.body === null) {
+      payload = '';
+    } else if (typeof result.body === 'string') {
+      payload = result.body;
+      headers['content-type'] ??= 'text/plain; charset=utf-8';
+    } else {
+      payload = JSON.stringify(result.body);
+      headers['content-type'] ??= 'application/json; charset=utf-8';
+    }
+    headers['content-length'] = Buffer.byteLength(payload);
+    res.writeHead(result.status, headers);
+    res.end(payload);
+    if (logEntry) logEntry.status = result.status;
+  }
+
+  function logRequest(entry) {
+    requestLog.push(entry);
+    // Trim in batches so the cap costs O(1) amortised per request.
+    if (requestLog.length > opts.maxLog * 1.1) requestLog = requestLog.slice(requestLog.length - opts.maxLog);
+  }
+
+  function redact(body) {
+    if (!isPlainObject(body)) return body;
+    let copy = null;
+    for (const k of ['password', 'password_hash']) {
+      if (k in body) (copy ??= { ...body })[k] = '[redacted]';
+    }
+    return copy ?? body;
+  }
+
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+  async function handle(req, res) {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const pathname = q < 0 ? url : url.slice(0, q);
+    const query = parseQuery(q < 0 ? '' : url.slice(q + 1));
+    const method = req.method ?? 'GET';
+
+    if (pathname.startsWith('/__test/')) {
+      try {
+        const raw = await readBody(req, 256 * 1024 * 1024);
+        const body = parseJson(raw);
+        if (raw.length && body === undefined) throw new HttpError(400, 'body is not valid JSON');
+        const result = pathname === '/__test/rotate-key' && method === 'POST' ? await rotateKey(body) : control(method, pathname, query, body);
+        send(res, result);
+      } catch (err) {
+        send(res, { status: err.status ?? 500, body: { error: err.message } });
+      }
+      return;
+    }
+
+    const entry = {
+      ts: Date.now(), method, path: pathname, query, body: null,
+      hasAuth: req.headers.authorization !== undefined,
+      authOk: req.headers.authorization === expectedAuth,
+      status: null,
+    };
+    if (down) {
+      // Simulated outage: the client sees a connection reset, not an HTTP reply.
+      entry.fault = 'down';
+      logRequest(entry);
+      req.socket.destroy();
+      return;
+    }
+    let raw;
+    try {
+      raw = await readBody(req, 16 * 1024 * 1024);
+    } catch (err) {
+      logRequest(entry);
+      send(res, { status: err.status ?? 400, body: { message: err.message } }, entry);
+      return;
+    }
+    const body = parseJson(raw);
+    entry.body = body !== undefined ? redact(body) : raw.length ? raw.toString('utf8') : null;
+    logRequest(entry);
+
+    const rule = faults.length ? takeFault(method, pathname) : null;
+    if (rule) {
+      entry.fault = rule.drop ? 'drop' : rule.status !== undefined ? 'status' : 'delay';
+      if (rule.delayMs) await sleep(rule.delayMs);
+      // `apply: true` performs the real operation first, then loses the reply:
+      // the "WorkOS applied it but we never heard back" case.
+      if (rule.apply) api(method, pathname, query, body, raw, req.headers);
+      if (rule.drop) {
+        req.socket.destroy();
+        return;
+      }
+      if (rule.status !== undefined) {
+        send(res, faultResult(rule), entry);
+        return;
+      }
+    }
+    send(res, api(method, pathname, query, body, raw, req.headers), entry);
+  }
+
+  const server = http.createServer({ noDelay: true, keepAlive: true }, (req, res) => {
+    handle(req, res).catch((err) => {
+      debug('handler error', err);
+      send(res, { status: 500, body: { message: 'fake internal error' } });
+    });
+  });
+  // Longer than typical client idle timeouts, so a reused keep-alive
+  // connection is not closed by us at the moment the client sends on it.
+  server.keepAliveTimeout = 120_000;
+  server.headersTimeout = 125_000;
+  server.requestTimeout = 0;
+  server.on('clientError', (_err, socket) => socket.destroy());
+
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, resolve);
+  });
+  const port = server.address().port;
+  const urlHost = ['0.0.0.0', '::', ''].includes(opts.host) ? '127.0.0.1' : opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  const baseUrl = `http://${urlHost}:${port}`;
+  if (opts.portFile) writeFileAtomic(opts.portFile, `${port}\n`);
+  debug(`listening on ${baseUrl} (client ${opts.clientId}, kid ${keys[0].kid})`);
+
+  async function close() {
+    saveState();
+    await new Promise((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+  return { server, port, baseUrl, close };
+}
+
+class HttpError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// CLI
+
+function parseArgs(argv) {
+  const names = {
+    '--port': 'port', '--host': 'host', '--client-id': 'clientId', '--api-key': 'apiKey',
+    '--key-file': 'keyFile', '--state-file': 'stateFile', '--port-file': 'portFile',
+    '--max-events': 'maxEvents', '--max-log': 'maxLog',
+  };
+  const numeric = new Set(['port', 'maxEvents', 'maxLog']);
+  const out = {};
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let value;
+    const eq = arg.indexOf('=');
+    if (eq > 0) {
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    if (arg === '--verbose') {
+      out.verbose = true;
+      continue;
+    }
+    if (arg === '--help' || arg === '-h') {
+      process.stderr.write('usage: node server.mjs [--port 0] [--host 127.0.0.1] [--client-id client_123] [--api-key sk_test_123]\n' +
+        '         [--key-file path.json] [--state-file path.json] [--port-file path] [--max-events N] [--max-log N] [--verbose]\n');
+      process.exit(0);
+    }
+    const key = names[arg];
+    if (!key) throw new Error(`unknown option ${arg}`);
+    if (value === undefined) value = argv[++i];
+    if (value === undefined) throw new Error(`${arg} needs a value`);
+    if (numeric.has(key)) {
+      if (!/^\d+$/.test(value)) throw new Error(`${arg} must be a non-negative integer`);
+      value = Number(value);
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+async function main() {
+  let options;
+  try {
+    options = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`workos-fake: ${err.message}\n`);
+    process.exit(2);
+  }
+  const fake = await startServer(options);
+  process.stdout.write(`${JSON.stringify({ port: fake.port, baseUrl: fake.baseUrl })}\n`);
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    try {
+      await fake.close();
+    } finally {
+      process.exit(0);
+    }
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  main().catch((err) => {
+    process.stderr.write(`workos-fake: ${err.stack ?? err}\n`);
+    process.exit(1);
+  });
+}
