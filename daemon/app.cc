@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <random>
 
 #include "common/log.h"
 
@@ -23,6 +24,20 @@ auth::VerifyOptions VerifyOptionsFrom(const config::Config& cfg) {
   o.algorithms = cfg.auth.algorithms;
   o.leeway_seconds = cfg.auth.leeway_seconds;
   return o;
+}
+
+sync::OutboxOptions OutboxOptionsFrom(const config::Config& cfg) {
+  sync::OutboxOptions o;
+  o.initial_backoff_ms = cfg.outbox.initial_backoff_ms;
+  o.max_backoff_ms = cfg.outbox.max_backoff_ms;
+  o.max_age_ms = cfg.outbox.max_age_seconds * 1000;
+  o.max_in_flight = cfg.workos.max_concurrency;
+  return o;
+}
+
+double Random01() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
 }
 
 sync::WorkosOptions WorkosOptionsFrom(const config::Config& cfg) {
@@ -106,8 +121,16 @@ Status App::Start() {
                       cfg_.auth.jwks_min_refresh_seconds * 1000);
   }
 
+  outbox_ = std::make_unique<sync::OutboxSender>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
+                                                 OutboxOptionsFrom(cfg_), &Random01);
+  outbox_->Start();
+  events_ = std::make_unique<sync::EventsPoller>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
+                                                 cfg_.workos.events_poll_seconds);
+  events_->Start();
+
   service_ = std::make_unique<domain::UsersService>(store_.get(), writer_.get(), workos_.get(), SystemClock(),
                                                     ServiceOptionsFrom(cfg_));
+  service_->SetOutboxNotifier([this] { outbox_->Kick(); });
   api_ = std::make_unique<domain::UsersApi>(auth_.get(), service_.get(), &metrics_, SystemClock());
   RegisterMetrics();
 
@@ -158,30 +181,62 @@ Status App::OpenSockets() {
   ao.max_connections = cfg_.socket.max_connections;
   app_server_ = std::make_unique<ipc::Server>(&loop_, ao, api_.get());
 
-  // Socket activation: systemd passes the sockets named in usersd.socket
-  // (FileDescriptorName=app / admin). They are used as they are, never
-  // unlinked or re-created.
+  admin::AdminDeps deps;
+  deps.version = version();
+  deps.started_at_ms = started_at_ms_;
+  deps.clock = &SystemClock();
+  deps.config = &cfg_;
+  deps.store = store_.get();
+  deps.writer = writer_.get();
+  deps.metrics = &metrics_;
+  deps.workos = workos_.get();
+  deps.jwks = jwks_.get();
+  deps.outbox = outbox_.get();
+  deps.events = events_.get();
+  deps.app_server = app_server_.get();
+  deps.reload = [this](std::vector<std::string>* r, std::vector<std::string>* n) { return Reload(r, n); };
+  admin_api_ = std::make_unique<admin::AdminApi>(std::move(deps));
+  ipc::ServerOptions mo;
+  mo.name = "admin";
+  mo.path = cfg_.admin_socket.path;
+  mo.mode = cfg_.admin_socket.mode;
+  mo.max_line_bytes = cfg_.socket.max_line_bytes;
+  mo.max_connections = 64;
+  mo.authorize = admin::AdminAuthorizer(cfg_.admin_socket.allowed_uids, cfg_.admin_socket.allowed_gids);
+  admin_server_ = std::make_unique<ipc::Server>(&loop_, mo, admin_api_.get());
+
+  // Socket activation: systemd passes the sockets of usersd.socket, named
+  // by FileDescriptorName= ("app", "admin"). They are used as they are,
+  // never unlinked or re-created. Unnamed sockets are taken in order.
   char** names = nullptr;
   int n = sd_listen_fds_with_names(1, &names);
-  int app_fd = -1;
+  int app_fd = -1, admin_fd = -1;
+  std::vector<int> unnamed;
   for (int i = 0; i < n; ++i) {
     std::string name = names && names[i] ? names[i] : "";
     int fd = SD_LISTEN_FDS_START + i;
-    if (name == "app" || name == "usersd.sock" || (name != "admin" && app_fd < 0 && name != "admin.sock")) {
-      if (app_fd < 0) app_fd = fd;
-    }
+    if (name == "app") app_fd = fd;
+    else if (name == "admin") admin_fd = fd;
+    else unnamed.push_back(fd);
   }
   if (names) {
     for (int i = 0; i < n; ++i) free(names[i]);
     free(names);
   }
-  if (app_fd >= 0) {
-    LogInfo("using socket passed by systemd", {{"socket", "app"}, {"fd", std::to_string(app_fd)}});
-    return app_server_->ListenFd(app_fd);
-  }
-  std::string dir = cfg_.socket.path.substr(0, cfg_.socket.path.rfind('/'));
-  if (!dir.empty()) mkdir(dir.c_str(), 0755);
-  return app_server_->Listen();
+  if (app_fd < 0 && !unnamed.empty()) app_fd = unnamed[0], unnamed.erase(unnamed.begin());
+  if (admin_fd < 0 && !unnamed.empty()) admin_fd = unnamed[0];
+
+  auto listen = [](ipc::Server* server, int fd, const std::string& path, const char* name) -> Status {
+    if (fd >= 0) {
+      LogInfo("using socket passed by systemd", {{"socket", name}, {"fd", std::to_string(fd)}});
+      return server->ListenFd(fd);
+    }
+    std::string dir = path.substr(0, path.rfind('/'));
+    if (!dir.empty()) mkdir(dir.c_str(), 0755);
+    return server->Listen();
+  };
+  USERSD_RETURN_IF_ERROR(listen(app_server_.get(), app_fd, cfg_.socket.path, "app"));
+  return listen(admin_server_.get(), admin_fd, cfg_.admin_socket.path, "admin");
 }
 
 void App::RegisterMetrics() {
@@ -229,6 +284,8 @@ Status App::Reload(std::vector<std::string>* reloaded, std::vector<std::string>*
   auth_->SetMinRefetchInterval(cfg_.auth.jwks_min_refresh_seconds * 1000);
   jwks_->SetRefreshSeconds(cfg_.auth.jwks_refresh_seconds);
   service_->SetOptions(ServiceOptionsFrom(cfg_));
+  outbox_->SetOptions(OutboxOptionsFrom(cfg_));
+  events_->SetPollSeconds(cfg_.workos.events_poll_seconds);
   std::string r, n;
   for (const auto& k : *reloaded) r += (r.empty() ? "" : ",") + k;
   for (const auto& k : *needs_restart) n += (n.empty() ? "" : ",") + k;
@@ -241,6 +298,7 @@ void App::Stop() {
   stopping_ = true;
   Notify("STOPPING=1");
   if (app_server_) app_server_->StopAccepting();
+  if (admin_server_) admin_server_->StopAccepting();
   stop_deadline_ms_ = SystemClock().MonotonicMs() + kStopGraceMs;
   // Let requests in flight finish (bounded), then tear down.
   uv_timer_start(&stop_timer_, [](uv_timer_t* t) {
@@ -265,11 +323,14 @@ void App::FinishStop() {
   close(&stop_timer_);
   close(&metrics_timer_);
   if (jwks_) jwks_->Close();
+  if (outbox_) outbox_->Close();
+  if (events_) events_->Close();
   // Drain the writer: every queued mutation commits (or fails) and its reply
   // is posted; Poster::Close runs those replies before closing.
   if (writer_) writer_->Stop();
   if (poster_) poster_->Close();
   if (app_server_) app_server_->Close([] {});
+  if (admin_server_) admin_server_->Close([] {});
   if (http_) http_->Shutdown([] {});
 }
 

@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "admin/admin_api.h"
 #include "auth/authenticator.h"
 #include "common/metrics.h"
 #include "common/poster.h"
@@ -25,8 +26,10 @@
 #include "ipc/server.h"
 #include "store/store.h"
 #include "store/writer.h"
+#include "sync/events_poller.h"
 #include "sync/http_client.h"
 #include "sync/jwks_manager.h"
+#include "sync/outbox_sender.h"
 #include "sync/workos_client.h"
 
 namespace usersd::daemon {
@@ -54,6 +57,8 @@ class App {
   auth::Authenticator* authenticator() { return auth_.get(); }
   sync::WorkosClient* workos() { return workos_.get(); }
   sync::JwksManager* jwks() { return jwks_.get(); }
+  sync::OutboxSender* outbox() { return outbox_.get(); }
+  sync::EventsPoller* events() { return events_.get(); }
   ipc::Server* app_server() { return app_server_.get(); }
   int64_t started_at_ms() const { return started_at_ms_; }
   const std::string& version() const;
@@ -77,9 +82,13 @@ class App {
   std::unique_ptr<sync::WorkosClient> workos_;
   std::unique_ptr<auth::Authenticator> auth_;
   std::unique_ptr<sync::JwksManager> jwks_;
+  std::unique_ptr<sync::OutboxSender> outbox_;
+  std::unique_ptr<sync::EventsPoller> events_;
   std::unique_ptr<domain::UsersService> service_;
   std::unique_ptr<domain::UsersApi> api_;
   std::unique_ptr<ipc::Server> app_server_;
+  std::unique_ptr<admin::AdminApi> admin_api_;
+  std::unique_ptr<ipc::Server> admin_server_;
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   uv_timer_t stop_timer_{}, watchdog_timer_{}, metrics_timer_{};
   bool stopping_ = false;

@@ -26,6 +26,7 @@ Json OptTime(const std::optional<int64_t>& t) { return t ? Json(FormatIso8601Ms(
 struct Decision {
   OpResult result;
   bool rollback = false;
+  bool queued_job = false;  // the op enqueued an outbox job
 };
 
 // Status a WriteOp returns to roll back after deciding its answer.
@@ -177,6 +178,7 @@ void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosGat
   writer_->Submit(
       [caller, profile, fetched, decision, created, now, new_id](WriteTxn& t) -> Status {
         decision->rollback = false;
+          decision->queued_job = false;
         // Another request may have provisioned the same user meanwhile.
         auto existing = t.FindByWorkosId(caller.sub);
         if (!existing.ok()) return existing.status();
@@ -219,6 +221,7 @@ void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosGat
           job.next_attempt_at_ms = now;
           auto id = t.EnqueueJob(job);
           if (!id.ok()) return id.status();
+          decision->queued_job = true;
         }
         *created = u;
         return Status::Ok();
@@ -230,6 +233,7 @@ void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosGat
         }
         if (!(*created)->live()) return cb(Status::Unauthorized("deleted"), OpResult::Unauthorized("user has been deleted"));
         provisioned_++;
+        if (decision->queued_job && notify_outbox_) notify_outbox_();
         cb(std::move(**created), OpResult::Ok(nullptr));
       });
 }
@@ -261,6 +265,7 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
     writer_->Submit(
         [patch, claims, self, decision, now](WriteTxn& t) -> Status {
           decision->rollback = false;
+          decision->queued_job = false;
           auto cur = t.GetUser(patch->id);
           if (!cur.ok()) return cur.status();
           const std::optional<UserRecord>& before = *cur;
@@ -292,11 +297,15 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
             job.next_attempt_at_ms = now;
             auto id = t.EnqueueJob(std::move(job));
             if (!id.ok()) return id.status();
+            decision->queued_job = true;
           }
           decision->result = OpResult::Ok(MutationResult(after));
           return Status::Ok();
         },
-        [decision, cb](Status st) { cb(Conclude(st, *decision)); });
+        [this, decision, cb](Status st) {
+          if (st.ok() && decision->queued_job && notify_outbox_) notify_outbox_();
+          cb(Conclude(st, *decision));
+        });
   });
 }
 
@@ -315,6 +324,7 @@ void UsersService::Delete(const auth::Claims& caller, const Json& payload, OpCal
     writer_->Submit(
         [target, claims, self, decision, now](WriteTxn& t) -> Status {
           decision->rollback = false;
+          decision->queued_job = false;
           auto cur = t.GetUser(target);
           if (!cur.ok()) return cur.status();
           const std::optional<UserRecord>& before = *cur;
@@ -334,10 +344,14 @@ void UsersService::Delete(const auth::Claims& caller, const Json& payload, OpCal
           job.next_attempt_at_ms = now;
           auto id = t.EnqueueJob(std::move(job));
           if (!id.ok()) return id.status();
+          decision->queued_job = true;
           decision->result = OpResult::Ok(Json{{"transactionId", after.txid}});
           return Status::Ok();
         },
-        [decision, cb](Status st) { cb(Conclude(st, *decision)); });
+        [this, decision, cb](Status st) {
+          if (st.ok() && decision->queued_job && notify_outbox_) notify_outbox_();
+          cb(Conclude(st, *decision));
+        });
   });
 }
 
@@ -350,6 +364,7 @@ void UsersService::FinalizeOnboarding(const auth::Claims& caller, OpCallback cb)
     writer_->Submit(
         [id, decision, now](WriteTxn& t) -> Status {
           decision->rollback = false;
+          decision->queued_job = false;
           auto cur = t.GetUser(id);
           if (!cur.ok()) return cur.status();
           if (!cur->has_value() || !(*cur)->live())
@@ -377,6 +392,7 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
       writer_->Submit(
           [id, live, decision, now](WriteTxn& t) -> Status {
             decision->rollback = false;
+          decision->queued_job = false;
             auto cur = t.GetUser(id);
             if (!cur.ok()) return cur.status();
             if (!cur->has_value() || !(*cur)->live())

@@ -88,6 +88,8 @@ class UsersService {
   void ResetAvatar(const auth::Claims& caller, OpCallback cb);
 
   void SetOptions(ServiceOptions options) { options_ = options; }
+  // Called on the loop thread after a commit that queued an outbox job.
+  void SetOutboxNotifier(std::function<void()> notify) { notify_outbox_ = std::move(notify); }
   uint64_t provisioned() const { return provisioned_; }
 
  private:
@@ -102,6 +104,7 @@ class UsersService {
   WorkosGateway* workos_;
   const Clock& clock_;
   ServiceOptions options_;
+  std::function<void()> notify_outbox_;
   uint64_t provisioned_ = 0;
 };
 

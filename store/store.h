@@ -13,11 +13,18 @@
 //   dead       job id (u64 BE)         -> DeadLetter
 //
 // Threads: the Store object is shared. Read transactions may be used on any
-// thread (MDB_NOTLS), one thread at a time each. Write transactions come only
-// from the Writer thread (store/writer.h), so LMDB's single-writer rule holds
-// by construction. Growing the map needs every transaction of this process to
-// be closed; readers hold a shared lock for their lifetime and Grow() takes it
-// exclusively.
+// thread (MDB_NOTLS), one thread at a time each, and may end on another thread
+// than the one that began them. Write transactions come only from the Writer
+// thread (store/writer.h), so LMDB's single-writer rule holds by construction.
+// Growing the map needs every transaction of this process to be closed:
+// readers (ReadTxn, Backup, Stats) count themselves in for their lifetime and
+// Grow() waits until none is left. A pending Grow holds back new readers for
+// at most a few milliseconds, so a thread that opens a second ReadTxn while
+// holding one cannot deadlock with it; still, keep read transactions short.
+//
+// A process may open a given store only once at a time (LMDB's rule: closing
+// a second handle on the same file drops the first one's locks); Open refuses
+// a second one.
 #pragma once
 
 #include <lmdb.h>
@@ -26,7 +33,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <shared_mutex>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -100,7 +109,12 @@ struct Change {
 };
 
 // Encoding (MessagePack of a versioned JSON object). Decode fails with
-// Corruption on bytes that are not a record of a known version.
+// Corruption on bytes that are not a record of a known version, including
+// values nested deeper than the decoder allows (it recurses per level).
+//
+// JSON values written into records (settings, job fields) may nest at most
+// this many levels, the value itself being level 1 (the domain's limit).
+inline constexpr size_t kMaxStoredDepth = 64;
 std::string EncodeUser(const UserRecord& u);
 Result<UserRecord> DecodeUser(std::string_view bytes);
 std::string EncodeJob(const OutboxJob& j);
@@ -139,7 +153,8 @@ class ReadTxn {
   Result<std::optional<UserRecord>> FindByEmail(std::string_view email);
   Result<std::optional<std::string>> GetMeta(std::string_view key);
   uint64_t LastTxid();
-  // Users in id order strictly after `after` (empty = from the start).
+  // Users in id order strictly after `after` (empty = from the start), at
+  // most `limit`.
   Result<std::vector<UserRecord>> ListUsers(std::string_view after, size_t limit);
   // Outbox jobs in id order (oldest first), at most `limit` (0 = all).
   Result<std::vector<OutboxJob>> ListJobs(size_t limit);
@@ -175,14 +190,20 @@ class WriteTxn : public ReadTxn {
 
   // The next transactionId (persisted in this transaction).
   Result<uint64_t> NextTxid();
-  // Stores `u`, updating by_workos and by_email from `previous` (the stored
-  // version, nullopt for a new user). Fails with InvalidArgument
-  // "email already in use" when another live user holds the email, and with
-  // InvalidArgument when the WorkOS id belongs to another user.
+  // Stores `u` and keeps by_workos and by_email in step. `previous` is the
+  // stored version (nullopt for a new user) as the caller read it; the
+  // indexes are maintained from the version actually stored in this
+  // transaction, so a stale `previous` cannot corrupt them (it is used only
+  // when the stored bytes do not decode). Fails, changing nothing, with
+  // InvalidArgument "email already in use" when another live user holds the
+  // email, InvalidArgument when the WorkOS id belongs to another user, when
+  // id or WorkOS id is empty, when id, WorkOS id or email is longer than 255
+  // bytes, or when settings nest deeper than kMaxStoredDepth levels.
   Status PutUser(const UserRecord& u, const std::optional<UserRecord>& previous);
   Status PutMeta(std::string_view key, std::string_view value);
   Status AppendChange(const Change& c);
-  // Assigns job.id and stores the job.
+  // Assigns job.id and stores the job. Job fields, like settings, may nest at
+  // most kMaxStoredDepth levels (InvalidArgument otherwise).
   Result<uint64_t> EnqueueJob(OutboxJob job);
   Status UpdateJob(const OutboxJob& job);
   Status DeleteJob(uint64_t id);
@@ -202,7 +223,9 @@ class WriteTxn : public ReadTxn {
 class Store {
  public:
   // Opens (creating if needed) the environment at options.path. Runs
-  // mdb_reader_check to clear reader slots left by a killed process.
+  // mdb_reader_check to clear reader slots left by a killed process. Fails
+  // with InvalidArgument when this process already has the store open, and
+  // with Corruption (naming both versions) for another schema version.
   static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
   ~Store();
 
@@ -216,26 +239,46 @@ class Store {
   Status Grow();
 
   // Consistent hot copy (compacted) into directory `path` (must not contain a
-  // data.mdb). Safe while writes continue.
+  // data.mdb; InvalidArgument otherwise), synced to disk. Safe while writes
+  // continue, but the copy counts as a reader for its whole duration: a Grow,
+  // and so the writer when the map is full, waits until it finishes. A failed
+  // copy leaves no data.mdb behind.
   Status Backup(const std::string& path);
 
   StoreStats Stats();
   const std::string& path() const { return options_.path; }
   const Clock& clock() const { return *options_.clock; }
   int64_t created_at_ms() const { return created_at_ms_; }
-  void set_max_map_size(uint64_t bytes) { options_.max_map_size_bytes = bytes; }
+  // Any thread; takes effect at the next Grow().
+  void set_max_map_size(uint64_t bytes) { max_map_size_.store(bytes); }
 
  private:
   friend class ReadTxn;
   friend class WriteTxn;
-  explicit Store(const StoreOptions& o) : options_(o) {}
+  explicit Store(const StoreOptions& o) : options_(o), max_map_size_(o.max_map_size_bytes) {}
   Status Init();
+  // Counts a user of the map in and out (see the class comment).
+  void EnterMap();
+  void LeaveMap();
+  // Waits until no reader uses the map, then sets its size (0 adopts the size
+  // another process gave it) while new readers are held back. Returns the
+  // LMDB code; LMDB refuses (EINVAL) while a write transaction is open.
+  int Remap(uint64_t size);
 
   StoreOptions options_;
   MDB_env* env_ = nullptr;
   MDB_dbi users_ = 0, by_workos_ = 0, by_email_ = 0, meta_ = 0, changes_ = 0, outbox_ = 0, dead_ = 0;
   int64_t created_at_ms_ = 0;
-  std::shared_mutex resize_mu_;
+  std::atomic<uint64_t> max_map_size_;
+  // Not a std::shared_mutex: a ReadTxn may end on another thread than the one
+  // that began it, and a shared_mutex must be unlocked by the thread that
+  // locked it.
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  uint32_t map_users_ = 0;      // open readers (guarded by gate_mu_)
+  uint32_t remaps_waiting_ = 0;  // guarded by gate_mu_
+  bool registered_ = false;      // in the process-wide set of open stores
+  uint64_t dev_ = 0, ino_ = 0;
 };
 
 // LMDB error code to Status (MDB_MAP_FULL becomes MapFull).

@@ -106,6 +106,14 @@ std::optional<UserRecord> ByWorkos(Store& s, const std::string& wid) {
   return *u;
 }
 
+UserRecord Must(const std::optional<UserRecord>& u) {
+  REQUIRE(u.has_value());
+  return *u;
+}
+
+// The id of a lookup's result, or "" when nothing was found.
+std::string IdOf(const std::optional<UserRecord>& u) { return u ? u->id : std::string(); }
+
 void RequireSameUser(const UserRecord& a, const UserRecord& b) {
   CHECK(a.id == b.id);
   CHECK(a.workos_id == b.workos_id);
@@ -197,7 +205,7 @@ TEST_CASE("store: a store of another schema version is refused with a clear mess
   auto s = Store::Open(o);
   REQUIRE_FALSE(s.ok());
   CHECK(s.status().code() == Code::kCorruption);
-  CHECK_THAT(s.status().message(), Catch::Contains("schema version 2") && Catch::Contains("expected 1"));
+  CHECK_THAT(s.status().ToString(), Catch::Contains("schema version 2") && Catch::Contains("expected 1"));
 }
 
 TEST_CASE("store: opening a store that this process already has open is refused", "[store]") {
@@ -209,7 +217,7 @@ TEST_CASE("store: opening a store that this process already has open is refused"
   o.path = dir.path() + "/.";
   auto second = Store::Open(o);
   REQUIRE_FALSE(second.ok());
-  CHECK_THAT(second.status().message(), Catch::Contains("already open"));
+  CHECK_THAT(second.status().ToString(), Catch::Contains("already open"));
   s.reset();
   auto third = Store::Open(o);
   CHECK(third.ok());
@@ -310,7 +318,7 @@ TEST_CASE("store: a second live user with the same email in another case is refu
   CHECK(st.message() == "email already in use");
   t->Abort();
   CHECK_FALSE(Get(*s, "u2"));
-  CHECK(ByEmail(*s, "ADA@example.com")->id == "u1");
+  CHECK(IdOf(ByEmail(*s, "ADA@example.com")) == "u1");
 }
 
 TEST_CASE("store: a soft-deleted user frees its email", "[store]") {
@@ -324,9 +332,9 @@ TEST_CASE("store: a soft-deleted user frees its email", "[store]") {
   CHECK_FALSE(ByEmail(*s, "ada@example.com"));
 
   Put(*s, MakeUser("u2", "w2", "ADA@example.com"));
-  CHECK(ByEmail(*s, "ada@example.com")->id == "u2");
+  CHECK(IdOf(ByEmail(*s, "ada@example.com")) == "u2");
   // The deleted user keeps its email in its record.
-  CHECK(Get(*s, "u1")->email == "ada@example.com");
+  CHECK(Must(Get(*s, "u1")).email == "ada@example.com");
 
   // Undeleting it while the address is taken is refused.
   auto t = s->BeginWrite();
@@ -357,13 +365,13 @@ TEST_CASE("store: changing an email frees the old address", "[store]") {
   a.email = "New@example.com";
   Put(*s, a);
   CHECK_FALSE(ByEmail(*s, "old@example.com"));
-  CHECK(ByEmail(*s, "new@example.com")->id == "u1");
+  CHECK(IdOf(ByEmail(*s, "new@example.com")) == "u1");
   Put(*s, MakeUser("u2", "w2", "OLD@example.com"));
-  CHECK(ByEmail(*s, "old@example.com")->id == "u2");
+  CHECK(IdOf(ByEmail(*s, "old@example.com")) == "u2");
   // Changing only the case keeps the address.
   a.email = "NEW@EXAMPLE.COM";
   Put(*s, a);
-  CHECK(ByEmail(*s, "new@example.com")->email == "NEW@EXAMPLE.COM");
+  CHECK(Must(ByEmail(*s, "new@example.com")).email == "NEW@EXAMPLE.COM");
   auto r = s->BeginRead();
   REQUIRE(r.ok());
   CHECK(r->CountEntries("by_email") == 2);
@@ -380,9 +388,9 @@ TEST_CASE("store: PutUser keeps the indexes right when `previous` is stale", "[s
   a.email = "new@example.com";
   Write(*s, [&](WriteTxn& t) { REQUIRE(t.PutUser(a, std::nullopt).ok()); });
   CHECK_FALSE(ByEmail(*s, "old@example.com"));
-  CHECK(ByEmail(*s, "new@example.com")->id == "u1");
+  CHECK(IdOf(ByEmail(*s, "new@example.com")) == "u1");
   Put(*s, MakeUser("u2", "w2", "old@example.com"));
-  CHECK(ByEmail(*s, "old@example.com")->id == "u2");
+  CHECK(IdOf(ByEmail(*s, "old@example.com")) == "u2");
 }
 
 TEST_CASE("store: a refused PutUser changes nothing in its transaction", "[store]") {
@@ -399,10 +407,10 @@ TEST_CASE("store: a refused PutUser changes nothing in its transaction", "[store
     changed.email = "taken@example.com";
     CHECK(t.PutUser(changed, b).message() == "email already in use");
   });
-  CHECK(ByWorkos(*s, "w2")->id == "u2");
+  CHECK(IdOf(ByWorkos(*s, "w2")) == "u2");
   CHECK_FALSE(ByWorkos(*s, "w2-new"));
-  CHECK(ByEmail(*s, "b@example.com")->id == "u2");
-  CHECK(Get(*s, "u2")->workos_id == "w2");
+  CHECK(IdOf(ByEmail(*s, "b@example.com")) == "u2");
+  CHECK(Must(Get(*s, "u2")).workos_id == "w2");
 }
 
 TEST_CASE("store: WorkOS ids are unique and a deleted user is still found by its WorkOS id", "[store]") {
@@ -433,9 +441,9 @@ TEST_CASE("store: WorkOS ids are unique and a deleted user is still found by its
   moved.workos_id = "w1b";
   Put(*s, moved);
   CHECK_FALSE(ByWorkos(*s, "w1"));
-  CHECK(ByWorkos(*s, "w1b")->id == "u1");
+  CHECK(IdOf(ByWorkos(*s, "w1b")) == "u1");
   Put(*s, MakeUser("u3", "w1", "c@example.com"));
-  CHECK(ByWorkos(*s, "w1")->id == "u3");
+  CHECK(IdOf(ByWorkos(*s, "w1")) == "u3");
 }
 
 TEST_CASE("store: PutUser refuses missing or oversized keys", "[store]") {
@@ -459,35 +467,73 @@ TEST_CASE("store: PutUser refuses missing or oversized keys", "[store]") {
 }
 
 TEST_CASE("store: settings nested deeper than the store can read back are refused", "[store]") {
-  // Regression: MessagePack decoding recurses once per nesting level, so a
-  // deep enough settings value was stored fine and then crashed every read.
+  // Regression: MessagePack decoding recurses once per nesting level with no
+  // limit, so garbage (or a deep enough value) crashed the reader instead of
+  // being Corruption. Decoding now stops at a depth limit, and PutUser
+  // refuses what it could not read back. The domain's limit (64 levels, the
+  // settings object itself being level 1) must fit.
   TempDir dir;
   auto s = OpenAt(dir.path());
-  auto nest = [](int depth) {
-    Json j = Json::object();
-    for (int i = 0; i < depth; ++i) j = Json{{"k", j}};
-    return j;
+  // `levels` nested objects: nest(1) is {}.
+  auto nest = [](int levels, bool arrays) {
+    Json root = Json::object();
+    Json* cur = &root;
+    for (int i = 1; i < levels; ++i) {
+      if (arrays) {
+        (*cur)["a"] = Json::array({Json::object()});
+        cur = &(*cur)["a"][0];
+        ++i;  // the array is a level too
+      } else {
+        cur = &((*cur)["k"] = Json::object());
+      }
+    }
+    return root;
   };
   UserRecord ok = MakeUser("u1", "w1", "");
-  ok.settings = nest(30);
+  ok.settings = nest(64, false);
   Put(*s, ok);
-  CHECK(Get(*s, "u1")->settings == ok.settings);
+  CHECK(Must(Get(*s, "u1")).settings == ok.settings);
+  ok.settings = nest(63, true);
+  Put(*s, ok);
+  CHECK(Must(Get(*s, "u1")).settings == ok.settings);
+  Write(*s, [&](WriteTxn& t) {
+    Change c;
+    c.txid = 1;
+    c.user = ok;
+    REQUIRE(t.AppendChange(c).ok());
+    OutboxJob job;
+    job.user_id = "u1";
+    job.fields = nest(64, false);
+    uint64_t id = *t.EnqueueJob(job);
+    job.id = id;
+    REQUIRE(t.MoveToDeadLetter(job, 400, "bad", 1).ok());
+  });
+  {
+    auto r = s->BeginRead();
+    CHECK(r->ChangesSince(0, 10)->at(0).user.settings == ok.settings);
+    CHECK(r->GetDeadLetter(1)->value().job.fields == nest(64, false));
+  }
 
   auto t = s->BeginWrite();
   REQUIRE(t.ok());
   UserRecord deep = MakeUser("u2", "w2", "");
-  deep.settings = nest(20000);
+  deep.settings = nest(65, false);
   Status st = t->PutUser(deep, std::nullopt);
   CHECK(st.code() == Code::kInvalidArgument);
-  CHECK_THAT(st.message(), Catch::Contains("settings"));
+  CHECK_THAT(st.ToString(), Catch::Contains("settings"));
+  deep.settings = nest(500, true);
+  CHECK(t->PutUser(deep, std::nullopt).code() == Code::kInvalidArgument);
   Change c;
-  c.txid = 1;
+  c.txid = 2;
   c.user = deep;
   CHECK(t->AppendChange(c).code() == Code::kInvalidArgument);
   OutboxJob job;
   job.user_id = "u2";
-  job.fields = nest(20000);
-  CHECK_FALSE(t->EnqueueJob(job).ok());
+  job.fields = nest(500, false);
+  CHECK(t->EnqueueJob(job).status().code() == Code::kInvalidArgument);
+  job.id = 1;
+  CHECK(t->UpdateJob(job).code() == Code::kInvalidArgument);
+  CHECK(t->MoveToDeadLetter(job, 400, "", 1).code() == Code::kInvalidArgument);
 }
 
 TEST_CASE("store: ListUsers pages in id order", "[store]") {
@@ -821,11 +867,13 @@ TEST_CASE("changes: TrimChanges deletes entries before a txid, bounded per call"
     REQUIRE(n.ok());
     CHECK(*n == 3);
   });
-  CHECK(s->BeginRead()->ChangesSince(0, 100)->front().txid == 4);
+  auto trimmed = s->BeginRead()->ChangesSince(0, 100);
+  REQUIRE(trimmed->size() == 7);
+  CHECK(trimmed->front().txid == 4);
   Write(*s, [&](WriteTxn& t) { CHECK(*t.TrimChanges(6, 100) == 2); });
   Write(*s, [&](WriteTxn& t) { CHECK(*t.TrimChanges(6, 100) == 0); });
   auto left = s->BeginRead()->ChangesSince(0, 100);
-  REQUIRE(left->size() == 5);
+  REQUIRE(left->size() == 5);  // 6..10
   CHECK(left->front().txid == 6);
   CHECK(left->back().txid == 10);
 }
@@ -1040,7 +1088,7 @@ TEST_CASE("backup: a hot copy taken while a writer writes opens as a store with 
     REQUIRE(u);
     CHECK(u->email == "b" + std::to_string(i) + "@x.com");
   }
-  CHECK(ByEmail(*copy, "b7@x.com")->id == "before-7");
+  CHECK(IdOf(ByEmail(*copy, "b7@x.com")) == "before-7");
   uint64_t users = copy->Stats().users;
   CHECK(users >= 120);
   CHECK(users <= 100 + uint64_t(written.load()));

@@ -252,7 +252,7 @@ TEST_CASE("writer: an op that fails rolls back alone and its neighbours commit",
   auto r = rig.store->BeginRead();
   // Failed ops did not consume transactionIds: a, c, e got 1, 2, 3.
   CHECK(r->LastTxid() == 3);
-  CHECK((*r->GetUser("e"))->txid == 3);
+  CHECK(r->GetUser("e")->value_or(UserRecord{}).txid == 3);
   CHECK(r->ChangesSince(0, 10)->size() == 3);
 }
 
@@ -480,7 +480,7 @@ TEST_CASE("writer: an op too big for the maximum map fails alone in its batch", 
   CHECK(Get(*rig.store, "b"));
   auto r = rig.store->BeginRead();
   CHECK(r->LastTxid() == 2);
-  CHECK((*r->GetUser("b"))->txid == 2);
+  CHECK(r->GetUser("b")->value_or(UserRecord{}).txid == 2);
 }
 
 }  // namespace

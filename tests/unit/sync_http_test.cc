@@ -22,7 +22,6 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "common/log.h"
 #include "common/timefmt.h"
 #include "sync/http_client.h"
 
@@ -33,7 +32,7 @@ namespace {
 // proxy configured in the environment away from the loopback server.
 void InitOnce() {
   static bool done = [] {
-    setenv("no_proxy", "127.0.0.1", 1); usersd::SetLogLevel(usersd::LogLevel::kDebug);
+    setenv("no_proxy", "127.0.0.1", 1);
     GlobalHttpInit();
     return true;
   }();

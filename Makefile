@@ -1,0 +1,60 @@
+# usersd — the two commands a newcomer needs (see README.md):
+#   make run    install what is missing, build, start usersd with a local
+#               WorkOS-compatible server, print a token and a command to try
+#   make test   install what is missing, build with ASan+UBSan, run every test
+# Other targets: build, fuzz (long fuzzing), bench, install, clean.
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+BUILD_DIR ?= build
+TEST_BUILD_DIR ?= build-asan
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 300
+
+# Debian packages the build and the tests need. Node.js (>= 20) is also
+# needed; Debian's nodejs package is installed only when no node is on PATH.
+DEB_PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev liblmdb-dev \
+  libyaml-cpp-dev nlohmann-json3-dev catch2 libssl-dev libsystemd-dev tzdata lmdb-utils \
+  clang libclang-rt-14-dev systemd ca-certificates
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps build build-test test run fuzz bench install clean
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	command -v node >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$(echo $$missing)" ]; then \
+	  echo "make: installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUSERSD_TESTS=ON >/dev/null
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+
+build-test: deps
+	cmake -S . -B $(TEST_BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 -DUSERSD_SANITIZE=ON >/dev/null
+	cmake --build $(TEST_BUILD_DIR) -j$(JOBS)
+
+tests/interop/node_modules/.package-lock.json: tests/interop/package.json tests/interop/package-lock.json
+	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
+
+test: build-test tests/interop/node_modules/.package-lock.json
+	cd $(TEST_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j2 --timeout 900
+
+run: build
+	node tools/dev-run.mjs --bin $(BUILD_DIR)/daemon/usersd
+
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUSERSD_FUZZ=ON -DUSERSD_TESTS=OFF >/dev/null
+	cmake --build $(FUZZ_BUILD_DIR) -j$(JOBS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh $(FUZZ_BUILD_DIR)
+
+bench: build
+	bash bench/compare.sh $(BUILD_DIR)
+
+install: build
+	cmake --install $(BUILD_DIR)
+
+clean:
+	rm -rf $(BUILD_DIR) $(TEST_BUILD_DIR) $(FUZZ_BUILD_DIR) .run
