@@ -1,7 +1,8 @@
 # usersd — the two commands a newcomer needs (see README.md):
 #   make run    install what is missing, build, start usersd with a local
 #               WorkOS-compatible server, print a token and a command to try
-#   make test   install what is missing, build with ASan+UBSan, run every test
+#   make test   install what is missing, build with ASan+UBSan, run every test,
+#               then each fuzzer for TEST_FUZZ_SECONDS (10 s)
 # Other targets: build, fuzz (long fuzzing), bench, install, clean.
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
@@ -9,6 +10,7 @@ BUILD_DIR ?= build
 TEST_BUILD_DIR ?= build-asan
 FUZZ_BUILD_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 300
+TEST_FUZZ_SECONDS ?= 10
 
 # Debian packages the build and the tests need. Node.js (>= 20) is also
 # needed; Debian's nodejs package is installed only when no node is on PATH.
@@ -17,7 +19,7 @@ DEB_PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev
   clang libclang-rt-14-dev systemd ca-certificates
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build build-test test run fuzz bench install clean
+.PHONY: deps build build-test build-fuzz test run fuzz bench install clean
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -41,13 +43,18 @@ tests/interop/node_modules/.package-lock.json: tests/interop/package.json tests/
 test: build-test tests/interop/node_modules/.package-lock.json
 	cd $(TEST_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j2 --timeout 900
+	$(MAKE) --no-print-directory build-fuzz
+	FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) bash fuzz/run.sh $(FUZZ_BUILD_DIR)
 
 run: build
 	node tools/dev-run.mjs --bin $(BUILD_DIR)/daemon/usersd
 
-fuzz: deps
+# Only the fuzzers and the libraries they link, not the daemon (docs/FUZZING.md).
+build-fuzz: deps
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUSERSD_FUZZ=ON -DUSERSD_TESTS=OFF >/dev/null
-	cmake --build $(FUZZ_BUILD_DIR) -j$(JOBS)
+	cmake --build $(FUZZ_BUILD_DIR) -j$(JOBS) --target fuzz_all
+
+fuzz: build-fuzz
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh $(FUZZ_BUILD_DIR)
 
 bench: build

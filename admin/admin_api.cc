@@ -1,27 +1,950 @@
-// TEMPORARY placeholder so the daemon links while the admin API is being
-// written (issue 4). Replaced wholesale by the real implementation.
 #include "admin/admin_api.h"
 
+#include <lmdb.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <unordered_map>
+
+#include "admin/admin_users.h"
+#include "common/log.h"
+#include "common/timefmt.h"
+#include "domain/users_service.h"
+#include "domain/validate.h"
 
 namespace usersd::admin {
-struct AdminApi::Impl {
-  AdminDeps deps;
-};
-AdminApi::AdminApi(AdminDeps deps) : impl_(std::make_unique<Impl>(Impl{std::move(deps)})) {}
-AdminApi::~AdminApi() = default;
-void AdminApi::Dispatch(const ipc::Request& request, ipc::Responder responder) {
-  responder.Reply(ipc::Outcome::Die("unknown method \"" + request.tag + "\"", ipc::kMethodNotFound));
+
+using Json = nlohmann::json;
+using store::ChangeOp;
+using store::DeadLetter;
+using store::JobOp;
+using store::OutboxJob;
+using store::UserRecord;
+using store::WriteTxn;
+
+namespace {
+
+constexpr size_t kDefaultLimit = 100;
+constexpr size_t kMaxUsersLimit = 1000;
+constexpr size_t kMaxJobsLimit = 10000;
+constexpr size_t kMaxImportUsers = 10000;
+constexpr size_t kChangesPerChunk = 100;
+constexpr uint64_t kStreamPollMs = 100;
+constexpr uint64_t kWriterProbeTimeoutMs = 2000;
+constexpr double kStoreFullRatio = 0.9;
+
+// ------------------------------------------------------------ outcomes
+
+ipc::Outcome Invalid(std::string message) { return ipc::Outcome::Die(std::move(message), ipc::kInvalidParams); }
+
+ipc::Outcome NotFound(const std::string& id) {
+  return ipc::Outcome::Fail(Json{{"_tag", "UserNotFoundError"}, {"userId", id}}, 404, "User not found: " + id);
 }
-std::function<bool(const ipc::PeerCred&)> AdminAuthorizer(std::vector<uint32_t> uids, std::vector<uint32_t> gids) {
-  uid_t self = getuid();
-  return [self, uids, gids](const ipc::PeerCred& p) {
-    if (p.uid == 0 || p.uid == self) return true;
-    for (auto u : uids)
-      if (u == p.uid) return true;
-    for (auto g : gids)
-      if (g == p.gid) return true;
-    return false;
+
+ipc::Outcome Internal(const std::string& message, const std::string& detail = {}) {
+  Json e{{"_tag", "InternalServerError"}, {"message", message}};
+  if (!detail.empty()) e["detail"] = detail;
+  return ipc::Outcome::Fail(e, 500, message + (detail.empty() ? "" : ": " + detail));
+}
+
+// A store/writer failure as the client sees it.
+ipc::Outcome FromStatus(const Status& st, const std::string& what) {
+  switch (st.code()) {
+    case Code::kInvalidArgument: return Invalid(st.message());
+    case Code::kMapFull: return Internal(what + " failed: the store is full", st.message());
+    case Code::kUnavailable: return Internal(what + " failed: usersd is shutting down", st.message());
+    default: return Internal(what + " failed", st.message());
+  }
+}
+
+const char* OutcomeLabel(const ipc::Outcome& o) {
+  switch (o.kind) {
+    case ipc::Outcome::Kind::kSuccess: return "ok";
+    case ipc::Outcome::Kind::kFail: return o.code == 404 ? "not_found" : "internal";
+    case ipc::Outcome::Kind::kDie: return o.code == ipc::kMethodNotFound ? "unknown_method" : "invalid";
+  }
+  return "internal";
+}
+
+// Whole seconds of a non-negative duration; null for "none" (negative).
+Json SecondsOrNull(int64_t ms) { return ms < 0 ? Json(nullptr) : Json(ms / 1000); }
+
+// ------------------------------------------------------------ payloads
+
+// The payload as an object: absent (null) is {}, anything else is refused.
+Result<Json> PayloadObject(const Json& payload) {
+  if (payload.is_null()) return Json::object();
+  if (!payload.is_object()) return Status::InvalidArgument("payload: must be an object");
+  return payload;
+}
+
+// `limit`: absent = dflt, else an integer 1..max.
+Result<size_t> LimitParam(const Json& p, size_t dflt, size_t max) {
+  auto it = p.find("limit");
+  if (it == p.end() || it->is_null()) return dflt;
+  if (!it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > static_cast<int64_t>(max))
+    return Status::InvalidArgument("limit: must be an integer from 1 to " + std::to_string(max));
+  return static_cast<size_t>(it->get<int64_t>());
+}
+
+// A non-negative integer member, also accepted as a string of digits (the
+// form an Effect schema for bigint sends). nullopt when absent or null.
+Result<std::optional<uint64_t>> U64Param(const Json& p, const char* name) {
+  auto it = p.find(name);
+  if (it == p.end() || it->is_null()) return std::optional<uint64_t>();
+  if (it->is_number_unsigned()) return std::optional<uint64_t>(it->get<uint64_t>());
+  if (it->is_number_integer() && it->get<int64_t>() >= 0)
+    return std::optional<uint64_t>(static_cast<uint64_t>(it->get<int64_t>()));
+  if (it->is_string()) {
+    const std::string& s = it->get_ref<const std::string&>();
+    if (!s.empty() && s.size() <= 20 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      errno = 0;
+      unsigned long long v = std::strtoull(s.c_str(), nullptr, 10);
+      if (errno == 0) return std::optional<uint64_t>(v);
+    }
+  }
+  return Status::InvalidArgument(std::string(name) + ": must be a non-negative integer");
+}
+
+// ------------------------------------------------------------ timers
+
+// A uv timer on the heap that owns its callback and frees itself after
+// Close() (in the close callback), so an object that arms it never has to
+// outlive the loop turn in which it stops caring. Loop thread only.
+class Timer {
+ public:
+  static Timer* Start(uv_loop_t* loop, uint64_t timeout_ms, uint64_t repeat_ms, std::function<void()> cb) {
+    auto* t = new Timer(std::move(cb));
+    uv_timer_init(loop, &t->handle_);
+    t->handle_.data = t;
+    uv_timer_start(&t->handle_, [](uv_timer_t* h) { static_cast<Timer*>(h->data)->cb_(); }, timeout_ms, repeat_ms);
+    return t;
+  }
+  // The callback never runs after this. Safe to call from the callback.
+  void Close() {
+    if (closing_) return;
+    closing_ = true;
+    uv_timer_stop(&handle_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&handle_), [](uv_handle_t* h) { delete static_cast<Timer*>(h->data); });
+  }
+
+ private:
+  explicit Timer(std::function<void()> cb) : cb_(std::move(cb)) {}
+  uv_timer_t handle_{};
+  std::function<void()> cb_;
+  bool closing_ = false;
+};
+
+// ------------------------------------------------------------ backup
+
+// Reads the last transactionId of the LMDB environment in `dir` without
+// touching it (read-only, no lock file): the copy is private until we reply.
+Result<uint64_t> BackupTxid(const std::string& dir) {
+  MDB_env* env = nullptr;
+  int rc = mdb_env_create(&env);
+  if (rc != 0) return store::FromMdb(rc, "mdb_env_create");
+  struct EnvCloser {
+    MDB_env* e;
+    ~EnvCloser() { mdb_env_close(e); }
+  } closer{env};
+  mdb_env_set_maxdbs(env, 16);
+  rc = mdb_env_open(env, dir.c_str(), MDB_RDONLY | MDB_NOLOCK, 0600);
+  if (rc != 0) return store::FromMdb(rc, "opening the backup");
+  MDB_txn* txn = nullptr;
+  rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) return store::FromMdb(rc, "reading the backup");
+  uint64_t txid = 0;
+  MDB_dbi meta;
+  rc = mdb_dbi_open(txn, "meta", 0, &meta);
+  if (rc == 0) {
+    MDB_val k{9, const_cast<char*>("last_txid")}, v;
+    rc = mdb_get(txn, meta, &k, &v);
+    if (rc == 0) txid = store::U64FromKey(std::string_view(static_cast<const char*>(v.mv_data), v.mv_size));
+    else if (rc == MDB_NOTFOUND) rc = 0;
+  }
+  mdb_txn_abort(txn);
+  if (rc != 0) return store::FromMdb(rc, "reading the backup's transactionId");
+  return txid;
+}
+
+// fsync of a file or directory; the copy must be on disk before we say so.
+Status SyncPath(const std::string& path, bool dir) {
+  int fd = open(path.c_str(), (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) return Status::IOError("open " + path + ": " + std::strerror(errno));
+  int rc = fsync(fd);
+  int err = errno;
+  close(fd);
+  if (rc != 0) return Status::IOError("fsync " + path + ": " + std::strerror(err));
+  return Status::Ok();
+}
+
+}  // namespace
+
+// ================================================================ Impl
+
+struct AdminApi::Impl {
+  struct ChangeStream;
+  AdminDeps d;
+  std::unordered_map<ChangeStream*, std::shared_ptr<ChangeStream>> streams;
+  bool backup_running = false;
+
+  explicit Impl(AdminDeps deps) : d(std::move(deps)) {}
+
+  void Reply(const ipc::Responder& r, const std::string& tag, const ipc::Outcome& o) {
+    d.metrics->Inc("usersd_admin_requests_total", {{"method", tag}, {"outcome", OutcomeLabel(o)}});
+    if (o.kind != ipc::Outcome::Kind::kSuccess) {
+      LogInfo("admin request failed", {{"method", tag}, {"error", o.message}, {"uid", std::to_string(r.peer().uid)}});
+    } else {
+      LogDebug("admin request", {{"method", tag}, {"uid", std::to_string(r.peer().uid)}});
+    }
+    r.Reply(o);
+  }
+
+  void RegisterMetrics();
+  Json StatusJson();
+
+  void HandleStatus(const ipc::Request& q, ipc::Responder r);
+  void HandleHealth(const ipc::Request& q, ipc::Responder r);
+  void HandleMetrics(const ipc::Request& q, ipc::Responder r);
+  void HandleOutboxList(const ipc::Request& q, ipc::Responder r);
+  void HandleDeadLettersList(const ipc::Request& q, ipc::Responder r);
+  void HandleDeadLettersChange(const ipc::Request& q, ipc::Responder r, bool retry);
+  void HandleUsersGet(const ipc::Request& q, ipc::Responder r);
+  void HandleUsersList(const ipc::Request& q, ipc::Responder r);
+  void HandleUsersImport(const ipc::Request& q, ipc::Responder r);
+  void HandleJwksRefresh(const ipc::Request& q, ipc::Responder r);
+  void HandleBackup(const ipc::Request& q, ipc::Responder r);
+  void HandleConfigReload(const ipc::Request& q, ipc::Responder r);
+  void HandleChanges(const ipc::Request& q, ipc::Responder r);
+};
+
+// ------------------------------------------------------- change stream
+
+// One admin.changes stream. Owned by Impl::streams from Start() until it
+// ends (Interrupt, connection closed, read error); its stream handler and
+// poll timer reach it through weak/raw pointers that end with it.
+//
+// Flow: read up to kChangesPerChunk changes after `after_`, send them as
+// one Chunk and wait for the client's Ack; when caught up, poll LastTxid
+// every kStreamPollMs and read again once it moved.
+struct AdminApi::Impl::ChangeStream : std::enable_shared_from_this<ChangeStream> {
+  ChangeStream(AdminApi::Impl* api, ipc::Responder r, uint64_t after)
+      : api_(api), r_(std::move(r)), after_(after), polled_txid_(after) {}
+
+  void Start() {
+    std::weak_ptr<ChangeStream> weak = weak_from_this();
+    r_.OnStreamEvent([weak](ipc::StreamEvent e) {
+      // `self` keeps the stream alive until OnEvent has returned, even when
+      // it ends the stream (deferred delete, never `delete this`).
+      if (auto self = weak.lock()) self->OnEvent(e);
+    });
+    Pump();
+  }
+
+  void OnEvent(ipc::StreamEvent e) {
+    if (done_) return;
+    switch (e) {
+      case ipc::StreamEvent::kAck:
+        awaiting_ack_ = false;
+        Pump();
+        break;
+      case ipc::StreamEvent::kInterrupt:
+        r_.EndStream();
+        Finish();
+        break;
+      case ipc::StreamEvent::kClosed:
+        Finish();
+        break;
+    }
+  }
+
+  void Pump() {
+    if (done_ || awaiting_ack_) return;
+    if (!r_.connected()) return Finish();
+    std::vector<store::Change> changes;
+    {
+      auto txn = api_->d.store->BeginRead();
+      if (!txn.ok()) return Fail(txn.status());
+      auto c = txn->ChangesSince(after_ + 1, kChangesPerChunk);
+      if (!c.ok()) return Fail(c.status());
+      changes = std::move(*c);
+      if (changes.empty()) polled_txid_ = std::max(polled_txid_, txn->LastTxid());
+    }
+    if (changes.empty()) return StartPolling();
+    StopPolling();
+    Json values = Json::array();
+    for (const auto& c : changes) {
+      values.push_back(Json{{"transactionId", c.txid},
+                            {"op", c.op == ChangeOp::kDelete ? "delete" : "upsert"},
+                            {"user", ToAdminUserJson(c.user)}});
+    }
+    after_ = changes.back().txid;
+    polled_txid_ = std::max(polled_txid_, after_);
+    awaiting_ack_ = true;
+    sent_ += changes.size();
+    r_.Chunk(values);
+  }
+
+  void OnTick() {
+    if (done_ || awaiting_ack_) return;
+    uint64_t last = 0;
+    {
+      auto txn = api_->d.store->BeginRead();
+      if (!txn.ok()) return Fail(txn.status());
+      last = txn->LastTxid();
+    }
+    // A transactionId may be used without a change entry (nothing to
+    // send), so only a new id since the last empty read triggers a read.
+    if (last > polled_txid_) Pump();
+  }
+
+  void StartPolling() {
+    if (timer_) return;
+    timer_ = Timer::Start(api_->d.loop, kStreamPollMs, kStreamPollMs, [this] {
+      auto keep = shared_from_this();
+      OnTick();
+    });
+  }
+
+  void StopPolling() {
+    if (timer_) timer_->Close();
+    timer_ = nullptr;
+  }
+
+  void Fail(const Status& st) {
+    LogError("admin.changes: reading the change feed failed", {{"error", st.message()}});
+    api_->Reply(r_, "admin.changes", Internal("reading the change feed failed", st.message()));
+    Finish();
+  }
+
+  // Ends the stream: the timer closes and Impl lets go of it. The caller
+  // holds a reference (see Start), so this object outlives the call.
+  void Finish() {
+    if (done_) return;
+    done_ = true;
+    StopPolling();
+    LogDebug("admin.changes stream ended", {{"sent", std::to_string(sent_)}});
+    api_->streams.erase(this);
+  }
+
+  AdminApi::Impl* api_;
+  ipc::Responder r_;
+  uint64_t after_;        // the last transactionId sent (or the client's since)
+  uint64_t polled_txid_;  // LastTxid at the last read that found nothing
+  bool awaiting_ack_ = false;
+  bool done_ = false;
+  uint64_t sent_ = 0;
+  Timer* timer_ = nullptr;
+};
+
+// ------------------------------------------------------------ metrics
+
+void AdminApi::Impl::RegisterMetrics() {
+  Metrics& m = *d.metrics;
+  m.Describe("usersd_admin_requests_total", "counter", "Admin socket requests by method and outcome.");
+  m.Describe("usersd_build_info", "gauge", "Always 1; the version label is the running build.");
+  m.Describe("usersd_uptime_seconds", "gauge", "Seconds since usersd started.");
+  m.Describe("usersd_last_transaction_id", "gauge", "The store's last transactionId.");
+  m.Describe("usersd_store_file_bytes", "gauge", "Size of data.mdb on disk.");
+  m.Describe("usersd_store_max_map_bytes", "gauge", "Largest map size the store may grow to (store.max_map_size_mib).");
+  m.Describe("usersd_outbox_oldest_age_seconds", "gauge", "Age of the oldest job waiting for WorkOS (0 when empty).");
+  m.Describe("usersd_outbox_in_flight", "gauge", "Outbox requests to WorkOS in flight.");
+  m.Describe("usersd_outbox_sends_total", "counter", "Outbox requests to WorkOS by HTTP status (0 = transport failure).");
+  m.Describe("usersd_outbox_delivered_total", "counter", "Outbox jobs WorkOS acknowledged.");
+  m.Describe("usersd_outbox_dead_lettered_total", "counter", "Outbox jobs moved to the dead-letter table.");
+  m.Describe("usersd_jwks_keys", "gauge", "Signing keys in use.");
+  m.Describe("usersd_jwks_age_seconds", "gauge", "Seconds since the keys in use were fetched or loaded (-1: none).");
+  m.Describe("usersd_events_polls_total", "counter", "WorkOS events polls.");
+  m.Describe("usersd_events_applied_total", "counter", "WorkOS events that changed the store.");
+  m.Describe("usersd_events_failures_total", "counter", "Failed WorkOS events polls.");
+  m.Describe("usersd_events_last_success_timestamp_seconds", "gauge", "Time of the last successful events poll (0: never).");
+  m.Describe("usersd_writer_batches_total", "counter", "Store write batches committed (one fsync each).");
+  m.Describe("usersd_writer_ops_total", "counter", "Store write operations run.");
+  m.Describe("usersd_writer_queue_depth", "gauge", "Write operations waiting for the writer thread.");
+  m.Describe("usersd_socket_refused_total", "counter", "Application socket connections refused, by reason.");
+  m.Describe("usersd_admin_streams", "gauge", "Open admin.changes streams.");
+  // Collectors run on the caller of Render(): the loop thread (admin.metrics
+  // and the textfile writer), which the sync workers' stats() require.
+  m.AddCollector([this](Metrics& m) {
+    const Clock& clock = *d.clock;
+    int64_t now = clock.NowMs();
+    m.Set("usersd_build_info", {{"version", d.version}}, 1);
+    m.Set("usersd_uptime_seconds", {}, static_cast<double>(now - d.started_at_ms) / 1000.0);
+    {
+      auto txn = d.store->BeginRead();
+      if (txn.ok()) {
+        m.Set("usersd_last_transaction_id", {}, static_cast<double>(txn->LastTxid()));
+        auto oldest = txn->ListJobs(1);
+        double age = 0;
+        if (oldest.ok() && !oldest->empty()) age = std::max<int64_t>(0, now - oldest->front().created_at_ms) / 1000.0;
+        m.Set("usersd_outbox_oldest_age_seconds", {}, age);
+      }
+    }
+    struct stat st{};
+    if (::stat((d.store->path() + "/data.mdb").c_str(), &st) == 0)
+      m.Set("usersd_store_file_bytes", {}, static_cast<double>(st.st_size));
+    m.Set("usersd_store_max_map_bytes", {}, static_cast<double>(d.config->store.max_map_size_mib << 20));
+    if (d.outbox) {
+      auto os = d.outbox->stats();
+      m.Set("usersd_outbox_in_flight", {}, static_cast<double>(os.in_flight));
+      for (const auto& [status, n] : os.sends_by_status)
+        m.Set("usersd_outbox_sends_total", {{"status", std::to_string(status)}}, static_cast<double>(n));
+      m.Set("usersd_outbox_delivered_total", {}, static_cast<double>(os.delivered));
+      m.Set("usersd_outbox_dead_lettered_total", {}, static_cast<double>(os.dead_lettered));
+    }
+    if (d.jwks) {
+      m.Set("usersd_jwks_keys", {}, static_cast<double>(d.jwks->keys()));
+      int64_t age = d.jwks->age_ms();
+      m.Set("usersd_jwks_age_seconds", {}, age < 0 ? -1.0 : age / 1000.0);
+    }
+    if (d.events) {
+      auto es = d.events->stats();
+      m.Set("usersd_events_polls_total", {}, static_cast<double>(es.polls));
+      m.Set("usersd_events_applied_total", {}, static_cast<double>(es.applied));
+      m.Set("usersd_events_failures_total", {}, static_cast<double>(es.failures));
+      m.Set("usersd_events_last_success_timestamp_seconds", {}, es.last_success_ms / 1000.0);
+    }
+    if (d.writer) {
+      m.Set("usersd_writer_batches_total", {}, static_cast<double>(d.writer->batches()));
+      m.Set("usersd_writer_ops_total", {}, static_cast<double>(d.writer->ops()));
+      m.Set("usersd_writer_queue_depth", {}, static_cast<double>(d.writer->queued()));
+    }
+    if (d.app_server) {
+      const auto& ss = d.app_server->stats();
+      m.Set("usersd_socket_refused_total", {{"reason", "peer"}}, static_cast<double>(ss.refused_peer));
+      m.Set("usersd_socket_refused_total", {{"reason", "limit"}}, static_cast<double>(ss.refused_limit));
+    }
+    m.Set("usersd_admin_streams", {}, static_cast<double>(streams.size()));
+  });
+}
+
+// -------------------------------------------------------------- status
+
+Json AdminApi::Impl::StatusJson() {
+  int64_t now = d.clock->NowMs();
+  store::StoreStats s = d.store->Stats();
+  uint64_t last_txid = 0;
+  int64_t oldest_age_ms = -1;
+  {
+    auto txn = d.store->BeginRead();
+    if (txn.ok()) {
+      last_txid = txn->LastTxid();
+      auto oldest = txn->ListJobs(1);
+      if (oldest.ok() && !oldest->empty()) oldest_age_ms = std::max<int64_t>(0, now - oldest->front().created_at_ms);
+    }
+  }
+  sync::UpstreamState up = d.workos->state();
+  Json since = up == sync::UpstreamState::kUnconfigured ? Json(nullptr)
+                                                         : Json(FormatIso8601Ms(d.workos->state_since_ms()));
+  std::optional<std::string> cursor = d.events ? d.events->cursor() : std::nullopt;
+  return Json{{"version", d.version},
+              {"uptimeSeconds", std::max<int64_t>(0, now - d.started_at_ms) / 1000},
+              {"users", s.users},
+              {"lastTransactionId", last_txid},
+              {"store",
+               {{"path", d.store->path()},
+                {"sizeBytes", s.file_bytes},
+                {"mapSizeBytes", s.map_size_bytes},
+                {"usedBytes", s.used_bytes},
+                {"maxMapSizeBytes", d.config->store.max_map_size_mib << 20}}},
+              {"outbox", {{"depth", s.outbox_depth}, {"oldestAgeSeconds", SecondsOrNull(oldest_age_ms)}}},
+              {"deadLetters", s.dead_letters},
+              {"upstream", {{"state", sync::UpstreamStateName(up)}, {"since", since}}},
+              {"eventsCursor", cursor ? Json(*cursor) : Json(nullptr)},
+              {"jwks", {{"keys", d.jwks->keys()}, {"ageSeconds", SecondsOrNull(d.jwks->age_ms())}}}};
+}
+
+void AdminApi::Impl::HandleStatus(const ipc::Request& q, ipc::Responder r) {
+  Reply(r, q.tag, ipc::Outcome::Success(StatusJson()));
+}
+
+// -------------------------------------------------------------- health
+
+void AdminApi::Impl::HandleHealth(const ipc::Request& q, ipc::Responder r) {
+  Json status = StatusJson();
+  Json checks = Json::object();
+
+  // store: readable, and not about to hit store.max_map_size_mib.
+  {
+    auto txn = d.store->BeginRead();
+    uint64_t used = status["store"]["usedBytes"].get<uint64_t>();
+    uint64_t max = status["store"]["maxMapSizeBytes"].get<uint64_t>();
+    double ratio = max ? static_cast<double>(used) / static_cast<double>(max) : 0.0;
+    Json c{{"ok", txn.ok() && ratio < kStoreFullRatio}, {"usedBytes", used}, {"maxMapSizeBytes", max}};
+    if (!txn.ok()) c["detail"] = "cannot read the store: " + txn.status().message();
+    else if (ratio >= kStoreFullRatio) c["detail"] = "the store is above 90% of store.max_map_size_mib";
+    checks["store"] = c;
+  }
+  // jwks: without a key no token verifies.
+  {
+    size_t keys = d.jwks->keys();
+    Json c{{"ok", keys > 0}, {"keys", keys}, {"ageSeconds", status["jwks"]["ageSeconds"]}};
+    if (keys == 0) c["detail"] = "no signing keys: every token is refused";
+    checks["jwks"] = c;
+  }
+  // Advisory checks: reported, never fatal (usersd serves while WorkOS is away).
+  {
+    bool offline = status["upstream"]["state"] == "offline";
+    Json c{{"ok", !offline}, {"state", status["upstream"]["state"]}, {"since", status["upstream"]["since"]}};
+    if (offline) c["detail"] = "WorkOS is unreachable; serving from the local store";
+    checks["upstream"] = c;
+  }
+  {
+    Json age = status["outbox"]["oldestAgeSeconds"];
+    bool stale = !age.is_null() && age.get<int64_t>() * 1000 > d.config->outbox.max_backoff_ms * 2;
+    Json c{{"ok", !stale}, {"depth", status["outbox"]["depth"]}, {"oldestAgeSeconds", age}};
+    if (stale) c["detail"] = "the oldest job has waited longer than twice outbox.max_backoff_ms";
+    checks["outbox"] = c;
+  }
+  {
+    uint64_t n = status["deadLetters"].get<uint64_t>();
+    Json c{{"ok", n == 0}, {"count", n}};
+    if (n > 0) c["detail"] = "WorkOS refused jobs for good; see usersctl dead-letters list";
+    checks["deadLetters"] = c;
+  }
+
+  // writer: a no-op op must come back through the writer thread and the
+  // Poster within the timeout (a stuck disk or thread shows here).
+  struct Probe {
+    Impl* api;
+    ipc::Responder r;
+    std::string tag;
+    Json checks;
+    Timer* timer = nullptr;
+    bool finished = false;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    void Done(const Status& st, bool timed_out) {
+      if (finished) return;
+      finished = true;
+      if (timer) timer->Close();
+      timer = nullptr;
+      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      Json c{{"ok", st.ok() && !timed_out}, {"latencyMs", ms}, {"queued", api->d.writer->queued()}};
+      if (timed_out) c["detail"] = "a probe write did not complete within 2 s";
+      else if (!st.ok()) c["detail"] = st.message();
+      checks["writer"] = c;
+      bool ok = checks["store"]["ok"].get<bool>() && checks["writer"]["ok"].get<bool>() &&
+                checks["jwks"]["ok"].get<bool>();
+      api->Reply(r, tag, ipc::Outcome::Success(Json{{"ok", ok}, {"checks", checks}}));
+    }
+  };
+  auto probe = std::make_shared<Probe>(Probe{this, r, q.tag, std::move(checks)});
+  probe->timer = Timer::Start(d.loop, kWriterProbeTimeoutMs, 0, [probe] { probe->Done(Status::Ok(), true); });
+  d.writer->Submit([](WriteTxn&) { return Status::Ok(); }, [probe](Status st) { probe->Done(st, false); });
+}
+
+// ------------------------------------------------------------- metrics
+
+void AdminApi::Impl::HandleMetrics(const ipc::Request& q, ipc::Responder r) {
+  Reply(r, q.tag, ipc::Outcome::Success(Json{{"text", d.metrics->Render()}}));
+}
+
+// -------------------------------------------------------------- outbox
+
+void AdminApi::Impl::HandleOutboxList(const ipc::Request& q, ipc::Responder r) {
+  auto p = PayloadObject(q.payload);
+  if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
+  auto limit = LimitParam(*p, kDefaultLimit, kMaxJobsLimit);
+  if (!limit.ok()) return Reply(r, q.tag, Invalid(limit.status().message()));
+  auto txn = d.store->BeginRead();
+  if (!txn.ok()) return Reply(r, q.tag, FromStatus(txn.status(), "reading the outbox"));
+  auto jobs = txn->ListJobs(*limit);
+  if (!jobs.ok()) return Reply(r, q.tag, FromStatus(jobs.status(), "reading the outbox"));
+  Json out = Json::array();
+  for (const auto& j : *jobs) {
+    out.push_back(Json{{"id", j.id},
+                       {"userId", j.user_id},
+                       {"op", store::JobOpName(j.op)},
+                       {"attempts", j.attempts},
+                       {"nextAttemptAt", FormatIso8601Ms(j.next_attempt_at_ms)},
+                       {"lastError", j.last_error.empty() ? Json(nullptr) : Json(j.last_error)}});
+  }
+  Reply(r, q.tag, ipc::Outcome::Success(Json{{"jobs", std::move(out)}}));
+}
+
+void AdminApi::Impl::HandleDeadLettersList(const ipc::Request& q, ipc::Responder r) {
+  auto p = PayloadObject(q.payload);
+  if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
+  auto limit = LimitParam(*p, kDefaultLimit, kMaxJobsLimit);
+  if (!limit.ok()) return Reply(r, q.tag, Invalid(limit.status().message()));
+  auto txn = d.store->BeginRead();
+  if (!txn.ok()) return Reply(r, q.tag, FromStatus(txn.status(), "reading the dead letters"));
+  auto dls = txn->ListDeadLetters(*limit);
+  if (!dls.ok()) return Reply(r, q.tag, FromStatus(dls.status(), "reading the dead letters"));
+  Json out = Json::array();
+  for (const auto& dl : *dls) {
+    out.push_back(Json{{"id", dl.job.id},
+                       {"userId", dl.job.user_id},
+                       {"op", store::JobOpName(dl.job.op)},
+                       {"status", dl.status},
+                       {"body", dl.body},
+                       {"failedAt", FormatIso8601Ms(dl.failed_at_ms)}});
+  }
+  Reply(r, q.tag, ipc::Outcome::Success(Json{{"deadLetters", std::move(out)}}));
+}
+
+void AdminApi::Impl::HandleDeadLettersChange(const ipc::Request& q, ipc::Responder r, bool retry) {
+  auto p = PayloadObject(q.payload);
+  if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
+  bool all = false;
+  if (auto it = p->find("all"); it != p->end() && !it->is_null()) {
+    if (!it->is_boolean()) return Reply(r, q.tag, Invalid("all: must be a boolean"));
+    all = it->get<bool>();
+  }
+  auto id = U64Param(*p, "id");
+  if (!id.ok()) return Reply(r, q.tag, Invalid(id.status().message()));
+  if (all && id->has_value()) return Reply(r, q.tag, Invalid("id: give either id or all: true, not both"));
+  if (!all && !id->has_value()) return Reply(r, q.tag, Invalid("id: required (or all: true)"));
+
+  struct Outcome {
+    uint64_t count = 0;
+    bool missing = false;
+  };
+  auto out = std::make_shared<Outcome>();
+  int64_t now = d.clock->NowMs();
+  std::optional<uint64_t> one = *id;
+  d.writer->Submit(
+      [out, one, retry, now](WriteTxn& t) -> Status {
+        // Re-runnable: the writer replays the batch after growing the map.
+        *out = Outcome{};
+        std::vector<DeadLetter> dls;
+        if (one) {
+          auto g = t.GetDeadLetter(*one);
+          if (!g.ok()) return g.status();
+          if (!g->has_value()) {
+            out->missing = true;
+            return Status::NotFound("no such dead letter");
+          }
+          dls.push_back(std::move(**g));
+        } else {
+          auto l = t.ListDeadLetters(0);
+          if (!l.ok()) return l.status();
+          dls = std::move(*l);
+        }
+        for (const auto& dl : dls) {
+          if (retry) {
+            OutboxJob job = dl.job;
+            job.id = 0;
+            job.attempts = 0;
+            job.next_attempt_at_ms = now;
+            job.created_at_ms = now;
+            job.last_error.clear();
+            if (job.op == JobOp::kUpdate && job.fields.is_object()) {
+              auto u = t.GetUser(job.user_id);
+              if (!u.ok()) return u.status();
+              if (u->has_value()) {
+                const UserRecord& cur = **u;
+                for (auto& [k, v] : job.fields.items()) {
+                  if (k == "first_name") v = cur.first_name;
+                  else if (k == "last_name") v = cur.last_name;
+                  else if (k == "email") v = cur.email;
+                }
+              }
+            }
+            auto nid = t.EnqueueJob(std::move(job));
+            if (!nid.ok()) return nid.status();
+          }
+          USERSD_RETURN_IF_ERROR(t.DeleteDeadLetter(dl.job.id));
+          out->count++;
+        }
+        return Status::Ok();
+      },
+      [this, r, tag = q.tag, out, one, retry](Status st) {
+        if (out->missing) return Reply(r, tag, Invalid("id: no dead letter with id " + std::to_string(*one)));
+        if (!st.ok()) return Reply(r, tag, FromStatus(st, retry ? "retrying dead letters" : "discarding dead letters"));
+        LogInfo(retry ? "dead letters re-queued" : "dead letters discarded",
+                {{"count", std::to_string(out->count)}, {"uid", std::to_string(r.peer().uid)}});
+        if (retry && out->count > 0 && d.outbox) d.outbox->Kick();
+        Reply(r, tag, ipc::Outcome::Success(Json{{"count", out->count}}));
+      });
+}
+
+// --------------------------------------------------------------- users
+
+void AdminApi::Impl::HandleUsersGet(const ipc::Request& q, ipc::Responder r) {
+  auto p = PayloadObject(q.payload);
+  if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
+  int given = 0;
+  const char* key = nullptr;
+  std::string value;
+  for (const char* k : {"id", "workosId", "email"}) {
+    auto it = p->find(k);
+    if (it == p->end() || it->is_null()) continue;
+    if (!it->is_string() || it->get<std::string>().empty())
+      return Reply(r, q.tag, Invalid(std::string(k) + ": must be a non-empty string"));
+    given++;
+    key = k;
+    value = it->get<std::string>();
+  }
+  if (given != 1) return Reply(r, q.tag, Invalid("id: give exactly one of id, workosId or email"));
+  std::string k(key);
+  if (k == "id") {
+    if (!domain::IsUuid(value)) return Reply(r, q.tag, Invalid("id: must be a UUID"));
+    value = domain::ToLowerAscii(value);
+  }
+  auto txn = d.store->BeginRead();
+  if (!txn.ok()) return Reply(r, q.tag, FromStatus(txn.status(), "reading the store"));
+  // By id and WorkOS id, deleted users are found too (deletedAt is set);
+  // by email only live users are (emails are unique among live users only).
+  auto u = k == "id" ? txn->GetUser(value) : k == "workosId" ? txn->FindByWorkosId(value) : txn->FindByEmail(value);
+  if (!u.ok()) return Reply(r, q.tag, FromStatus(u.status(), "reading the store"));
+  if (!u->has_value()) return Reply(r, q.tag, NotFound(value));
+  Reply(r, q.tag, ipc::Outcome::Success(ToAdminUserJson(**u)));
+}
+
+void AdminApi::Impl::HandleUsersList(const ipc::Request& q, ipc::Responder r) {
+  auto p = PayloadObject(q.payload);
+  if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
+  auto limit = LimitParam(*p, kDefaultLimit, kMaxUsersLimit);
+  if (!limit.ok()) return Reply(r, q.tag, Invalid(limit.status().message()));
+  std::string after;
+  if (auto it = p->find("after"); it != p->end() && !it->is_null()) {
+    if (!it->is_string()) return Reply(r, q.tag, Invalid("after: must be a string (a user id)"));
+    after = domain::ToLowerAscii(it->get<std::string>());
+  }
+  auto txn = d.store->BeginRead();
+  if (!txn.ok()) return Reply(r, q.tag, FromStatus(txn.status(), "reading the store"));
+  auto users = txn->ListUsers(after, *limit + 1);
+  if (!users.ok()) return Reply(r, q.tag, FromStatus(users.status(), "reading the store"));
+  Json next = nullptr;
+  if (users->size() > *limit) {
+    users->resize(*limit);
+    next = users->back().id;
+  }
+  Json out = Json::array();
+  for (const auto& u : *users) out.push_back(ToAdminUserJson(u));
+  Reply(r, q.tag, ipc::Outcome::Success(Json{{"users", std::move(out)}, {"next", next}}));
+}
+
+void AdminApi::Impl::HandleUsersImport(const ipc::Request& q, ipc::Responder r) {
+  auto p = PayloadObject(q.payload);
+  if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
+  auto it = p->find("users");
+  if (it == p->end() || it->is_null()) return Reply(r, q.tag, Invalid("users: required"));
+  if (!it->is_array()) return Reply(r, q.tag, Invalid("users: must be an array"));
+  if (it->size() > kMaxImportUsers)
+    return Reply(r, q.tag, Invalid("users: at most " + std::to_string(kMaxImportUsers) + " entries per request"));
+  auto entries = std::make_shared<std::vector<ImportEntry>>();
+  auto new_ids = std::make_shared<std::vector<std::string>>();
+  for (size_t i = 0; i < it->size(); ++i) {
+    auto e = ParseImportEntry((*it)[i], i);
+    if (!e.ok()) return Reply(r, q.tag, Invalid(e.status().message()));
+    entries->push_back(std::move(*e));
+    // Drawn here, not in the op, so a replayed batch assigns the same ids.
+    new_ids->push_back(domain::NewUuid());
+  }
+  auto last_txid = std::make_shared<uint64_t>(0);
+  int64_t now = d.clock->NowMs();
+  d.writer->Submit(
+      [entries, new_ids, last_txid, now](WriteTxn& t) -> Status {
+        *last_txid = 0;
+        for (size_t i = 0; i < entries->size(); ++i) {
+          const ImportEntry& e = (*entries)[i];
+          std::string at = "users[" + std::to_string(i) + "]";
+          auto existing = t.FindByWorkosId(e.workos_id);
+          if (!existing.ok()) return existing.status();
+          std::optional<UserRecord> before = std::move(*existing);
+          UserRecord after;
+          if (before) {
+            if (e.id && *e.id != before->id)
+              return Status::InvalidArgument(at + ".id: workosId " + e.workos_id + " belongs to user " + before->id);
+            after = *before;
+            if (!e.updated_at_ms) after.updated_at_ms = now;
+          } else {
+            after.id = e.id ? *e.id : (*new_ids)[i];
+            auto taken = t.GetUser(after.id);
+            if (!taken.ok()) return taken.status();
+            if (taken->has_value())
+              return Status::InvalidArgument(at + ".id: " + after.id + " belongs to the user with workosId " +
+                                             (*taken)->workos_id);
+            after.workos_id = e.workos_id;
+            after.created_at_ms = now;
+          }
+          ApplyImportEntry(e, &after);
+          auto txid = t.NextTxid();
+          if (!txid.ok()) return txid.status();
+          after.txid = *txid;
+          Status st = t.PutUser(after, before);
+          if (st.code() == Code::kInvalidArgument) {
+            std::string field = st.message().find("email") != std::string::npos ? ".email: " : ": ";
+            return Status::InvalidArgument(at + field + st.message());
+          }
+          USERSD_RETURN_IF_ERROR(st);
+          store::Change c;
+          c.txid = *txid;
+          c.op = after.live() ? ChangeOp::kUpsert : ChangeOp::kDelete;
+          c.user = after;
+          c.at_ms = now;
+          USERSD_RETURN_IF_ERROR(t.AppendChange(c));
+          *last_txid = *txid;
+        }
+        return Status::Ok();
+      },
+      [this, r, tag = q.tag, entries, last_txid](Status st) {
+        if (!st.ok()) return Reply(r, tag, FromStatus(st, "import"));
+        uint64_t txid = *last_txid;
+        if (entries->empty()) {
+          auto txn = d.store->BeginRead();
+          if (txn.ok()) txid = txn->LastTxid();
+        }
+        LogInfo("users imported", {{"count", std::to_string(entries->size())},
+                                   {"transactionId", std::to_string(txid)},
+                                   {"uid", std::to_string(r.peer().uid)}});
+        Reply(r, tag, ipc::Outcome::Success(Json{{"count", entries->size()}, {"transactionId", txid}}));
+      });
+}
+
+// ---------------------------------------------------------------- jwks
+
+void AdminApi::Impl::HandleJwksRefresh(const ipc::Request& q, ipc::Responder r) {
+  d.jwks->Refresh([this, r, tag = q.tag](Status st) {
+    if (!st.ok()) return Reply(r, tag, Internal("JWKS refresh failed", st.message()));
+    Reply(r, tag, ipc::Outcome::Success(Json{{"keys", d.jwks->keys()}}));
+  });
+}
+
+// -------------------------------------------------------------- backup
+
+void AdminApi::Impl::HandleBackup(const ipc::Request& q, ipc::Responder r) {
+  auto p = PayloadObject(q.payload);
+  if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
+  auto it = p->find("path");
+  if (it == p->end() || it->is_null()) return Reply(r, q.tag, Invalid("path: required"));
+  if (!it->is_string() || it->get<std::string>().empty()) return Reply(r, q.tag, Invalid("path: must be a string"));
+  std::string path = it->get<std::string>();
+  // The daemon's working directory is not the operator's: a relative path
+  // would land somewhere surprising (/ under systemd), so it is refused.
+  if (path[0] != '/') return Reply(r, q.tag, Invalid("path: must be absolute (the daemon resolves it, not the caller)"));
+  if (path.size() > 4000 || path.find('\0') != std::string::npos)
+    return Reply(r, q.tag, Invalid("path: too long or contains NUL"));
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  if (path == d.store->path()) return Reply(r, q.tag, Invalid("path: is the live store's directory"));
+  if (backup_running) return Reply(r, q.tag, Internal("backup refused", "another backup is in progress"));
+  backup_running = true;
+
+  // mdb_env_copy2 reads the whole store and writes the copy: minutes on a
+  // big store, so it runs on libuv's thread pool, off the loop.
+  struct Work {
+    uv_work_t req{};
+    Impl* api;
+    ipc::Responder r;
+    std::string tag;
+    std::string path;
+    Status st;
+    uint64_t bytes = 0;
+    uint64_t txid = 0;
+  };
+  auto* w = new Work{{}, this, r, q.tag, path, Status::Ok()};
+  w->req.data = w;
+  LogInfo("backup started", {{"path", path}, {"uid", std::to_string(r.peer().uid)}});
+  int rc = uv_queue_work(
+      d.loop, &w->req,
+      [](uv_work_t* req) {
+        auto* w = static_cast<Work*>(req->data);
+        w->st = w->api->d.store->Backup(w->path);
+        std::string file = w->path + "/data.mdb";
+        if (w->st.ok()) w->st = SyncPath(file, false);
+        if (w->st.ok()) w->st = SyncPath(w->path, true);
+        if (w->st.ok()) {
+          struct stat st{};
+          if (::stat(file.c_str(), &st) == 0) w->bytes = static_cast<uint64_t>(st.st_size);
+          auto txid = BackupTxid(w->path);
+          if (txid.ok()) w->txid = *txid;
+          else w->st = txid.status();
+        }
+      },
+      [](uv_work_t* req, int status) {
+        std::unique_ptr<Work> w(static_cast<Work*>(req->data));
+        w->api->backup_running = false;
+        if (status == UV_ECANCELED) w->st = Status::Unavailable("cancelled");
+        if (!w->st.ok()) {
+          LogError("backup failed", {{"path", w->path}, {"error", w->st.message()}});
+          return w->api->Reply(w->r, w->tag, FromStatus(w->st, "backup"));
+        }
+        LogInfo("backup written", {{"path", w->path},
+                                   {"bytes", std::to_string(w->bytes)},
+                                   {"transactionId", std::to_string(w->txid)}});
+        w->api->Reply(w->r, w->tag,
+                      ipc::Outcome::Success(Json{{"path", w->path}, {"bytes", w->bytes}, {"transactionId", w->txid}}));
+      });
+  if (rc != 0) {
+    backup_running = false;
+    delete w;
+    Reply(r, q.tag, Internal("backup failed", std::string("uv_queue_work: ") + uv_strerror(rc)));
+  }
+}
+
+// -------------------------------------------------------------- config
+
+void AdminApi::Impl::HandleConfigReload(const ipc::Request& q, ipc::Responder r) {
+  if (!d.reload) return Reply(r, q.tag, Internal("config reload failed", "reloading is not available"));
+  std::vector<std::string> reloaded, needs_restart;
+  Status st = d.reload(&reloaded, &needs_restart);
+  if (!st.ok()) return Reply(r, q.tag, Internal("config reload failed; the running configuration is kept", st.message()));
+  Reply(r, q.tag, ipc::Outcome::Success(Json{{"reloaded", reloaded}, {"needsRestart", needs_restart}}));
+}
+
+// ------------------------------------------------------------- changes
+
+void AdminApi::Impl::HandleChanges(const ipc::Request& q, ipc::Responder r) {
+  auto p = PayloadObject(q.payload);
+  if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
+  auto since = U64Param(*p, "sinceTransactionId");
+  if (!since.ok()) return Reply(r, q.tag, Invalid(since.status().message()));
+  d.metrics->Inc("usersd_admin_requests_total", {{"method", q.tag}, {"outcome", "stream"}});
+  auto s = std::make_shared<ChangeStream>(this, r, since->value_or(0));
+  streams.emplace(s.get(), s);
+  s->Start();
+}
+
+// ============================================================= AdminApi
+
+AdminApi::AdminApi(AdminDeps deps) : impl_(std::make_unique<Impl>(std::move(deps))) { impl_->RegisterMetrics(); }
+
+AdminApi::~AdminApi() {
+  // Streams end when their connections close (ipc::Server::Close), which
+  // the daemon completes before destroying the AdminApi.
+  for (auto& [p, s] : impl_->streams) s->StopPolling();
+}
+
+void AdminApi::Dispatch(const ipc::Request& request, ipc::Responder responder) {
+  Impl& i = *impl_;
+  const std::string& t = request.tag;
+  if (t == "admin.status") return i.HandleStatus(request, responder);
+  if (t == "admin.health") return i.HandleHealth(request, responder);
+  if (t == "admin.metrics") return i.HandleMetrics(request, responder);
+  if (t == "admin.outbox.list") return i.HandleOutboxList(request, responder);
+  if (t == "admin.deadLetters.list") return i.HandleDeadLettersList(request, responder);
+  if (t == "admin.deadLetters.retry") return i.HandleDeadLettersChange(request, responder, true);
+  if (t == "admin.deadLetters.discard") return i.HandleDeadLettersChange(request, responder, false);
+  if (t == "admin.users.get") return i.HandleUsersGet(request, responder);
+  if (t == "admin.users.list") return i.HandleUsersList(request, responder);
+  if (t == "admin.users.import") return i.HandleUsersImport(request, responder);
+  if (t == "admin.jwks.refresh") return i.HandleJwksRefresh(request, responder);
+  if (t == "admin.backup") return i.HandleBackup(request, responder);
+  if (t == "admin.config.reload") return i.HandleConfigReload(request, responder);
+  if (t == "admin.changes") return i.HandleChanges(request, responder);
+  i.d.metrics->Inc("usersd_admin_requests_total", {{"method", "unknown"}, {"outcome", "unknown_method"}});
+  responder.Reply(ipc::Outcome::Die("unknown method \"" + t + "\"", ipc::kMethodNotFound));
+}
+
+std::function<bool(const ipc::PeerCred&)> AdminAuthorizer(std::vector<uint32_t> allowed_uids,
+                                                          std::vector<uint32_t> allowed_gids, uid_t self_uid) {
+  return [self_uid, uids = std::move(allowed_uids), gids = std::move(allowed_gids)](const ipc::PeerCred& p) {
+    if (p.uid == 0 || p.uid == self_uid) return true;
+    if (std::find(uids.begin(), uids.end(), p.uid) != uids.end()) return true;
+    return std::find(gids.begin(), gids.end(), p.gid) != gids.end();
   };
 }
+
+std::function<bool(const ipc::PeerCred&)> AdminAuthorizer(std::vector<uint32_t> allowed_uids,
+                                                          std::vector<uint32_t> allowed_gids) {
+  return AdminAuthorizer(std::move(allowed_uids), std::move(allowed_gids), getuid());
+}
+
 }  // namespace usersd::admin

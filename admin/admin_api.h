@@ -8,12 +8,37 @@
 // admin.config.reload and the admin.changes stream (Chunk frames, the
 // client's Ack as flow control).
 //
-// Loop thread only. Borrows everything in AdminDeps.
+// Decisions beyond SPEC section 5 (docs/OPERATIONS.md has the full list):
+//  - admin.health: `ok` is false only when a check the application socket
+//    depends on fails: store (readable, map below 90% of its maximum),
+//    writer (a probe op commits within 2 s) or jwks (at least one key).
+//    upstream, outbox and deadLetters are reported but never make `ok`
+//    false: usersd is built to keep serving while WorkOS is away.
+//  - admin.users.import gives every imported user its own transactionId
+//    (the change feed has one entry per transactionId), all assigned and
+//    committed in one LMDB write transaction; the reply's transactionId is
+//    the last of them. Import writes local state only: nothing is queued
+//    for WorkOS.
+//  - admin.changes: sinceTransactionId is exclusive (the last id the client
+//    has seen; absent = from the oldest retained change). Up to 100 changes
+//    per Chunk, one Chunk in flight until the client's Ack, then live
+//    changes found by polling LastTxid every 100 ms while caught up.
+//  - admin.deadLetters.retry re-enqueues a fresh job (attempts 0, due now,
+//    created now, so outbox.max_age does not expire it at once); an update
+//    job takes the user's current values of the fields it carries, so a
+//    retry never sends WorkOS an older value than the store holds.
+//
+// Loop thread only. Borrows everything in AdminDeps, which must outlive the
+// AdminApi. Per-request resources (stream poll timers, the health probe's
+// timer) close themselves when their request ends; a stream ends when its
+// connection closes, so ipc::Server::Close() leaves no handle behind.
 #pragma once
 
 #include <sys/types.h>
+#include <uv.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +55,7 @@
 namespace usersd::admin {
 
 struct AdminDeps {
+  uv_loop_t* loop = nullptr;  // for stream poll timers and the backup thread
   std::string version;
   int64_t started_at_ms = 0;
   const Clock* clock = nullptr;
@@ -57,9 +83,12 @@ class AdminApi : public ipc::Dispatcher {
   std::unique_ptr<Impl> impl_;
 };
 
-// The admin socket's peer check: uid 0, the daemon's own uid, and the
-// configured uids/gids.
+// The admin socket's peer check: uid 0, the daemon's own uid (`self_uid`,
+// default getuid()), and the configured uids and (primary) gids. Refusals
+// are logged with pid/uid/gid by ipc::Server.
 std::function<bool(const ipc::PeerCred&)> AdminAuthorizer(std::vector<uint32_t> allowed_uids,
                                                           std::vector<uint32_t> allowed_gids);
+std::function<bool(const ipc::PeerCred&)> AdminAuthorizer(std::vector<uint32_t> allowed_uids,
+                                                          std::vector<uint32_t> allowed_gids, uid_t self_uid);
 
 }  // namespace usersd::admin

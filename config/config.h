@@ -50,7 +50,7 @@ struct AuthConfig {
 
 struct WorkosConfig {
   std::string base_url = "https://api.workos.com";
-  std::optional<std::string> api_key;       // resolved: WORKOS_API_KEY env > api_key_file > api_key
+  std::optional<std::string> api_key;       // resolved: WORKOS_API_KEY env > credential > api_key_file > api_key
   std::optional<std::string> api_key_file;
   int64_t timeout_ms = 10000;
   uint32_t max_concurrency = 8;
@@ -101,9 +101,7 @@ struct Config {
 // Parses YAML text. `source_name` is used in messages only.
 Result<Config> ParseConfig(const std::string& yaml_text, const std::string& source_name = "config");
 
-// Reads and parses a file, then resolves the API key (WORKOS_API_KEY
-// environment variable, then workos.api_key_file, then workos.api_key) and
-// $CREDENTIALS_DIRECTORY/workos_api_key when systemd passes a credential.
+// Reads and parses a file, then resolves the API key with ResolveSecrets.
 Result<Config> LoadConfigFile(const std::string& path);
 
 // Applies the environment/credential/file lookups for the API key to `cfg`.
@@ -111,7 +109,8 @@ Result<Config> LoadConfigFile(const std::string& path);
 // $CREDENTIALS_DIRECTORY/workos_api_key if that file exists, then
 // workos.api_key_file, then the inline workos.api_key. Surrounding whitespace
 // is trimmed. Errors name the source but never contain the key or the file's
-// contents.
+// contents. Reads the environment, so it must not run concurrently with
+// setenv().
 Status ResolveSecrets(Config* cfg);
 
 // Compares two configurations key by key, for SIGHUP / admin config.reload.

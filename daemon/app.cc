@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <random>
 
@@ -77,6 +78,9 @@ const std::string& App::version() const {
 void App::Notify(const std::string& state) { sd_notify(0, state.c_str()); }
 
 Status App::Start() {
+  // A client that goes away with replies pending must cost a write error
+  // (EPIPE), not the process: libuv writes with write(2), which raises SIGPIPE.
+  signal(SIGPIPE, SIG_IGN);
   ApplyLogConfig(cfg_);
   started_at_ms_ = SystemClock().NowMs();
 
@@ -133,12 +137,14 @@ Status App::Start() {
   service_->SetOutboxNotifier([this] { outbox_->Kick(); });
   api_ = std::make_unique<domain::UsersApi>(auth_.get(), service_.get(), &metrics_, SystemClock());
   RegisterMetrics();
+  metrics_textfile_ = std::make_unique<admin::MetricsTextfile>(&loop_, &metrics_, &cfg_);
 
   USERSD_RETURN_IF_ERROR(OpenSockets());
 
   auto on_signal = [](uv_signal_t* h, int signum) {
     auto* self = static_cast<App*>(h->data);
     if (signum == SIGHUP) {
+      if (self->stopping_) return;
       std::vector<std::string> reloaded, restart;
       Status s = self->Reload(&reloaded, &restart);
       if (!s.ok()) LogError("reload failed; keeping the running configuration", {{"error", s.message()}});
@@ -167,6 +173,7 @@ Status App::Start() {
                            {"socket", cfg_.socket.path},
                            {"store", cfg_.store.path},
                            {"upstream", sync::UpstreamStateName(workos_->state())}});
+  metrics_textfile_->Start();
   Notify("READY=1\nSTATUS=serving");
   return Status::Ok();
 }
@@ -182,6 +189,7 @@ Status App::OpenSockets() {
   app_server_ = std::make_unique<ipc::Server>(&loop_, ao, api_.get());
 
   admin::AdminDeps deps;
+  deps.loop = &loop_;
   deps.version = version();
   deps.started_at_ms = started_at_ms_;
   deps.clock = &SystemClock();
@@ -316,22 +324,28 @@ void App::FinishStop() {
     auto* handle = reinterpret_cast<uv_handle_t*>(h);
     if (handle->loop && !uv_is_closing(handle)) uv_close(handle, nullptr);
   };
-  close(&sigterm_);
-  close(&sigint_);
-  close(&sighup_);
+  // The signal handlers stay installed (but no longer keep the loop alive)
+  // until the loop has drained: a second SIGTERM during teardown must not
+  // kill the process by the default action. Run() closes them at the end.
+  for (uv_signal_t* h : {&sigterm_, &sigint_, &sighup_})
+    if (reinterpret_cast<uv_handle_t*>(h)->loop) uv_unref(reinterpret_cast<uv_handle_t*>(h));
   close(&watchdog_timer_);
   close(&stop_timer_);
   close(&metrics_timer_);
   if (jwks_) jwks_->Close();
   if (outbox_) outbox_->Close();
   if (events_) events_->Close();
+  if (metrics_textfile_) metrics_textfile_->Close();
+  // Cancel HTTP first: requests still waiting on WorkOS (provisioning,
+  // resetAvatar) then take their offline path and may still submit writes.
+  if (http_) http_->Shutdown([] {});
   // Drain the writer: every queued mutation commits (or fails) and its reply
   // is posted; Poster::Close runs those replies before closing.
   if (writer_) writer_->Stop();
   if (poster_) poster_->Close();
+  // Finally write the last replies and close the connections.
   if (app_server_) app_server_->Close([] {});
   if (admin_server_) admin_server_->Close([] {});
-  if (http_) http_->Shutdown([] {});
 }
 
 int App::Run() {
@@ -344,6 +358,15 @@ int App::Run() {
     exit_code_ = 1;
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
+  for (uv_signal_t* h : {&sigterm_, &sigint_, &sighup_}) {
+    auto* handle = reinterpret_cast<uv_handle_t*>(h);
+    if (handle->loop && !uv_is_closing(handle)) uv_close(handle, nullptr);
+  }
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  // Closing the handlers restored the default actions; a late SIGTERM while
+  // LMDB closes must not turn a clean exit into death by signal.
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
   int rc = uv_loop_close(&loop_);
   if (rc != 0) {
     LogError("event loop closed with open handles", {{"error", uv_strerror(rc)}});

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "admin/admin_api.h"
+#include "admin/metrics_textfile.h"
 #include "auth/authenticator.h"
 #include "common/metrics.h"
 #include "common/poster.h"
@@ -89,6 +90,7 @@ class App {
   std::unique_ptr<ipc::Server> app_server_;
   std::unique_ptr<admin::AdminApi> admin_api_;
   std::unique_ptr<ipc::Server> admin_server_;
+  std::unique_ptr<admin::MetricsTextfile> metrics_textfile_;  // metrics.textfile (reads cfg_ each tick)
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   uv_timer_t stop_timer_{}, watchdog_timer_{}, metrics_timer_{};
   bool stopping_ = false;

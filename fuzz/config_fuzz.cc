@@ -1,49 +1,10 @@
-// libFuzzer target for the configuration parser (config/config.h).
-//
-// The config file is trusted more than socket input, but it is still parsed
-// by yaml-cpp and our schema walker, and `--check-config` may be pointed at
-// anything. Checks, for any bytes:
-//   - ParseConfig returns (no crash, no exception, no sanitizer report);
-//   - an error always carries a message;
-//   - an accepted config survives ToYaml -> ParseConfig with every key equal
-//     (workos.api_key aside, which ToYaml never writes).
-// Seeds: fuzz/corpus/config/.
+// libFuzzer entry point for the config target; the body and what it checks
+// are in fuzz/targets.h and fuzz/targets/. Seeds: fuzz/corpus/config/.
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <string>
-#include <vector>
 
-#include "config/config.h"
+#include "fuzz/targets.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using usersd::config::Config;
-  const std::string text(reinterpret_cast<const char*>(data), size);
-
-  usersd::Result<Config> first = usersd::config::ParseConfig(text, "fuzz");
-  if (!first.ok()) {
-    if (first.status().message().empty()) std::abort();
-    return 0;
-  }
-  (void)first->EffectiveJwksUrl();
-  (void)first->EffectiveIssuers();
-
-  const std::string yaml = usersd::config::ToYaml(*first);
-  usersd::Result<Config> second = usersd::config::ParseConfig(yaml, "roundtrip");
-  if (!second.ok()) {
-    std::fprintf(stderr, "round trip rejected:\n%s\n%s\n", yaml.c_str(), second.status().ToString().c_str());
-    std::abort();
-  }
-  Config expected = *first;
-  expected.workos.api_key.reset();
-  std::vector<std::string> restart;
-  std::vector<std::string> changed = usersd::config::DiffReloadable(expected, *second, &restart);
-  changed.insert(changed.end(), restart.begin(), restart.end());
-  if (!changed.empty()) {
-    std::fprintf(stderr, "round trip changed %s (and %zu more):\n%s\n", changed[0].c_str(), changed.size() - 1,
-                 yaml.c_str());
-    std::abort();
-  }
-  return 0;
+  return usersd::fuzz::FuzzConfig(data, size);
 }

@@ -1,5 +1,7 @@
 #include "ipc/protocol.h"
 
+#include <cmath>
+
 namespace usersd::ipc {
 
 namespace {
@@ -78,8 +80,11 @@ std::string IdToString(const Json& id) {
   if (id.is_string()) return id.get<std::string>();
   if (id.is_number_integer() || id.is_number_unsigned()) return id.dump();
   if (id.is_number_float()) {
+    // An integral float inside int64's range reads as that integer ("7" for
+    // 7.0). Anything else keeps its JSON form: converting a float outside the
+    // range (an id of 1e300) to int64 would be undefined behaviour.
     double d = id.get<double>();
-    if (d == static_cast<double>(static_cast<int64_t>(d))) return std::to_string(static_cast<int64_t>(d));
+    if (d >= -0x1p63 && d < 0x1p63 && d == std::trunc(d)) return std::to_string(static_cast<int64_t>(d));
     return id.dump();
   }
   return id.dump();

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "ipc/line_splitter.h"
 
 namespace usersd::ipc {
 
@@ -29,14 +30,13 @@ struct RequestState {
 // RequestStates can hold weak references); freed after its pipe closed.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Server* server) : server_(server) {}
+  Connection(Server* server) : server_(server), in_(server->options_.max_line_bytes) {}
   ~Connection() { assert(closed_ && "Connection destroyed before its pipe closed"); }
 
   uv_pipe_t pipe_{};
   Server* server_;
   PeerCred peer_;
-  std::string in_;          // bytes read, not yet a complete line
-  size_t scan_from_ = 0;    // in_[0, scan_from_) has no newline
+  LineSplitter in_;         // bytes read, not yet handled as lines
   std::string out_;         // replies waiting for the next flush
   size_t bytes_in_uv_ = 0;  // bytes handed to uv_write, not yet written
   size_t inflight_ = 0;
@@ -54,6 +54,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Close();
   void CloseAfterFlush();
   void RequestDone();
+  void OnEof();
   void UpdateReading();
 
  private:
@@ -154,48 +155,43 @@ void Connection::OnRead(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
   if (n < 0) {
     if (n == UV_EOF) {
       // Half-close: answer what is in flight, then close.
-      c->eof_ = true;
       uv_read_stop(s);
       c->reading_ = false;
-      c->MaybeFinish();
+      c->OnEof();
     } else {
       c->Close();
     }
     return;
   }
   if (n == 0 || c->closing_ || c->close_after_flush_) return;
-  c->in_.append(buf->base, static_cast<size_t>(n));
+  c->in_.Append(std::string_view(buf->base, static_cast<size_t>(n)));
   c->ProcessLines();
 }
 
 void Connection::ProcessLines() {
-  size_t start = 0;
+  // Read on every call so that Server::set_max_line_bytes reaches open
+  // connections too.
   const size_t limit = server_->options_.max_line_bytes;
+  in_.set_max_line_bytes(limit);
+  std::string_view line;
   while (!closing_ && !close_after_flush_) {
-    size_t nl = in_.find('\n', std::max(start, scan_from_));
-    if (nl == std::string::npos) break;
-    scan_from_ = 0;
-    if (nl - start > limit) break;  // reported below, after the loop
-    HandleLine(std::string_view(in_).substr(start, nl - start));
-    start = nl + 1;
+    switch (in_.NextLine(&line)) {
+      case LineSplitter::Next::kLine:
+        HandleLine(line);
+        break;
+      case LineSplitter::Next::kNeedMore:
+        UpdateReading();
+        return;
+      case LineSplitter::Next::kOverlong:
+        // Either a complete line over the limit, or a partial one already
+        // over it: refuse without buffering more.
+        server_->stats_.overlong_lines++;
+        Send(EncodeProtocolError(kInvalidRequest,
+                                 "Invalid Request: line exceeds the maximum of " + std::to_string(limit) + " bytes"));
+        CloseAfterFlush();
+        return;
+    }
   }
-  if (start > 0) in_.erase(0, start);
-  if (closing_ || close_after_flush_) return;
-  // Either a complete line over the limit, or a partial one already over it:
-  // refuse without buffering more.
-  size_t nl = in_.find('\n');
-  size_t pending_len = nl == std::string::npos ? in_.size() : nl;
-  if (pending_len > limit) {
-    server_->stats_.overlong_lines++;
-    Send(EncodeProtocolError(kInvalidRequest,
-                             "Invalid Request: line exceeds the maximum of " + std::to_string(limit) + " bytes"));
-    in_.clear();
-    in_.shrink_to_fit();
-    CloseAfterFlush();
-    return;
-  }
-  scan_from_ = in_.size();
-  UpdateReading();
 }
 
 void Connection::HandleLine(std::string_view line) {
@@ -235,8 +231,7 @@ void Connection::HandleLine(std::string_view line) {
       break;
     }
     case FrameKind::kEof:
-      eof_ = true;
-      MaybeFinish();
+      OnEof();
       break;
     case FrameKind::kIgnored:
       break;
@@ -314,6 +309,20 @@ void Connection::UpdateReading() {
       uv_read_start(s, &Connection::OnAlloc, &Connection::OnRead);
     }
   }
+}
+
+void Connection::OnEof() {
+  eof_ = true;
+  // A client that sends nothing more can never Ack again: end its streams
+  // as if interrupted, so the connection can close once replies are out.
+  auto streams = streams_;
+  for (auto& [id, weak] : streams) {
+    if (auto st = weak.lock()) {
+      auto handler = st->stream_handler;
+      if (handler) handler(StreamEvent::kInterrupt);
+    }
+  }
+  MaybeFinish();
 }
 
 void Connection::RequestDone() {

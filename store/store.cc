@@ -1,11 +1,17 @@
 #include "store/store.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <mutex>
+#include <set>
+#include <utility>
 
 #include "common/log.h"
 
@@ -15,6 +21,14 @@ namespace {
 
 constexpr int kSchemaVersion = 1;
 constexpr int kRecordVersion = 1;
+// Keys are looked up only up to this size (LMDB's own limit is 511 bytes).
+constexpr size_t kMaxKeyBytes = 255;
+// The decoder recurses once per nesting level. Records nest at most
+// kMaxStoredDepth + 2 levels (dead letter > job > fields); anything deeper is
+// not ours, and stopping there keeps garbage from exhausting the stack.
+constexpr size_t kMaxDecodeDepth = 2 * kMaxStoredDepth;
+// How long a new reader lets a pending remap go first (see store.h).
+constexpr auto kReaderYield = std::chrono::milliseconds(20);
 
 MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
 std::string_view View(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
@@ -31,11 +45,62 @@ void PutOpt(Json& j, const char* k, const std::optional<T>& v) {
   if (v) j[k] = *v;
 }
 
-template <class T>
-std::optional<T> GetOpt(const Json& j, const char* k) {
+// Typed field readers for decoding. They throw (turned into Corruption by the
+// callers) instead of converting: nlohmann would silently cast a float or a
+// negative number, and casting an out-of-range double is undefined behaviour.
+int64_t I64Of(const Json& v, const char* k) {
+  if (v.is_number_unsigned()) {
+    uint64_t u = v.get<uint64_t>();
+    if (u > uint64_t(std::numeric_limits<int64_t>::max())) throw std::runtime_error(std::string(k) + " out of range");
+    return int64_t(u);
+  }
+  if (v.is_number_integer()) return v.get<int64_t>();
+  throw std::runtime_error(std::string(k) + " is not an integer");
+}
+int64_t I64(const Json& j, const char* k) { return I64Of(j.at(k), k); }
+uint64_t U64(const Json& j, const char* k) {
+  const Json& v = j.at(k);
+  if (v.is_number_unsigned()) return v.get<uint64_t>();
+  throw std::runtime_error(std::string(k) + " is not an unsigned integer");
+}
+int I32(const Json& j, const char* k) {
+  int64_t v = I64(j, k);
+  if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max())
+    throw std::runtime_error(std::string(k) + " out of range");
+  return int(v);
+}
+uint32_t U32(const Json& j, const char* k) {
+  uint64_t v = U64(j, k);
+  if (v > std::numeric_limits<uint32_t>::max()) throw std::runtime_error(std::string(k) + " out of range");
+  return uint32_t(v);
+}
+std::string Str(const Json& j, const char* k) { return j.at(k).get<std::string>(); }
+bool Bool(const Json& j, const char* k) { return j.at(k).get<bool>(); }
+std::optional<std::string> OptStr(const Json& j, const char* k) {
   auto it = j.find(k);
   if (it == j.end() || it->is_null()) return std::nullopt;
-  return it->template get<T>();
+  return it->get<std::string>();
+}
+std::optional<int64_t> OptI64(const Json& j, const char* k) {
+  auto it = j.find(k);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  return I64Of(*it, k);
+}
+
+// Refuses values that nest deeper than `max_levels` (the value itself is
+// level 1), without recursing.
+Status CheckDepth(const Json& root, size_t max_levels, const char* what) {
+  std::vector<std::pair<const Json*, size_t>> stack{{&root, 1}};
+  while (!stack.empty()) {
+    auto [node, depth] = stack.back();
+    stack.pop_back();
+    if (!node->is_structured()) continue;
+    if (depth > max_levels)
+      return Status::InvalidArgument(std::string(what) + ": nested more than " + std::to_string(max_levels) +
+                                     " levels deep");
+    for (const Json& child : *node) stack.emplace_back(&child, depth + 1);
+  }
+  return Status::Ok();
 }
 
 Json JobToJson(const OutboxJob& job) {
@@ -48,19 +113,20 @@ Json JobToJson(const OutboxJob& job) {
 }
 
 OutboxJob JobFromJson(const Json& j) {
+  if (I32(j, "v") != kRecordVersion) throw std::runtime_error("unknown outbox job version");
   OutboxJob job;
-  job.id = j.at("id").get<uint64_t>();
-  job.user_id = j.at("user").get<std::string>();
-  job.workos_id = j.at("workos").get<std::string>();
-  int op = j.at("op").get<int>();
+  job.id = U64(j, "id");
+  job.user_id = Str(j, "user");
+  job.workos_id = Str(j, "workos");
+  int op = I32(j, "op");
   if (op < 0 || op > 2) throw std::runtime_error("bad job op");
   job.op = static_cast<JobOp>(op);
   job.fields = j.at("fields");
-  job.txid = j.at("tx").get<uint64_t>();
-  job.created_at_ms = j.at("created").get<int64_t>();
-  job.attempts = j.at("attempts").get<uint32_t>();
-  job.next_attempt_at_ms = j.at("next").get<int64_t>();
-  job.last_error = j.at("err").get<std::string>();
+  job.txid = U64(j, "tx");
+  job.created_at_ms = I64(j, "created");
+  job.attempts = U32(j, "attempts");
+  job.next_attempt_at_ms = I64(j, "next");
+  job.last_error = Str(j, "err");
   return job;
 }
 
@@ -88,26 +154,26 @@ Json UserToJson(const UserRecord& u) {
 }
 
 UserRecord UserFromJson(const Json& j) {
-  if (j.at("v").get<int>() != kRecordVersion) throw std::runtime_error("unknown user record version");
+  if (I32(j, "v") != kRecordVersion) throw std::runtime_error("unknown user record version");
   UserRecord u;
-  u.id = j.at("id").get<std::string>();
-  u.workos_id = j.at("workos").get<std::string>();
-  u.email = j.at("email").get<std::string>();
-  u.first_name = j.at("first").get<std::string>();
-  u.last_name = j.at("last").get<std::string>();
-  u.user_type = j.at("type").get<std::string>();
-  u.is_onboarded = j.at("onb").get<bool>();
-  u.created_at_ms = j.at("created").get<int64_t>();
-  u.role = j.at("role").get<std::string>();
-  u.profile_pending = j.at("pending").get<bool>();
-  u.txid = j.at("tx").get<uint64_t>();
-  u.avatar_url = GetOpt<std::string>(j, "avatar");
+  u.id = Str(j, "id");
+  u.workos_id = Str(j, "workos");
+  u.email = Str(j, "email");
+  u.first_name = Str(j, "first");
+  u.last_name = Str(j, "last");
+  u.user_type = Str(j, "type");
+  u.is_onboarded = Bool(j, "onb");
+  u.created_at_ms = I64(j, "created");
+  u.role = Str(j, "role");
+  u.profile_pending = Bool(j, "pending");
+  u.txid = U64(j, "tx");
+  u.avatar_url = OptStr(j, "avatar");
   if (auto it = j.find("settings"); it != j.end() && !it->is_null()) u.settings = *it;
-  u.timezone = GetOpt<std::string>(j, "tz");
-  u.updated_at_ms = GetOpt<int64_t>(j, "updated");
-  u.deleted_at_ms = GetOpt<int64_t>(j, "deleted");
-  u.organization_id = GetOpt<std::string>(j, "org");
-  u.profile_picture_url = GetOpt<std::string>(j, "pic");
+  u.timezone = OptStr(j, "tz");
+  u.updated_at_ms = OptI64(j, "updated");
+  u.deleted_at_ms = OptI64(j, "deleted");
+  u.organization_id = OptStr(j, "org");
+  u.profile_picture_url = OptStr(j, "pic");
   return u;
 }
 
@@ -116,12 +182,100 @@ std::string ToMsgpack(const Json& j) {
   return std::string(bytes.begin(), bytes.end());
 }
 
+// Builds the DOM like Json::from_msgpack, but stops at kMaxDecodeDepth
+// instead of recursing until the stack runs out.
+class BoundedDomSax {
+ public:
+  explicit BoundedDomSax(Json& root) : dom_(root, /*allow_exceptions=*/true) {}
+  bool null() { return dom_.null(); }
+  bool boolean(bool v) { return dom_.boolean(v); }
+  bool number_integer(Json::number_integer_t v) { return dom_.number_integer(v); }
+  bool number_unsigned(Json::number_unsigned_t v) { return dom_.number_unsigned(v); }
+  bool number_float(Json::number_float_t v, const Json::string_t& s) { return dom_.number_float(v, s); }
+  bool string(Json::string_t& v) { return dom_.string(v); }
+  bool binary(Json::binary_t& v) { return dom_.binary(v); }
+  bool start_object(std::size_t n) { return Deeper() && dom_.start_object(n); }
+  bool key(Json::string_t& k) { return dom_.key(k); }
+  bool end_object() {
+    --depth_;
+    return dom_.end_object();
+  }
+  bool start_array(std::size_t n) { return Deeper() && dom_.start_array(n); }
+  bool end_array() {
+    --depth_;
+    return dom_.end_array();
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    error_ = e.what();
+    return false;
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  bool Deeper() {
+    if (++depth_ <= kMaxDecodeDepth) return true;
+    error_ = "nested more than " + std::to_string(kMaxDecodeDepth) + " levels deep";
+    return false;
+  }
+  nlohmann::detail::json_sax_dom_parser<Json> dom_;
+  size_t depth_ = 0;
+  std::string error_;
+};
+
 Result<Json> FromMsgpack(std::string_view bytes) {
   try {
-    return Json::from_msgpack(bytes.begin(), bytes.end());
+    Json j;
+    BoundedDomSax sax(j);
+    if (!Json::sax_parse(bytes.begin(), bytes.end(), &sax, nlohmann::json::input_format_t::msgpack, /*strict=*/true))
+      return Status::Corruption("undecodable record: " + sax.error());
+    return j;
   } catch (const std::exception& e) {
     return Status::Corruption(std::string("undecodable record: ") + e.what());
   }
+}
+
+// A dead letter as stored: {job, status, body, at}.
+Result<DeadLetter> DeadFromBytes(std::string_view bytes) {
+  auto j = FromMsgpack(bytes);
+  if (!j.ok()) return j.status();
+  try {
+    DeadLetter d;
+    d.job = JobFromJson(j->at("job"));
+    d.status = I32(*j, "status");
+    d.body = Str(*j, "body");
+    d.failed_at_ms = I64(*j, "at");
+    return d;
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("bad dead letter: ") + e.what());
+  }
+}
+
+// Reads an 8-byte big-endian counter from meta (0 when absent).
+Result<uint64_t> CounterFrom(const Result<std::optional<std::string>>& raw, const char* name) {
+  if (!raw.ok()) return raw.status();
+  if (!raw->has_value()) return uint64_t{0};
+  if ((*raw)->size() != 8) return Status::Corruption(std::string("meta ") + name + " is not an 8-byte counter");
+  return U64FromKey(**raw);
+}
+
+// The process-wide set of open stores, by device and inode of their
+// directory (see Store::Open).
+std::mutex& OpenStoresMu() {
+  static std::mutex mu;
+  return mu;
+}
+std::set<std::pair<uint64_t, uint64_t>>& OpenStores() {
+  static std::set<std::pair<uint64_t, uint64_t>> open;
+  return open;
+}
+
+// fsync of a file or directory; best effort for directories.
+bool SyncPath(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_WRONLY) | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
 }
 
 }  // namespace
@@ -197,7 +351,7 @@ ReadTxn::~ReadTxn() {
     mdb_txn_abort(txn_);
     txn_ = nullptr;
   }
-  if (holds_lock_) store_->resize_mu_.unlock_shared();
+  if (holds_lock_) store_->LeaveMap();
 }
 
 Result<std::optional<std::string>> ReadTxn::GetRaw(MDB_dbi dbi, std::string_view key) {
@@ -209,7 +363,7 @@ Result<std::optional<std::string>> ReadTxn::GetRaw(MDB_dbi dbi, std::string_view
 }
 
 Result<std::optional<UserRecord>> ReadTxn::GetUser(std::string_view id) {
-  if (id.empty() || id.size() > 255) return std::optional<UserRecord>();
+  if (id.empty() || id.size() > kMaxKeyBytes) return std::optional<UserRecord>();
   auto raw = GetRaw(store_->users_, id);
   if (!raw.ok()) return raw.status();
   if (!raw->has_value()) return std::optional<UserRecord>();
@@ -219,7 +373,7 @@ Result<std::optional<UserRecord>> ReadTxn::GetUser(std::string_view id) {
 }
 
 Result<std::optional<UserRecord>> ReadTxn::FindByWorkosId(std::string_view workos_id) {
-  if (workos_id.empty() || workos_id.size() > 255) return std::optional<UserRecord>();
+  if (workos_id.empty() || workos_id.size() > kMaxKeyBytes) return std::optional<UserRecord>();
   auto id = GetRaw(store_->by_workos_, workos_id);
   if (!id.ok()) return id.status();
   if (!id->has_value()) return std::optional<UserRecord>();
@@ -227,7 +381,7 @@ Result<std::optional<UserRecord>> ReadTxn::FindByWorkosId(std::string_view worko
 }
 
 Result<std::optional<UserRecord>> ReadTxn::FindByEmail(std::string_view email) {
-  if (email.empty() || email.size() > 255) return std::optional<UserRecord>();
+  if (email.empty() || email.size() > kMaxKeyBytes) return std::optional<UserRecord>();
   auto id = GetRaw(store_->by_email_, LowerAscii(email));
   if (!id.ok()) return id.status();
   if (!id->has_value()) return std::optional<UserRecord>();
@@ -237,9 +391,8 @@ Result<std::optional<UserRecord>> ReadTxn::FindByEmail(std::string_view email) {
 Result<std::optional<std::string>> ReadTxn::GetMeta(std::string_view key) { return GetRaw(store_->meta_, key); }
 
 uint64_t ReadTxn::LastTxid() {
-  auto v = GetMeta("last_txid");
-  if (!v.ok() || !v->has_value()) return 0;
-  return U64FromKey(**v);
+  auto v = CounterFrom(GetMeta("last_txid"), "last_txid");
+  return v.ok() ? *v : 0;
 }
 
 namespace {
@@ -280,6 +433,7 @@ Status Scan(MDB_txn* txn, MDB_dbi dbi, std::string_view start, Fn fn) {
 
 Result<std::vector<UserRecord>> ReadTxn::ListUsers(std::string_view after, size_t limit) {
   std::vector<UserRecord> out;
+  if (limit == 0) return out;
   Status bad;
   Status st = Scan(txn_, store_->users_, after, [&](std::string_view k, std::string_view v) {
     if (!after.empty() && k == after) return true;
@@ -326,22 +480,12 @@ Result<std::vector<DeadLetter>> ReadTxn::ListDeadLetters(size_t limit) {
   std::vector<DeadLetter> out;
   Status bad;
   Status st = Scan(txn_, store_->dead_, {}, [&](std::string_view, std::string_view v) {
-    auto j = FromMsgpack(v);
-    if (!j.ok()) {
-      bad = j.status();
+    auto d = DeadFromBytes(v);
+    if (!d.ok()) {
+      bad = d.status();
       return false;
     }
-    try {
-      DeadLetter d;
-      d.job = JobFromJson(j->at("job"));
-      d.status = j->at("status").get<int>();
-      d.body = j->at("body").get<std::string>();
-      d.failed_at_ms = j->at("at").get<int64_t>();
-      out.push_back(std::move(d));
-    } catch (const std::exception& e) {
-      bad = Status::Corruption(std::string("bad dead letter: ") + e.what());
-      return false;
-    }
+    out.push_back(std::move(*d));
     return limit == 0 || out.size() < limit;
   });
   if (!st.ok()) return st;
@@ -349,26 +493,45 @@ Result<std::vector<DeadLetter>> ReadTxn::ListDeadLetters(size_t limit) {
   return out;
 }
 
+Result<std::vector<OutboxJob>> ReadTxn::ListJobsAfter(uint64_t after_id, size_t limit) {
+  std::vector<OutboxJob> out;
+  if (after_id == UINT64_MAX) return out;
+  Status bad;
+  Status st = Scan(txn_, store_->outbox_, U64Key(after_id + 1), [&](std::string_view, std::string_view v) {
+    auto j = DecodeJob(v);
+    if (!j.ok()) {
+      bad = j.status();
+      return false;
+    }
+    out.push_back(std::move(*j));
+    return limit == 0 || out.size() < limit;
+  });
+  if (!st.ok()) return st;
+  if (!bad.ok()) return bad;
+  return out;
+}
+
+Result<std::optional<OutboxJob>> ReadTxn::GetJob(uint64_t id) {
+  auto raw = GetRaw(store_->outbox_, U64Key(id));
+  if (!raw.ok()) return raw.status();
+  if (!raw->has_value()) return std::optional<OutboxJob>();
+  auto j = DecodeJob(**raw);
+  if (!j.ok()) return j.status();
+  return std::optional<OutboxJob>(std::move(*j));
+}
+
 Result<std::optional<DeadLetter>> ReadTxn::GetDeadLetter(uint64_t id) {
   auto raw = GetRaw(store_->dead_, U64Key(id));
   if (!raw.ok()) return raw.status();
   if (!raw->has_value()) return std::optional<DeadLetter>();
-  auto j = FromMsgpack(**raw);
-  if (!j.ok()) return j.status();
-  try {
-    DeadLetter d;
-    d.job = JobFromJson(j->at("job"));
-    d.status = j->at("status").get<int>();
-    d.body = j->at("body").get<std::string>();
-    d.failed_at_ms = j->at("at").get<int64_t>();
-    return std::optional<DeadLetter>(std::move(d));
-  } catch (const std::exception& e) {
-    return Status::Corruption(std::string("bad dead letter: ") + e.what());
-  }
+  auto d = DeadFromBytes(**raw);
+  if (!d.ok()) return d.status();
+  return std::optional<DeadLetter>(std::move(*d));
 }
 
 Result<std::vector<Change>> ReadTxn::ChangesSince(uint64_t since, size_t limit) {
   std::vector<Change> out;
+  if (limit == 0) return out;
   Status bad;
   Status st = Scan(txn_, store_->changes_, U64Key(since), [&](std::string_view k, std::string_view v) {
     auto j = FromMsgpack(v);
@@ -379,9 +542,9 @@ Result<std::vector<Change>> ReadTxn::ChangesSince(uint64_t since, size_t limit) 
     try {
       Change c;
       c.txid = U64FromKey(k);
-      c.op = j->at("op").get<int>() == 1 ? ChangeOp::kDelete : ChangeOp::kUpsert;
+      c.op = I32(*j, "op") == 1 ? ChangeOp::kDelete : ChangeOp::kUpsert;
       c.user = UserFromJson(j->at("user"));
-      c.at_ms = j->at("at").get<int64_t>();
+      c.at_ms = I64(*j, "at");
       out.push_back(std::move(c));
     } catch (const std::exception& e) {
       bad = Status::Corruption(std::string("bad change: ") + e.what());
@@ -395,13 +558,16 @@ Result<std::vector<Change>> ReadTxn::ChangesSince(uint64_t since, size_t limit) 
 }
 
 uint64_t ReadTxn::CountEntries(const char* db_name) {
-  MDB_dbi dbi = store_->users_;
+  MDB_dbi dbi;
   std::string_view n(db_name);
-  if (n == "outbox") dbi = store_->outbox_;
+  if (n == "users") dbi = store_->users_;
+  else if (n == "outbox") dbi = store_->outbox_;
   else if (n == "dead") dbi = store_->dead_;
   else if (n == "by_email") dbi = store_->by_email_;
   else if (n == "by_workos") dbi = store_->by_workos_;
   else if (n == "changes") dbi = store_->changes_;
+  else if (n == "meta") dbi = store_->meta_;
+  else return 0;
   MDB_stat st{};
   if (mdb_stat(txn_, dbi, &st) != 0) return 0;
   return st.ms_entries;
@@ -448,47 +614,83 @@ Status WriteTxn::Del(MDB_dbi dbi, std::string_view key) {
 }
 
 Result<uint64_t> WriteTxn::NextTxid() {
-  uint64_t next = LastTxid() + 1;
+  // Not LastTxid(): a read error there means 0, and restarting at 1 would
+  // break "strictly increasing".
+  auto last = CounterFrom(GetMeta("last_txid"), "last_txid");
+  if (!last.ok()) return last.status();
+  uint64_t next = *last + 1;
   USERSD_RETURN_IF_ERROR(Put(store_->meta_, "last_txid", U64Key(next)));
   return next;
 }
 
 Status WriteTxn::PutUser(const UserRecord& u, const std::optional<UserRecord>& previous) {
   if (u.id.empty() || u.workos_id.empty()) return Status::InvalidArgument("user needs an id and a WorkOS id");
-  // WorkOS id index: unique over all users.
+  if (u.id.size() > kMaxKeyBytes) return Status::InvalidArgument("user id longer than 255 bytes");
+  if (u.workos_id.size() > kMaxKeyBytes) return Status::InvalidArgument("workosId longer than 255 bytes");
+  if (u.email.size() > kMaxKeyBytes) return Status::InvalidArgument("email longer than 255 bytes");
+  if (u.settings) USERSD_RETURN_IF_ERROR(CheckDepth(*u.settings, kMaxStoredDepth, "settings"));
+
+  // The indexes follow the stored version, whatever the caller believes it
+  // to be; the caller's copy stands in only for bytes that do not decode.
+  std::optional<UserRecord> stored;
+  {
+    auto s = GetUser(u.id);
+    if (s.ok()) {
+      stored = std::move(*s);
+    } else if (s.status().code() == Code::kCorruption) {
+      LogWarn("overwriting an undecodable user record", {{"user_id", u.id}, {"error", s.status().message()}});
+      stored = previous;
+    } else {
+      return s.status();
+    }
+  }
+
+  // Every check comes before the first write, so a refused PutUser leaves
+  // the transaction as it found it (a caller may go on after the error).
   auto owner = GetRaw(store_->by_workos_, u.workos_id);
   if (!owner.ok()) return owner.status();
   if (owner->has_value() && **owner != u.id) return Status::InvalidArgument("workosId already belongs to another user");
-  if (previous && previous->workos_id != u.workos_id) USERSD_RETURN_IF_ERROR(Del(store_->by_workos_, previous->workos_id));
-  if (!owner->has_value() || (previous && previous->workos_id != u.workos_id))
-    USERSD_RETURN_IF_ERROR(Put(store_->by_workos_, u.workos_id, u.id));
 
   // Email index: unique among live users with a non-empty email.
-  std::string old_key = previous && previous->live() ? LowerAscii(previous->email) : std::string();
+  std::string old_key = stored && stored->live() ? LowerAscii(stored->email) : std::string();
   std::string new_key = u.live() ? LowerAscii(u.email) : std::string();
-  if (!new_key.empty() && new_key != old_key) {
+  bool index_new_email = false;
+  if (!new_key.empty()) {
     auto holder = GetRaw(store_->by_email_, new_key);
     if (!holder.ok()) return holder.status();
     if (holder->has_value() && **holder != u.id) return Status::InvalidArgument("email already in use");
+    index_new_email = !holder->has_value();
   }
-  if (old_key != new_key) {
-    if (!old_key.empty()) USERSD_RETURN_IF_ERROR(Del(store_->by_email_, old_key));
-    if (!new_key.empty()) USERSD_RETURN_IF_ERROR(Put(store_->by_email_, new_key, u.id));
-  }
-  return Put(store_->users_, u.id, EncodeUser(u));
+  std::string encoded = EncodeUser(u);
+
+  // Deletes an index entry only while it still points at this user.
+  auto drop = [&](MDB_dbi dbi, const std::string& key) -> Status {
+    auto holder = GetRaw(dbi, key);
+    if (!holder.ok()) return holder.status();
+    if (holder->has_value() && **holder == u.id) return Del(dbi, key);
+    return Status::Ok();
+  };
+  if (stored && !stored->workos_id.empty() && stored->workos_id != u.workos_id)
+    USERSD_RETURN_IF_ERROR(drop(store_->by_workos_, stored->workos_id));
+  if (!owner->has_value()) USERSD_RETURN_IF_ERROR(Put(store_->by_workos_, u.workos_id, u.id));
+  if (!old_key.empty() && old_key != new_key) USERSD_RETURN_IF_ERROR(drop(store_->by_email_, old_key));
+  if (index_new_email) USERSD_RETURN_IF_ERROR(Put(store_->by_email_, new_key, u.id));
+  return Put(store_->users_, u.id, encoded);
 }
 
 Status WriteTxn::PutMeta(std::string_view key, std::string_view value) { return Put(store_->meta_, key, value); }
 
 Status WriteTxn::AppendChange(const Change& c) {
+  if (c.user.settings) USERSD_RETURN_IF_ERROR(CheckDepth(*c.user.settings, kMaxStoredDepth, "settings"));
   Json j{{"op", c.op == ChangeOp::kDelete ? 1 : 0}, {"user", UserToJson(c.user)}, {"at", c.at_ms}};
   return Put(store_->changes_, U64Key(c.txid), ToMsgpack(j));
 }
 
 Result<uint64_t> WriteTxn::EnqueueJob(OutboxJob job) {
-  auto raw = GetMeta("next_job_id");
-  if (!raw.ok()) return raw.status();
-  uint64_t id = raw->has_value() ? U64FromKey(**raw) : 1;
+  USERSD_RETURN_IF_ERROR(CheckDepth(job.fields, kMaxStoredDepth, "job fields"));
+  auto next = CounterFrom(GetMeta("next_job_id"), "next_job_id");
+  if (!next.ok()) return next.status();
+  uint64_t id = *next == 0 ? 1 : *next;
   USERSD_RETURN_IF_ERROR(PutMeta("next_job_id", U64Key(id + 1)));
   job.id = id;
   USERSD_RETURN_IF_ERROR(Put(store_->outbox_, U64Key(id), EncodeJob(job)));
@@ -496,6 +698,7 @@ Result<uint64_t> WriteTxn::EnqueueJob(OutboxJob job) {
 }
 
 Status WriteTxn::UpdateJob(const OutboxJob& job) {
+  USERSD_RETURN_IF_ERROR(CheckDepth(job.fields, kMaxStoredDepth, "job fields"));
   auto raw = GetRaw(store_->outbox_, U64Key(job.id));
   if (!raw.ok()) return raw.status();
   if (!raw->has_value()) return Status::NotFound("outbox job " + std::to_string(job.id));
@@ -507,6 +710,7 @@ Status WriteTxn::DeleteJob(uint64_t id) { return Del(store_->outbox_, U64Key(id)
 Status WriteTxn::MoveToDeadLetter(const OutboxJob& job, int status, std::string_view body, int64_t now_ms) {
   // Bodies are kept for operators, but bounded: a hostile upstream must not
   // fill the store. Invalid UTF-8 is replaced when the letter is shown.
+  USERSD_RETURN_IF_ERROR(CheckDepth(job.fields, kMaxStoredDepth, "job fields"));
   Json j{{"job", JobToJson(job)}, {"status", status}, {"body", std::string(body.substr(0, 4096))}, {"at", now_ms}};
   USERSD_RETURN_IF_ERROR(Put(store_->dead_, U64Key(job.id), ToMsgpack(j)));
   return DeleteJob(job.id);
@@ -541,12 +745,30 @@ Status Store::Init() {
   if (ec) return Status::IOError("cannot create store directory " + options_.path + ": " + ec.message());
   if (options_.map_size_bytes > options_.max_map_size_bytes) options_.map_size_bytes = options_.max_map_size_bytes;
 
+  // LMDB must not have one file open twice in a process: closing either
+  // handle releases the other's locks. Different spellings of one path (or
+  // a symlink) are the same directory, so compare device and inode.
+  struct stat dst{};
+  if (::stat(options_.path.c_str(), &dst) != 0)
+    return Status::IOError("cannot stat store directory " + options_.path + ": " + std::strerror(errno));
+  {
+    std::lock_guard<std::mutex> lock(OpenStoresMu());
+    if (!OpenStores().insert({uint64_t(dst.st_dev), uint64_t(dst.st_ino)}).second)
+      return Status::InvalidArgument("store at " + options_.path + " is already open in this process");
+    registered_ = true;
+    dev_ = uint64_t(dst.st_dev);
+    ino_ = uint64_t(dst.st_ino);
+  }
+
   int rc = mdb_env_create(&env_);
-  if (rc != 0) return FromMdb(rc, "mdb_env_create");
+  if (rc != 0) {
+    env_ = nullptr;
+    return FromMdb(rc, "mdb_env_create");
+  }
   mdb_env_set_maxdbs(env_, 16);
   mdb_env_set_maxreaders(env_, 256);
-  // An existing store may already be larger than the configured start size;
-  // LMDB then keeps the file's size.
+  // LMDB raises this to the size of the data already committed when an
+  // existing store holds more; Grow() takes it from there.
   rc = mdb_env_set_mapsize(env_, options_.map_size_bytes);
   if (rc != 0) return FromMdb(rc, "mdb_env_set_mapsize");
   // MDB_NOTLS: read transactions belong to their ReadTxn, not to the thread.
@@ -590,9 +812,11 @@ Status Store::Init() {
     }
   } else if (rc == 0) {
     if (View(v) != std::to_string(kSchemaVersion)) {
+      std::string found(View(v));
       mdb_txn_abort(txn);
-      return Status::Corruption("store schema version " + std::string(View(v)) + " is not supported (expected " +
-                                std::to_string(kSchemaVersion) + ")");
+      return Status::Corruption("store at " + options_.path + " has schema version " + found +
+                                ", which this usersd does not support (expected " + std::to_string(kSchemaVersion) +
+                                ")");
     }
   } else {
     mdb_txn_abort(txn);
@@ -606,24 +830,50 @@ Status Store::Init() {
 
 Store::~Store() {
   if (env_) mdb_env_close(env_);
+  if (registered_) {
+    std::lock_guard<std::mutex> lock(OpenStoresMu());
+    OpenStores().erase({dev_, ino_});
+  }
+}
+
+void Store::EnterMap() {
+  std::unique_lock<std::mutex> lock(gate_mu_);
+  // A pending remap goes first so that a stream of readers cannot starve it,
+  // but only for a moment: the reader may be a thread that already holds a
+  // ReadTxn, which the remap is waiting for.
+  if (remaps_waiting_ > 0) gate_cv_.wait_for(lock, kReaderYield, [this] { return remaps_waiting_ == 0; });
+  ++map_users_;
+}
+
+void Store::LeaveMap() {
+  std::lock_guard<std::mutex> lock(gate_mu_);
+  if (--map_users_ == 0) gate_cv_.notify_all();
+}
+
+int Store::Remap(uint64_t size) {
+  std::unique_lock<std::mutex> lock(gate_mu_);
+  ++remaps_waiting_;
+  gate_cv_.wait(lock, [this] { return map_users_ == 0; });
+  // gate_mu_ stays held, so no reader can start while the map moves.
+  int rc = mdb_env_set_mapsize(env_, size);
+  --remaps_waiting_;
+  gate_cv_.notify_all();
+  return rc;
 }
 
 Result<ReadTxn> Store::BeginRead() {
-  resize_mu_.lock_shared();
+  EnterMap();
   MDB_txn* txn = nullptr;
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
   if (rc == MDB_MAP_RESIZED) {
     // Another process grew the map; adopt its size.
-    resize_mu_.unlock_shared();
-    {
-      std::unique_lock<std::shared_mutex> lock(resize_mu_);
-      mdb_env_set_mapsize(env_, 0);
-    }
-    resize_mu_.lock_shared();
+    LeaveMap();
+    Remap(0);
+    EnterMap();
     rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
   }
   if (rc != 0) {
-    resize_mu_.unlock_shared();
+    LeaveMap();
     return FromMdb(rc, "mdb_txn_begin(read)");
   }
   return ReadTxn(this, txn, true);
@@ -633,9 +883,7 @@ Result<WriteTxn> Store::BeginWrite() {
   MDB_txn* txn = nullptr;
   int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
   if (rc == MDB_MAP_RESIZED) {
-    std::unique_lock<std::shared_mutex> lock(resize_mu_);
-    mdb_env_set_mapsize(env_, 0);
-    lock.unlock();
+    Remap(0);
     rc = mdb_txn_begin(env_, nullptr, 0, &txn);
   }
   if (rc != 0) return FromMdb(rc, "mdb_txn_begin(write)");
@@ -643,15 +891,17 @@ Result<WriteTxn> Store::BeginWrite() {
 }
 
 Status Store::Grow() {
-  std::unique_lock<std::shared_mutex> lock(resize_mu_);
   MDB_envinfo info{};
+  EnterMap();  // mdb_env_info reads the meta pages inside the map
   mdb_env_info(env_, &info);
+  LeaveMap();
   uint64_t current = info.me_mapsize;
-  if (current >= options_.max_map_size_bytes) {
+  uint64_t max = max_map_size_.load();
+  if (current >= max) {
     return Status::MapFull("store is at store.max_map_size_mib (" + std::to_string(current >> 20) + " MiB)");
   }
-  uint64_t next = std::min<uint64_t>(current * 2, options_.max_map_size_bytes);
-  int rc = mdb_env_set_mapsize(env_, next);
+  uint64_t next = std::min<uint64_t>(current * 2, max);
+  int rc = Remap(next);
   if (rc != 0) return FromMdb(rc, "mdb_env_set_mapsize");
   LogInfo("grew store map", {{"from_mib", std::to_string(current >> 20)}, {"to_mib", std::to_string(next >> 20)}});
   return Status::Ok();
@@ -661,23 +911,42 @@ Status Store::Backup(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) return Status::IOError("cannot create backup directory " + path + ": " + ec.message());
-  if (std::filesystem::exists(std::filesystem::path(path) / "data.mdb"))
-    return Status::InvalidArgument("backup directory already holds a data.mdb: " + path);
-  // mdb_env_copy2 runs its own read transaction, so it needs the shared lock
-  // like any reader.
-  std::shared_lock<std::shared_mutex> lock(resize_mu_);
-  int rc = mdb_env_copy2(env_, path.c_str(), MDB_CP_COMPACT);
-  return FromMdb(rc, "mdb_env_copy2");
+  std::string file = (std::filesystem::path(path) / "data.mdb").string();
+  if (std::filesystem::exists(file)) return Status::InvalidArgument("backup directory already holds a data.mdb: " + path);
+  int rc;
+  {
+    // mdb_env_copy2 runs its own read transaction: it is a reader of the map.
+    EnterMap();
+    rc = mdb_env_copy2(env_, path.c_str(), MDB_CP_COMPACT);
+    LeaveMap();
+  }
+  if (rc != 0) {
+    // Not ours to remove when someone else created it meanwhile.
+    if (rc != EEXIST) std::filesystem::remove(file, ec);
+    return FromMdb(rc, "backing up the store to " + path);
+  }
+  // LMDB writes the copy without syncing it; a backup must survive a crash.
+  if (!SyncPath(file, false)) {
+    std::filesystem::remove(file, ec);
+    return Status::IOError("cannot sync backup " + file + ": " + std::strerror(errno));
+  }
+  SyncPath(path, true);
+  return Status::Ok();
 }
 
 StoreStats Store::Stats() {
   StoreStats s;
-  MDB_envinfo info{};
-  MDB_stat st{};
-  mdb_env_info(env_, &info);
-  mdb_env_stat(env_, &st);
-  s.map_size_bytes = info.me_mapsize;
-  s.used_bytes = (info.me_last_pgno + 1) * uint64_t(st.ms_psize);
+  {
+    // The environment's info reads the map, which Grow may be moving.
+    EnterMap();
+    MDB_envinfo info{};
+    MDB_stat st{};
+    mdb_env_info(env_, &info);
+    mdb_env_stat(env_, &st);
+    LeaveMap();
+    s.map_size_bytes = info.me_mapsize;
+    s.used_bytes = (info.me_last_pgno + 1) * uint64_t(st.ms_psize);
+  }
   unsigned int maxr = 0;
   mdb_env_get_maxreaders(env_, &maxr);
   s.max_readers = maxr;
@@ -690,6 +959,20 @@ StoreStats Store::Stats() {
     s.dead_letters = txn->CountEntries("dead");
   }
   return s;
+}
+
+Status CommitUserChange(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,
+                        int64_t now_ms) {
+  auto txid = t.NextTxid();
+  if (!txid.ok()) return txid.status();
+  after.txid = *txid;
+  USERSD_RETURN_IF_ERROR(t.PutUser(after, before));
+  Change c;
+  c.txid = *txid;
+  c.op = op;
+  c.user = after;
+  c.at_ms = now_ms;
+  return t.AppendChange(c);
 }
 
 }  // namespace usersd::store

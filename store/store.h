@@ -160,6 +160,10 @@ class ReadTxn {
   Result<std::vector<OutboxJob>> ListJobs(size_t limit);
   // Jobs of one user, in order.
   Result<std::vector<OutboxJob>> JobsOfUser(std::string_view user_id);
+  // Outbox jobs with id > after_id in id order, at most `limit` (0 = all):
+  // lets the outbox sender read only what is new since its last look.
+  Result<std::vector<OutboxJob>> ListJobsAfter(uint64_t after_id, size_t limit);
+  Result<std::optional<OutboxJob>> GetJob(uint64_t id);
   Result<std::vector<DeadLetter>> ListDeadLetters(size_t limit);
   Result<std::optional<DeadLetter>> GetDeadLetter(uint64_t id);
   // Changes with txid >= since, oldest first, at most `limit`.
@@ -280,6 +284,12 @@ class Store {
   bool registered_ = false;      // in the process-wide set of open stores
   uint64_t dev_ = 0, ino_ = 0;
 };
+
+// Gives `after` the next transactionId, stores it (PutUser, with `before` the
+// stored version or nullopt for a new user) and appends its change-feed entry:
+// how every user change commits (operations, WorkOS events and fetches).
+Status CommitUserChange(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,
+                        int64_t now_ms);
 
 // LMDB error code to Status (MDB_MAP_FULL becomes MapFull).
 Status FromMdb(int rc, std::string_view what);

@@ -7,11 +7,16 @@
 namespace usersd::store {
 
 Writer::Writer(Store* store, Poster* poster, size_t max_batch)
-    : store_(store), poster_(poster), max_batch_(max_batch) {}
+    : store_(store), poster_(poster), max_batch_(max_batch == 0 ? 1 : max_batch) {}
 
 Writer::~Writer() { Stop(); }
 
-void Writer::Start() { thread_ = std::thread([this] { Run(); }); }
+void Writer::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (started_ || stopping_) return;
+  started_ = true;
+  thread_ = std::thread([this] { Run(); });
+}
 
 void Writer::Submit(WriteOp op, WriteDone done) {
   {
@@ -31,12 +36,18 @@ size_t Writer::queued() {
 }
 
 void Writer::Stop() {
+  std::deque<Item> orphans;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
     cv_.notify_all();
+    // Never started: nothing will run what is queued, but every caller is
+    // owed an answer.
+    if (!started_) orphans.swap(queue_);
   }
   if (thread_.joinable()) thread_.join();
+  for (auto& it : orphans)
+    poster_->Post([done = std::move(it.done)] { done(Status::Unavailable("shutting down")); });
 }
 
 void Writer::Run() {
@@ -57,74 +68,106 @@ void Writer::Run() {
 }
 
 void Writer::ApplyBatch(std::vector<Item>& batch) {
-  // Ops excluded from replays because they alone could not fit at the
-  // maximum map size.
-  std::vector<bool> excluded(batch.size(), false);
-  for (int attempt = 0;; ++attempt) {
+  std::vector<size_t> all(batch.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  ApplyGroup(batch, std::move(all));
+}
+
+bool Writer::NudgeFreelist() {
+  auto txn = store_->BeginWrite();
+  if (!txn.ok()) return false;
+  if (!txn->PutMeta("freelist_nudge", "1").ok()) return false;
+  return txn->Commit().ok();
+}
+
+void Writer::ApplyGroup(std::vector<Item>& batch, std::vector<size_t> idx) {
+  bool nudged = false;
+  while (!idx.empty()) {
     auto txn = store_->BeginWrite();
     if (!txn.ok()) {
-      for (auto& it : batch) it.result = txn.status();
+      for (size_t i : idx) batch[i].result = txn.status();
       return;
     }
     bool map_full = false;
-    size_t full_at = 0;
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (excluded[i]) continue;
+    size_t full_at = idx.size();  // position in idx of the op that hit MapFull
+    for (size_t pos = 0; pos < idx.size(); ++pos) {
+      Item& it = batch[idx[pos]];
       auto child = txn->BeginNested();
       if (!child.ok()) {
-        batch[i].result = child.status();
+        it.result = child.status();
         if (child.status().code() == Code::kMapFull) {
           map_full = true;
-          full_at = i;
+          full_at = pos;
           break;
         }
         continue;
       }
       Status st;
       try {
-        st = batch[i].op(*child);
+        st = it.op(*child);
       } catch (const std::exception& e) {
         st = Status::Internal(std::string("write op threw: ") + e.what());
+      } catch (...) {
+        // Anything escaping this thread would terminate the process.
+        st = Status::Internal("write op threw a non-standard exception");
       }
       if (st.ok()) st = child->Commit();
       else child->Abort();
-      batch[i].result = st;
+      it.result = st;
       if (st.code() == Code::kMapFull) {
         map_full = true;
-        full_at = i;
+        full_at = pos;
         break;
       }
     }
     Status commit = map_full ? Status::MapFull("map full") : txn->Commit();
-    if (!map_full && commit.code() == Code::kMapFull) {
-      map_full = true;
-      full_at = batch.size();
-    }
+    if (!map_full && commit.code() == Code::kMapFull) map_full = true;  // full_at stays idx.size()
     if (!map_full) {
       if (!commit.ok()) {
         LogError("store commit failed", {{"error", commit.ToString()}});
-        for (auto& it : batch)
-          if (it.result.ok()) it.result = commit;
+        for (size_t i : idx)
+          if (batch[i].result.ok()) batch[i].result = commit;
       }
       batches_++;
       return;
     }
+
+    // The map is full: abort, make room, replay.
     txn->Abort();
+    for (size_t i : idx) batch[i].result = Status::Ok();
     Status grown = store_->Grow();
-    if (!grown.ok()) {
-      // At the maximum: the op that did not fit fails; the others are
-      // replayed without it. When the commit itself overflowed, every op
-      // fails, since none can be told apart.
-      if (full_at >= batch.size()) {
-        for (auto& it : batch) it.result = grown;
-        return;
-      }
-      excluded[full_at] = true;
-      batch[full_at].result = grown;
-      LogWarn("store full: write refused", {{"error", grown.message()}});
+    if (grown.ok()) continue;
+    if (!nudged) {
+      nudged = true;
+      if (NudgeFreelist()) continue;
     }
-    for (size_t i = 0; i < batch.size(); ++i)
-      if (!excluded[i]) batch[i].result = Status::Ok();
+
+    // At the maximum size. Decide as if the ops had run one by one.
+    if (full_at == 0) {
+      // The first op does not fit even alone: it fails, the rest go on.
+      batch[idx[0]].result = grown;
+      LogWarn("store full: write refused", {{"error", grown.message()}});
+      idx.erase(idx.begin());
+      nudged = false;
+      continue;
+    }
+    if (full_at < idx.size()) {
+      // The ops before it fit together: commit them first, then go on from
+      // the op that did not fit, which may fit once they are committed.
+      ApplyGroup(batch, std::vector<size_t>(idx.begin(), idx.begin() + full_at));
+      idx.erase(idx.begin(), idx.begin() + full_at);
+      nudged = false;
+      continue;
+    }
+    // Only the commit overflowed, which no single op can be blamed for.
+    if (idx.size() == 1) {
+      batch[idx[0]].result = grown;
+      LogWarn("store full: write refused", {{"error", grown.message()}});
+      return;
+    }
+    LogWarn("store full at commit: applying the batch one op at a time", {{"ops", std::to_string(idx.size())}});
+    for (size_t i : idx) ApplyGroup(batch, {i});
+    return;
   }
 }
 

@@ -11,18 +11,25 @@
 // batch behaves exactly like the same ops one by one, in submission order.
 // When the map is full the batch is aborted, the map grown and the batch
 // replayed, so ops must be re-runnable: compute everything from the
-// transaction and overwrite (not append to) any captured result.
+// transaction and overwrite (not append to) any captured result. An op must
+// return a MapFull status unchanged (not wrapped in another code), or the
+// writer cannot tell that growing the map would help. At the maximum size,
+// the ops before the one that did not fit are committed first; an op that
+// does not fit alone fails with MapFull; when only the batch's commit
+// overflows, its ops are committed one by one.
 //
 // Threads: Submit() from any thread; ops run on the writer thread; dones run
 // on the loop thread. Ownership: the Store and Poster must outlive the Writer.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "common/poster.h"
 #include "store/store.h"
@@ -39,11 +46,15 @@ class Writer {
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
 
+  // Starts the writer thread (once; later calls do nothing). Ops submitted
+  // before Start() wait for it.
   void Start();
   // Queues an op. After Stop() began, `done` gets Unavailable.
   void Submit(WriteOp op, WriteDone done);
   // Finishes everything queued, then joins the thread. Dones of the final
   // batches are posted to the loop; run the loop afterwards to deliver them.
+  // Without a Start(), queued ops do not run and their dones get
+  // Unavailable. Must not be called from an op (the writer thread).
   void Stop();
 
   uint64_t batches() const { return batches_; }
@@ -58,6 +69,15 @@ class Writer {
   };
   void Run();
   void ApplyBatch(std::vector<Item>& batch);
+  // Runs the ops batch[idx...] in one transaction, growing the map and
+  // replaying as needed; at the maximum map size, splits the group so that
+  // each op gets the result it would have had alone. Sets every result.
+  void ApplyGroup(std::vector<Item>& batch, std::vector<size_t> idx);
+  // LMDB reuses the pages a transaction freed only after a later transaction
+  // has committed, so right after data was deleted to make room the map can
+  // still look full. Commits a tiny write so those pages become usable.
+  // Returns whether it committed.
+  bool NudgeFreelist();
   void Finish(std::vector<Item>& batch);
 
   Store* store_;
@@ -67,6 +87,7 @@ class Writer {
   std::condition_variable cv_;
   std::deque<Item> queue_;
   bool stopping_ = false;
+  bool started_ = false;
   std::thread thread_;
   std::atomic<uint64_t> batches_{0};
   std::atomic<uint64_t> ops_{0};

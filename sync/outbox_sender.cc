@@ -1,16 +1,638 @@
-// TEMPORARY placeholder so the daemon links while the sender is being
-// written (issue 3). Replaced wholesale by the real implementation.
 #include "sync/outbox_sender.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <deque>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "common/log.h"
+
 namespace usersd::sync {
-struct OutboxSender::Impl {};
-int64_t BackoffDelayMs(const OutboxOptions& o, uint32_t, double, std::optional<int64_t>) { return o.initial_backoff_ms; }
-OutboxSender::OutboxSender(uv_loop_t*, WorkosClient*, store::Store*, store::Writer*, const Clock&, OutboxOptions, Random)
-    : impl_(std::make_unique<Impl>()) {}
-OutboxSender::~OutboxSender() = default;
-void OutboxSender::Start() {}
-void OutboxSender::Kick() {}
-void OutboxSender::SetOptions(OutboxOptions) {}
-void OutboxSender::Close() {}
-OutboxStats OutboxSender::stats() const { return {}; }
+
+using store::JobOp;
+using store::OutboxJob;
+using store::UserRecord;
+using store::WriteTxn;
+
+namespace {
+
+// A Retry-After beyond this is treated as this: a broken or hostile header
+// must not park the outbox for days. Larger max_backoff_ms raises it.
+constexpr int64_t kMaxRetryAfterMs = 3600 * 1000;
+// While paused, how often the upstream state is checked, so that a success
+// of other traffic (the events poller, a request path) ends the pause early.
+constexpr int64_t kOnlineCheckMs = 1000;
+constexpr size_t kMaxErrorText = 512;
+
+bool Is2xx(int status) {
+  return status >= 200 && status < 300;
+}
+
+// Transport failures, 5xx and 429 say something about WorkOS as a whole
+// (the same rule WorkosClient uses for its offline state); 408 only about
+// one request.
+bool UpstreamDown(const HttpResponse& r) {
+  return r.status == 0 || r.status == 429 || r.status >= 500;
+}
+
+std::string Describe(const HttpResponse& r) {
+  std::string s;
+  if (r.status == 0) {
+    s = r.timed_out ? "timeout: " : "transport: ";
+    s += r.error;
+  } else {
+    s = "HTTP " + std::to_string(r.status);
+    if (!r.body.empty()) s += ": " + r.body.substr(0, kMaxErrorText);
+  }
+  return s;
+}
+
+}  // namespace
+
+int64_t BackoffDelayMs(const OutboxOptions& o, uint32_t attempt, double random01,
+                       std::optional<int64_t> retry_after_ms) {
+  int64_t initial = std::max<int64_t>(1, o.initial_backoff_ms);
+  int64_t cap = std::max<int64_t>(0, o.max_backoff_ms);
+  int64_t ceiling = std::min(initial, cap);
+  for (uint32_t i = 0; i < attempt && ceiling < cap; ++i) ceiling = std::min(cap, ceiling * 2);
+  if (!(random01 >= 0.0)) random01 = 0.0;  // also NaN
+  if (random01 >= 1.0) random01 = std::nextafter(1.0, 0.0);
+  auto delay = static_cast<int64_t>(std::floor(random01 * static_cast<double>(ceiling)));
+  if (ceiling > 0 && delay >= ceiling) delay = ceiling - 1;
+  if (retry_after_ms && *retry_after_ms > delay) {
+    delay = std::min(*retry_after_ms, std::max(kMaxRetryAfterMs, cap));
+  }
+  return std::max<int64_t>(0, delay);
+}
+
+struct OutboxSender::Impl {
+  // One job of the in-memory window. due_ms starts as the persisted
+  // next_attempt_at_ms; last_status is the status of the last failed send in
+  // this process (0 when unknown), for the dead letter of an expired job.
+  struct Entry {
+    OutboxJob job;
+    int64_t due_ms = 0;
+    int last_status = 0;
+  };
+  // The loaded jobs of one user, in id order. `busy` while a request for it
+  // is in flight; `key` is its entry in `ready` when it has one.
+  struct UserQ {
+    std::deque<uint64_t> ids;
+    bool busy = false;
+    std::optional<int64_t> key;
+  };
+
+  Impl(uv_loop_t* l, WorkosApi* w, store::Store* s, store::Writer* wr, const Clock& c, OutboxOptions o, Random r)
+      : loop(l), workos(w), store(s), writer(wr), clock(c), opt(o), random(std::move(r)) {}
+
+  uv_loop_t* loop;
+  WorkosApi* workos;
+  store::Store* store;
+  store::Writer* writer;
+  const Clock& clock;
+  OutboxOptions opt;
+  Random random;
+  // Callbacks (HTTP, writer dones) check this before touching the Impl.
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+
+  uv_timer_t timer{};
+  bool timer_open = false;
+  bool timer_closed = false;
+  bool started = false;
+  bool closed = false;
+  bool kick_pending = false;
+
+  std::map<uint64_t, Entry> jobs;                   // the window, by id
+  std::unordered_map<std::string, UserQ> users;     // by user id
+  std::set<std::pair<int64_t, std::string>> ready;  // (due, user) of idle users with jobs
+  std::unordered_set<uint64_t> removing;            // deletions submitted, not yet committed
+  uint64_t loaded_upto = 0;                         // highest job id read from the store
+  bool more = false;                                // the window was full at the last read
+
+  size_t in_flight = 0;
+  bool paused = false;
+  bool probe_in_flight = false;
+  int64_t pause_until = 0;
+  uint32_t pause_attempt = 0;
+  int64_t hold_until = 0;            // Retry-After floor for every send
+  std::vector<uint64_t> delete_buf;  // delivered, deletion not yet submitted
+  bool delete_in_flight = false;
+
+  uint64_t requests = 0, delivered = 0, dead_lettered = 0, pending_writes = 0;
+  std::map<int, uint64_t> by_status;
+  int64_t next_wakeup = 0;
+
+  size_t MaxInFlight() const { return std::max<size_t>(1, opt.max_in_flight); }
+
+  // ------------------------------------------------------------ window
+
+  void Add(OutboxJob job) {
+    uint64_t id = job.id;
+    std::string uid = job.user_id;
+    int64_t due = job.next_attempt_at_ms;
+    if (!jobs.emplace(id, Entry{std::move(job), due, 0}).second) return;
+    UserQ& q = users[uid];
+    bool new_head = q.ids.empty() || id < q.ids.front();
+    if (q.ids.empty() || q.ids.back() < id) {
+      q.ids.push_back(id);
+    } else {
+      q.ids.insert(std::upper_bound(q.ids.begin(), q.ids.end(), id), id);
+    }
+    if (new_head) Reschedule(uid);
+  }
+
+  // Reads jobs above loaded_upto into the window; then, when the whole table
+  // is read, checks that nothing below it was missed.
+  void Load() {
+    if (jobs.size() >= kWindow) {
+      more = true;
+      return;
+    }
+    auto txn = store->BeginRead();
+    if (!txn.ok()) {
+      LogWarn("outbox: cannot read the store", {{"error", txn.status().ToString()}});
+      return;
+    }
+    size_t room = kWindow - jobs.size();
+    auto list = txn->ListJobsAfter(loaded_upto, room);
+    if (!list.ok()) {
+      LogWarn("outbox: cannot read jobs", {{"error", list.status().ToString()}});
+      return;
+    }
+    for (auto& j : *list) {
+      loaded_upto = std::max(loaded_upto, j.id);
+      Add(std::move(j));
+    }
+    more = list->size() == room;
+    if (!more) {
+      // Every job in the table is in the window or being removed, unless one
+      // was put back under an id below loaded_upto (a re-queued dead letter).
+      uint64_t count = txn->CountEntries("outbox");
+      if (count > jobs.size() + removing.size()) Resync(*txn);
+    }
+  }
+
+  void Resync(store::ReadTxn& txn) {
+    uint64_t after = 0;
+    for (;;) {
+      auto chunk = txn.ListJobsAfter(after, 1024);
+      if (!chunk.ok()) return;
+      for (auto& j : *chunk) {
+        after = j.id;
+        if (j.id > loaded_upto) return;  // read by Load already
+        if (jobs.count(j.id) || removing.count(j.id)) continue;
+        if (jobs.size() >= kWindow) {
+          more = true;
+          return;
+        }
+        LogInfo("outbox: picked up a re-queued job", {{"job", std::to_string(j.id)}});
+        Add(std::move(j));
+      }
+      if (chunk->size() < 1024) return;
+    }
+  }
+
+  // Puts `uid` back into `ready` keyed by its head job's due time, or drops
+  // the user when it has nothing left. Invalidates references into `users`.
+  void Reschedule(const std::string& uid) {
+    auto it = users.find(uid);
+    if (it == users.end()) return;
+    UserQ& q = it->second;
+    if (q.key) {
+      ready.erase({*q.key, uid});
+      q.key.reset();
+    }
+    if (q.busy) return;
+    if (q.ids.empty()) {
+      users.erase(it);
+      return;
+    }
+    int64_t due = jobs.at(q.ids.front()).due_ms;
+    ready.emplace(due, uid);
+    q.key = due;
+  }
+
+  // Drops delivered or dead-lettered jobs from memory.
+  void Forget(const std::string& uid, const std::vector<uint64_t>& ids) {
+    auto it = users.find(uid);
+    for (uint64_t id : ids) {
+      jobs.erase(id);
+      removing.insert(id);
+      if (it != users.end()) {
+        auto& d = it->second.ids;
+        auto pos = std::find(d.begin(), d.end(), id);
+        if (pos != d.end()) d.erase(pos);
+      }
+    }
+    if (more && jobs.size() < kWindow / 2) kick_pending = true;
+  }
+
+  // ------------------------------------------------------------ sending
+
+  void Pump() {
+    if (!started || closed) return;
+    int64_t now = clock.NowMs();
+    if (!workos->Configured()) {
+      Arm(now);
+      return;
+    }
+    if (paused && !probe_in_flight && workos->state() == UpstreamState::kOnline) {
+      Resume("WorkOS answered other requests");
+    }
+    while (!ready.empty()) {
+      auto [due, uid] = *ready.begin();
+      if (due > now) break;
+      UserQ& q = users.at(uid);
+      Entry& head = jobs.at(q.ids.front());
+      if (now - head.job.created_at_ms >= opt.max_age_ms) {
+        Expire(uid, now);
+        continue;
+      }
+      if (in_flight >= MaxInFlight() || now < hold_until) break;
+      bool probe = paused;
+      if (paused && (now < pause_until || probe_in_flight)) break;
+      Send(uid, probe);
+      if (probe) break;
+    }
+    Arm(now);
+  }
+
+  void Arm(int64_t now) {
+    if (!timer_open || closed) return;
+    std::optional<int64_t> next;
+    if (kick_pending) {
+      next = now;
+    } else if (started && workos->Configured() && !ready.empty()) {
+      bool can_send = in_flight < MaxInFlight() && !(paused && probe_in_flight);
+      if (can_send) {
+        int64_t t = std::max(ready.begin()->first, hold_until);
+        if (paused) {
+          t = std::max(t, pause_until);
+          t = std::min(t, now + kOnlineCheckMs);
+        }
+        next = t;
+      }
+    }
+    if (!next) {
+      uv_timer_stop(&timer);
+      next_wakeup = 0;
+      return;
+    }
+    int64_t delay = std::max<int64_t>(0, *next - now);
+    next_wakeup = now + delay;
+    uv_timer_start(
+        &timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->Tick(); }, static_cast<uint64_t>(delay), 0);
+  }
+
+  void Tick() {
+    if (closed) return;
+    if (kick_pending) {
+      kick_pending = false;
+      if (started) Load();
+    }
+    Pump();
+  }
+
+  void Send(const std::string& uid, bool probe) {
+    UserQ& q = users.at(uid);
+    if (q.key) {
+      ready.erase({*q.key, uid});
+      q.key.reset();
+    }
+    q.busy = true;
+    std::vector<uint64_t> batch{q.ids.front()};
+    const OutboxJob& head = jobs.at(q.ids.front()).job;
+    JobOp op = head.op;
+    std::string workos_id = head.workos_id;
+    Json fields = head.fields.is_object() ? head.fields : Json::object();
+    if (op == JobOp::kUpdate) {
+      for (size_t i = 1; i < q.ids.size() && batch.size() < kMaxMerge; ++i) {
+        const OutboxJob& j = jobs.at(q.ids[i]).job;
+        if (j.op != JobOp::kUpdate || j.workos_id != workos_id) break;
+        if (j.fields.is_object()) fields.update(j.fields);
+        batch.push_back(j.id);
+      }
+    }
+    ++in_flight;
+    ++requests;
+    if (probe) probe_in_flight = true;
+    auto cb = [this, alive = alive, uid, batch, probe](HttpResponse&& r) {
+      if (!*alive) return;
+      OnResponse(uid, batch, probe, std::move(r));
+    };
+    switch (op) {
+      case JobOp::kUpdate:
+        workos->PutUser(workos_id, fields, std::move(cb));
+        break;
+      case JobOp::kDelete:
+        workos->DeleteUser(workos_id, std::move(cb));
+        break;
+      case JobOp::kFetch:
+        workos->GetUserRaw(workos_id, std::move(cb));
+        break;
+    }
+  }
+
+  void OnResponse(const std::string& uid, const std::vector<uint64_t>& batch, bool probe, HttpResponse&& r) {
+    --in_flight;
+    if (probe) probe_in_flight = false;
+    // Cancelled at shutdown: the jobs stay in the store and go out after the
+    // restart.
+    if (closed || r.cancelled) return;
+    ++by_status[r.status];
+    auto uit = users.find(uid);
+    auto hit = jobs.find(batch.front());
+    if (uit == users.end() || hit == jobs.end()) return;  // cannot happen: busy users keep their jobs
+    uit->second.busy = false;
+    int64_t now = clock.NowMs();
+    Entry& head = hit->second;
+    JobOp op = head.job.op;
+
+    bool ok = Is2xx(r.status) || (op == JobOp::kDelete && r.status == 404);
+    std::optional<domain::WorkosGateway::Profile> profile;
+    if (ok && op == JobOp::kFetch) {
+      profile = WorkosClient::ParseProfile(Json::parse(r.body, nullptr, false));
+      if (!profile) ok = false;  // an unreadable user: not worth retrying
+    }
+
+    if (ok) {
+      if (paused) Resume("a request succeeded");
+      if (op == JobOp::kFetch) {
+        SubmitFetchApply(head.job, *profile);
+      } else {
+        SubmitDelete(batch);
+      }
+      delivered += batch.size();
+      Forget(uid, batch);
+    } else if (IsRetryable(r)) {
+      uint32_t attempt = head.job.attempts;
+      int64_t delay = BackoffDelayMs(opt, attempt, random(), r.retry_after_ms);
+      head.job.attempts = attempt + 1;
+      head.job.next_attempt_at_ms = now + delay;
+      head.job.last_error = Describe(r);
+      head.due_ms = now + delay;
+      head.last_status = r.status;
+      SubmitUpdate(head.job);
+      LogDebug(
+          "outbox: retrying later",
+          {{"job", std::to_string(head.job.id)}, {"delay_ms", std::to_string(delay)}, {"error", head.job.last_error}});
+      if (r.retry_after_ms) {
+        hold_until = std::max(hold_until, now + BackoffDelayMs(opt, 0, 0.0, r.retry_after_ms));
+      }
+      if (UpstreamDown(r)) {
+        if (!paused) {
+          paused = true;
+          pause_attempt = 0;
+          pause_until = now + BackoffDelayMs(opt, 0, random(), r.retry_after_ms);
+          LogWarn("outbox: WorkOS is not answering; pausing delivery",
+                  {{"error", head.job.last_error.substr(0, 200)}, {"retry_in_ms", std::to_string(pause_until - now)}});
+        } else if (probe) {
+          ++pause_attempt;
+          pause_until = now + BackoffDelayMs(opt, pause_attempt, random(), r.retry_after_ms);
+        }
+      }
+    } else {
+      // WorkOS answered, and refused: a dead letter, and the user's later
+      // jobs go on.
+      if (paused) Resume("WorkOS answered");
+      std::vector<OutboxJob> dead;
+      for (uint64_t id : batch) dead.push_back(jobs.at(id).job);
+      LogWarn("outbox: WorkOS refused a change; moved to dead letters", {{"job", std::to_string(batch.front())},
+                                                                         {"jobs", std::to_string(batch.size())},
+                                                                         {"user", uid},
+                                                                         {"op", store::JobOpName(op)},
+                                                                         {"status", std::to_string(r.status)}});
+      SubmitDeadLetter(std::move(dead), r.status, r.body.substr(0, 4096));
+      dead_lettered += batch.size();
+      Forget(uid, batch);
+    }
+    Reschedule(uid);
+    Pump();
+  }
+
+  // A job older than max_age is given up without another request.
+  void Expire(const std::string& uid, int64_t now) {
+    UserQ& q = users.at(uid);
+    uint64_t id = q.ids.front();
+    Entry& e = jobs.at(id);
+    std::string body =
+        "job is older than outbox.max_age_seconds (" + std::to_string((now - e.job.created_at_ms) / 1000) + " s)";
+    if (!e.job.last_error.empty()) body += "; last error: " + e.job.last_error;
+    LogWarn("outbox: job expired; moved to dead letters",
+            {{"job", std::to_string(id)}, {"user", uid}, {"op", store::JobOpName(e.job.op)}});
+    SubmitDeadLetter({e.job}, e.last_status, body);
+    ++dead_lettered;
+    Forget(uid, {id});
+    Reschedule(uid);
+  }
+
+  void Resume(const char* why) {
+    paused = false;
+    pause_attempt = 0;
+    pause_until = 0;
+    LogInfo("outbox: WorkOS is answering; resuming delivery", {{"reason", why}});
+  }
+
+  // ------------------------------------------------------------ writes
+
+  void Submit(store::WriteOp op, std::vector<uint64_t> removes, const char* what,
+              std::function<void()> after = nullptr) {
+    ++pending_writes;
+    writer->Submit(std::move(op),
+                   [this, alive = alive, removes = std::move(removes), what, after = std::move(after)](Status st) {
+                     if (!*alive) return;
+                     --pending_writes;
+                     for (uint64_t id : removes) removing.erase(id);
+                     // A failed write leaves the job in the store: it is sent again after a
+                     // restart (at least once), or picked up by the next count check.
+                     if (!st.ok()) LogError("outbox: store write failed", {{"what", what}, {"error", st.ToString()}});
+                     if (after) after();
+                   });
+  }
+
+  // Deletions of delivered jobs are grouped: one WriteOp at a time, carrying
+  // every job delivered while the previous one was committing. Each op costs
+  // a nested LMDB transaction, so one per job would make the commit the
+  // bottleneck of a busy outbox.
+  void SubmitDelete(const std::vector<uint64_t>& ids) {
+    delete_buf.insert(delete_buf.end(), ids.begin(), ids.end());
+    if (!delete_in_flight) FlushDeletes();
+  }
+
+  void FlushDeletes() {
+    if (delete_buf.empty()) return;
+    std::vector<uint64_t> ids = std::move(delete_buf);
+    delete_buf.clear();
+    delete_in_flight = true;
+    Submit(
+        [ids](WriteTxn& t) -> Status {
+          for (uint64_t id : ids) USERSD_RETURN_IF_ERROR(t.DeleteJob(id));
+          return Status::Ok();
+        },
+        ids, "delete delivered jobs",
+        [this] {
+          delete_in_flight = false;
+          FlushDeletes();
+        });
+  }
+
+  void SubmitUpdate(const OutboxJob& job) {
+    Submit(
+        [job](WriteTxn& t) -> Status {
+          Status st = t.UpdateJob(job);
+          return st.code() == Code::kNotFound ? Status::Ok() : st;
+        },
+        {}, "record a retry");
+  }
+
+  void SubmitDeadLetter(std::vector<OutboxJob> jobs_to_bury, int status, std::string body) {
+    std::vector<uint64_t> ids;
+    for (const auto& j : jobs_to_bury) ids.push_back(j.id);
+    int64_t now = clock.NowMs();
+    Submit(
+        [jobs_to_bury = std::move(jobs_to_bury), status, body = std::move(body), now](WriteTxn& t) -> Status {
+          for (const auto& j : jobs_to_bury) {
+            auto cur = t.GetJob(j.id);
+            if (!cur.ok()) return cur.status();
+            if (!cur->has_value()) continue;  // removed meanwhile
+            USERSD_RETURN_IF_ERROR(t.MoveToDeadLetter(j, status, body, now));
+          }
+          return Status::Ok();
+        },
+        std::move(ids), "move to dead letters");
+  }
+
+  // Fills in what a user provisioned without WorkOS is missing: fields that
+  // are still empty (a value set locally since then wins), the profile
+  // picture, and profile_pending; then deletes the job. The user change
+  // commits in a nested transaction so that a conflict (another user took
+  // the email meanwhile) loses only the change, never the job's deletion.
+  void SubmitFetchApply(const OutboxJob& job, domain::WorkosGateway::Profile p) {
+    int64_t now = clock.NowMs();
+    uint64_t job_id = job.id;
+    std::string user_id = job.user_id;
+    Submit(
+        [job_id, user_id, p, now](WriteTxn& t) -> Status {
+          auto still = t.GetJob(job_id);
+          if (!still.ok()) return still.status();
+          if (!still->has_value()) return Status::Ok();
+          auto cur = t.GetUser(user_id);
+          if (!cur.ok()) return cur.status();
+          if (cur->has_value() && (*cur)->live()) {
+            const UserRecord& before = **cur;
+            UserRecord after = before;
+            if (after.email.empty() && !p.email.empty()) {
+              auto holder = t.FindByEmail(p.email);
+              if (!holder.ok()) return holder.status();
+              if (holder->has_value() && (*holder)->id != after.id) {
+                LogWarn("outbox: fetched email is held by another local user; left empty",
+                        {{"user", after.id}, {"other", (*holder)->id}});
+              } else {
+                after.email = p.email;
+              }
+            }
+            if (after.first_name.empty()) after.first_name = p.first_name;
+            if (after.last_name.empty()) after.last_name = p.last_name;
+            AdoptProfilePicture(after, p.profile_picture_url);
+            after.profile_pending = false;
+            bool changed = after.email != before.email || after.first_name != before.first_name ||
+                           after.last_name != before.last_name || after.avatar_url != before.avatar_url ||
+                           after.profile_picture_url != before.profile_picture_url ||
+                           after.profile_pending != before.profile_pending;
+            if (changed) {
+              after.updated_at_ms = now;
+              auto child = t.BeginNested();
+              if (!child.ok()) return child.status();
+              Status st = store::CommitUserChange(*child, after, before, store::ChangeOp::kUpsert, now);
+              if (st.ok()) {
+                USERSD_RETURN_IF_ERROR(child->Commit());
+              } else {
+                child->Abort();
+                if (st.code() == Code::kMapFull) return st;
+                LogWarn("outbox: could not apply the fetched profile", {{"user", user_id}, {"error", st.ToString()}});
+              }
+            }
+          }
+          return t.DeleteJob(job_id);
+        },
+        {job_id}, "apply a fetched profile");
+  }
+};
+
+OutboxSender::OutboxSender(uv_loop_t* loop, WorkosApi* workos, store::Store* store, store::Writer* writer,
+                           const Clock& clock, OutboxOptions options, Random random)
+    : impl_(std::make_unique<Impl>(loop, workos, store, writer, clock, options, std::move(random))) {}
+
+OutboxSender::~OutboxSender() {
+  if (impl_->timer_open && !impl_->timer_closed) {
+    LogError("OutboxSender destroyed before its timer closed");
+    std::abort();
+  }
+  *impl_->alive = false;
+}
+
+void OutboxSender::Start() {
+  Impl& m = *impl_;
+  if (m.started || m.closed) return;
+  uv_timer_init(m.loop, &m.timer);
+  m.timer.data = &m;
+  m.timer_open = true;
+  m.started = true;
+  m.Load();
+  m.Pump();
+  if (!m.jobs.empty()) {
+    LogInfo("outbox: jobs waiting", {{"jobs", std::to_string(m.jobs.size()) + (m.more ? "+" : "")}});
+  }
+}
+
+void OutboxSender::Kick() {
+  Impl& m = *impl_;
+  if (m.closed || !m.started) return;
+  m.kick_pending = true;
+  m.Arm(m.clock.NowMs());
+}
+
+void OutboxSender::SetOptions(OutboxOptions options) {
+  impl_->opt = options;
+  impl_->Pump();
+}
+
+void OutboxSender::Tick() {
+  impl_->Tick();
+}
+
+void OutboxSender::Close() {
+  Impl& m = *impl_;
+  if (m.closed) return;
+  m.FlushDeletes();  // still accepted: the writer stops after the sync parts
+  m.closed = true;
+  if (m.timer_open) {
+    uv_timer_stop(&m.timer);
+    uv_close(reinterpret_cast<uv_handle_t*>(&m.timer),
+             [](uv_handle_t* h) { static_cast<Impl*>(h->data)->timer_closed = true; });
+  }
+}
+
+OutboxStats OutboxSender::stats() const {
+  const Impl& m = *impl_;
+  OutboxStats s;
+  s.depth = m.jobs.size();
+  if (!m.jobs.empty())
+    s.oldest_age_ms = std::max<int64_t>(0, m.clock.NowMs() - m.jobs.begin()->second.job.created_at_ms);
+  s.in_flight = m.in_flight;
+  s.requests = m.requests;
+  s.delivered = m.delivered;
+  s.dead_lettered = m.dead_lettered;
+  s.pending_writes = m.pending_writes + (m.delete_buf.empty() ? 0 : 1);
+  s.sends_by_status = m.by_status;
+  s.paused = m.paused;
+  s.paused_until_ms = m.paused ? m.pause_until : 0;
+  s.next_wakeup_ms = m.next_wakeup;
+  return s;
+}
+
 }  // namespace usersd::sync

@@ -34,6 +34,21 @@ std::string EncodePathSegment(std::string_view s) {
   return out;
 }
 
+std::optional<std::string> NormalizePictureUrl(const std::optional<std::string>& url) {
+  if (!url) return std::nullopt;
+  size_t b = url->find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return std::nullopt;
+  size_t e = url->find_last_not_of(" \t\r\n");
+  return url->substr(b, e - b + 1);
+}
+
+void AdoptProfilePicture(store::UserRecord& u, const std::optional<std::string>& picture) {
+  std::optional<std::string> pic = NormalizePictureUrl(picture);
+  bool follows = u.avatar_url.value_or(std::string()) == u.profile_picture_url.value_or(std::string());
+  if (follows) u.avatar_url = pic;
+  u.profile_picture_url = pic.value_or(std::string());
+}
+
 WorkosClient::WorkosClient(HttpClient* http, const Clock& clock, WorkosOptions options)
     : http_(http), clock_(clock), options_(std::move(options)), since_ms_(clock.NowMs()) {}
 
@@ -132,6 +147,10 @@ void WorkosClient::GetUser(const std::string& workos_id, std::function<void(GetR
 void WorkosClient::PutUser(const std::string& workos_id, const Json& fields, HttpCallback cb) {
   Call("PUT", "/user_management/users/" + EncodePathSegment(workos_id),
        fields.dump(-1, ' ', false, Json::error_handler_t::replace), std::move(cb));
+}
+
+void WorkosClient::GetUserRaw(const std::string& workos_id, HttpCallback cb) {
+  Call("GET", "/user_management/users/" + EncodePathSegment(workos_id), {}, std::move(cb));
 }
 
 void WorkosClient::DeleteUser(const std::string& workos_id, HttpCallback cb) {

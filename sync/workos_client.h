@@ -38,7 +38,26 @@ struct WorkosOptions {
 // timeouts, 408, 429 and 5xx.
 bool IsRetryable(const HttpResponse& r);
 
-class WorkosClient : public domain::WorkosGateway {
+// The WorkOS calls the outbox sender and the events poller make, as a seam:
+// WorkosClient implements it and unit tests substitute a fake. Loop thread
+// only; every callback runs exactly once, on the loop thread, never inside
+// the call that started it.
+class WorkosApi {
+ public:
+  virtual ~WorkosApi() = default;
+  // False when no API key is configured: nothing is sent.
+  virtual bool Configured() const = 0;
+  // kOffline from a transport failure, 5xx or 429 until any call succeeds.
+  virtual UpstreamState state() const = 0;
+  virtual void PutUser(const std::string& workos_id, const Json& fields, HttpCallback cb) = 0;
+  virtual void DeleteUser(const std::string& workos_id, HttpCallback cb) = 0;
+  // GET /user_management/users/{id}, as the raw response.
+  virtual void GetUserRaw(const std::string& workos_id, HttpCallback cb) = 0;
+  virtual void ListEvents(const std::optional<std::string>& after, const std::optional<std::string>& range_start,
+                          int limit, HttpCallback cb) = 0;
+};
+
+class WorkosClient : public domain::WorkosGateway, public WorkosApi {
  public:
   WorkosClient(HttpClient* http, const Clock& clock, WorkosOptions options);
 
@@ -47,20 +66,21 @@ class WorkosClient : public domain::WorkosGateway {
   bool Offline() const override;
   void GetUser(const std::string& workos_id, std::function<void(GetResult)> cb) override;
 
-  // Raw calls for the outbox and the events poller. Each updates the
-  // upstream state from its response.
-  void PutUser(const std::string& workos_id, const Json& fields, HttpCallback cb);
-  void DeleteUser(const std::string& workos_id, HttpCallback cb);
+  // WorkosApi: raw calls for the outbox and the events poller. Each updates
+  // the upstream state from its response.
+  void PutUser(const std::string& workos_id, const Json& fields, HttpCallback cb) override;
+  void DeleteUser(const std::string& workos_id, HttpCallback cb) override;
+  void GetUserRaw(const std::string& workos_id, HttpCallback cb) override;
   // GET /events for the three user events, after `after` (event id) or from
   // `range_start` (ISO 8601) when there is no cursor yet.
   void ListEvents(const std::optional<std::string>& after, const std::optional<std::string>& range_start,
-                  int limit, HttpCallback cb);
+                  int limit, HttpCallback cb) override;
   void Fetch(const std::string& url, HttpCallback cb);  // unauthenticated GET (JWKS)
 
   // Parses a WorkOS user object's profile fields.
   static std::optional<Profile> ParseProfile(const Json& user);
 
-  UpstreamState state() const;
+  UpstreamState state() const override;
   int64_t state_since_ms() const { return since_ms_; }
   void SetOptions(WorkosOptions options);
   const WorkosOptions& options() const { return options_; }
@@ -77,6 +97,16 @@ class WorkosClient : public domain::WorkosGateway {
   int64_t since_ms_;
   mutable int64_t last_probe_ms_ = 0;
 };
+
+// Trims whitespace from a profile picture URL; nullopt when nothing is left
+// (WorkOS has no picture).
+std::optional<std::string> NormalizePictureUrl(const std::optional<std::string>& url);
+
+// Records the picture WorkOS reported for `u` (nullopt: none) in
+// profile_picture_url ("" for none). avatar_url follows it only while it
+// still shows the previously recorded WorkOS picture, or nothing when none
+// was recorded: an avatar the user chose is kept.
+void AdoptProfilePicture(store::UserRecord& u, const std::optional<std::string>& picture);
 
 // Percent-encodes a path segment (RFC 3986 unreserved characters pass).
 std::string EncodePathSegment(std::string_view s);

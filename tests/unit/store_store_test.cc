@@ -112,7 +112,9 @@ UserRecord Must(const std::optional<UserRecord>& u) {
 }
 
 // The id of a lookup's result, or "" when nothing was found.
-std::string IdOf(const std::optional<UserRecord>& u) { return u ? u->id : std::string(); }
+std::string IdOf(const std::optional<UserRecord>& u) {
+  return u ? u->id : std::string();
+}
 
 void RequireSameUser(const UserRecord& a, const UserRecord& b) {
   CHECK(a.id == b.id);
@@ -226,7 +228,11 @@ TEST_CASE("store: opening a store that this process already has open is refused"
 TEST_CASE("store: opening a path that is a file fails with IOError", "[store]") {
   TempDir dir;
   std::string file = dir.sub("plain");
-  { std::FILE* f = std::fopen(file.c_str(), "w"); REQUIRE(f); std::fclose(f); }
+  {
+    std::FILE* f = std::fopen(file.c_str(), "w");
+    REQUIRE(f);
+    std::fclose(f);
+  }
   StoreOptions o;
   o.path = file + "/store";
   auto s = Store::Open(o);
@@ -701,6 +707,61 @@ TEST_CASE("outbox: EnqueueJob assigns increasing ids and ListJobs returns them o
   CHECK(std::string(JobOpName(JobOp::kFetch)) == "fetch");
 }
 
+TEST_CASE("outbox: ListJobsAfter reads only newer jobs and GetJob reads one", "[store]") {
+  TempDir dir;
+  auto s = OpenAt(dir.path());
+  Write(*s, [&](WriteTxn& t) {
+    for (int i = 0; i < 5; ++i) REQUIRE(t.EnqueueJob(MakeJob("u" + std::to_string(i))).ok());
+    REQUIRE(t.DeleteJob(3).ok());
+  });
+  auto r = s->BeginRead();
+  REQUIRE(r.ok());
+  auto ids = [](const std::vector<OutboxJob>& v) {
+    std::vector<uint64_t> out;
+    for (auto& j : v) out.push_back(j.id);
+    return out;
+  };
+  CHECK(ids(*r->ListJobsAfter(0, 0)) == std::vector<uint64_t>{1, 2, 4, 5});
+  CHECK(ids(*r->ListJobsAfter(2, 0)) == std::vector<uint64_t>{4, 5});
+  CHECK(ids(*r->ListJobsAfter(1, 2)) == std::vector<uint64_t>{2, 4});
+  CHECK(r->ListJobsAfter(5, 0)->empty());
+  CHECK(r->ListJobsAfter(UINT64_MAX, 0)->empty());
+  auto j = r->GetJob(4);
+  REQUIRE(j.ok());
+  REQUIRE(j->has_value());
+  CHECK((*j)->user_id == "u3");
+  CHECK_FALSE(r->GetJob(3)->has_value());
+}
+
+TEST_CASE("store: CommitUserChange stores the user with a new txid and its change entry", "[store]") {
+  TempDir dir;
+  auto s = OpenAt(dir.path());
+  UserRecord u = MakeUser("u1", "w1", "a@example.com");
+  Write(*s, [&](WriteTxn& t) { REQUIRE(CommitUserChange(t, u, std::nullopt, ChangeOp::kUpsert, 111).ok()); });
+  CHECK(u.txid == 1);
+  UserRecord before = u;
+  u.deleted_at_ms = 222;
+  Write(*s, [&](WriteTxn& t) { REQUIRE(CommitUserChange(t, u, before, ChangeOp::kDelete, 222).ok()); });
+  CHECK(u.txid == 2);
+  CHECK(Must(Get(*s, "u1")).txid == 2);
+  CHECK_FALSE(ByEmail(*s, "a@example.com"));
+  auto r = s->BeginRead();
+  auto ch = r->ChangesSince(0, 10);
+  REQUIRE(ch->size() == 2);
+  CHECK((*ch)[0].op == ChangeOp::kUpsert);
+  CHECK((*ch)[0].at_ms == 111);
+  CHECK((*ch)[1].op == ChangeOp::kDelete);
+  CHECK((*ch)[1].user.deleted_at_ms == 222);
+  CHECK((*ch)[1].txid == 2);
+  // A refused change takes no txid: the whole op is rolled back by its caller.
+  {
+    auto t = s->BeginWrite();
+    UserRecord other = MakeUser("u2", "w1", "");
+    CHECK(CommitUserChange(*t, other, std::nullopt, ChangeOp::kUpsert, 1).code() == Code::kInvalidArgument);
+  }
+  CHECK(s->BeginRead()->LastTxid() == 2);
+}
+
 TEST_CASE("outbox: JobsOfUser, UpdateJob and DeleteJob", "[store]") {
   TempDir dir;
   auto s = OpenAt(dir.path());
@@ -883,12 +944,12 @@ TEST_CASE("changes: TrimChanges deletes entries before a txid, bounded per call"
 TEST_CASE("encoding: DecodeUser and DecodeJob report garbage as Corruption without crashing", "[store]") {
   std::vector<std::string> garbage = {
       "",
-      std::string("\xc1", 1),                     // never-used MessagePack byte
-      std::string("\x93\x01\x02\x03", 4),         // an array, not a record
-      std::string("\xdb\xff\xff\xff\xff", 5),     // str32 claiming 4 GiB
-      std::string("\xdd\xff\xff\xff\xff", 5),     // array32 claiming 4 G entries
-      std::string(200'000, '\x91') + '\x01',      // 200,000 nested arrays
-      std::string(200'000, '\x81') + '\x01',      // 200,000 nested maps
+      std::string("\xc1", 1),                  // never-used MessagePack byte
+      std::string("\x93\x01\x02\x03", 4),      // an array, not a record
+      std::string("\xdb\xff\xff\xff\xff", 5),  // str32 claiming 4 GiB
+      std::string("\xdd\xff\xff\xff\xff", 5),  // array32 claiming 4 G entries
+      std::string(200'000, '\x91') + '\x01',   // 200,000 nested arrays
+      std::string(200'000, '\x81') + '\x01',   // 200,000 nested maps
       "not msgpack at all, just text",
   };
   std::string valid = EncodeUser(MakeUser("u1", "w1", "a@example.com"));
@@ -969,6 +1030,23 @@ TEST_CASE("store: a corrupt stored record is reported as Corruption", "[store]")
   CHECK(r->ChangesSince(0, 10).status().code() == Code::kCorruption);
   CHECK(r->ListDeadLetters(0).status().code() == Code::kCorruption);
   CHECK(r->GetDeadLetter(9).status().code() == Code::kCorruption);
+}
+
+TEST_CASE("store: PutUser can overwrite a corrupt record, using the caller's previous version", "[store]") {
+  TempDir dir;
+  UserRecord bad = MakeUser("bad", "wbad", "bad@example.com");
+  {
+    auto s = OpenAt(dir.path());
+    Put(*s, bad);
+  }
+  PokeRaw(dir.path(), "users", "bad", "\xc1");
+  auto s = OpenAt(dir.path());
+  UserRecord fixed = bad;
+  fixed.email = "fixed@example.com";
+  Write(*s, [&](WriteTxn& t) { REQUIRE(t.PutUser(fixed, bad).ok()); });
+  CHECK(Must(Get(*s, "bad")).email == "fixed@example.com");
+  CHECK_FALSE(ByEmail(*s, "bad@example.com"));
+  CHECK(IdOf(ByEmail(*s, "fixed@example.com")) == "bad");
 }
 
 // ------------------------------------------------------------ stats, threads

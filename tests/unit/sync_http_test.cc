@@ -7,8 +7,11 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <functional>
@@ -271,6 +274,8 @@ class Harness {
     REQUIRE(uv_loop_init(&loop_) == 0);
     uv_timer_init(&loop_, &watchdog_);
     watchdog_.data = this;
+    uv_prepare_init(&loop_, &check_pred_);
+    check_pred_.data = this;
     client_ = std::make_unique<HttpClient>(&loop_, clock, max_concurrency);
   }
   ~Harness() {
@@ -281,11 +286,20 @@ class Harness {
   uv_loop_t* loop() { return &loop_; }
 
   // Runs the loop until pred() holds; false if it did not within timeout_ms.
+  // pred is checked in a prepare callback, just before the loop would block
+  // for I/O. (A UV_RUN_ONCE loop would not do: when the awaited callback runs
+  // in the timer phase, uv_run still blocks in poll until the next timer.)
   bool RunUntil(const std::function<bool()>& pred, uint64_t timeout_ms = 15000) {
-    expired_ = false;
-    uv_timer_start(&watchdog_, [](uv_timer_t* t) { static_cast<Harness*>(t->data)->expired_ = true; }, timeout_ms, 0);
-    while (!pred() && !expired_) uv_run(&loop_, UV_RUN_ONCE);
+    if (pred()) return true;
+    pred_ = &pred;
+    uv_timer_start(&watchdog_, [](uv_timer_t* t) { uv_stop(t->loop); }, timeout_ms, 0);
+    uv_prepare_start(&check_pred_, [](uv_prepare_t* p) {
+      if ((*static_cast<Harness*>(p->data)->pred_)()) uv_stop(p->loop);
+    });
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_prepare_stop(&check_pred_);
     uv_timer_stop(&watchdog_);
+    pred_ = nullptr;
     return pred();
   }
 
@@ -312,6 +326,7 @@ class Harness {
     }
     client_.reset();
     uv_close(reinterpret_cast<uv_handle_t*>(&watchdog_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&check_pred_), nullptr);
     uv_run(&loop_, UV_RUN_DEFAULT);
     return uv_loop_close(&loop_);
   }
@@ -319,7 +334,8 @@ class Harness {
  private:
   uv_loop_t loop_;
   uv_timer_t watchdog_;
-  bool expired_ = false;
+  uv_prepare_t check_pred_;
+  const std::function<bool()>* pred_ = nullptr;
   bool finished_ = false;
   bool shutdown_called_ = false;
   bool shutdown_completed_ = false;

@@ -1,0 +1,36 @@
+// Tests of AdminAuthorizer (admin/admin_api.h): who may use the admin socket.
+#include <catch2/catch.hpp>
+
+#include "admin/admin_api.h"
+
+namespace usersd::admin {
+namespace {
+
+ipc::PeerCred Peer(uid_t uid, gid_t gid) { return ipc::PeerCred{1234, uid, gid}; }
+
+TEST_CASE("admin authorizer: admits root and the daemon's own uid, refuses others by default", "[admin]") {
+  auto allow = AdminAuthorizer({}, {}, 990);
+  CHECK(allow(Peer(0, 0)));
+  CHECK(allow(Peer(0, 12345)));
+  CHECK(allow(Peer(990, 990)));
+  CHECK_FALSE(allow(Peer(65534, 65534)));
+  CHECK_FALSE(allow(Peer(1000, 1000)));
+}
+
+TEST_CASE("admin authorizer: admits configured uids and primary gids only", "[admin]") {
+  auto allow = AdminAuthorizer({1000, 1001}, {4242}, 990);
+  CHECK(allow(Peer(1000, 1000)));
+  CHECK(allow(Peer(1001, 5)));
+  CHECK(allow(Peer(7777, 4242)));  // by gid
+  CHECK_FALSE(allow(Peer(7777, 7777)));
+  CHECK_FALSE(allow(Peer(4242, 1)));  // a uid equal to an allowed gid is not a match
+}
+
+TEST_CASE("admin authorizer: the two-argument form takes the process's uid as its own", "[admin]") {
+  auto allow = AdminAuthorizer({}, {});
+  CHECK(allow(Peer(getuid(), 99999)));
+  CHECK(allow(Peer(0, 0)));
+}
+
+}  // namespace
+}  // namespace usersd::admin

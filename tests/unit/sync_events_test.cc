@@ -1,0 +1,335 @@
+// Tests of sync/events_poller.h against a fake WorkosApi serving pages of
+// events, with a real store: cursor handling and paging, upsert by WorkOS
+// id, soft delete, fields held by pending outbox changes, idempotence, email
+// conflicts and the avatar rule.
+#include <catch2/catch.hpp>
+
+#include "common/timefmt.h"
+#include "sync/events_poller.h"
+#include "sync_fake_workos.h"
+
+namespace usersd::sync {
+namespace {
+
+using testing::FakeWorkos;
+using testing::Reply;
+using testing::StoreRig;
+
+Json WorkosUser(const std::string& id, const std::string& email, const std::string& first, const std::string& last,
+                Json picture = nullptr) {
+  return Json{{"object", "user"},
+              {"id", id},
+              {"email", email},
+              {"email_verified", true},
+              {"first_name", first},
+              {"last_name", last},
+              {"profile_picture_url", picture},
+              {"created_at", "2026-01-02T03:04:05.678Z"},
+              {"updated_at", "2026-01-02T03:04:05.678Z"}};
+}
+
+// A WorkOS events feed: the fake answers EVENTS calls from it the way the
+// API does (after = event id, at most `limit`, list_metadata.after = the
+// last id returned).
+struct Feed {
+  std::vector<Json> events;
+  int next = 1;
+
+  std::string Add(const std::string& type, Json data) {
+    char id[40];
+    snprintf(id, sizeof id, "event_%08d", next++);
+    events.push_back(Json{{"object", "event"},
+                          {"id", id},
+                          {"event", type},
+                          {"data", std::move(data)},
+                          {"created_at", "2026-01-02T03:04:05.678Z"}});
+    return id;
+  }
+
+  HttpResponse Page(const FakeWorkos::Call& c) const {
+    Json data = Json::array();
+    for (const auto& e : events) {
+      if (c.after && e["id"].get<std::string>() <= *c.after) continue;
+      if (static_cast<int>(data.size()) >= c.limit) break;
+      data.push_back(e);
+    }
+    Json after = data.empty() ? Json(nullptr) : data.back()["id"];
+    return Reply(200, Json{{"object", "list"}, {"data", data}, {"list_metadata", {{"after", after}}}}.dump());
+  }
+};
+
+struct Rig {
+  Rig() {
+    base.before_shutdown = [this] {
+      if (poller) poller->Close();
+    };
+    base.workos.responder = [this](const FakeWorkos::Call& c) { return feed.Page(c); };
+  }
+  ~Rig() {
+    base.Shutdown();
+    poller.reset();
+  }
+
+  void Start(int64_t poll_seconds = 0) {
+    poller = std::make_unique<EventsPoller>(&base.loop, &base.workos, base.store.get(), base.writer.get(), base.clock,
+                                            poll_seconds);
+    poller->Start();
+  }
+
+  // One complete poll: every page fetched and applied.
+  Status Poll() {
+    bool done = false;
+    Status result;
+    poller->PollNow([&](Status st) {
+      result = st;
+      done = true;
+    });
+    base.SpinUntil([&] {
+      base.workos.Deliver();
+      return done;
+    });
+    return result;
+  }
+
+  std::optional<store::UserRecord> ByWorkosId(const std::string& wid) {
+    auto txn = base.store->BeginRead();
+    REQUIRE(txn.ok());
+    auto u = txn->FindByWorkosId(wid);
+    REQUIRE(u.ok());
+    return *u;
+  }
+
+  uint64_t LastTxid() {
+    auto txn = base.store->BeginRead();
+    REQUIRE(txn.ok());
+    return txn->LastTxid();
+  }
+
+  StoreRig base;
+  Feed feed;
+  std::unique_ptr<EventsPoller> poller;
+};
+
+TEST_CASE("events: the first poll starts at the store's creation time, then follows the cursor page by page",
+          "[sync][events]") {
+  Rig rig;
+  for (int i = 0; i < 150; ++i) {
+    std::string wid = "user_" + std::to_string(1000 + i);
+    rig.feed.Add("user.created", WorkosUser(wid, wid + "@example.com", "F", "L"));
+  }
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  const auto& calls = rig.base.workos.calls;
+  REQUIRE(calls.size() == 2);  // a full page of 100, then 50
+  CHECK(calls[0].method == "EVENTS");
+  CHECK_FALSE(calls[0].after.has_value());
+  CHECK(calls[0].range_start == std::optional<std::string>(FormatIso8601Ms(rig.base.store->created_at_ms())));
+  CHECK(calls[0].limit == 100);
+  CHECK(calls[1].after == std::optional<std::string>("event_00000100"));
+  CHECK_FALSE(calls[1].range_start.has_value());
+  CHECK(rig.poller->cursor() == std::optional<std::string>("event_00000150"));
+  {
+    auto txn = rig.base.store->BeginRead();
+    REQUIRE(txn.ok());
+    auto c = txn->GetMeta("events_cursor");
+    REQUIRE(c.ok());
+    CHECK(*c == std::optional<std::string>("event_00000150"));
+    CHECK(txn->CountEntries("users") == 150);
+  }
+  CHECK(rig.poller->stats().applied == 150);
+
+  // The next poll asks only for what came after; an empty page changes nothing.
+  uint64_t txid = rig.LastTxid();
+  REQUIRE(rig.Poll().ok());
+  REQUIRE(calls.size() == 3);
+  CHECK(calls[2].after == std::optional<std::string>("event_00000150"));
+  CHECK(rig.LastTxid() == txid);
+}
+
+TEST_CASE("events: the cursor survives a restart", "[sync][events]") {
+  Rig rig;
+  rig.feed.Add("user.created", WorkosUser("user_a", "a@example.com", "A", "A"));
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  rig.poller->Close();
+  uv_run(&rig.base.loop, UV_RUN_NOWAIT);
+  rig.poller.reset();
+  rig.Start();
+  CHECK(rig.poller->cursor() == std::optional<std::string>("event_00000001"));
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.base.workos.calls.back().after == std::optional<std::string>("event_00000001"));
+}
+
+TEST_CASE("events: creates, updates and soft-deletes users by WorkOS id; other types are ignored", "[sync][events]") {
+  Rig rig;
+  rig.feed.Add("user.created", WorkosUser("user_a", "a@example.com", "Ada", "Lovelace", "https://img/a.png"));
+  rig.feed.Add("organization.created", Json{{"id", "org_1"}});
+  rig.feed.Add("user.created", WorkosUser("user_b", "b@example.com", "Bob", "B"));
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  auto a = rig.ByWorkosId("user_a");
+  REQUIRE(a);
+  CHECK(a->email == "a@example.com");
+  CHECK(a->first_name == "Ada");
+  CHECK(a->role == "member");
+  CHECK_FALSE(a->organization_id.has_value());
+  CHECK(a->avatar_url == std::optional<std::string>("https://img/a.png"));
+  CHECK(a->profile_picture_url == std::optional<std::string>("https://img/a.png"));
+  CHECK(a->created_at_ms == *ParseIso8601Ms("2026-01-02T03:04:05.678Z"));
+  CHECK(a->live());
+  CHECK(a->id.size() == 36);
+  CHECK(rig.poller->stats().ignored >= 1);
+
+  rig.feed.Add("user.updated", WorkosUser("user_a", "ada@example.com", "Augusta", "King"));
+  rig.feed.Add("user.deleted", WorkosUser("user_b", "b@example.com", "Bob", "B"));
+  rig.feed.Add("user.deleted", WorkosUser("user_unknown", "u@example.com", "U", "U"));
+  REQUIRE(rig.Poll().ok());
+  a = rig.ByWorkosId("user_a");
+  CHECK(a->email == "ada@example.com");
+  CHECK(a->first_name == "Augusta");
+  CHECK(a->last_name == "King");
+  CHECK(a->avatar_url == std::nullopt);  // it showed the WorkOS picture, which is gone
+  CHECK(a->profile_picture_url == std::optional<std::string>(""));
+  auto b = rig.ByWorkosId("user_b");
+  REQUIRE(b);
+  CHECK_FALSE(b->live());
+  CHECK_FALSE(rig.ByWorkosId("user_unknown").has_value());
+
+  // A deleted user stays deleted, whatever WorkOS says next.
+  rig.feed.Add("user.updated", WorkosUser("user_b", "b2@example.com", "Bob", "B"));
+  REQUIRE(rig.Poll().ok());
+  CHECK_FALSE(rig.ByWorkosId("user_b")->live());
+  CHECK(rig.ByWorkosId("user_b")->email == "b@example.com");
+
+  // The change feed carries every change, the delete as a delete.
+  auto txn = rig.base.store->BeginRead();
+  REQUIRE(txn.ok());
+  auto changes = txn->ChangesSince(0, 100);
+  REQUIRE(changes.ok());
+  int deletes = 0;
+  for (const auto& c : *changes) deletes += c.op == store::ChangeOp::kDelete;
+  CHECK(deletes == 1);
+}
+
+TEST_CASE("events: applying the same events again changes nothing", "[sync][events]") {
+  Rig rig;
+  rig.feed.Add("user.created", WorkosUser("user_a", "a@example.com", "Ada", "L", "https://img/a.png"));
+  rig.feed.Add("user.updated", WorkosUser("user_a", "a@example.com", "Ada", "Lovelace", "https://img/a.png"));
+  rig.feed.Add("user.deleted", WorkosUser("user_x", "x@example.com", "X", "X"));
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  uint64_t txid = rig.LastTxid();
+  auto a = rig.ByWorkosId("user_a");
+  // Replay the whole feed from the start (as a lost cursor would).
+  REQUIRE(rig.base.Write([](store::WriteTxn& t) { return t.PutMeta("events_cursor", "event_00000000"); }).ok());
+  rig.poller->Close();
+  uv_run(&rig.base.loop, UV_RUN_NOWAIT);
+  rig.poller.reset();
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.LastTxid() == txid);
+  auto again = rig.ByWorkosId("user_a");
+  CHECK(again->id == a->id);
+  CHECK(again->txid == a->txid);
+}
+
+TEST_CASE("events: a field with an undelivered outbox change keeps its local value", "[sync][events]") {
+  Rig rig;
+  auto u = rig.base.MakeUser("local-1", "user_a");
+  u.first_name = "LocalFirst";
+  rig.base.PutUser(u);
+  rig.base.Enqueue("local-1", store::JobOp::kUpdate, {{"first_name", "LocalFirst"}});
+  rig.feed.Add("user.updated", WorkosUser("user_a", "new@example.com", "RemoteFirst", "RemoteLast"));
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  auto after = rig.base.GetUser("local-1");
+  CHECK(after->first_name == "LocalFirst");  // pending in the outbox
+  CHECK(after->last_name == "RemoteLast");
+  CHECK(after->email == "new@example.com");
+
+  // Once delivered (the job gone), WorkOS's value applies again.
+  REQUIRE(rig.base
+              .Write([](store::WriteTxn& t) -> Status {
+                auto jobs = t.ListJobs(0);
+                if (!jobs.ok()) return jobs.status();
+                for (const auto& j : *jobs) USERSD_RETURN_IF_ERROR(t.DeleteJob(j.id));
+                return Status::Ok();
+              })
+              .ok());
+  rig.feed.Add("user.updated", WorkosUser("user_a", "new@example.com", "Remote2", "RemoteLast"));
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.base.GetUser("local-1")->first_name == "Remote2");
+}
+
+TEST_CASE("events: an email held by another live user is not taken; the rest of the event applies", "[sync][events]") {
+  Rig rig;
+  auto other = rig.base.MakeUser("other", "user_other");
+  other.email = "shared@example.com";
+  rig.base.PutUser(other);
+  auto mine = rig.base.MakeUser("mine", "user_mine");
+  rig.base.PutUser(mine);
+  rig.feed.Add("user.updated", WorkosUser("user_mine", "SHARED@example.com", "New", "Name"));
+  rig.feed.Add("user.created", WorkosUser("user_new", "shared@example.com", "Newcomer", "N"));
+  rig.feed.Add("user.created", WorkosUser("user_later", "later@example.com", "Later", "L"));
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  auto m = rig.base.GetUser("mine");
+  CHECK(m->email == "mine@example.com");
+  CHECK(m->first_name == "New");
+  auto n = rig.ByWorkosId("user_new");
+  REQUIRE(n);
+  CHECK(n->email.empty());
+  CHECK(n->first_name == "Newcomer");
+  CHECK(rig.ByWorkosId("user_later"));  // later events of the page still applied
+}
+
+TEST_CASE("events: the avatar follows the WorkOS picture only while it still shows it", "[sync][events]") {
+  Rig rig;
+  auto follows = rig.base.MakeUser("f", "user_f");
+  follows.avatar_url = "https://img/old.png";
+  follows.profile_picture_url = "https://img/old.png";
+  rig.base.PutUser(follows);
+  auto chosen = rig.base.MakeUser("c", "user_c");
+  chosen.avatar_url = "https://mine/avatar.png";
+  chosen.profile_picture_url = "https://img/old-c.png";
+  rig.base.PutUser(chosen);
+  rig.feed.Add("user.updated", WorkosUser("user_f", "f@example.com", "First", "Last", " https://img/new.png "));
+  rig.feed.Add("user.updated", WorkosUser("user_c", "c@example.com", "First", "Last", "https://img/new-c.png"));
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.base.GetUser("f")->avatar_url == std::optional<std::string>("https://img/new.png"));
+  CHECK(rig.base.GetUser("f")->profile_picture_url == std::optional<std::string>("https://img/new.png"));
+  CHECK(rig.base.GetUser("c")->avatar_url == std::optional<std::string>("https://mine/avatar.png"));
+  CHECK(rig.base.GetUser("c")->profile_picture_url == std::optional<std::string>("https://img/new-c.png"));
+}
+
+TEST_CASE("events: a failed poll keeps the cursor and reports the failure", "[sync][events]") {
+  Rig rig;
+  rig.feed.Add("user.created", WorkosUser("user_a", "a@example.com", "A", "A"));
+  rig.base.workos.responder = [](const FakeWorkos::Call&) { return Reply(503); };
+  rig.Start();
+  CHECK_FALSE(rig.Poll().ok());
+  CHECK_FALSE(rig.poller->cursor().has_value());
+  CHECK(rig.poller->stats().failures == 1);
+  rig.base.workos.responder = [&](const FakeWorkos::Call& c) { return rig.feed.Page(c); };
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.ByWorkosId("user_a"));
+  // An unreadable page is a failure too, and moves nothing.
+  rig.base.workos.responder = [](const FakeWorkos::Call&) { return Reply(200, "not json"); };
+  CHECK_FALSE(rig.Poll().ok());
+  CHECK(rig.poller->cursor() == std::optional<std::string>("event_00000001"));
+}
+
+TEST_CASE("events: the timer polls every poll_seconds once started", "[sync][events]") {
+  Rig rig;
+  rig.feed.Add("user.created", WorkosUser("user_a", "a@example.com", "A", "A"));
+  rig.Start(1);  // first poll at once (0 ms timer), on the real loop
+  rig.base.SpinUntil([&] {
+    rig.base.workos.Deliver();
+    return rig.ByWorkosId("user_a").has_value();
+  });
+  CHECK(rig.poller->stats().polls == 1);
+}
+
+}  // namespace
+}  // namespace usersd::sync
