@@ -46,14 +46,16 @@ void Authenticator::SetOptions(VerifyOptions options) {
 
 AuthResult Authenticator::VerifyNow(std::string_view token) {
   int64_t now_s = clock_.NowMs() / 1000;
-  if (auto hit = cache_.Get(token, now_s)) {
+  if (auto hit = cache_.Lookup(token, now_s)) {
     cache_hits_++;
-    return std::move(*hit);
+    return hit;
   }
   if (!jwks_) return VerifyFailure{TokenError::kUnknownKid, "no signing keys are known yet"};
   auto r = Verify(token, *jwks_, options_, now_s);
-  if (auto* c = std::get_if<Claims>(&r)) cache_.Put(token, *c);
-  return r;
+  if (auto* f = std::get_if<VerifyFailure>(&r)) return std::move(*f);
+  auto claims = std::make_shared<const Claims>(std::get<Claims>(std::move(r)));
+  cache_.Put(token, claims);
+  return claims;
 }
 
 void Authenticator::Finish(AuthResult r, const AuthCallback& cb) {

@@ -25,7 +25,8 @@
 
 namespace usersd::auth {
 
-using AuthResult = std::variant<Claims, VerifyFailure>;
+// Accepted claims are shared (with the token cache), never copied per request.
+using AuthResult = std::variant<std::shared_ptr<const Claims>, VerifyFailure>;
 using AuthCallback = std::function<void(AuthResult)>;
 
 class Authenticator {

@@ -34,8 +34,13 @@ std::optional<Claims> TokenCache::Get(std::string_view token, int64_t now_s) {
 
 void TokenCache::Put(std::string_view token, const Claims& claims) {
   if (capacity_ == 0 || claims.exp == 0) return;
+  Put(token, std::make_shared<const Claims>(claims));
+}
+
+void TokenCache::Put(std::string_view token, std::shared_ptr<const Claims> claims_ptr) {
+  if (capacity_ == 0 || !claims_ptr || claims_ptr->exp == 0) return;
+  const Claims& claims = *claims_ptr;
   Digest d = Hash(token);
-  auto claims_ptr = std::make_shared<const Claims>(claims);
   if (auto it = map_.find(d); it != map_.end()) {
     it->second->exp = claims.exp;
     it->second->claims = std::move(claims_ptr);

@@ -45,6 +45,8 @@ class TokenCache {
   // least recently used one when full. REQUIRES: Verify accepted the token and
   // returned these claims. Claims without exp are not cached.
   void Put(std::string_view token, const Claims& claims);
+  // Like Put, sharing `claims` instead of copying them.
+  void Put(std::string_view token, std::shared_ptr<const Claims> claims);
 
   void Clear();
   size_t size() const { return map_.size(); }

@@ -60,23 +60,39 @@ start_usersd() { # dir -> sets USERSD_PID and READY_MS (start to socket ready)
   "$USERSD" --config "$dir/usersd.yaml" >"$dir/usersd.out" 2>"$dir/usersd.log" &
   USERSD_PID=$!
   PIDS+=($USERSD_PID)
-  until [ -S "$dir/usersd.sock" ]; do sleep 0.001; done
+  local i=0
+  until [ -S "$dir/usersd.sock" ]; do
+    sleep 0.001
+    i=$((i + 1))
+    if [ "$i" -gt 20000 ] || ! kill -0 "$USERSD_PID" 2>/dev/null; then
+      echo "usersd did not become ready; log:" >&2; cat "$dir/usersd.log" >&2; exit 1
+    fi
+  done
   t1=$(date +%s%N)
   READY_MS=$(( (t1 - t0) / 1000000 ))
 }
 
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# Resident KiB of every mapping except LMDB's data.mdb (SPEC: "excluding
+# LMDB's mapped file").
+rss_excl_map_kib() {
+  awk '/^[0-9a-f]+-[0-9a-f]+ / { in_map = ($NF ~ /\/data\.mdb$/) }
+       /^Rss:/ && !in_map { sum += $2 }
+       END { print sum + 0 }' "/proc/$1/smaps"
+}
 field() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+echo "== load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== usersd $("$USERSD" --version | cut -d' ' -f2), $C connections, ${DUR}s per usersd run, $USERS users"
 
 # --- usersd with $USERS users -------------------------------------------
 D1=$WORK/small; mkdir -p "$D1"; write_config "$D1"
 start_usersd "$D1"
 node "$ROOT/bench/setup.mjs" --fake "$FAKE" --socket "$D1/usersd.sock" --users "$USERS" --out "$D1/creds" 2>/dev/null
-IDLE_RSS=$(rss_kib "$USERSD_PID")
+sleep 0.5
+IDLE_RSS=$(rss_kib "$USERSD_PID"); IDLE_RSS_X=$(rss_excl_map_kib "$USERSD_PID")
 ME=$("$LOADGEN" --socket "$D1/usersd.sock" --tokens "$D1/creds" -c "$C" --duration "$DUR" --op me --json)
 UPD=$("$LOADGEN" --socket "$D1/usersd.sock" --tokens "$D1/creds" -c "$C" --duration "$DUR" --op update --field "$FIELD" --json)
 kill "$USERSD_PID"; wait "$USERSD_PID" 2>/dev/null || true
@@ -87,7 +103,8 @@ redis_run() { # extra-args... ; prints requests per second of the test
   redis-server --port 0 --unixsocket "$dir/redis.sock" --unixsocketperm 700 --dir "$dir" --save "" "$@" \
     >"$dir/log" 2>&1 </dev/null &
   local pid=$!
-  until [ -S "$dir/redis.sock" ]; do sleep 0.01; done
+  local i=0
+  until [ -S "$dir/redis.sock" ]; do sleep 0.01; i=$((i + 1)); [ "$i" -lt 1000 ] || { cat "$dir/log" >&2; return 1; }; done
   echo "$pid $dir"
 }
 # redis_run's server must not hold the command substitution's pipe open.
@@ -109,7 +126,7 @@ printf "%-44s %12.0f %12.0f %8s\n" "user.update ($FIELD) vs SET appendfsync alwa
 echo
 echo "user.me     latency ms: p50 $(field "$ME" p50_ms)  p90 $(field "$ME" p90_ms)  p99 $(field "$ME" p99_ms)  p99.9 $(field "$ME" p999_ms)"
 echo "user.update latency ms: p50 $(field "$UPD" p50_ms)  p90 $(field "$UPD" p90_ms)  p99 $(field "$UPD" p99_ms)  p99.9 $(field "$UPD" p999_ms)"
-echo "startup to socket ready: ${READY_MS} ms (empty store); idle RSS after setup: ${IDLE_RSS} KiB"
+echo "startup to socket ready: ${READY_MS} ms (empty store); idle RSS after setup: ${IDLE_RSS} KiB total, ${IDLE_RSS_X} KiB excluding the data.mdb mapping"
 
 # --- scale: 1,000,000 users ----------------------------------------------
 if [ "$BIG" -gt 0 ]; then
@@ -118,14 +135,16 @@ if [ "$BIG" -gt 0 ]; then
   "$SEED" --store "$D2/store" --users "$BIG" --sample 1000 --out "$D2/sample" >/dev/null
   node "$ROOT/bench/setup.mjs" --fake "$FAKE" --seeded "$D2/sample" --out "$D2/creds" 2>/dev/null
   start_usersd "$D2"; BIG_READY_MS=$READY_MS
-  BIG_RSS=$(rss_kib "$USERSD_PID")
-  # Same 1,000-user working set shape against both stores, back to back.
+  sleep 0.5
+  BIG_RSS=$(rss_kib "$USERSD_PID"); BIG_RSS_X=$(rss_excl_map_kib "$USERSD_PID")
+  # Same working-set shape (one user per connection) against both stores.
   BIGME=$("$LOADGEN" --socket "$D2/usersd.sock" --tokens "$D2/creds" -c "$C" --duration "$DUR" --op me --json)
   kill "$USERSD_PID"; wait "$USERSD_PID" 2>/dev/null || true
+  echo "== load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   printf "%-44s %12s %12s %8s\n" "scale (user.me)" "$BIG users" "$USERS users" "ratio"
   printf "%-44s %12s %12s %8s\n" "p50 latency ms" "$(field "$BIGME" p50_ms)" "$(field "$ME" p50_ms)" "$(ratio "$(field "$BIGME" p50_ms)" "$(field "$ME" p50_ms)")"
   printf "%-44s %12s %12s %8s\n" "p99 latency ms" "$(field "$BIGME" p99_ms)" "$(field "$ME" p99_ms)" "$(ratio "$(field "$BIGME" p99_ms)" "$(field "$ME" p99_ms)")"
   printf "%-44s %12.0f %12.0f %8s\n" "throughput req/s" "$(field "$BIGME" rps)" "$ME_RPS" "$(ratio "$(field "$BIGME" rps)" "$ME_RPS")"
-  echo "startup to socket ready with $BIG users: ${BIG_READY_MS} ms; RSS at ready: ${BIG_RSS} KiB (includes touched LMDB pages)"
+  echo "startup to socket ready with $BIG users: ${BIG_READY_MS} ms; idle RSS: ${BIG_RSS} KiB total, ${BIG_RSS_X} KiB excluding the data.mdb mapping"
 fi

@@ -1,5 +1,6 @@
 #include "common/metrics.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace usersd {
@@ -8,6 +9,7 @@ namespace {
 
 const double kBuckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 constexpr size_t kNumBuckets = sizeof kBuckets / sizeof kBuckets[0];
+static_assert(kNumBuckets == Metrics::kNumBuckets);
 
 std::string Escape(const std::string& v) {
   std::string out;
@@ -57,7 +59,27 @@ void Metrics::Describe(const std::string& name, const std::string& type, const s
 void Metrics::Inc(const std::string& name, Labels labels, uint64_t by) {
   std::string k = Key(labels);
   std::lock_guard<std::mutex> lock(mu_);
-  counters_[name][k] += by;
+  counters_[name][k].fetch_add(by, std::memory_order_relaxed);
+}
+
+std::atomic<uint64_t>* Metrics::CounterRef(const std::string& name, Labels labels) {
+  std::string k = Key(labels);
+  std::lock_guard<std::mutex> lock(mu_);
+  return &counters_[name][k];
+}
+
+Metrics::Hist* Metrics::HistogramRef(const std::string& name, Labels labels) {
+  std::string k = Key(labels);
+  std::lock_guard<std::mutex> lock(mu_);
+  return &hists_[name][k];
+}
+
+void Metrics::Hist::Observe(double seconds) {
+  size_t i = 0;
+  while (i < kNumBuckets && seconds > kBuckets[i]) ++i;
+  if (i < kNumBuckets) buckets[i].fetch_add(1, std::memory_order_relaxed);
+  count.fetch_add(1, std::memory_order_relaxed);
+  sum.fetch_add(seconds, std::memory_order_relaxed);
 }
 
 void Metrics::Set(const std::string& name, Labels labels, double value) {
@@ -68,13 +90,12 @@ void Metrics::Set(const std::string& name, Labels labels, double value) {
 
 void Metrics::Observe(const std::string& name, Labels labels, double seconds) {
   std::string k = Key(labels);
-  std::lock_guard<std::mutex> lock(mu_);
-  Hist& h = hists_[name][k];
-  if (h.buckets.empty()) h.buckets.assign(kNumBuckets, 0);
-  for (size_t i = 0; i < kNumBuckets; ++i)
-    if (seconds <= kBuckets[i]) h.buckets[i]++;
-  h.count++;
-  h.sum += seconds;
+  Hist* h;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    h = &hists_[name][k];
+  }
+  h->Observe(seconds);
 }
 
 void Metrics::AddCollector(std::function<void(Metrics&)> collector) {
@@ -88,7 +109,7 @@ uint64_t Metrics::CounterValue(const std::string& name, Labels labels) {
   auto it = counters_.find(name);
   if (it == counters_.end()) return 0;
   auto jt = it->second.find(k);
-  return jt == it->second.end() ? 0 : jt->second;
+  return jt == it->second.end() ? 0 : jt->second.load(std::memory_order_relaxed);
 }
 
 std::string Metrics::Render() {
@@ -111,7 +132,7 @@ std::string Metrics::Render() {
   };
   for (const auto& [name, series] : counters_) {
     header(name, "counter");
-    for (const auto& [k, v] : series) out += name + k + " " + std::to_string(v) + "\n";
+    for (const auto& [k, v] : series) out += name + k + " " + std::to_string(v.load(std::memory_order_relaxed)) + "\n";
   }
   for (const auto& [name, series] : gauges_) {
     header(name, "gauge");
@@ -120,11 +141,17 @@ std::string Metrics::Render() {
   for (const auto& [name, series] : hists_) {
     header(name, "histogram");
     for (const auto& [k, h] : series) {
-      for (size_t i = 0; i < kNumBuckets; ++i)
-        out += name + "_bucket" + WithLabel(k, "le=\"" + Num(kBuckets[i]) + "\"") + " " + std::to_string(h.buckets[i]) + "\n";
-      out += name + "_bucket" + WithLabel(k, "le=\"+Inf\"") + " " + std::to_string(h.count) + "\n";
-      out += name + "_sum" + k + " " + Num(h.sum) + "\n";
-      out += name + "_count" + k + " " + std::to_string(h.count) + "\n";
+      // Read once; buckets are stored per bucket and rendered cumulative. A
+      // concurrent Observe may make count run ahead of the buckets briefly.
+      uint64_t cumulative = 0;
+      for (size_t i = 0; i < kNumBuckets; ++i) {
+        cumulative += h.buckets[i].load(std::memory_order_relaxed);
+        out += name + "_bucket" + WithLabel(k, "le=\"" + Num(kBuckets[i]) + "\"") + " " + std::to_string(cumulative) + "\n";
+      }
+      uint64_t count = std::max(h.count.load(std::memory_order_relaxed), cumulative);
+      out += name + "_bucket" + WithLabel(k, "le=\"+Inf\"") + " " + std::to_string(count) + "\n";
+      out += name + "_sum" + k + " " + Num(h.sum.load(std::memory_order_relaxed)) + "\n";
+      out += name + "_count" + k + " " + std::to_string(count) + "\n";
     }
   }
   return out;

@@ -2,9 +2,12 @@
 //
 // Series are identified by name plus a rendered label set, e.g.
 // Inc("usersd_requests_total", {{"method","user.me"},{"outcome","ok"}}).
-// Thread-safe (one mutex); the hot path takes it once per request.
+// Thread-safe. Inc/Observe by name take one mutex; the hot path resolves a
+// series once (CounterRef/HistogramRef) and then updates it lock-free.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -20,6 +23,15 @@ using Labels = std::initializer_list<std::pair<const char*, std::string>>;
 
 class Metrics {
  public:
+  static constexpr size_t kNumBuckets = 16;
+  // One latency histogram series; updated with relaxed atomics.
+  struct Hist {
+    std::array<std::atomic<uint64_t>, kNumBuckets> buckets{};  // per bucket, not cumulative
+    std::atomic<uint64_t> count{0};
+    std::atomic<double> sum{0};
+    void Observe(double seconds);
+  };
+
   // `help` is recorded the first time a family is seen.
   void Describe(const std::string& name, const std::string& type, const std::string& help);
   void Inc(const std::string& name, Labels labels = {}, uint64_t by = 1);
@@ -33,16 +45,16 @@ class Metrics {
 
   uint64_t CounterValue(const std::string& name, Labels labels = {});
 
+  // The series, created if missing. The pointer stays valid as long as this
+  // Metrics; updating through it takes no lock.
+  std::atomic<uint64_t>* CounterRef(const std::string& name, Labels labels = {});
+  Hist* HistogramRef(const std::string& name, Labels labels);
+
  private:
-  struct Hist {
-    std::vector<uint64_t> buckets;
-    uint64_t count = 0;
-    double sum = 0;
-  };
   static std::string Key(Labels labels);
   std::mutex mu_;
   std::map<std::string, std::pair<std::string, std::string>> meta_;  // name -> (type, help)
-  std::map<std::string, std::map<std::string, uint64_t>> counters_;
+  std::map<std::string, std::map<std::string, std::atomic<uint64_t>>> counters_;
   std::map<std::string, std::map<std::string, double>> gauges_;
   std::map<std::string, std::map<std::string, Hist>> hists_;
   std::vector<std::function<void(Metrics&)>> collectors_;

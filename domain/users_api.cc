@@ -54,6 +54,18 @@ ipc::Outcome ToOutcome(const OpResult& r) {
   return ipc::Outcome::Die("unreachable", -32603, "InternalError");
 }
 
+const char* MethodName(Method m) {
+  switch (m) {
+    case Method::kMe: return "user.me";
+    case Method::kUpdate: return "user.update";
+    case Method::kDelete: return "user.delete";
+    case Method::kFinalize: return "user.finalizeOnboarding";
+    case Method::kResetAvatar: return "user.resetAvatar";
+    case Method::kUnknown: break;
+  }
+  return "unknown";
+}
+
 UsersApi::UsersApi(auth::Authenticator* auth, UsersService* service, Metrics* metrics, const Clock& clock)
     : auth_(auth), service_(service), metrics_(metrics), clock_(clock) {}
 
@@ -66,33 +78,45 @@ void UsersApi::Dispatch(const ipc::Request& request, ipc::Responder responder) {
   }
   int64_t start = clock_.MonotonicMs();
   auto t0 = std::chrono::steady_clock::now();
-  std::string tag = request.tag;
-  auto finish = [this, responder, tag, t0, start](const OpResult& r) {
+  // Loop thread only (the Dispatcher contract), so the lazily resolved
+  // series need no lock; each one appears in /metrics once first used.
+  auto finish = [this, responder = std::move(responder), m, t0, start](OpResult r) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    metrics_->Inc("usersd_requests_total", {{"method", tag}, {"outcome", OutcomeLabel(r.kind)}});
-    metrics_->Observe("usersd_request_duration_seconds", {{"method", tag}}, secs);
+    const int mi = static_cast<int>(m), ki = static_cast<int>(r.kind);
+    const char* tag = MethodName(m);
+    if (!requests_[mi][ki])
+      requests_[mi][ki] = metrics_->CounterRef("usersd_requests_total", {{"method", tag}, {"outcome", OutcomeLabel(r.kind)}});
+    requests_[mi][ki]->fetch_add(1, std::memory_order_relaxed);
+    if (!durations_[mi]) durations_[mi] = metrics_->HistogramRef("usersd_request_duration_seconds", {{"method", tag}});
+    durations_[mi]->Observe(secs);
     if (LogEnabled(LogLevel::kDebug)) {
       LogDebug("request", {{"method", tag},
                            {"outcome", OutcomeLabel(r.kind)},
                            {"duration_ms", std::to_string(clock_.MonotonicMs() - start)},
                            {"detail", r.kind == OpResult::Kind::kOk ? std::string() : r.message + " " + r.detail}});
     }
-    responder.Reply(ToOutcome(r));
+    // The success value moves into the reply instead of being copied.
+    if (r.kind == OpResult::Kind::kOk) responder.Reply(ipc::Outcome::Success(std::move(r.value)));
+    else responder.Reply(ToOutcome(r));
   };
-  Json payload = request.payload;
-  auth_->Authenticate(request.Header("authorization"), [this, m, payload, finish](auth::AuthResult ar) {
+  // Only the methods that read a payload copy it.
+  Json payload = (m == Method::kUpdate || m == Method::kDelete) ? request.payload : Json();
+  auth_->Authenticate(request.Header("authorization"),
+                      [this, m, payload = std::move(payload), finish = std::move(finish)](auth::AuthResult ar) mutable {
     if (auto* f = std::get_if<auth::VerifyFailure>(&ar)) {
       metrics_->Inc("usersd_token_failures_total", {{"reason", auth::TokenErrorName(f->error)}});
       finish(OpResult::Unauthorized(f->detail));
       return;
     }
-    const auth::Claims& claims = std::get<auth::Claims>(ar);
+    // Shared with the token cache: no copy of the claims.
+    std::shared_ptr<const auth::Claims> held = std::get<std::shared_ptr<const auth::Claims>>(std::move(ar));
+    const auth::Claims& claims = *held;
     switch (m) {
-      case Method::kMe: service_->Me(claims, finish); break;
-      case Method::kUpdate: service_->Update(claims, payload, finish); break;
-      case Method::kDelete: service_->Delete(claims, payload, finish); break;
-      case Method::kFinalize: service_->FinalizeOnboarding(claims, finish); break;
-      case Method::kResetAvatar: service_->ResetAvatar(claims, finish); break;
+      case Method::kMe: service_->Me(claims, std::move(finish)); break;
+      case Method::kUpdate: service_->Update(claims, payload, std::move(finish)); break;
+      case Method::kDelete: service_->Delete(claims, payload, std::move(finish)); break;
+      case Method::kFinalize: service_->FinalizeOnboarding(claims, std::move(finish)); break;
+      case Method::kResetAvatar: service_->ResetAvatar(claims, std::move(finish)); break;
       case Method::kUnknown: break;
     }
   });

@@ -28,6 +28,10 @@ class UsersApi : public ipc::Dispatcher {
   UsersService* service_;
   Metrics* metrics_;
   const Clock& clock_;
+  // Series resolved once, so a request updates metrics without a lock:
+  // requests by [method][outcome], durations by [method].
+  std::atomic<uint64_t>* requests_[5][5] = {};
+  Metrics::Hist* durations_[5] = {};
 };
 
 // OpResult to the wire outcome.

@@ -240,9 +240,20 @@ void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosGat
 
 // -------------------------------------------------------- operations
 
+namespace {
+// The part of the claims an operation uses after resolving the caller: a
+// cheap copy (no raw payload) to capture in callbacks.
+auth::Claims SessionOf(const auth::Claims& c) {
+  auth::Claims s;
+  s.sub = c.sub;
+  s.org_id = c.org_id;
+  s.role = c.role;
+  return s;
+}
+}  // namespace
+
 void UsersService::Me(const auth::Claims& caller, OpCallback cb) {
-  auto claims = caller;
-  ResolveCaller(caller, [claims, cb](Result<UserRecord> u, OpResult err) {
+  ResolveCaller(caller, [claims = SessionOf(caller), cb = std::move(cb)](Result<UserRecord> u, OpResult err) {
     if (!u.ok()) return cb(std::move(err));
     cb(OpResult::Ok(ToCurrentUserJson(*u, claims)));
   });
@@ -252,7 +263,7 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
   auto parsed = ParseUpdatePayload(payload);
   if (!parsed.ok()) return cb(OpResult::Invalid(parsed.status().message()));
   auto patch = std::make_shared<UserPatch>(std::move(*parsed));
-  auto claims = caller;
+  auto claims = SessionOf(caller);
   ResolveCaller(caller, [this, patch, claims, cb](Result<UserRecord> me, OpResult err) {
     if (!me.ok()) return cb(std::move(err));
     bool self = patch->id == me->id;

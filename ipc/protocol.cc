@@ -184,7 +184,8 @@ Frame ParseJsonRpc(Json& j) {
 
 void AppendExitEffect(std::string& out, const Request& req, const Outcome& o) {
   out += R"({"_tag":"Exit","requestId":)";
-  AppendJson(out, req.id.is_string() ? req.id : Json(IdToString(req.id)));
+  if (req.id.is_string()) AppendJson(out, req.id);
+  else AppendJson(out, Json(IdToString(req.id)));
   switch (o.kind) {
     case Outcome::Kind::kSuccess:
       out += R"(,"exit":{"_tag":"Success","value":)";
@@ -211,7 +212,7 @@ void AppendExitJsonRpc(std::string& out, const Request& req, const Outcome& o) {
   switch (o.kind) {
     case Outcome::Kind::kSuccess:
       out += R"(,"result":)";
-      AppendJson(out, o.value.is_null() ? Json(nullptr) : o.value);
+      AppendJson(out, o.value);  // a discarded/absent value is null too
       out += "}";
       break;
     case Outcome::Kind::kFail: {
@@ -248,7 +249,11 @@ std::optional<std::string_view> Request::Header(std::string_view lower_name) con
 std::string Request::IdString() const { return IdToString(id); }
 
 void AppendJson(std::string& out, const Json& j) {
-  out += j.dump(-1, ' ', false, Json::error_handler_t::replace);
+  // What j.dump(-1, ' ', false, replace) produces, written straight into
+  // `out` instead of a temporary string.
+  nlohmann::detail::serializer<Json> s(nlohmann::detail::output_adapter<char, std::string>(out), ' ',
+                                       Json::error_handler_t::replace);
+  s.dump(j, false, false, 0);
 }
 
 Frame ParseLine(std::string_view line) {
@@ -264,12 +269,16 @@ Frame ParseLine(std::string_view line) {
   return Error(Wire::kJsonRpc, kInvalidRequest, "Invalid Request: neither an @effect/rpc message nor JSON-RPC");
 }
 
-std::string EncodeExit(const Request& req, const Outcome& outcome) {
-  std::string out;
-  out.reserve(256);
+void AppendExit(std::string& out, const Request& req, const Outcome& outcome) {
   if (req.wire == Wire::kEffect) AppendExitEffect(out, req, outcome);
   else AppendExitJsonRpc(out, req, outcome);
   out += '\n';
+}
+
+std::string EncodeExit(const Request& req, const Outcome& outcome) {
+  std::string out;
+  out.reserve(256);
+  AppendExit(out, req, outcome);
   return out;
 }
 

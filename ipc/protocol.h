@@ -89,6 +89,8 @@ struct Outcome {
 // Encoders return one complete line including the trailing '\n'. Strings with
 // invalid UTF-8 are replaced with U+FFFD rather than failing.
 std::string EncodeExit(const Request& req, const Outcome& outcome);
+// EncodeExit appended to `out` (no temporary string).
+void AppendExit(std::string& out, const Request& req, const Outcome& outcome);
 std::string EncodeChunk(const Request& req, const Json& values);
 std::string EncodeStreamEnd(const Request& req);  // Exit Success with no value
 std::string EncodePong(Wire wire);

@@ -50,6 +50,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void Start();
   void Send(std::string_view frame);
+  // Encodes the reply straight into the out buffer.
+  void SendExit(const Request& req, const Outcome& outcome);
   void Flush();
   void Close();
   void CloseAfterFlush();
@@ -99,7 +101,7 @@ void Responder::Reply(const Outcome& outcome) const {
   if (s_->stream) c->streams_.erase(s_->request.IdString());
   // JSON-RPC notifications (no id) get no reply, as JSON-RPC 2.0 says.
   bool notification = s_->request.wire == Wire::kJsonRpc && s_->request.id.is_null();
-  if (!c->closing_ && !notification) c->Send(EncodeExit(s_->request, outcome));
+  if (!c->closing_ && !notification) c->SendExit(s_->request, outcome);
   c->RequestDone();
 }
 
@@ -246,6 +248,18 @@ void Connection::HandleLine(std::string_view line) {
   }
 }
 
+void Connection::SendExit(const Request& req, const Outcome& outcome) {
+  if (closing_) return;
+  size_t before = out_.size();
+  try {
+    AppendExit(out_, req, outcome);
+  } catch (...) {
+    out_.resize(before);  // never leave half a frame behind
+    throw;
+  }
+  Send(std::string_view());
+}
+
 void Connection::Send(std::string_view frame) {
   if (closing_) return;
   out_.append(frame);
@@ -266,6 +280,23 @@ void Connection::Flush() {
   if (closing_ || out_.empty()) {
     MaybeFinish();
     return;
+  }
+  if (bytes_in_uv_ == 0) {
+    // Nothing queued in libuv: try the write now. On a Unix socket it almost
+    // always completes, and out_ keeps its capacity for the next replies.
+    uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&pipe_), &b, 1);
+    if (n == static_cast<int>(out_.size())) {
+      out_.clear();
+      UpdateReading();
+      MaybeFinish();
+      return;
+    }
+    if (n > 0) out_.erase(0, static_cast<size_t>(n));
+    else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+      Close();
+      return;
+    }
   }
   auto* w = new WriteReq;
   w->data.swap(out_);

@@ -348,8 +348,9 @@ ReadTxn::ReadTxn(ReadTxn&& o) noexcept : store_(o.store_), txn_(o.txn_), holds_l
 
 ReadTxn::~ReadTxn() {
   if (txn_ && holds_lock_) {
-    mdb_txn_abort(txn_);
+    store_->EndRead(txn_);  // resets it and leaves the map
     txn_ = nullptr;
+    return;
   }
   if (holds_lock_) store_->LeaveMap();
 }
@@ -829,6 +830,8 @@ Status Store::Init() {
 }
 
 Store::~Store() {
+  for (MDB_txn* t : spare_reads_) mdb_txn_abort(t);
+  spare_reads_.clear();
   if (env_) mdb_env_close(env_);
   if (registered_) {
     std::lock_guard<std::mutex> lock(OpenStoresMu());
@@ -850,6 +853,24 @@ void Store::LeaveMap() {
   if (--map_users_ == 0) gate_cv_.notify_all();
 }
 
+namespace {
+constexpr size_t kMaxSpareReads = 4;
+}  // namespace
+
+void Store::EndRead(MDB_txn* txn) {
+  // Reset before leaving the gate: a waiting Remap must find no snapshot.
+  mdb_txn_reset(txn);
+  {
+    std::lock_guard<std::mutex> lock(gate_mu_);
+    if (spare_reads_.size() < kMaxSpareReads) {
+      spare_reads_.push_back(txn);
+      txn = nullptr;
+    }
+    if (--map_users_ == 0) gate_cv_.notify_all();
+  }
+  if (txn) mdb_txn_abort(txn);
+}
+
 int Store::Remap(uint64_t size) {
   std::unique_lock<std::mutex> lock(gate_mu_);
   ++remaps_waiting_;
@@ -864,6 +885,19 @@ int Store::Remap(uint64_t size) {
 Result<ReadTxn> Store::BeginRead() {
   EnterMap();
   MDB_txn* txn = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(gate_mu_);
+    if (!spare_reads_.empty()) {
+      txn = spare_reads_.back();
+      spare_reads_.pop_back();
+    }
+  }
+  if (txn && mdb_txn_renew(txn) != 0) {
+    // E.g. MDB_MAP_RESIZED: drop it and take the general path below.
+    mdb_txn_abort(txn);
+    txn = nullptr;
+  }
+  if (txn) return ReadTxn(this, txn, true);
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
   if (rc == MDB_MAP_RESIZED) {
     // Another process grew the map; adopt its size.

@@ -264,6 +264,9 @@ class Store {
   // Counts a user of the map in and out (see the class comment).
   void EnterMap();
   void LeaveMap();
+  // A read transaction ends: it is reset (its snapshot released) and kept for
+  // the next BeginRead to renew, then the reader leaves the map.
+  void EndRead(MDB_txn* txn);
   // Waits until no reader uses the map, then sets its size (0 adopts the size
   // another process gave it) while new readers are held back. Returns the
   // LMDB code; LMDB refuses (EINVAL) while a write transaction is open.
@@ -281,6 +284,10 @@ class Store {
   std::condition_variable gate_cv_;
   uint32_t map_users_ = 0;      // open readers (guarded by gate_mu_)
   uint32_t remaps_waiting_ = 0;  // guarded by gate_mu_
+  // Reset read transactions kept for reuse (mdb_txn_renew is much cheaper
+  // than mdb_txn_begin); guarded by gate_mu_. A reset transaction pins no
+  // pages and does not count as a user of the map.
+  std::vector<MDB_txn*> spare_reads_;
   bool registered_ = false;      // in the process-wide set of open stores
   uint64_t dev_ = 0, ino_ = 0;
 };
