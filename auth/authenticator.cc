@@ -53,7 +53,11 @@ AuthResult Authenticator::VerifyNow(std::string_view token) {
   if (!jwks_) return VerifyFailure{TokenError::kUnknownKid, "no signing keys are known yet"};
   auto r = Verify(token, *jwks_, options_, now_s);
   if (auto* f = std::get_if<VerifyFailure>(&r)) return std::move(*f);
-  auto claims = std::make_shared<const Claims>(std::get<Claims>(std::move(r)));
+  Claims verified = std::get<Claims>(std::move(r));
+  // Nothing past verification reads the raw payload; a cached copy of it
+  // would only cost memory (up to cache capacity entries of a few KiB).
+  verified.raw = nullptr;
+  auto claims = std::make_shared<const Claims>(std::move(verified));
   cache_.Put(token, claims);
   return claims;
 }

@@ -38,24 +38,199 @@ Json ParseBounded(std::string_view line, bool* too_deep) {
   return j;
 }
 
-bool ParseHeaders(const Json& h, std::vector<std::pair<std::string, std::string>>* out) {
+// Moves the header values out of `h` (the parsed line is discarded after).
+bool ParseHeaders(Json& h, std::vector<std::pair<std::string, std::string>>* out) {
   if (h.is_null()) return true;
   if (h.is_array()) {
-    for (const auto& pair : h) {
+    out->reserve(h.size());
+    for (auto& pair : h) {
       if (!pair.is_array() || pair.size() != 2 || !pair[0].is_string() || !pair[1].is_string()) return false;
-      out->emplace_back(Lower(pair[0].get_ref<const std::string&>()), pair[1].get<std::string>());
+      out->emplace_back(Lower(pair[0].get_ref<const std::string&>()), std::move(pair[1].get_ref<std::string&>()));
     }
     return true;
   }
   if (h.is_object()) {
-    for (const auto& [k, v] : h.items()) {
+    for (auto& [k, v] : h.items()) {
       if (!v.is_string()) return false;
-      out->emplace_back(Lower(k), v.get<std::string>());
+      out->emplace_back(Lower(k), std::move(v.get_ref<std::string&>()));
     }
     return true;
   }
   return false;
 }
+
+// A fast parser for the common request line: it accepts a strict subset of
+// JSON (ASCII strings with simple escapes, integers of up to 18 digits,
+// nesting up to 32 levels) and builds exactly the value nlohmann's parser
+// would. Anything else, valid or not, makes it give up and the line goes to
+// nlohmann's parser, which also decides every error. nlohmann's lexer reads
+// one character at a time; this copies string runs in bulk, and a request's
+// bearer token is most of its bytes.
+class FastParser {
+ public:
+  explicit FastParser(std::string_view s) : p_(s.data()), end_(s.data() + s.size()) {}
+
+  bool Parse(Json* out) {
+    if (!Value(out, 0)) return false;
+    Ws();
+    return p_ == end_;
+  }
+
+ private:
+  void Ws() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
+  }
+
+  bool Lit(std::string_view word) {
+    if (static_cast<size_t>(end_ - p_) < word.size() || std::string_view(p_, word.size()) != word) return false;
+    p_ += word.size();
+    return true;
+  }
+
+  // At the opening quote.
+  bool String(std::string* out) {
+    ++p_;
+    const char* run = p_;
+    while (p_ < end_) {
+      unsigned char c = static_cast<unsigned char>(*p_);
+      if (c == '"') {
+        out->append(run, p_);
+        ++p_;
+        return true;
+      }
+      if (c == '\\') {
+        out->append(run, p_);
+        if (++p_ >= end_) return false;
+        switch (*p_) {
+          case '"': out->push_back('"'); break;
+          case '\\': out->push_back('\\'); break;
+          case '/': out->push_back('/'); break;
+          case 'b': out->push_back('\b'); break;
+          case 'f': out->push_back('\f'); break;
+          case 'n': out->push_back('\n'); break;
+          case 'r': out->push_back('\r'); break;
+          case 't': out->push_back('\t'); break;
+          default: return false;  // \u and invalid escapes: the slow path
+        }
+        run = ++p_;
+        continue;
+      }
+      if (c < 0x20 || c >= 0x80) return false;  // control characters, UTF-8: the slow path
+      ++p_;
+    }
+    return false;
+  }
+
+  bool Number(Json* out) {
+    bool neg = false;
+    if (*p_ == '-') {
+      neg = true;
+      ++p_;
+    }
+    if (p_ >= end_ || *p_ < '0' || *p_ > '9') return false;
+    if (*p_ == '0' && p_ + 1 < end_ && p_[1] >= '0' && p_[1] <= '9') return false;
+    uint64_t v = 0;
+    int digits = 0;
+    while (p_ < end_ && *p_ >= '0' && *p_ <= '9') {
+      if (++digits > 18) return false;
+      v = v * 10 + static_cast<uint64_t>(*p_ - '0');
+      ++p_;
+    }
+    if (p_ < end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E')) return false;
+    if (neg) {
+      if (v == 0) return false;
+      *out = -static_cast<int64_t>(v);
+    } else {
+      *out = v;
+    }
+    return true;
+  }
+
+  bool Value(Json* out, int depth) {
+    Ws();
+    if (p_ >= end_) return false;
+    switch (*p_) {
+      case '{': {
+        if (depth >= 32) return false;
+        ++p_;
+        *out = Json::object();
+        Ws();
+        if (p_ < end_ && *p_ == '}') {
+          ++p_;
+          return true;
+        }
+        for (;;) {
+          Ws();
+          if (p_ >= end_ || *p_ != '"') return false;
+          std::string key;
+          if (!String(&key)) return false;
+          Ws();
+          if (p_ >= end_ || *p_ != ':') return false;
+          ++p_;
+          Json v;
+          if (!Value(&v, depth + 1)) return false;
+          (*out)[std::move(key)] = std::move(v);  // a repeated key: the last wins, as in nlohmann
+          Ws();
+          if (p_ >= end_) return false;
+          if (*p_ == ',') {
+            ++p_;
+            continue;
+          }
+          if (*p_ != '}') return false;
+          ++p_;
+          return true;
+        }
+      }
+      case '[': {
+        if (depth >= 32) return false;
+        ++p_;
+        *out = Json::array();
+        Ws();
+        if (p_ < end_ && *p_ == ']') {
+          ++p_;
+          return true;
+        }
+        for (;;) {
+          Json v;
+          if (!Value(&v, depth + 1)) return false;
+          out->push_back(std::move(v));
+          Ws();
+          if (p_ >= end_) return false;
+          if (*p_ == ',') {
+            ++p_;
+            continue;
+          }
+          if (*p_ != ']') return false;
+          ++p_;
+          return true;
+        }
+      }
+      case '"': {
+        std::string str;
+        if (!String(&str)) return false;
+        *out = std::move(str);
+        return true;
+      }
+      case 't':
+        if (!Lit("true")) return false;
+        *out = true;
+        return true;
+      case 'f':
+        if (!Lit("false")) return false;
+        *out = false;
+        return true;
+      case 'n':
+        if (!Lit("null")) return false;
+        *out = nullptr;
+        return true;
+      default:
+        return Number(out);
+    }
+  }
+
+  const char* p_;
+  const char* end_;
+};
 
 Frame Error(Wire wire, int code, std::string message) {
   Frame f;
@@ -260,7 +435,8 @@ Frame ParseLine(std::string_view line) {
   // Tolerate a CR from clients that write CRLF.
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   bool too_deep = false;
-  Json j = ParseBounded(line, &too_deep);
+  Json j;
+  if (!FastParser(line).Parse(&j)) j = ParseBounded(line, &too_deep);
   if (too_deep) return Error(Wire::kJsonRpc, kInvalidRequest, "JSON nested deeper than 64 levels");
   if (j.is_discarded()) return Error(Wire::kJsonRpc, kParseError, "Parse error: line is not valid JSON");
   if (!j.is_object()) return Error(Wire::kJsonRpc, kInvalidRequest, "Invalid Request: expected a JSON object");

@@ -1,5 +1,7 @@
 #include "store/writer.h"
 
+#include <algorithm>
+#include <chrono>
 #include <memory>
 
 #include "common/log.h"
@@ -57,6 +59,21 @@ void Writer::Run() {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping and drained
+      // Right after a commit the clients it answered send their next
+      // mutations within a fraction of a millisecond. Waiting while the
+      // queue keeps growing (each step at most kGatherStep, all together at
+      // most kGatherMax, both small next to an fsync) lets one commit carry
+      // them all instead of splitting them over two commits.
+      constexpr auto kGatherStep = std::chrono::microseconds(200);
+      constexpr auto kGatherMax = std::chrono::microseconds(2000);
+      auto deadline = std::chrono::steady_clock::now() + kGatherMax;
+      size_t seen = queue_.size();
+      while (!stopping_ && seen < max_batch_) {
+        auto until = std::min(std::chrono::steady_clock::now() + kGatherStep, deadline);
+        if (!cv_.wait_until(lock, until, [&] { return stopping_ || queue_.size() > seen; })) break;
+        seen = queue_.size();
+        if (std::chrono::steady_clock::now() >= deadline) break;
+      }
       while (!queue_.empty() && batch.size() < max_batch_) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
@@ -82,6 +99,13 @@ bool Writer::NudgeFreelist() {
 
 void Writer::ApplyGroup(std::vector<Item>& batch, std::vector<size_t> idx) {
   bool nudged = false;
+  // First try: every op straight in the batch transaction. LMDB's nested
+  // transactions are not free (each one allocates and later merges a dirty
+  // page list), and almost every op succeeds. When one fails, its partial
+  // writes cannot be undone alone: the batch is aborted and replayed with one
+  // nested transaction per op, which gives every op the result it would have
+  // had alone (ops are re-runnable, as for a full map).
+  bool nested = false;
   while (!idx.empty()) {
     auto txn = store_->BeginWrite();
     if (!txn.ok()) {
@@ -90,8 +114,30 @@ void Writer::ApplyGroup(std::vector<Item>& batch, std::vector<size_t> idx) {
     }
     bool map_full = false;
     size_t full_at = idx.size();  // position in idx of the op that hit MapFull
+    bool replay_nested = false;
     for (size_t pos = 0; pos < idx.size(); ++pos) {
       Item& it = batch[idx[pos]];
+      if (!nested) {
+        Status st;
+        try {
+          st = it.op(*txn);
+        } catch (const std::exception& e) {
+          st = Status::Internal(std::string("write op threw: ") + e.what());
+        } catch (...) {
+          st = Status::Internal("write op threw a non-standard exception");
+        }
+        it.result = st;
+        if (st.code() == Code::kMapFull) {
+          map_full = true;
+          full_at = pos;
+          break;
+        }
+        if (!st.ok()) {
+          replay_nested = true;
+          break;
+        }
+        continue;
+      }
       auto child = txn->BeginNested();
       if (!child.ok()) {
         it.result = child.status();
@@ -119,6 +165,12 @@ void Writer::ApplyGroup(std::vector<Item>& batch, std::vector<size_t> idx) {
         full_at = pos;
         break;
       }
+    }
+    if (replay_nested) {
+      txn->Abort();
+      for (size_t i : idx) batch[i].result = Status::Ok();
+      nested = true;
+      continue;
     }
     Status commit = map_full ? Status::MapFull("map full") : txn->Commit();
     if (!map_full && commit.code() == Code::kMapFull) map_full = true;  // full_at stays idx.size()

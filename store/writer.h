@@ -1,14 +1,16 @@
 // Writer: the single writer thread and its group commit.
 //
 // Every mutation of the store is a WriteOp submitted here. The writer thread
-// takes whatever is queued (up to max_batch), runs each op in its own nested
-// LMDB transaction inside one batch transaction, and commits the batch once:
-// one fsync for many mutations. Only after that commit does each op's
+// takes whatever is queued (up to max_batch, waiting up to 2 ms while the
+// queue still grows), runs the ops in one batch transaction, and commits the
+// batch once: one fsync for many mutations. Ops run straight in the batch
+// transaction; when one fails the batch is aborted and replayed with each op
+// in its own nested transaction. Only after that commit does each op's
 // WriteDone run, on the loop thread (via the Poster), so a client never hears
 // of a change that is not durable.
 //
-// An op that fails rolls back alone (its nested transaction is aborted), so a
-// batch behaves exactly like the same ops one by one, in submission order.
+// An op that fails rolls back alone (in the replay, its nested transaction is
+// aborted), so a batch behaves exactly like the same ops one by one, in submission order.
 // When the map is full the batch is aborted, the map grown and the batch
 // replayed, so ops must be re-runnable: compute everything from the
 // transaction and overwrite (not append to) any captured result. An op must

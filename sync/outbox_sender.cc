@@ -121,6 +121,8 @@ struct OutboxSender::Impl {
   int64_t hold_until = 0;            // Retry-After floor for every send
   std::vector<uint64_t> delete_buf;  // delivered, deletion not yet submitted
   bool delete_in_flight = false;
+  // Last job id of a delivered batch -> its user, busy until the deletion commits.
+  std::unordered_map<uint64_t, std::string> removal_owner;
 
   uint64_t requests = 0, delivered = 0, dead_lettered = 0, pending_writes = 0;
   std::map<int, uint64_t> by_status;
@@ -364,6 +366,11 @@ struct OutboxSender::Impl {
       if (op == JobOp::kFetch) {
         SubmitFetchApply(head.job, *profile);
       } else {
+        // The user stays busy until the removal of these jobs is durable:
+        // otherwise a crash in between re-sends them after the user's next
+        // job (e.g. a PUT after the DELETE, a 404 and a dead letter).
+        uit->second.busy = true;
+        removal_owner[batch.back()] = uid;
         SubmitDelete(batch);
       }
       delivered += batch.size();
@@ -474,9 +481,18 @@ struct OutboxSender::Impl {
           return Status::Ok();
         },
         ids, "delete delivered jobs",
-        [this] {
+        [this, ids] {
           delete_in_flight = false;
+          for (uint64_t id : ids) {
+            auto o = removal_owner.find(id);
+            if (o == removal_owner.end()) continue;
+            std::string uid = std::move(o->second);
+            removal_owner.erase(o);
+            if (auto u = users.find(uid); u != users.end()) u->second.busy = false;
+            Reschedule(uid);
+          }
           FlushDeletes();
+          Pump();
         });
   }
 

@@ -283,6 +283,8 @@ describe('socket abuse', () => {
         socks.push(...batch);
       }
       const connectMs = Date.now() - t0;
+      // connect() resolves once the connection is in the listen backlog: wait until the daemon accepted them all.
+      await waitFor(() => openFds(pid) >= fds0 + CONNECTIONS, { timeoutMs: 20000, what: `all ${CONNECTIONS} accepted (${openFds(pid)} fds)` });
       const fdsAll = openFds(pid);
       const rssAll = rssKiB(pid);
       const req = `${JSON.stringify({ _tag: 'Request', id: '1', tag: 'user.me', headers: [['authorization', `Bearer ${user.token}`]] })}\n`;

@@ -188,7 +188,13 @@ export async function crashRounds({ fake, d, t, rounds = 20, users: nUsers = 40,
     return s.outbox.depth === 0 && s;
   }, { timeoutMs: 60000, intervalMs: 100, what: 'outbox depth 0' });
   const s = await adminOk(d, 'admin.status');
-  assert.equal(s.deadLetters, 0, 'no dead letters');
+  if (s.deadLetters !== 0) {
+    const dl = await adminOk(d, 'admin.deadLetters.list', { limit: 20 });
+    const u = byId.get(dl.deadLetters[0].userId);
+    const reqs = u ? (await fake.requests({ path: `/${u.workosId}$` })).map((r) => `${r.ts} ${r.method} ${r.status} ${JSON.stringify(r.body)}`) : [];
+    const feed = u ? (await readChanges(d, 0)).filter((e) => e.user.id === u.id).map((e) => `${e.transactionId} ${e.op} ${e.user.firstName}`) : [];
+    assert.fail(`${s.deadLetters} dead letters: ${JSON.stringify(dl.deadLetters).slice(0, 600)}\nrequests for ${u?.workosId}:\n${reqs.join('\n')}\nfeed:\n${feed.join('\n')}`);
+  }
   for (const u of users) {
     const local = await admin(d, 'admin.users.get', { id: u.id });
     const w = await fake.getUser(u.workosId);
