@@ -19,7 +19,7 @@ DEB_PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev
   clang libclang-rt-14-dev systemd ca-certificates
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build build-test build-fuzz test run fuzz bench install clean
+.PHONY: deps build build-daemon build-test build-fuzz test run fuzz bench install clean
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -46,7 +46,12 @@ test: build-test tests/interop/node_modules/.package-lock.json
 	$(MAKE) --no-print-directory build-fuzz
 	FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) bash fuzz/run.sh $(FUZZ_BUILD_DIR)
 
-run: build
+# Only what `make run` needs: the daemon and usersctl.
+build-daemon: deps
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD_DIR) -j$(JOBS) --target usersd usersctl
+
+run: build-daemon
 	node tools/dev-run.mjs --bin $(BUILD_DIR)/daemon/usersd
 
 # Only the fuzzers and the libraries they link, not the daemon (docs/FUZZING.md).
