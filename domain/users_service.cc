@@ -46,22 +46,6 @@ OpResult Conclude(const Status& st, const Decision& d) {
   return OpResult::Internal(st.message());
 }
 
-// Assigns the next transactionId to `after`, stores it and appends the change
-// entry. `before` is the stored version (nullopt for a new user).
-Status CommitUser(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,
-                  int64_t now_ms) {
-  auto txid = t.NextTxid();
-  if (!txid.ok()) return txid.status();
-  after.txid = *txid;
-  USERSD_RETURN_IF_ERROR(t.PutUser(after, before));
-  store::Change c;
-  c.txid = *txid;
-  c.op = op;
-  c.user = after;
-  c.at_ms = now_ms;
-  return t.AppendChange(c);
-}
-
 Json MutationResult(const UserRecord& u) { return Json{{"data", ToUserJson(u)}, {"transactionId", u.txid}}; }
 
 bool IsAdminRole(const std::string& role) { return role == "owner" || role == "admin"; }
@@ -210,7 +194,7 @@ void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosGat
             u.email.clear();
           }
         }
-        USERSD_RETURN_IF_ERROR(CommitUser(t, u, std::nullopt, ChangeOp::kUpsert, now));
+        USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, u, std::nullopt, ChangeOp::kUpsert, now));
         if (!fetched) {
           OutboxJob job;
           job.user_id = u.id;
@@ -291,7 +275,7 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
           if (patch->timezone) after.timezone = *patch->timezone;
           if (patch->settings) after.settings = *patch->settings;
           after.updated_at_ms = now;
-          USERSD_RETURN_IF_ERROR(CommitUser(t, after, before, ChangeOp::kUpsert, now));
+          USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, before, ChangeOp::kUpsert, now));
           // Only WorkOS-owned fields that really changed go to WorkOS.
           Json fields = Json::object();
           if (after.first_name != before->first_name) fields["first_name"] = after.first_name;
@@ -345,7 +329,7 @@ void UsersService::Delete(const auth::Claims& caller, const Json& payload, OpCal
           UserRecord after = *before;
           after.deleted_at_ms = now;
           after.updated_at_ms = now;
-          USERSD_RETURN_IF_ERROR(CommitUser(t, after, before, ChangeOp::kDelete, now));
+          USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, before, ChangeOp::kDelete, now));
           OutboxJob job;
           job.user_id = after.id;
           job.workos_id = after.workos_id;
@@ -383,7 +367,7 @@ void UsersService::FinalizeOnboarding(const auth::Claims& caller, OpCallback cb)
           UserRecord after = **cur;
           after.is_onboarded = true;
           after.updated_at_ms = now;
-          USERSD_RETURN_IF_ERROR(CommitUser(t, after, *cur, ChangeOp::kUpsert, now));
+          USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, *cur, ChangeOp::kUpsert, now));
           decision->result = OpResult::Ok(MutationResult(after));
           return Status::Ok();
         },
@@ -419,7 +403,7 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
               after.avatar_url = NormalizePicture(after.profile_picture_url);
             }
             after.updated_at_ms = now;
-            USERSD_RETURN_IF_ERROR(CommitUser(t, after, *cur, ChangeOp::kUpsert, now));
+            USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, *cur, ChangeOp::kUpsert, now));
             decision->result = OpResult::Ok(MutationResult(after));
             return Status::Ok();
           },
