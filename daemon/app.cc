@@ -1,6 +1,7 @@
 #include "daemon/app.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/file.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -169,6 +170,17 @@ Status App::Start() {
   uv_timer_init(&loop_, &stop_timer_);
   stop_timer_.data = this;
 
+  // After a burst, glibc keeps the freed heap; when the socket has been
+  // quiet for a whole period, hand it back so an idle sidecar stays small.
+  uv_timer_init(&loop_, &trim_timer_);
+  trim_timer_.data = this;
+  uv_timer_start(&trim_timer_, [](uv_timer_t* t) {
+    auto* self = static_cast<App*>(t->data);
+    uint64_t requests = self->app_server_ ? self->app_server_->stats().requests : 0;
+    if (requests == self->requests_at_last_trim_) malloc_trim(0);
+    self->requests_at_last_trim_ = requests;
+  }, 30000, 30000);
+
   LogInfo("usersd ready", {{"version", version()},
                            {"socket", cfg_.socket.path},
                            {"store", cfg_.store.path},
@@ -331,7 +343,7 @@ void App::FinishStop() {
     if (reinterpret_cast<uv_handle_t*>(h)->loop) uv_unref(reinterpret_cast<uv_handle_t*>(h));
   close(&watchdog_timer_);
   close(&stop_timer_);
-  close(&metrics_timer_);
+  close(&trim_timer_);
   if (jwks_) jwks_->Close();
   if (outbox_) outbox_->Close();
   if (events_) events_->Close();

@@ -92,7 +92,8 @@ class App {
   std::unique_ptr<ipc::Server> admin_server_;
   std::unique_ptr<admin::MetricsTextfile> metrics_textfile_;  // metrics.textfile (reads cfg_ each tick)
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
-  uv_timer_t stop_timer_{}, watchdog_timer_{}, metrics_timer_{};
+  uv_timer_t stop_timer_{}, watchdog_timer_{}, trim_timer_{};
+  uint64_t requests_at_last_trim_ = 0;
   bool stopping_ = false;
   int64_t stop_deadline_ms_ = 0;
   int64_t started_at_ms_ = 0;
