@@ -19,7 +19,7 @@ DEB_PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev
   clang libclang-rt-14-dev systemd ca-certificates
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build build-daemon build-test build-fuzz test run fuzz bench install clean
+.PHONY: deps build build-daemon build-test build-fuzz test tsan run fuzz bench install clean
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -45,6 +45,18 @@ test: build-test tests/interop/node_modules/.package-lock.json
 	  ctest --output-on-failure -j2 --timeout 900
 	$(MAKE) --no-print-directory build-fuzz
 	FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) bash fuzz/run.sh $(FUZZ_BUILD_DIR)
+	$(MAKE) --no-print-directory tsan TSAN_TESTS="$(TSAN_TESTS_SHORT)"
+
+# The threaded parts (writer thread, loop hand-off, store gate, curl on the
+# loop) under ThreadSanitizer. `make test` runs the store's tests; `make tsan`
+# alone runs all of these.
+TSAN_BUILD_DIR ?= build-tsan
+TSAN_TESTS_SHORT := test_store_writer_test test_store_store_test
+TSAN_TESTS ?= test_store_writer_test test_store_store_test test_sync_http_test test_sync_outbox_test test_admin_api_test
+tsan: deps
+	cmake -S . -B $(TSAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 -DUSERSD_TSAN=ON >/dev/null
+	cmake --build $(TSAN_BUILD_DIR) -j$(JOBS) --target $(TSAN_TESTS)
+	set -e; for t in $(TSAN_TESTS); do echo "tsan: $$t"; TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD_DIR)/tests/$$t; done
 
 # Only what `make run` needs: the daemon and usersctl.
 build-daemon: deps

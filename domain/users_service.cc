@@ -26,7 +26,8 @@ Json OptTime(const std::optional<int64_t>& t) { return t ? Json(FormatIso8601Ms(
 struct Decision {
   OpResult result;
   bool rollback = false;
-  bool queued_job = false;  // the op enqueued an outbox job
+  bool queued_job = false;   // the op enqueued an outbox job
+  bool created_new = false;  // provisioning created the user (not found it)
 };
 
 // Status a WriteOp returns to roll back after deciding its answer.
@@ -162,7 +163,8 @@ void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosGat
   writer_->Submit(
       [caller, profile, fetched, decision, created, now, new_id](WriteTxn& t) -> Status {
         decision->rollback = false;
-          decision->queued_job = false;
+        decision->queued_job = false;
+        decision->created_new = false;
         // Another request may have provisioned the same user meanwhile.
         auto existing = t.FindByWorkosId(caller.sub);
         if (!existing.ok()) return existing.status();
@@ -174,7 +176,8 @@ void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosGat
         u.id = new_id;
         u.workos_id = caller.sub;
         u.organization_id = caller.org_id;
-        u.role = caller.role;
+        // Only the three roles of SPEC section 1 are stored.
+        u.role = IsAdminRole(caller.role) ? caller.role : "member";
         u.created_at_ms = now;
         if (profile) {
           u.email = profile->email;
@@ -207,6 +210,7 @@ void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosGat
           if (!id.ok()) return id.status();
           decision->queued_job = true;
         }
+        decision->created_new = true;
         *created = u;
         return Status::Ok();
       },
@@ -216,7 +220,7 @@ void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosGat
           return cb(st.ok() ? Status::Internal("provisioning produced no user") : st, r);
         }
         if (!(*created)->live()) return cb(Status::Unauthorized("deleted"), OpResult::Unauthorized("user has been deleted"));
-        provisioned_++;
+        if (decision->created_new) provisioned_++;
         if (decision->queued_job && notify_outbox_) notify_outbox_();
         cb(std::move(**created), OpResult::Ok(nullptr));
       });
@@ -261,6 +265,7 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
         [patch, claims, self, decision, now](WriteTxn& t) -> Status {
           decision->rollback = false;
           decision->queued_job = false;
+          decision->created_new = false;
           auto cur = t.GetUser(patch->id);
           if (!cur.ok()) return cur.status();
           const std::optional<UserRecord>& before = *cur;
@@ -320,6 +325,7 @@ void UsersService::Delete(const auth::Claims& caller, const Json& payload, OpCal
         [target, claims, self, decision, now](WriteTxn& t) -> Status {
           decision->rollback = false;
           decision->queued_job = false;
+          decision->created_new = false;
           auto cur = t.GetUser(target);
           if (!cur.ok()) return cur.status();
           const std::optional<UserRecord>& before = *cur;
@@ -360,6 +366,7 @@ void UsersService::FinalizeOnboarding(const auth::Claims& caller, OpCallback cb)
         [id, decision, now](WriteTxn& t) -> Status {
           decision->rollback = false;
           decision->queued_job = false;
+          decision->created_new = false;
           auto cur = t.GetUser(id);
           if (!cur.ok()) return cur.status();
           if (!cur->has_value() || !(*cur)->live())
@@ -387,7 +394,8 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
       writer_->Submit(
           [id, live, decision, now](WriteTxn& t) -> Status {
             decision->rollback = false;
-          decision->queued_job = false;
+            decision->queued_job = false;
+            decision->created_new = false;
             auto cur = t.GetUser(id);
             if (!cur.ok()) return cur.status();
             if (!cur->has_value() || !(*cur)->live())

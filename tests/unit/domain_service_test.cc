@@ -439,7 +439,9 @@ TEST_CASE("two concurrent first requests provision exactly one user", "[domain][
   CHECK(rig.notified == (online ? 0 : 1));
   // provisioning + finalizeOnboarding
   CHECK(rig.LastTxid() == 2);
-  // Counts users created, not requests that resolved to one.
+  // Counts users created, not requests that resolved to one. Fails today:
+  // Provision's done does provisioned_++ even when its WriteOp found the user
+  // already created by the other request (users_service.cc, Provision done).
   CHECK(rig.svc->provisioned() == 1);
 }
 
