@@ -140,7 +140,7 @@ struct Rig {
 
   std::string SeedUser(const std::string& workos_id, const std::string& email, const std::string& first = "Ada") {
     std::string id = domain::NewUuid();
-    Write([=](store::WriteTxn& t) -> Status {
+    Write([=, this](store::WriteTxn& t) -> Status {
       store::UserRecord u;
       u.id = id;
       u.workos_id = workos_id;
