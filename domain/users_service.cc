@@ -28,6 +28,13 @@ struct Decision {
   bool rollback = false;
   bool queued_job = false;   // the op enqueued an outbox job
   bool created_new = false;  // provisioning created the user (not found it)
+
+  // Called first in every WriteOp: a replayed op starts from scratch.
+  void Reset() {
+    rollback = false;
+    queued_job = false;
+    created_new = false;
+  }
 };
 
 // Status a WriteOp returns to roll back after deciding its answer.
@@ -50,6 +57,35 @@ OpResult Conclude(const Status& st, const Decision& d) {
 Json MutationResult(const UserRecord& u) { return Json{{"data", ToUserJson(u)}, {"transactionId", u.txid}}; }
 
 bool IsAdminRole(const std::string& role) { return role == "owner" || role == "admin"; }
+
+// An org admin may manage other users at all (their organization is checked
+// later, on the stored target).
+bool ActsAsOrgAdmin(const ServiceOptions& o, const auth::Claims& caller) {
+  return o.org_admins_manage_members && IsAdminRole(caller.role) && caller.org_id.has_value();
+}
+
+// The answer for a target the caller may not manage or that is gone; nullopt
+// when the operation may go on. Policy comes before existence, so an id of
+// another organization is refused the same way whether it exists or not.
+std::optional<OpResult> CheckTarget(bool self, const auth::Claims& caller, const std::optional<UserRecord>& target,
+                                    const std::string& id) {
+  if (!self && (!target || target->organization_id != caller.org_id))
+    return OpResult::Unauthorized("you may not manage this user");
+  if (!target || !target->live()) return OpResult::NotFound(id);
+  return std::nullopt;
+}
+
+// A new outbox job for `u` created by the change with u.txid.
+OutboxJob NewJob(const UserRecord& u, JobOp op, int64_t now_ms) {
+  OutboxJob job;
+  job.user_id = u.id;
+  job.workos_id = u.workos_id;
+  job.op = op;
+  job.txid = u.txid;
+  job.created_at_ms = now_ms;
+  job.next_attempt_at_ms = now_ms;
+  return job;
+}
 
 std::optional<std::string> NormalizePicture(const std::optional<std::string>& url) {
   if (!url) return std::nullopt;
@@ -162,9 +198,7 @@ void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosGat
   std::string new_id = NewUuid();
   writer_->Submit(
       [caller, profile, fetched, decision, created, now, new_id](WriteTxn& t) -> Status {
-        decision->rollback = false;
-        decision->queued_job = false;
-        decision->created_new = false;
+        decision->Reset();
         // Another request may have provisioned the same user meanwhile.
         auto existing = t.FindByWorkosId(caller.sub);
         if (!existing.ok()) return existing.status();
@@ -199,14 +233,7 @@ void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosGat
         }
         USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, u, std::nullopt, ChangeOp::kUpsert, now));
         if (!fetched) {
-          OutboxJob job;
-          job.user_id = u.id;
-          job.workos_id = u.workos_id;
-          job.op = JobOp::kFetch;
-          job.txid = u.txid;
-          job.created_at_ms = now;
-          job.next_attempt_at_ms = now;
-          auto id = t.EnqueueJob(job);
+          auto id = t.EnqueueJob(NewJob(u, JobOp::kFetch, now));
           if (!id.ok()) return id.status();
           decision->queued_job = true;
         }
@@ -255,7 +282,7 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
   ResolveCaller(caller, [this, patch, claims, cb](Result<UserRecord> me, OpResult err) {
     if (!me.ok()) return cb(std::move(err));
     bool self = patch->id == me->id;
-    bool org_admin = options_.org_admins_manage_members && IsAdminRole(claims.role) && claims.org_id.has_value();
+    bool org_admin = ActsAsOrgAdmin(options_, claims);
     // Policy before existence: an id one may not manage is refused without
     // looking it up.
     if (!self && !org_admin) return cb(OpResult::Unauthorized("you may only update your own user"));
@@ -263,15 +290,11 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
     int64_t now = clock_.NowMs();
     writer_->Submit(
         [patch, claims, self, decision, now](WriteTxn& t) -> Status {
-          decision->rollback = false;
-          decision->queued_job = false;
-          decision->created_new = false;
+          decision->Reset();
           auto cur = t.GetUser(patch->id);
           if (!cur.ok()) return cur.status();
           const std::optional<UserRecord>& before = *cur;
-          if (!self && (!before || before->organization_id != claims.org_id))
-            return Rollback(decision.get(), OpResult::Unauthorized("you may not manage this user"));
-          if (!before || !before->live()) return Rollback(decision.get(), OpResult::NotFound(patch->id));
+          if (auto refusal = CheckTarget(self, claims, before, patch->id)) return Rollback(decision.get(), *refusal);
           UserRecord after = *before;
           if (patch->first_name) after.first_name = *patch->first_name;
           if (patch->last_name) after.last_name = *patch->last_name;
@@ -287,14 +310,8 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
           if (after.last_name != before->last_name) fields["last_name"] = after.last_name;
           if (after.email != before->email) fields["email"] = after.email;
           if (!fields.empty()) {
-            OutboxJob job;
-            job.user_id = after.id;
-            job.workos_id = after.workos_id;
-            job.op = JobOp::kUpdate;
+            OutboxJob job = NewJob(after, JobOp::kUpdate, now);
             job.fields = std::move(fields);
-            job.txid = after.txid;
-            job.created_at_ms = now;
-            job.next_attempt_at_ms = now;
             auto id = t.EnqueueJob(std::move(job));
             if (!id.ok()) return id.status();
             decision->queued_job = true;
@@ -317,33 +334,22 @@ void UsersService::Delete(const auth::Claims& caller, const Json& payload, OpCal
   ResolveCaller(caller, [this, target, claims, cb](Result<UserRecord> me, OpResult err) {
     if (!me.ok()) return cb(std::move(err));
     bool self = target == me->id;
-    bool org_admin = options_.org_admins_manage_members && IsAdminRole(claims.role) && claims.org_id.has_value();
+    bool org_admin = ActsAsOrgAdmin(options_, claims);
     if (!self && !org_admin) return cb(OpResult::Unauthorized("you may only delete your own user"));
     auto decision = std::make_shared<Decision>();
     int64_t now = clock_.NowMs();
     writer_->Submit(
         [target, claims, self, decision, now](WriteTxn& t) -> Status {
-          decision->rollback = false;
-          decision->queued_job = false;
-          decision->created_new = false;
+          decision->Reset();
           auto cur = t.GetUser(target);
           if (!cur.ok()) return cur.status();
           const std::optional<UserRecord>& before = *cur;
-          if (!self && (!before || before->organization_id != claims.org_id))
-            return Rollback(decision.get(), OpResult::Unauthorized("you may not manage this user"));
-          if (!before || !before->live()) return Rollback(decision.get(), OpResult::NotFound(target));
+          if (auto refusal = CheckTarget(self, claims, before, target)) return Rollback(decision.get(), *refusal);
           UserRecord after = *before;
           after.deleted_at_ms = now;
           after.updated_at_ms = now;
           USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, before, ChangeOp::kDelete, now));
-          OutboxJob job;
-          job.user_id = after.id;
-          job.workos_id = after.workos_id;
-          job.op = JobOp::kDelete;
-          job.txid = after.txid;
-          job.created_at_ms = now;
-          job.next_attempt_at_ms = now;
-          auto id = t.EnqueueJob(std::move(job));
+          auto id = t.EnqueueJob(NewJob(after, JobOp::kDelete, now));
           if (!id.ok()) return id.status();
           decision->queued_job = true;
           decision->result = OpResult::Ok(Json{{"transactionId", after.txid}});
@@ -364,9 +370,7 @@ void UsersService::FinalizeOnboarding(const auth::Claims& caller, OpCallback cb)
     std::string id = me->id;
     writer_->Submit(
         [id, decision, now](WriteTxn& t) -> Status {
-          decision->rollback = false;
-          decision->queued_job = false;
-          decision->created_new = false;
+          decision->Reset();
           auto cur = t.GetUser(id);
           if (!cur.ok()) return cur.status();
           if (!cur->has_value() || !(*cur)->live())
@@ -393,9 +397,7 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
       int64_t now = clock_.NowMs();
       writer_->Submit(
           [id, live, decision, now](WriteTxn& t) -> Status {
-            decision->rollback = false;
-            decision->queued_job = false;
-            decision->created_new = false;
+            decision->Reset();
             auto cur = t.GetUser(id);
             if (!cur.ok()) return cur.status();
             if (!cur->has_value() || !(*cur)->live())
