@@ -13,6 +13,8 @@
 #include <uv.h>
 
 #include <catch2/catch.hpp>
+
+#include "tests/unit/temp_dir.h"
 #include <chrono>
 #include <filesystem>
 
@@ -25,22 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "usd-admin-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using usersd::testing::TempDir;
 
 // Everything AdminApi borrows, wired like daemon/app.cc does, and torn down
 // in the order the headers require.

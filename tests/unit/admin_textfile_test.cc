@@ -8,6 +8,8 @@
 #include <uv.h>
 
 #include <catch2/catch.hpp>
+
+#include "tests/unit/temp_dir.h"
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -17,23 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "usersd-textfile-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using usersd::testing::TempDir;
 
 std::string Slurp(const std::string& path) {
   std::ifstream f(path);

@@ -6,6 +6,8 @@
 #include <uv.h>
 
 #include <catch2/catch.hpp>
+
+#include "tests/unit/temp_dir.h"
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -31,22 +33,7 @@ namespace fs = std::filesystem;
 using Kind = OpResult::Kind;
 using Outcome = WorkosGateway::Outcome;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "usersd-domain-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using usersd::testing::TempDir;
 
 // A WorkOS stand-in. Answers GetUser from `profiles` (missing id: kNotFound),
 // or with `force` when set. Answers are always delivered later, through the

@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+
+#include "tests/unit/temp_dir.h"
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -18,25 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory under $TMPDIR, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "usersd-store-XXXXXX").string();
-    char* p = ::mkdtemp(tmpl.data());
-    REQUIRE(p != nullptr);
-    path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using usersd::testing::TempDir;
 
 std::unique_ptr<Store> OpenAt(const std::string& path, const Clock* clock = nullptr) {
   StoreOptions o;

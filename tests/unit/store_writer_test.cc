@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+
+#include "tests/unit/temp_dir.h"
 #include <chrono>
 #include <filesystem>
 #include <future>
@@ -24,23 +26,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "usersd-writer-XXXXXX").string();
-    char* p = ::mkdtemp(tmpl.data());
-    REQUIRE(p != nullptr);
-    path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using usersd::testing::TempDir;
 
 // A store, a uv loop with a Poster, and a Writer, torn down in the order the
 // headers require: writer stopped, its last dones delivered, the Poster

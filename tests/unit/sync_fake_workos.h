@@ -9,6 +9,8 @@
 #include <uv.h>
 
 #include <catch2/catch.hpp>
+
+#include "tests/unit/temp_dir.h"
 #include <chrono>
 #include <deque>
 #include <filesystem>
@@ -28,23 +30,7 @@ namespace usersd::sync::testing {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "usersd-sync-XXXXXX").string();
-    char* p = ::mkdtemp(tmpl.data());
-    REQUIRE(p != nullptr);
-    path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using usersd::testing::TempDir;
 
 inline HttpResponse Reply(int status, std::string body = "{}", std::optional<int64_t> retry_after_ms = std::nullopt) {
   HttpResponse r;
