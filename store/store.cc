@@ -430,42 +430,40 @@ Status Scan(MDB_txn* txn, MDB_dbi dbi, std::string_view start, Fn fn) {
   return Status::Ok();
 }
 
-}  // namespace
-
-Result<std::vector<UserRecord>> ReadTxn::ListUsers(std::string_view after, size_t limit) {
-  std::vector<UserRecord> out;
-  if (limit == 0) return out;
+// Decodes the entries from `start` on into a vector: `decode(key, value)`
+// gives a Result<T>; the first failure ends the scan with its status. An
+// entry whose key equals `skip` is passed over; `max` == 0 means no limit.
+template <class T, class Decode>
+Result<std::vector<T>> Collect(MDB_txn* txn, MDB_dbi dbi, std::string_view start, std::string_view skip, size_t max,
+                               Decode decode) {
+  std::vector<T> out;
   Status bad;
-  Status st = Scan(txn_, store_->users_, after, [&](std::string_view k, std::string_view v) {
-    if (!after.empty() && k == after) return true;
-    auto u = DecodeUser(v);
-    if (!u.ok()) {
-      bad = u.status();
+  Status st = Scan(txn, dbi, start, [&](std::string_view k, std::string_view v) {
+    if (!skip.empty() && k == skip) return true;
+    Result<T> item = decode(k, v);
+    if (!item.ok()) {
+      bad = item.status();
       return false;
     }
-    out.push_back(std::move(*u));
-    return out.size() < limit;
+    out.push_back(std::move(*item));
+    return max == 0 || out.size() < max;
   });
   if (!st.ok()) return st;
   if (!bad.ok()) return bad;
   return out;
 }
 
+}  // namespace
+
+Result<std::vector<UserRecord>> ReadTxn::ListUsers(std::string_view after, size_t limit) {
+  if (limit == 0) return std::vector<UserRecord>();
+  return Collect<UserRecord>(txn_, store_->users_, after, after, limit,
+                             [](std::string_view, std::string_view v) { return DecodeUser(v); });
+}
+
 Result<std::vector<OutboxJob>> ReadTxn::ListJobs(size_t limit) {
-  std::vector<OutboxJob> out;
-  Status bad;
-  Status st = Scan(txn_, store_->outbox_, {}, [&](std::string_view, std::string_view v) {
-    auto j = DecodeJob(v);
-    if (!j.ok()) {
-      bad = j.status();
-      return false;
-    }
-    out.push_back(std::move(*j));
-    return limit == 0 || out.size() < limit;
-  });
-  if (!st.ok()) return st;
-  if (!bad.ok()) return bad;
-  return out;
+  return Collect<OutboxJob>(txn_, store_->outbox_, {}, {}, limit,
+                            [](std::string_view, std::string_view v) { return DecodeJob(v); });
 }
 
 Result<std::vector<OutboxJob>> ReadTxn::JobsOfUser(std::string_view user_id) {
@@ -478,38 +476,14 @@ Result<std::vector<OutboxJob>> ReadTxn::JobsOfUser(std::string_view user_id) {
 }
 
 Result<std::vector<DeadLetter>> ReadTxn::ListDeadLetters(size_t limit) {
-  std::vector<DeadLetter> out;
-  Status bad;
-  Status st = Scan(txn_, store_->dead_, {}, [&](std::string_view, std::string_view v) {
-    auto d = DeadFromBytes(v);
-    if (!d.ok()) {
-      bad = d.status();
-      return false;
-    }
-    out.push_back(std::move(*d));
-    return limit == 0 || out.size() < limit;
-  });
-  if (!st.ok()) return st;
-  if (!bad.ok()) return bad;
-  return out;
+  return Collect<DeadLetter>(txn_, store_->dead_, {}, {}, limit,
+                             [](std::string_view, std::string_view v) { return DeadFromBytes(v); });
 }
 
 Result<std::vector<OutboxJob>> ReadTxn::ListJobsAfter(uint64_t after_id, size_t limit) {
-  std::vector<OutboxJob> out;
-  if (after_id == UINT64_MAX) return out;
-  Status bad;
-  Status st = Scan(txn_, store_->outbox_, U64Key(after_id + 1), [&](std::string_view, std::string_view v) {
-    auto j = DecodeJob(v);
-    if (!j.ok()) {
-      bad = j.status();
-      return false;
-    }
-    out.push_back(std::move(*j));
-    return limit == 0 || out.size() < limit;
-  });
-  if (!st.ok()) return st;
-  if (!bad.ok()) return bad;
-  return out;
+  if (after_id == UINT64_MAX) return std::vector<OutboxJob>();
+  return Collect<OutboxJob>(txn_, store_->outbox_, U64Key(after_id + 1), {}, limit,
+                            [](std::string_view, std::string_view v) { return DecodeJob(v); });
 }
 
 Result<std::optional<OutboxJob>> ReadTxn::GetJob(uint64_t id) {
@@ -531,31 +505,22 @@ Result<std::optional<DeadLetter>> ReadTxn::GetDeadLetter(uint64_t id) {
 }
 
 Result<std::vector<Change>> ReadTxn::ChangesSince(uint64_t since, size_t limit) {
-  std::vector<Change> out;
-  if (limit == 0) return out;
-  Status bad;
-  Status st = Scan(txn_, store_->changes_, U64Key(since), [&](std::string_view k, std::string_view v) {
-    auto j = FromMsgpack(v);
-    if (!j.ok()) {
-      bad = j.status();
-      return false;
-    }
-    try {
-      Change c;
-      c.txid = U64FromKey(k);
-      c.op = I32(*j, "op") == 1 ? ChangeOp::kDelete : ChangeOp::kUpsert;
-      c.user = UserFromJson(j->at("user"));
-      c.at_ms = I64(*j, "at");
-      out.push_back(std::move(c));
-    } catch (const std::exception& e) {
-      bad = Status::Corruption(std::string("bad change: ") + e.what());
-      return false;
-    }
-    return out.size() < limit;
-  });
-  if (!st.ok()) return st;
-  if (!bad.ok()) return bad;
-  return out;
+  if (limit == 0) return std::vector<Change>();
+  return Collect<Change>(txn_, store_->changes_, U64Key(since), {}, limit,
+                         [](std::string_view k, std::string_view v) -> Result<Change> {
+                           auto j = FromMsgpack(v);
+                           if (!j.ok()) return j.status();
+                           try {
+                             Change c;
+                             c.txid = U64FromKey(k);
+                             c.op = I32(*j, "op") == 1 ? ChangeOp::kDelete : ChangeOp::kUpsert;
+                             c.user = UserFromJson(j->at("user"));
+                             c.at_ms = I64(*j, "at");
+                             return c;
+                           } catch (const std::exception& e) {
+                             return Status::Corruption(std::string("bad change: ") + e.what());
+                           }
+                         });
 }
 
 uint64_t ReadTxn::CountEntries(const char* db_name) {
