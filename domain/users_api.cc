@@ -36,7 +36,7 @@ const char* OutcomeLabel(OpResult::Kind k) {
 ipc::Outcome ToOutcome(const OpResult& r) {
   switch (r.kind) {
     case OpResult::Kind::kOk:
-      return ipc::Outcome::Success(r.value);
+      return r.raw.empty() ? ipc::Outcome::Success(r.value) : ipc::Outcome::SuccessRaw(r.raw);
     case OpResult::Kind::kUnauthorized:
       return ipc::Outcome::Fail(Json{{"_tag", "UnauthorizedError"}, {"message", r.message}, {"detail", r.detail}}, 401,
                                 r.message + ": " + r.detail);
@@ -96,7 +96,8 @@ void UsersApi::Dispatch(const ipc::Request& request, ipc::Responder responder) {
                            {"detail", r.kind == OpResult::Kind::kOk ? std::string() : r.message + " " + r.detail}});
     }
     // The success value moves into the reply instead of being copied.
-    if (r.kind == OpResult::Kind::kOk) responder.Reply(ipc::Outcome::Success(std::move(r.value)));
+    if (r.kind == OpResult::Kind::kOk)
+      responder.Reply(r.raw.empty() ? ipc::Outcome::Success(std::move(r.value)) : ipc::Outcome::SuccessRaw(std::move(r.raw)));
     else responder.Reply(ToOutcome(r));
   };
   // Only the methods that read a payload copy it.

@@ -18,9 +18,6 @@ using store::WriteTxn;
 
 namespace {
 
-Json OptString(const std::optional<std::string>& s) { return s ? Json(*s) : Json(nullptr); }
-Json OptTime(const std::optional<int64_t>& t) { return t ? Json(FormatIso8601Ms(*t)) : Json(nullptr); }
-
 // The outcome a WriteOp decided on. When `rollback` is set the op returned a
 // non-ok status on purpose (nothing written) and `result` is the answer.
 struct Decision {
@@ -54,7 +51,12 @@ OpResult Conclude(const Status& st, const Decision& d) {
   return OpResult::Internal(st.message());
 }
 
-Json MutationResult(const UserRecord& u) { return Json{{"data", ToUserJson(u)}, {"transactionId", u.txid}}; }
+OpResult MutationResult(const UserRecord& u) {
+  std::string text;
+  text.reserve(512);
+  AppendMutationResultJson(text, u);
+  return OpResult::OkJson(std::move(text));
+}
 
 bool IsAdminRole(const std::string& role) { return role == "owner" || role == "admin"; }
 
@@ -110,38 +112,6 @@ std::string NewUuid() {
   snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
            b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
   return out;
-}
-
-Json ToUserJson(const UserRecord& u) {
-  return Json{{"id", u.id},
-              {"email", u.email},
-              {"firstName", u.first_name},
-              {"lastName", u.last_name},
-              {"avatarUrl", OptString(u.avatar_url)},
-              {"userType", u.user_type},
-              {"settings", u.settings ? *u.settings : Json(nullptr)},
-              {"isOnboarded", u.is_onboarded},
-              {"timezone", OptString(u.timezone)},
-              {"createdAt", FormatIso8601Ms(u.created_at_ms)},
-              {"updatedAt", OptTime(u.updated_at_ms)},
-              {"deletedAt", OptTime(u.deleted_at_ms)}};
-}
-
-Json ToCurrentUserJson(const UserRecord& u, const auth::Claims& caller) {
-  // organizationId and role describe the session: AuthKit issues them per
-  // token (a user may switch organizations), so the token is the source.
-  std::string role = caller.role;
-  if (role != "owner" && role != "admin" && role != "member") role = "member";
-  return Json{{"id", u.id},
-              {"organizationId", caller.org_id ? Json(*caller.org_id) : Json(nullptr)},
-              {"role", role},
-              {"email", u.email},
-              {"firstName", u.first_name},
-              {"lastName", u.last_name},
-              {"avatarUrl", OptString(u.avatar_url)},
-              {"isOnboarded", u.is_onboarded},
-              {"timezone", OptString(u.timezone)},
-              {"settings", u.settings ? *u.settings : Json(nullptr)}};
 }
 
 UsersService::UsersService(store::Store* store, store::Writer* writer, WorkosGateway* workos, const Clock& clock,
@@ -270,7 +240,10 @@ auth::Claims SessionOf(const auth::Claims& c) {
 void UsersService::Me(const auth::Claims& caller, OpCallback cb) {
   ResolveCaller(caller, [claims = SessionOf(caller), cb = std::move(cb)](Result<UserRecord> u, OpResult err) {
     if (!u.ok()) return cb(std::move(err));
-    cb(OpResult::Ok(ToCurrentUserJson(*u, claims)));
+    std::string text;
+    text.reserve(512);
+    AppendCurrentUserJson(text, *u, claims);
+    cb(OpResult::OkJson(std::move(text)));
   });
 }
 
@@ -316,7 +289,7 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
             if (!id.ok()) return id.status();
             decision->queued_job = true;
           }
-          decision->result = OpResult::Ok(MutationResult(after));
+          decision->result = MutationResult(after);
           return Status::Ok();
         },
         [this, decision, cb](Status st) {
@@ -379,7 +352,7 @@ void UsersService::FinalizeOnboarding(const auth::Claims& caller, OpCallback cb)
           after.is_onboarded = true;
           after.updated_at_ms = now;
           USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, *cur, ChangeOp::kUpsert, now));
-          decision->result = OpResult::Ok(MutationResult(after));
+          decision->result = MutationResult(after);
           return Status::Ok();
         },
         [decision, cb](Status st) { cb(Conclude(st, *decision)); });
@@ -414,7 +387,7 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
             }
             after.updated_at_ms = now;
             USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, *cur, ChangeOp::kUpsert, now));
-            decision->result = OpResult::Ok(MutationResult(after));
+            decision->result = MutationResult(after);
             return Status::Ok();
           },
           [decision, cb](Status st) { cb(Conclude(st, *decision)); });

@@ -20,6 +20,7 @@
 #include "auth/jwt.h"
 #include "common/clock.h"
 #include "common/status.h"
+#include "domain/user_json.h"
 #include "store/store.h"
 #include "store/writer.h"
 
@@ -57,16 +58,22 @@ class WorkosGateway {
 struct OpResult {
   enum class Kind { kOk, kUnauthorized, kNotFound, kInvalid, kInternal };
   Kind kind = Kind::kOk;
-  Json value;           // kOk: the success value
+  Json value;           // kOk: the success value (unless `raw` is set)
+  std::string raw;      // kOk: the success value as JSON text, instead of `value`
   std::string message;  // human-readable; for kInvalid it names the field
   std::string detail;   // kUnauthorized/kInternal detail
   std::string user_id;  // kNotFound: the id asked for
 
-  static OpResult Ok(Json v) { return {Kind::kOk, std::move(v), {}, {}, {}}; }
-  static OpResult Unauthorized(std::string detail) { return {Kind::kUnauthorized, nullptr, "Unauthorized", std::move(detail), {}}; }
-  static OpResult NotFound(std::string id) { return {Kind::kNotFound, nullptr, "User not found", {}, std::move(id)}; }
-  static OpResult Invalid(std::string message) { return {Kind::kInvalid, nullptr, std::move(message), {}, {}}; }
-  static OpResult Internal(std::string detail) { return {Kind::kInternal, nullptr, "Internal server error", std::move(detail), {}}; }
+  static OpResult Ok(Json v) { return {Kind::kOk, std::move(v), {}, {}, {}, {}}; }
+  static OpResult OkJson(std::string text) { return {Kind::kOk, nullptr, std::move(text), {}, {}, {}}; }
+  static OpResult Unauthorized(std::string detail) {
+    return {Kind::kUnauthorized, nullptr, {}, "Unauthorized", std::move(detail), {}};
+  }
+  static OpResult NotFound(std::string id) { return {Kind::kNotFound, nullptr, {}, "User not found", {}, std::move(id)}; }
+  static OpResult Invalid(std::string message) { return {Kind::kInvalid, nullptr, {}, std::move(message), {}, {}}; }
+  static OpResult Internal(std::string detail) {
+    return {Kind::kInternal, nullptr, {}, "Internal server error", std::move(detail), {}};
+  }
 };
 
 using OpCallback = std::function<void(OpResult)>;
@@ -109,8 +116,6 @@ class UsersService {
 };
 
 // Wire shapes (SPEC section 1).
-Json ToUserJson(const store::UserRecord& u);
-Json ToCurrentUserJson(const store::UserRecord& u, const auth::Claims& caller);
 // A fresh random (version 4) UUID in lower case.
 std::string NewUuid();
 

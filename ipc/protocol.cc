@@ -357,6 +357,11 @@ Frame ParseJsonRpc(Json& j) {
   return f;
 }
 
+void AppendSuccessValue(std::string& out, const Outcome& o) {
+  if (!o.raw.empty()) out += o.raw;
+  else AppendJson(out, o.value);
+}
+
 void AppendExitEffect(std::string& out, const Request& req, const Outcome& o) {
   out += R"({"_tag":"Exit","requestId":)";
   if (req.id.is_string()) AppendJson(out, req.id);
@@ -364,7 +369,7 @@ void AppendExitEffect(std::string& out, const Request& req, const Outcome& o) {
   switch (o.kind) {
     case Outcome::Kind::kSuccess:
       out += R"(,"exit":{"_tag":"Success","value":)";
-      AppendJson(out, o.value);
+      AppendSuccessValue(out, o);
       out += "}}";
       break;
     case Outcome::Kind::kFail:
@@ -387,7 +392,7 @@ void AppendExitJsonRpc(std::string& out, const Request& req, const Outcome& o) {
   switch (o.kind) {
     case Outcome::Kind::kSuccess:
       out += R"(,"result":)";
-      AppendJson(out, o.value);  // a discarded/absent value is null too
+      AppendSuccessValue(out, o);  // a discarded/absent value is null too
       out += "}";
       break;
     case Outcome::Kind::kFail: {

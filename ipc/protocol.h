@@ -73,16 +73,21 @@ struct Outcome {
   enum class Kind { kSuccess, kFail, kDie };
   Kind kind = Kind::kSuccess;
   Json value;           // success value, or the tagged error object for kFail
+  // kSuccess only: the value already encoded as JSON text; when set it is
+  // sent instead of `value` (hot replies skip building a DOM).
+  std::string raw;
   int code = 0;         // JSON-RPC error code (401/404/500 for kFail, -326xx for kDie)
   std::string message;  // for kDie: the defect message; for kFail: error summary
   std::string defect_name = "ValidationError";
 
-  static Outcome Success(Json v) { return Outcome{Kind::kSuccess, std::move(v), 0, {}, {}}; }
+  static Outcome Success(Json v) { return Outcome{Kind::kSuccess, std::move(v), {}, 0, {}, {}}; }
+  // `json` must be one complete JSON value.
+  static Outcome SuccessRaw(std::string json) { return Outcome{Kind::kSuccess, nullptr, std::move(json), 0, {}, {}}; }
   static Outcome Fail(Json error, int code, std::string message) {
-    return Outcome{Kind::kFail, std::move(error), code, std::move(message), {}};
+    return Outcome{Kind::kFail, std::move(error), {}, code, std::move(message), {}};
   }
   static Outcome Die(std::string message, int code = kInvalidParams, std::string name = "ValidationError") {
-    return Outcome{Kind::kDie, nullptr, code, std::move(message), std::move(name)};
+    return Outcome{Kind::kDie, nullptr, {}, code, std::move(message), std::move(name)};
   }
 };
 

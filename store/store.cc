@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "store/record_codec.h"
 
 namespace usersd::store {
 
@@ -130,53 +131,6 @@ OutboxJob JobFromJson(const Json& j) {
   return job;
 }
 
-Json UserToJson(const UserRecord& u) {
-  Json j{{"v", kRecordVersion},
-         {"id", u.id},
-         {"workos", u.workos_id},
-         {"email", u.email},
-         {"first", u.first_name},
-         {"last", u.last_name},
-         {"type", u.user_type},
-         {"onb", u.is_onboarded},
-         {"created", u.created_at_ms},
-         {"role", u.role},
-         {"pending", u.profile_pending},
-         {"tx", u.txid}};
-  PutOpt(j, "avatar", u.avatar_url);
-  PutOpt(j, "settings", u.settings);
-  PutOpt(j, "tz", u.timezone);
-  PutOpt(j, "updated", u.updated_at_ms);
-  PutOpt(j, "deleted", u.deleted_at_ms);
-  PutOpt(j, "org", u.organization_id);
-  PutOpt(j, "pic", u.profile_picture_url);
-  return j;
-}
-
-UserRecord UserFromJson(const Json& j) {
-  if (I32(j, "v") != kRecordVersion) throw std::runtime_error("unknown user record version");
-  UserRecord u;
-  u.id = Str(j, "id");
-  u.workos_id = Str(j, "workos");
-  u.email = Str(j, "email");
-  u.first_name = Str(j, "first");
-  u.last_name = Str(j, "last");
-  u.user_type = Str(j, "type");
-  u.is_onboarded = Bool(j, "onb");
-  u.created_at_ms = I64(j, "created");
-  u.role = Str(j, "role");
-  u.profile_pending = Bool(j, "pending");
-  u.txid = U64(j, "tx");
-  u.avatar_url = OptStr(j, "avatar");
-  if (auto it = j.find("settings"); it != j.end() && !it->is_null()) u.settings = *it;
-  u.timezone = OptStr(j, "tz");
-  u.updated_at_ms = OptI64(j, "updated");
-  u.deleted_at_ms = OptI64(j, "deleted");
-  u.organization_id = OptStr(j, "org");
-  u.profile_picture_url = OptStr(j, "pic");
-  return u;
-}
-
 std::string ToMsgpack(const Json& j) {
   std::vector<uint8_t> bytes = Json::to_msgpack(j);
   return std::string(bytes.begin(), bytes.end());
@@ -280,6 +234,53 @@ bool SyncPath(const std::string& path, bool directory) {
 
 }  // namespace
 
+Json UserToJson(const UserRecord& u) {
+  Json j{{"v", kRecordVersion},
+         {"id", u.id},
+         {"workos", u.workos_id},
+         {"email", u.email},
+         {"first", u.first_name},
+         {"last", u.last_name},
+         {"type", u.user_type},
+         {"onb", u.is_onboarded},
+         {"created", u.created_at_ms},
+         {"role", u.role},
+         {"pending", u.profile_pending},
+         {"tx", u.txid}};
+  PutOpt(j, "avatar", u.avatar_url);
+  PutOpt(j, "settings", u.settings);
+  PutOpt(j, "tz", u.timezone);
+  PutOpt(j, "updated", u.updated_at_ms);
+  PutOpt(j, "deleted", u.deleted_at_ms);
+  PutOpt(j, "org", u.organization_id);
+  PutOpt(j, "pic", u.profile_picture_url);
+  return j;
+}
+
+UserRecord UserFromJson(const Json& j) {
+  if (I32(j, "v") != kRecordVersion) throw std::runtime_error("unknown user record version");
+  UserRecord u;
+  u.id = Str(j, "id");
+  u.workos_id = Str(j, "workos");
+  u.email = Str(j, "email");
+  u.first_name = Str(j, "first");
+  u.last_name = Str(j, "last");
+  u.user_type = Str(j, "type");
+  u.is_onboarded = Bool(j, "onb");
+  u.created_at_ms = I64(j, "created");
+  u.role = Str(j, "role");
+  u.profile_pending = Bool(j, "pending");
+  u.txid = U64(j, "tx");
+  u.avatar_url = OptStr(j, "avatar");
+  if (auto it = j.find("settings"); it != j.end() && !it->is_null()) u.settings = *it;
+  u.timezone = OptStr(j, "tz");
+  u.updated_at_ms = OptI64(j, "updated");
+  u.deleted_at_ms = OptI64(j, "deleted");
+  u.organization_id = OptStr(j, "org");
+  u.profile_picture_url = OptStr(j, "pic");
+  return u;
+}
+
 const char* JobOpName(JobOp op) {
   switch (op) {
     case JobOp::kUpdate: return "update";
@@ -313,17 +314,7 @@ uint64_t U64FromKey(std::string_view key) {
   return v;
 }
 
-std::string EncodeUser(const UserRecord& u) { return ToMsgpack(UserToJson(u)); }
-
-Result<UserRecord> DecodeUser(std::string_view bytes) {
-  auto j = FromMsgpack(bytes);
-  if (!j.ok()) return j.status();
-  try {
-    return UserFromJson(*j);
-  } catch (const std::exception& e) {
-    return Status::Corruption(std::string("bad user record: ") + e.what());
-  }
-}
+// EncodeUser and DecodeUser: store/record_codec.cc.
 
 std::string EncodeJob(const OutboxJob& j) { return ToMsgpack(JobToJson(j)); }
 
@@ -648,8 +639,7 @@ Status WriteTxn::PutMeta(std::string_view key, std::string_view value) { return 
 
 Status WriteTxn::AppendChange(const Change& c) {
   if (c.user.settings) USERSD_RETURN_IF_ERROR(CheckDepth(*c.user.settings, kMaxStoredDepth, "settings"));
-  Json j{{"op", c.op == ChangeOp::kDelete ? 1 : 0}, {"user", UserToJson(c.user)}, {"at", c.at_ms}};
-  return Put(store_->changes_, U64Key(c.txid), ToMsgpack(j));
+  return Put(store_->changes_, U64Key(c.txid), EncodeChange(c));
 }
 
 Result<uint64_t> WriteTxn::EnqueueJob(OutboxJob job) {

@@ -1,0 +1,438 @@
+#include "store/record_codec.h"
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+
+namespace usersd::store {
+
+namespace {
+
+constexpr int kRecordVersion = 1;
+// As in store.cc: records nest at most kMaxStoredDepth + 2 levels.
+constexpr size_t kMaxDecodeDepth = 2 * kMaxStoredDepth;
+
+// MessagePack writer with nlohmann's encoding choices (binary_writer's
+// write_msgpack): fixint/uint8/16/32/64 for non-negative integers whatever
+// their C++ type, negative fixint/int8/16/32/64 below zero, fixstr/str8/16/32
+// and fixmap/map16/32.
+class MsgpackOut {
+ public:
+  explicit MsgpackOut(std::string& out) : out_(out) {}
+  void Map(size_t n) {
+    if (n <= 15) {
+      Byte(0x80 | n);
+    } else if (n <= 0xffff) {
+      Byte(0xde);
+      Be(n, 2);
+    } else {
+      Byte(0xdf);
+      Be(n, 4);
+    }
+  }
+  void Str(std::string_view s) {
+    const size_t n = s.size();
+    if (n <= 31) {
+      Byte(0xa0 | n);
+    } else if (n <= 0xff) {
+      Byte(0xd9);
+      Be(n, 1);
+    } else if (n <= 0xffff) {
+      Byte(0xda);
+      Be(n, 2);
+    } else {
+      Byte(0xdb);
+      Be(n, 4);
+    }
+    out_.append(s);
+  }
+  void Uint(uint64_t v) {
+    if (v < 128) {
+      Byte(v);
+    } else if (v <= 0xff) {
+      Byte(0xcc);
+      Be(v, 1);
+    } else if (v <= 0xffff) {
+      Byte(0xcd);
+      Be(v, 2);
+    } else if (v <= 0xffffffffu) {
+      Byte(0xce);
+      Be(v, 4);
+    } else {
+      Byte(0xcf);
+      Be(v, 8);
+    }
+  }
+  void Int(int64_t v) {
+    if (v >= 0) return Uint(static_cast<uint64_t>(v));
+    const auto u = static_cast<uint64_t>(v);  // two's complement bytes
+    if (v >= -32) {
+      Byte(u & 0xff);
+    } else if (v >= std::numeric_limits<int8_t>::min()) {
+      Byte(0xd0);
+      Be(u, 1);
+    } else if (v >= std::numeric_limits<int16_t>::min()) {
+      Byte(0xd1);
+      Be(u, 2);
+    } else if (v >= std::numeric_limits<int32_t>::min()) {
+      Byte(0xd2);
+      Be(u, 4);
+    } else {
+      Byte(0xd3);
+      Be(u, 8);
+    }
+  }
+  void Bool(bool b) { Byte(b ? 0xc3 : 0xc2); }
+  void Nil() { Byte(0xc0); }
+  void Raw(const std::vector<uint8_t>& bytes) { out_.append(bytes.begin(), bytes.end()); }
+
+ private:
+  void Byte(uint64_t b) { out_.push_back(static_cast<char>(b & 0xff)); }
+  void Be(uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i) out_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  }
+  std::string& out_;
+};
+
+// The fields of a user record, by stored key.
+enum class Field : uint8_t {
+  kNone, kV, kId, kWorkos, kEmail, kFirst, kLast, kType, kOnb, kCreated, kRole, kPending, kTx,
+  kAvatar, kSettings, kTz, kUpdated, kDeleted, kOrg, kPic, kUnknown,
+};
+
+Field FieldOf(std::string_view k) {
+  switch (k.size()) {
+    case 1: if (k == "v") return Field::kV; break;
+    case 2:
+      if (k == "id") return Field::kId;
+      if (k == "tx") return Field::kTx;
+      if (k == "tz") return Field::kTz;
+      break;
+    case 3:
+      if (k == "onb") return Field::kOnb;
+      if (k == "org") return Field::kOrg;
+      if (k == "pic") return Field::kPic;
+      break;
+    case 4:
+      if (k == "last") return Field::kLast;
+      if (k == "type") return Field::kType;
+      if (k == "role") return Field::kRole;
+      break;
+    case 5:
+      if (k == "email") return Field::kEmail;
+      if (k == "first") return Field::kFirst;
+      break;
+    case 6:
+      if (k == "workos") return Field::kWorkos;
+      if (k == "avatar") return Field::kAvatar;
+      break;
+    case 7:
+      if (k == "created") return Field::kCreated;
+      if (k == "pending") return Field::kPending;
+      if (k == "updated") return Field::kUpdated;
+      if (k == "deleted") return Field::kDeleted;
+      break;
+    case 8: if (k == "settings") return Field::kSettings; break;
+    default: break;
+  }
+  return Field::kUnknown;
+}
+
+const char* NameOf(Field f) {
+  switch (f) {
+    case Field::kV: return "v";
+    case Field::kId: return "id";
+    case Field::kWorkos: return "workos";
+    case Field::kEmail: return "email";
+    case Field::kFirst: return "first";
+    case Field::kLast: return "last";
+    case Field::kType: return "type";
+    case Field::kOnb: return "onb";
+    case Field::kCreated: return "created";
+    case Field::kRole: return "role";
+    case Field::kPending: return "pending";
+    case Field::kTx: return "tx";
+    case Field::kAvatar: return "avatar";
+    case Field::kSettings: return "settings";
+    case Field::kTz: return "tz";
+    case Field::kUpdated: return "updated";
+    case Field::kDeleted: return "deleted";
+    case Field::kOrg: return "org";
+    case Field::kPic: return "pic";
+    default: return "?";
+  }
+}
+
+constexpr uint32_t Bit(Field f) { return 1u << static_cast<unsigned>(f); }
+constexpr uint32_t kRequired = Bit(Field::kV) | Bit(Field::kId) | Bit(Field::kWorkos) | Bit(Field::kEmail) |
+                               Bit(Field::kFirst) | Bit(Field::kLast) | Bit(Field::kType) | Bit(Field::kOnb) |
+                               Bit(Field::kCreated) | Bit(Field::kRole) | Bit(Field::kPending) | Bit(Field::kTx);
+
+// Fills a UserRecord from nlohmann's MessagePack SAX events, with the
+// checks of UserFromJson: a required field missing or of the wrong type, or
+// an unknown version, is an error; unknown keys are skipped; "settings" (any
+// JSON value) is built as a DOM, the only part that needs one.
+class UserSax {
+ public:
+  explicit UserSax(UserRecord& u) : u_(u) {}
+
+  bool null() {
+    if (depth_ > 1) return Nested([](auto& d) { return d.null(); });
+    if (!AtField()) return false;
+    switch (field_) {
+      case Field::kAvatar: u_.avatar_url.reset(); break;
+      case Field::kSettings: u_.settings.reset(); break;
+      case Field::kTz: u_.timezone.reset(); break;
+      case Field::kUpdated: u_.updated_at_ms.reset(); break;
+      case Field::kDeleted: u_.deleted_at_ms.reset(); break;
+      case Field::kOrg: u_.organization_id.reset(); break;
+      case Field::kPic: u_.profile_picture_url.reset(); break;
+      case Field::kUnknown: break;
+      default: return Fail(" is null");
+    }
+    return Seen();
+  }
+  bool boolean(bool v) {
+    if (depth_ > 1) return Nested([&](auto& d) { return d.boolean(v); });
+    if (!AtField()) return false;
+    switch (field_) {
+      case Field::kOnb: u_.is_onboarded = v; break;
+      case Field::kPending: u_.profile_pending = v; break;
+      case Field::kSettings: u_.settings = Json(v); break;
+      case Field::kUnknown: break;
+      default: return Fail(" has the wrong type (boolean)");
+    }
+    return Seen();
+  }
+  bool number_integer(Json::number_integer_t v) {
+    if (depth_ > 1) return Nested([&](auto& d) { return d.number_integer(v); });
+    if (!AtField()) return false;
+    return Integer(v < 0, static_cast<uint64_t>(v), v);
+  }
+  bool number_unsigned(Json::number_unsigned_t v) {
+    if (depth_ > 1) return Nested([&](auto& d) { return d.number_unsigned(v); });
+    if (!AtField()) return false;
+    return Integer(false, v, 0);
+  }
+  bool number_float(Json::number_float_t v, const Json::string_t& s) {
+    if (depth_ > 1) return Nested([&](auto& d) { return d.number_float(v, s); });
+    if (!AtField()) return false;
+    if (field_ == Field::kSettings) u_.settings = Json(v);
+    else if (field_ != Field::kUnknown) return Fail(" is not an integer");
+    return Seen();
+  }
+  bool string(Json::string_t& s) {
+    if (depth_ > 1) return Nested([&](auto& d) { return d.string(s); });
+    if (!AtField()) return false;
+    switch (field_) {
+      case Field::kId: u_.id = std::move(s); break;
+      case Field::kWorkos: u_.workos_id = std::move(s); break;
+      case Field::kEmail: u_.email = std::move(s); break;
+      case Field::kFirst: u_.first_name = std::move(s); break;
+      case Field::kLast: u_.last_name = std::move(s); break;
+      case Field::kType: u_.user_type = std::move(s); break;
+      case Field::kRole: u_.role = std::move(s); break;
+      case Field::kAvatar: u_.avatar_url = std::move(s); break;
+      case Field::kTz: u_.timezone = std::move(s); break;
+      case Field::kOrg: u_.organization_id = std::move(s); break;
+      case Field::kPic: u_.profile_picture_url = std::move(s); break;
+      case Field::kSettings: u_.settings = Json(std::move(s)); break;
+      case Field::kUnknown: break;
+      default: return Fail(" has the wrong type (string)");
+    }
+    return Seen();
+  }
+  bool binary(Json::binary_t& b) {
+    if (depth_ > 1) return Nested([&](auto& d) { return d.binary(b); });
+    if (!AtField()) return false;
+    if (field_ == Field::kSettings) u_.settings = Json::binary(std::move(b));
+    else if (field_ != Field::kUnknown) return Fail(" has the wrong type (binary)");
+    return Seen();
+  }
+  bool start_object(std::size_t n) { return Open(true, n); }
+  bool end_object() { return Close(true); }
+  bool start_array(std::size_t n) { return Open(false, n); }
+  bool end_array() { return Close(false); }
+  bool key(Json::string_t& k) {
+    if (depth_ > 1) return Nested([&](auto& d) { return d.key(k); });
+    field_ = FieldOf(k);
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    undecodable_ = true;
+    error_ = e.what();
+    return false;
+  }
+
+  // After a successful parse: whether every required field was there.
+  bool Complete() {
+    if (!top_done_) return Fail0("record is not an object");
+    if ((seen_ & kRequired) == kRequired) return true;
+    for (unsigned f = 0; f < 32; ++f)
+      if ((kRequired & (1u << f)) && !(seen_ & (1u << f)))
+        return Fail0(std::string(NameOf(static_cast<Field>(f))) + " is missing");
+    return false;
+  }
+  bool undecodable() const { return undecodable_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  using Dom = nlohmann::detail::json_sax_dom_parser<Json>;
+
+  // A scalar at depth 1 needs a key before it (depth 0 means the record
+  // itself is not an object).
+  bool AtField() {
+    if (depth_ == 0) return Fail0("record is not an object");
+    return true;
+  }
+  bool Seen() {
+    seen_ |= Bit(field_);
+    return true;
+  }
+  bool Fail(const std::string& what) { return Fail0(std::string(NameOf(field_)) + what); }
+  bool Fail0(std::string what) {
+    error_ = std::move(what);
+    return false;
+  }
+  // Inside a nested value: settings are built, anything else is skipped.
+  template <class F>
+  bool Nested(F&& f) {
+    return dom_ ? f(*dom_) : true;
+  }
+  bool Integer(bool negative, uint64_t u, int64_t i) {
+    const auto max64 = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+    switch (field_) {
+      case Field::kV:
+        if (negative || u != static_cast<uint64_t>(kRecordVersion)) return Fail0("unknown user record version");
+        break;
+      case Field::kCreated:
+      case Field::kUpdated:
+      case Field::kDeleted: {
+        if (!negative && u > max64) return Fail(" out of range");
+        const int64_t v = negative ? i : static_cast<int64_t>(u);
+        if (field_ == Field::kCreated) u_.created_at_ms = v;
+        else if (field_ == Field::kUpdated) u_.updated_at_ms = v;
+        else u_.deleted_at_ms = v;
+        break;
+      }
+      case Field::kTx:
+        if (negative) return Fail(" is not an unsigned integer");
+        u_.txid = u;
+        break;
+      case Field::kSettings: u_.settings = negative ? Json(i) : Json(u); break;
+      case Field::kUnknown: break;
+      default: return Fail(" has the wrong type (integer)");
+    }
+    return Seen();
+  }
+  bool Open(bool object, std::size_t n) {
+    if (depth_ == 0) {
+      if (!object) return Fail0("record is not an object");
+      depth_ = 1;
+      return true;
+    }
+    if (++depth_ > kMaxDecodeDepth)
+      return Fail0("nested more than " + std::to_string(kMaxDecodeDepth) + " levels deep");
+    if (depth_ == 2) {
+      if (field_ == Field::kSettings) {
+        settings_ = Json();
+        dom_ = std::make_unique<Dom>(settings_, /*allow_exceptions=*/true);
+      } else if (field_ != Field::kUnknown) {
+        return Fail(object ? " has the wrong type (object)" : " has the wrong type (array)");
+      }
+    }
+    if (!dom_) return true;
+    return object ? dom_->start_object(n) : dom_->start_array(n);
+  }
+  bool Close(bool object) {
+    if (depth_ == 1) {
+      depth_ = 0;
+      top_done_ = true;
+      return true;
+    }
+    bool ok = true;
+    if (dom_) ok = object ? dom_->end_object() : dom_->end_array();
+    if (--depth_ == 1 && dom_) {
+      dom_.reset();
+      u_.settings = std::move(settings_);
+      return ok && Seen();
+    }
+    return ok;
+  }
+
+  UserRecord& u_;
+  size_t depth_ = 0;
+  bool top_done_ = false;
+  Field field_ = Field::kNone;
+  uint32_t seen_ = 0;
+  Json settings_;
+  std::unique_ptr<Dom> dom_;
+  bool undecodable_ = false;
+  std::string error_;
+};
+
+}  // namespace
+
+void AppendUserMsgpack(std::string& out, const UserRecord& u) {
+  MsgpackOut w(out);
+  // Keys in std::map order, as nlohmann writes the DOM form.
+  w.Map(12 + u.avatar_url.has_value() + u.settings.has_value() + u.timezone.has_value() +
+        u.updated_at_ms.has_value() + u.deleted_at_ms.has_value() + u.organization_id.has_value() +
+        u.profile_picture_url.has_value());
+  if (u.avatar_url) w.Str("avatar"), w.Str(*u.avatar_url);
+  w.Str("created"), w.Int(u.created_at_ms);
+  if (u.deleted_at_ms) w.Str("deleted"), w.Int(*u.deleted_at_ms);
+  w.Str("email"), w.Str(u.email);
+  w.Str("first"), w.Str(u.first_name);
+  w.Str("id"), w.Str(u.id);
+  w.Str("last"), w.Str(u.last_name);
+  w.Str("onb"), w.Bool(u.is_onboarded);
+  if (u.organization_id) w.Str("org"), w.Str(*u.organization_id);
+  w.Str("pending"), w.Bool(u.profile_pending);
+  if (u.profile_picture_url) w.Str("pic"), w.Str(*u.profile_picture_url);
+  w.Str("role"), w.Str(u.role);
+  if (u.settings) w.Str("settings"), w.Raw(Json::to_msgpack(*u.settings));
+  w.Str("tx"), w.Uint(u.txid);
+  w.Str("type"), w.Str(u.user_type);
+  if (u.timezone) w.Str("tz"), w.Str(*u.timezone);
+  if (u.updated_at_ms) w.Str("updated"), w.Int(*u.updated_at_ms);
+  w.Str("v"), w.Int(kRecordVersion);
+  w.Str("workos"), w.Str(u.workos_id);
+}
+
+std::string EncodeUser(const UserRecord& u) {
+  std::string out;
+  out.reserve(256);
+  AppendUserMsgpack(out, u);
+  return out;
+}
+
+Result<UserRecord> DecodeUser(std::string_view bytes) {
+  UserRecord u;
+  UserSax sax(u);
+  bool ok;
+  try {
+    ok = Json::sax_parse(bytes.begin(), bytes.end(), &sax, Json::input_format_t::msgpack, /*strict=*/true) &&
+         sax.Complete();
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("bad user record: ") + e.what());
+  }
+  if (!ok)
+    return Status::Corruption((sax.undecodable() ? "undecodable record: " : "bad user record: ") + sax.error());
+  return u;
+}
+
+std::string EncodeChange(const Change& c) {
+  std::string out;
+  out.reserve(256);
+  MsgpackOut w(out);
+  w.Map(3);
+  w.Str("at"), w.Int(c.at_ms);
+  w.Str("op"), w.Int(c.op == ChangeOp::kDelete ? 1 : 0);
+  w.Str("user");
+  AppendUserMsgpack(out, c.user);
+  return out;
+}
+
+}  // namespace usersd::store

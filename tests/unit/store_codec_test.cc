@@ -1,0 +1,177 @@
+// The direct record codec against the DOM form it replaced: the same bytes
+// as nlohmann::json::to_msgpack(UserToJson(u)), and the same decoding
+// (including the errors) as UserFromJson(from_msgpack(bytes)).
+#include <catch2/catch.hpp>
+
+#include <limits>
+#include <random>
+
+#include "store/record_codec.h"
+
+using namespace usersd;
+using namespace usersd::store;
+
+namespace {
+
+std::string Bytes(const Json& j) {
+  auto v = Json::to_msgpack(j);
+  return std::string(v.begin(), v.end());
+}
+
+std::string RandomString(std::mt19937_64& rng) {
+  // Lengths around every MessagePack string size class boundary.
+  static const size_t kLengths[] = {0, 1, 5, 31, 32, 200, 255, 256, 1000, 65535, 65536};
+  size_t n = kLengths[rng() % (sizeof kLengths / sizeof kLengths[0])];
+  std::string s(n, 'x');
+  for (auto& c : s) c = static_cast<char>("abcXYZ 09\"\\\xc3\xa9\n"[rng() % 15]);
+  return s;
+}
+
+int64_t RandomInt(std::mt19937_64& rng) {
+  static const int64_t kValues[] = {0,      1,          127,        128,         255,
+                                    256,    65535,      65536,      4294967295LL, 4294967296LL,
+                                    -1,     -32,        -33,        -128,         -129,
+                                    -32768, -32769,     -2147483648LL, -2147483649LL,
+                                    std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::min(),
+                                    1767225600123LL};
+  return kValues[rng() % (sizeof kValues / sizeof kValues[0])];
+}
+
+UserRecord RandomUser(std::mt19937_64& rng) {
+  UserRecord u;
+  u.id = RandomString(rng);
+  u.workos_id = RandomString(rng);
+  u.email = RandomString(rng);
+  u.first_name = RandomString(rng);
+  u.last_name = RandomString(rng);
+  u.user_type = rng() % 2 ? "user" : "machine";
+  u.is_onboarded = rng() % 2;
+  u.created_at_ms = RandomInt(rng);
+  u.role = rng() % 2 ? "member" : "admin";
+  u.profile_pending = rng() % 2;
+  u.txid = static_cast<uint64_t>(RandomInt(rng)) ^ (rng() % 2 ? 0 : (1ull << 63));
+  if (rng() % 2) u.avatar_url = RandomString(rng);
+  if (rng() % 2) u.timezone = RandomString(rng);
+  if (rng() % 2) u.updated_at_ms = RandomInt(rng);
+  if (rng() % 2) u.deleted_at_ms = RandomInt(rng);
+  if (rng() % 2) u.organization_id = RandomString(rng);
+  if (rng() % 2) u.profile_picture_url = RandomString(rng);
+  switch (rng() % 4) {
+    case 0: break;
+    case 1: u.settings = Json::object(); break;
+    case 2: u.settings = Json{{"theme", "dark"}, {"n", RandomInt(rng)}, {"a", {1, -2.5, nullptr, true, {{"x", "y"}}}}}; break;
+    case 3: u.settings = Json::array({"s", 7}); break;
+  }
+  return u;
+}
+
+void RequireSame(const UserRecord& a, const UserRecord& b) {
+  CHECK(UserToJson(a) == UserToJson(b));
+}
+
+}  // namespace
+
+TEST_CASE("EncodeUser writes the bytes nlohmann writes for the DOM form", "[store][codec]") {
+  std::mt19937_64 rng(42);
+  for (int i = 0; i < 2000; ++i) {
+    UserRecord u = RandomUser(rng);
+    std::string direct = EncodeUser(u);
+    REQUIRE(direct == Bytes(UserToJson(u)));
+    auto back = DecodeUser(direct);
+    REQUIRE(back.ok());
+    RequireSame(*back, u);
+  }
+}
+
+TEST_CASE("EncodeChange writes the change entry's DOM form", "[store][codec]") {
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 200; ++i) {
+    Change c;
+    c.txid = 9;
+    c.op = i % 2 ? ChangeOp::kDelete : ChangeOp::kUpsert;
+    c.user = RandomUser(rng);
+    c.at_ms = RandomInt(rng);
+    Json dom{{"op", c.op == ChangeOp::kDelete ? 1 : 0}, {"user", UserToJson(c.user)}, {"at", c.at_ms}};
+    REQUIRE(EncodeChange(c) == Bytes(dom));
+  }
+}
+
+TEST_CASE("DecodeUser accepts what the DOM form accepts and refuses what it refuses", "[store][codec]") {
+  std::mt19937_64 rng(3);
+  UserRecord base = RandomUser(rng);
+  base.settings = Json{{"k", "v"}};
+  const Json good = UserToJson(base);
+
+  auto same_verdict = [](const Json& j) {
+    std::string bytes = Bytes(j);
+    auto fast = DecodeUser(bytes);
+    bool dom_ok = true;
+    UserRecord dom;
+    try {
+      dom = UserFromJson(Json::from_msgpack(bytes));
+    } catch (const std::exception&) {
+      dom_ok = false;
+    }
+    INFO(j.dump(-1, ' ', false, Json::error_handler_t::replace));
+    REQUIRE(fast.ok() == dom_ok);
+    if (dom_ok) CHECK(UserToJson(*fast) == UserToJson(dom));
+    else CHECK(fast.status().code() == Code::kCorruption);
+  };
+
+  same_verdict(good);
+  SECTION("a missing required field") {
+    for (const char* k : {"v", "id", "workos", "email", "first", "last", "type", "onb", "created", "role", "pending", "tx"}) {
+      Json j = good;
+      j.erase(k);
+      same_verdict(j);
+    }
+  }
+  SECTION("wrong types") {
+    for (const char* k : {"v", "id", "email", "onb", "created", "tx", "avatar", "tz", "updated", "org", "pic"}) {
+      for (const Json& bad : {Json("s"), Json(true), Json(1.5), Json(-3), Json::array({1}), Json::object(), Json(nullptr)}) {
+        Json j = good;
+        j[k] = bad;
+        same_verdict(j);
+      }
+    }
+  }
+  SECTION("settings of every JSON type, and null settings") {
+    for (const Json& v : {Json(nullptr), Json(true), Json(-7), Json(7u), Json(2.5), Json("s"), Json::array({1, {{"a", 2}}}),
+                          Json{{"deep", {{"er", {1, 2, 3}}}}}}) {
+      Json j = good;
+      j["settings"] = v;
+      same_verdict(j);
+    }
+  }
+  SECTION("unknown keys, scalar or nested, are skipped") {
+    Json j = good;
+    j["zzz"] = Json{{"a", {1, 2, {{"b", nullptr}}}}};
+    j["aaa"] = 5;
+    same_verdict(j);
+  }
+  SECTION("another version") {
+    Json j = good;
+    j["v"] = 2;
+    same_verdict(j);
+  }
+  SECTION("a record that is not an object") {
+    for (const Json& v : {Json::array({1, 2}), Json("user"), Json(1), Json(nullptr)}) same_verdict(v);
+  }
+}
+
+TEST_CASE("DecodeUser refuses bytes that are not MessagePack of a record", "[store][codec]") {
+  UserRecord u;
+  u.id = "a";
+  std::string bytes = EncodeUser(u);
+  CHECK_FALSE(DecodeUser("").ok());
+  CHECK_FALSE(DecodeUser(bytes.substr(0, bytes.size() - 1)).ok());
+  CHECK_FALSE(DecodeUser(bytes + "x").ok());
+  // Nesting beyond the decoder's bound, inside settings.
+  std::string deep = bytes;
+  Json nested = Json::array();
+  for (int i = 0; i < 200; ++i) nested = Json::array({nested});
+  u.settings = nested;
+  auto r = DecodeUser(EncodeUser(u));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == Code::kCorruption);
+}
