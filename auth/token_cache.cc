@@ -1,13 +1,27 @@
 #include "auth/token_cache.h"
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 namespace usersd::auth {
 
+TokenCache::TokenCache(size_t capacity)
+    : capacity_(capacity), md_(EVP_MD_fetch(nullptr, "SHA256", nullptr)), ctx_(EVP_MD_CTX_new()) {}
+
+TokenCache::~TokenCache() {
+  EVP_MD_CTX_free(ctx_);
+  EVP_MD_free(md_);
+}
+
 TokenCache::Digest TokenCache::Hash(std::string_view token) {
   Digest d;
-  // SHA256() is OpenSSL's one-shot (not deprecated in 3.0): no context to
-  // allocate, which matters on the request path.
+  unsigned int n = 0;
+  if (md_ && ctx_ && EVP_DigestInit_ex2(ctx_, md_, nullptr) == 1 &&
+      EVP_DigestUpdate(ctx_, token.data(), token.size()) == 1 && EVP_DigestFinal_ex(ctx_, d.data(), &n) == 1 &&
+      n == d.size())
+    return d;
+  // Allocation failed at construction (or a provider refused): the one-shot
+  // still gives the same digest.
   SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), d.data());
   return d;
 }

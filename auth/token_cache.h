@@ -23,12 +23,16 @@
 
 #include "auth/jwt.h"
 
+struct evp_md_st;
+struct evp_md_ctx_st;
+
 namespace usersd::auth {
 
 class TokenCache {
  public:
   // capacity == 0 disables caching (Put does nothing).
-  explicit TokenCache(size_t capacity = 10000) : capacity_(capacity) {}
+  explicit TokenCache(size_t capacity = 10000);
+  ~TokenCache();
 
   TokenCache(const TokenCache&) = delete;
   TokenCache& operator=(const TokenCache&) = delete;
@@ -69,9 +73,13 @@ class TokenCache {
   };
   using List = std::list<Entry>;  // front = most recently used
 
-  static Digest Hash(std::string_view token);
+  Digest Hash(std::string_view token);
 
   const size_t capacity_;
+  // SHA-256 fetched once and one reused context: OpenSSL 3's one-shot
+  // SHA256() fetches the algorithm on every call, a third of its cost here.
+  evp_md_st* md_;
+  evp_md_ctx_st* ctx_;
   List lru_;
   std::unordered_map<Digest, List::iterator, DigestHash> map_;
 };

@@ -208,12 +208,12 @@ class UserSax {
   bool number_integer(Json::number_integer_t v) {
     if (depth_ > 1) return Nested([&](auto& d) { return d.number_integer(v); });
     if (!AtField()) return false;
-    return Integer(v < 0, static_cast<uint64_t>(v), v);
+    return Integer(/*is_signed=*/true, static_cast<uint64_t>(v), v);
   }
   bool number_unsigned(Json::number_unsigned_t v) {
     if (depth_ > 1) return Nested([&](auto& d) { return d.number_unsigned(v); });
     if (!AtField()) return false;
-    return Integer(false, v, 0);
+    return Integer(/*is_signed=*/false, v, 0);
   }
   bool number_float(Json::number_float_t v, const Json::string_t& s) {
     if (depth_ > 1) return Nested([&](auto& d) { return d.number_float(v, s); });
@@ -300,27 +300,31 @@ class UserSax {
   bool Nested(F&& f) {
     return dom_ ? f(*dom_) : true;
   }
-  bool Integer(bool negative, uint64_t u, int64_t i) {
+  // nlohmann reports MessagePack's signed encodings (negative fixint,
+  // int8..int64) as number_integer and the unsigned ones as number_unsigned,
+  // whatever the value; the DOM form's readers tell the two apart the same way.
+  bool Integer(bool is_signed, uint64_t u, int64_t i) {
     const auto max64 = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
     switch (field_) {
       case Field::kV:
-        if (negative || u != static_cast<uint64_t>(kRecordVersion)) return Fail0("unknown user record version");
+        if (is_signed ? i != kRecordVersion : u != static_cast<uint64_t>(kRecordVersion))
+          return Fail0("unknown user record version");
         break;
       case Field::kCreated:
       case Field::kUpdated:
       case Field::kDeleted: {
-        if (!negative && u > max64) return Fail(" out of range");
-        const int64_t v = negative ? i : static_cast<int64_t>(u);
+        if (!is_signed && u > max64) return Fail(" out of range");
+        const int64_t v = is_signed ? i : static_cast<int64_t>(u);
         if (field_ == Field::kCreated) u_.created_at_ms = v;
         else if (field_ == Field::kUpdated) u_.updated_at_ms = v;
         else u_.deleted_at_ms = v;
         break;
       }
       case Field::kTx:
-        if (negative) return Fail(" is not an unsigned integer");
+        if (is_signed) return Fail(" is not an unsigned integer");
         u_.txid = u;
         break;
-      case Field::kSettings: u_.settings = negative ? Json(i) : Json(u); break;
+      case Field::kSettings: u_.settings = is_signed ? Json(i) : Json(u); break;
       case Field::kUnknown: break;
       default: return Fail(" has the wrong type (integer)");
     }
@@ -372,6 +376,155 @@ class UserSax {
   std::string error_;
 };
 
+
+// MessagePack reader for the common shape of a user record: only the known
+// keys, strings, booleans, integers and nil, no settings. Returns false on
+// anything else (including every error), and DecodeUser then takes the SAX
+// path, which has the reference behaviour and messages. Never reads past the
+// end of the bytes.
+class MsgpackIn {
+ public:
+  explicit MsgpackIn(std::string_view b)
+      : p_(reinterpret_cast<const uint8_t*>(b.data())), end_(p_ + b.size()) {}
+  bool AtEnd() const { return p_ == end_; }
+  bool Map(size_t* n) {
+    if (p_ == end_) return false;
+    uint8_t c = *p_;
+    if ((c & 0xf0) == 0x80) {
+      ++p_;
+      *n = c & 0x0f;
+      return true;
+    }
+    if (c == 0xde) return ++p_, Be(2, n);
+    if (c == 0xdf) return ++p_, Be(4, n);
+    return false;
+  }
+  bool Str(std::string_view* s) {
+    if (p_ == end_) return false;
+    uint8_t c = *p_;
+    size_t n;
+    if ((c & 0xe0) == 0xa0) {
+      ++p_;
+      n = c & 0x1f;
+    } else if (c == 0xd9) {
+      if (!(++p_, Be(1, &n))) return false;
+    } else if (c == 0xda) {
+      if (!(++p_, Be(2, &n))) return false;
+    } else if (c == 0xdb) {
+      if (!(++p_, Be(4, &n))) return false;
+    } else {
+      return false;
+    }
+    if (static_cast<size_t>(end_ - p_) < n) return false;
+    *s = std::string_view(reinterpret_cast<const char*>(p_), n);
+    p_ += n;
+    return true;
+  }
+  bool Nil() {
+    if (p_ != end_ && *p_ == 0xc0) return ++p_, true;
+    return false;
+  }
+  bool Bool(bool* b) {
+    if (p_ == end_ || (*p_ != 0xc2 && *p_ != 0xc3)) return false;
+    *b = *p_++ == 0xc3;
+    return true;
+  }
+  // An unsigned encoding (positive fixint, uint8..64).
+  bool Uint(uint64_t* v) {
+    if (p_ == end_) return false;
+    uint8_t c = *p_;
+    if (c < 0x80) return ++p_, *v = c, true;
+    if (c >= 0xcc && c <= 0xcf) return ++p_, Be(size_t{1} << (c - 0xcc), v);
+    return false;
+  }
+  // Any integer encoding that fits an int64 (what the DOM form's I64 takes).
+  bool Int64(int64_t* v) {
+    if (p_ == end_) return false;
+    uint8_t c = *p_;
+    uint64_t u;
+    if (c >= 0xe0) return ++p_, *v = static_cast<int8_t>(c), true;
+    if (c >= 0xd0 && c <= 0xd3) {
+      const size_t n = size_t{1} << (c - 0xd0);
+      if (!(++p_, Be(n, &u))) return false;
+      // Sign-extend the n-byte two's complement value.
+      const unsigned shift = static_cast<unsigned>(64 - 8 * n);
+      *v = static_cast<int64_t>(u << shift) >> shift;
+      return true;
+    }
+    if (!Uint(&u) || u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return false;
+    *v = static_cast<int64_t>(u);
+    return true;
+  }
+
+ private:
+  template <class T>
+  bool Be(size_t n, T* out) {
+    if (static_cast<size_t>(end_ - p_) < n) return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; ++i) v = (v << 8) | p_[i];
+    p_ += n;
+    *out = static_cast<T>(v);
+    return true;
+  }
+  const uint8_t* p_;
+  const uint8_t* end_;
+};
+
+bool FastDecodeUser(std::string_view bytes, UserRecord* u) {
+  MsgpackIn in(bytes);
+  size_t n;
+  if (!in.Map(&n)) return false;
+  uint32_t seen = 0;
+  std::string_view s;
+  auto opt_str = [&](std::optional<std::string>& dst) {
+    if (in.Nil()) return dst.reset(), true;
+    if (!in.Str(&s)) return false;
+    dst.emplace(s);
+    return true;
+  };
+  auto opt_i64 = [&](std::optional<int64_t>& dst) {
+    if (in.Nil()) return dst.reset(), true;
+    int64_t v;
+    if (!in.Int64(&v)) return false;
+    dst = v;
+    return true;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    if (!in.Str(&s)) return false;
+    const Field f = FieldOf(s);
+    bool ok;
+    switch (f) {
+      case Field::kId: ok = in.Str(&s) && (u->id.assign(s), true); break;
+      case Field::kWorkos: ok = in.Str(&s) && (u->workos_id.assign(s), true); break;
+      case Field::kEmail: ok = in.Str(&s) && (u->email.assign(s), true); break;
+      case Field::kFirst: ok = in.Str(&s) && (u->first_name.assign(s), true); break;
+      case Field::kLast: ok = in.Str(&s) && (u->last_name.assign(s), true); break;
+      case Field::kType: ok = in.Str(&s) && (u->user_type.assign(s), true); break;
+      case Field::kRole: ok = in.Str(&s) && (u->role.assign(s), true); break;
+      case Field::kAvatar: ok = opt_str(u->avatar_url); break;
+      case Field::kTz: ok = opt_str(u->timezone); break;
+      case Field::kOrg: ok = opt_str(u->organization_id); break;
+      case Field::kPic: ok = opt_str(u->profile_picture_url); break;
+      case Field::kOnb: ok = in.Bool(&u->is_onboarded); break;
+      case Field::kPending: ok = in.Bool(&u->profile_pending); break;
+      case Field::kCreated: ok = in.Int64(&u->created_at_ms); break;
+      case Field::kUpdated: ok = opt_i64(u->updated_at_ms); break;
+      case Field::kDeleted: ok = opt_i64(u->deleted_at_ms); break;
+      case Field::kTx: ok = in.Uint(&u->txid); break;
+      case Field::kV: {
+        int64_t v;
+        ok = in.Int64(&v) && v == kRecordVersion;
+        break;
+      }
+      case Field::kSettings: ok = in.Nil() && (u->settings.reset(), true); break;
+      default: ok = false; break;  // unknown keys: the SAX path skips them
+    }
+    if (!ok) return false;
+    seen |= Bit(f);
+  }
+  return in.AtEnd() && (seen & kRequired) == kRequired;
+}
+
 }  // namespace
 
 void AppendUserMsgpack(std::string& out, const UserRecord& u) {
@@ -410,6 +563,8 @@ std::string EncodeUser(const UserRecord& u) {
 
 Result<UserRecord> DecodeUser(std::string_view bytes) {
   UserRecord u;
+  if (FastDecodeUser(bytes, &u)) return u;
+  u = UserRecord();
   UserSax sax(u);
   bool ok;
   try {

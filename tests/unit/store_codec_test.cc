@@ -3,6 +3,7 @@
 // (including the errors) as UserFromJson(from_msgpack(bytes)).
 #include <catch2/catch.hpp>
 
+#include <cstring>
 #include <limits>
 #include <random>
 
@@ -174,4 +175,73 @@ TEST_CASE("DecodeUser refuses bytes that are not MessagePack of a record", "[sto
   auto r = DecodeUser(EncodeUser(u));
   REQUIRE_FALSE(r.ok());
   CHECK(r.status().code() == Code::kCorruption);
+}
+
+TEST_CASE("DecodeUser reads every integer and string encoding as the DOM form does", "[store][codec]") {
+  // Hand-made bytes nlohmann never writes (it picks the smallest unsigned
+  // encoding for any non-negative number): each field's value in every
+  // MessagePack encoding, with the verdict of UserFromJson(from_msgpack).
+  UserRecord base;
+  base.id = "u1";
+  base.workos_id = "user_1";
+  base.txid = 5;
+  base.created_at_ms = 1000;
+  Json dom = UserToJson(base);
+  auto with = [&](const char* key, std::string value_bytes) {
+    Json rest = dom;
+    rest.erase(key);
+    std::string bytes = Bytes(rest);
+    REQUIRE((static_cast<uint8_t>(bytes[0]) & 0xf0) == 0x80);  // fixmap: bump its count
+    bytes[0] = static_cast<char>(bytes[0] + 1);
+    bytes += static_cast<char>(0xa0 | std::strlen(key));
+    bytes += key;
+    return bytes + value_bytes;
+  };
+  auto verdict_matches = [](const std::string& bytes) {
+    auto fast = DecodeUser(bytes);
+    bool dom_ok = true;
+    Json expect;
+    try {
+      expect = UserToJson(UserFromJson(Json::from_msgpack(bytes)));
+    } catch (const std::exception&) {
+      dom_ok = false;
+    }
+    REQUIRE(fast.ok() == dom_ok);
+    if (dom_ok) CHECK(UserToJson(*fast) == expect);
+  };
+  const std::string encodings[] = {
+      std::string("\x05", 1),                      // positive fixint
+      std::string("\xcc\x05", 2),                  // uint8
+      std::string("\xcd\x00\x05", 3),              // uint16
+      std::string("\xce\x00\x00\x00\x05", 5),      // uint32
+      std::string("\xcf\x00\x00\x00\x00\x00\x00\x00\x05", 9),
+      std::string("\xcf\xff\xff\xff\xff\xff\xff\xff\xff", 9),  // > INT64_MAX
+      std::string("\xd0\x05", 2),                  // int8, positive
+      std::string("\xd0\xfb", 2),                  // int8 -5
+      std::string("\xd1\xff\xfb", 3),              // int16 -5
+      std::string("\xd2\xff\xff\xff\xfb", 5),
+      std::string("\xd3\xff\xff\xff\xff\xff\xff\xff\xfb", 9),
+      std::string("\xfb", 1),                      // negative fixint -5
+      std::string("\x01", 1),
+      std::string("\xd0\x01", 2),
+      std::string("\xc0", 1),                      // nil
+      std::string("\xc3", 1),                      // true
+      std::string("\xca\x3f\x80\x00\x00", 5),      // float32 1.0
+      std::string("\xa1x", 2),                     // fixstr
+      std::string("\xd9\x01x", 3),                 // str8
+      std::string("\xda\x00\x01x", 4),             // str16
+      std::string("\xdb\x00\x00\x00\x01x", 6),     // str32
+      std::string("\xc4\x01x", 3),                 // bin8
+      std::string("\x91\x01", 2),                  // [1]
+  };
+  for (const char* key : {"v", "tx", "created", "updated", "deleted", "id", "email", "avatar", "tz", "onb", "settings", "zz"}) {
+    for (const auto& e : encodings) {
+      INFO(key << " " << Json::binary(std::vector<uint8_t>(e.begin(), e.end())).dump());
+      verdict_matches(with(key, e));
+      // Truncated: both must refuse.
+      std::string cut = with(key, e);
+      cut.pop_back();
+      CHECK_FALSE(DecodeUser(cut).ok());
+    }
+  }
 }
