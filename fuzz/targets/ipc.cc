@@ -121,6 +121,15 @@ class SplitMix {
 
 int FuzzProtocolLine(const uint8_t* data, size_t size) {
   const std::string_view line(reinterpret_cast<const char*>(data), size);
+  // The fast parser agrees with nlohmann whenever it accepts a line.
+  {
+    Json fast;
+    if (ipc::FastParseJson(line, &fast)) {
+      Json ref = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+      USERSD_FUZZ_CHECK(!ref.is_discarded());
+      USERSD_FUZZ_CHECK(fast == ref);
+    }
+  }
   const Frame f = ipc::ParseLine(line);
   switch (f.kind) {
     case FrameKind::kRequest:

@@ -5,6 +5,7 @@
 #include "ipc/protocol.h"
 
 using usersd::ipc::EncodeChunk;
+using usersd::ipc::FastParseJson;
 using usersd::ipc::EncodeExit;
 using usersd::ipc::EncodePong;
 using usersd::ipc::EncodeProtocolError;
@@ -132,4 +133,31 @@ TEST_CASE("protocol: invalid UTF-8 in a reply is replaced, never breaks the line
   std::string bad = "a\xff\xfe" "b";
   Json j = Line(EncodeExit(req, Outcome::Success(Json(bad))));
   CHECK(j["exit"]["value"].get<std::string>().find("a") == 0);
+}
+
+TEST_CASE("FastParseJson accepts only what nlohmann parses, with the same value", "[ipc][protocol]") {
+  // Strings of every length up to a few SSE blocks with one special byte
+  // (quote, backslash escape, control, non-ASCII) at every position.
+  const std::string specials[] = {"\\\"", "\\\\", "\\n", "\\/", "\\u0041", "\\x", "\t", "\x01", "\xc3\xa9", "\x7f", "\"", "\\"};
+  int accepted = 0;
+  for (size_t len = 0; len < 40; ++len) {
+    for (size_t pos = 0; pos <= len; ++pos) {
+      for (const auto& sp : specials) {
+        std::string body(len, 'a');
+        body.insert(pos, sp);
+        for (const std::string& text : {"\"" + body + "\"", "{\"k\":\"" + body + "\",\"n\":[1,-2]}"}) {
+          Json fast;
+          const bool ok = FastParseJson(text, &fast);
+          Json ref = Json::parse(text, nullptr, false);
+          INFO(text);
+          if (ok) {
+            ++accepted;
+            REQUIRE_FALSE(ref.is_discarded());
+            REQUIRE(fast == ref);
+          }
+        }
+      }
+    }
+  }
+  CHECK(accepted > 1000);  // the plain escapes take the fast path
 }
