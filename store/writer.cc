@@ -25,7 +25,11 @@ void Writer::Submit(WriteOp op, WriteDone done) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_) {
       queue_.push_back(Item{std::move(op), std::move(done), Status::Ok()});
-      cv_.notify_one();
+      // Wake the writer for the first op of a batch and when the queue
+      // reaches the size the last batch had; in between, the writer's timed
+      // gather steps look at the queue themselves. A wakeup per op would
+      // cost a context switch per mutation.
+      if (queue_.size() == 1 || queue_.size() >= wake_at_) cv_.notify_one();
       return;
     }
   }
@@ -60,17 +64,21 @@ void Writer::Run() {
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping and drained
       // Right after a commit the clients it answered send their next
-      // mutations within a fraction of a millisecond. Waiting while the
-      // queue keeps growing (each step at most kGatherStep, all together at
-      // most kGatherMax, both small next to an fsync) lets one commit carry
-      // them all instead of splitting them over two commits.
+      // mutations within a fraction of a millisecond. Waiting for as many
+      // as the last batch had, and beyond that while the queue keeps growing
+      // (each step at most kGatherStep, all together at most kGatherMax, both
+      // small next to an fsync), lets one commit carry them all instead of
+      // splitting them over two commits. Under light load the last batch had
+      // one op, so a lone mutation commits at once.
       constexpr auto kGatherStep = std::chrono::microseconds(200);
       constexpr auto kGatherMax = std::chrono::microseconds(2000);
-      auto deadline = std::chrono::steady_clock::now() + kGatherMax;
+      const auto deadline = std::chrono::steady_clock::now() + kGatherMax;
+      const size_t target = std::min(max_batch_, wake_at_);
       size_t seen = queue_.size();
-      while (!stopping_ && seen < max_batch_) {
+      while (!stopping_ && seen < target) {
         auto until = std::min(std::chrono::steady_clock::now() + kGatherStep, deadline);
-        if (!cv_.wait_until(lock, until, [&] { return stopping_ || queue_.size() > seen; })) break;
+        bool reached = cv_.wait_until(lock, until, [&] { return stopping_ || queue_.size() >= target; });
+        if (!reached && queue_.size() == seen) break;  // a whole step without a new op
         seen = queue_.size();
         if (std::chrono::steady_clock::now() >= deadline) break;
       }
@@ -78,6 +86,7 @@ void Writer::Run() {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      wake_at_ = std::max<size_t>(1, batch.size());
     }
     ApplyBatch(batch);
     Finish(batch);

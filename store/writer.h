@@ -1,13 +1,13 @@
 // Writer: the single writer thread and its group commit.
 //
 // Every mutation of the store is a WriteOp submitted here. The writer thread
-// takes whatever is queued (up to max_batch, waiting up to 2 ms while the
-// queue still grows), runs the ops in one batch transaction, and commits the
-// batch once: one fsync for many mutations. Ops run straight in the batch
-// transaction; when one fails the batch is aborted and replayed with each op
-// in its own nested transaction. Only after that commit does each op's
-// WriteDone run, on the loop thread (via the Poster), so a client never hears
-// of a change that is not durable.
+// takes whatever is queued (up to max_batch; waiting up to 2 ms for as many
+// ops as the last batch had, and while the queue still grows), runs the ops
+// in one batch transaction, and commits the batch once: one fsync for many
+// mutations. Ops run straight in the batch transaction; when one fails the
+// batch is aborted and replayed with each op in its own nested transaction.
+// Only after that commit does each op's WriteDone run, on the loop thread
+// (via the Poster), so a client never hears of a change that is not durable.
 //
 // An op that fails rolls back alone (in the replay, its nested transaction is
 // aborted), so a batch behaves exactly like the same ops one by one, in submission order.
@@ -88,6 +88,9 @@ class Writer {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Item> queue_;
+  // The size of the last batch: Submit wakes the writer when the queue
+  // reaches it (guarded by mu_).
+  size_t wake_at_ = 1;
   bool stopping_ = false;
   bool started_ = false;
   std::thread thread_;
