@@ -67,7 +67,7 @@ void Authenticator::Finish(AuthResult r, const AuthCallback& cb) {
   cb(std::move(r));
 }
 
-void Authenticator::Authenticate(std::optional<std::string_view> header, AuthCallback cb) {
+void Authenticator::Authenticate(std::optional<std::string_view> header, AuthCallback cb, TokenMemo* memo) {
   if (!header) {
     Finish(VerifyFailure{TokenError::kMissing, "missing authorization header"}, cb);
     return;
@@ -83,7 +83,23 @@ void Authenticator::Authenticate(std::optional<std::string_view> header, AuthCal
            cb);
     return;
   }
+  if (memo && cache_.capacity() > 0) {
+    if (memo->claims && memo->generation == cache_.generation() && memo->token == *token &&
+        clock_.NowMs() / 1000 < memo->claims->exp) {
+      cache_hits_++;
+      Finish(memo->claims, cb);
+      return;
+    }
+    memo->claims.reset();
+  }
   AuthResult r = VerifyNow(*token);
+  if (memo && cache_.capacity() > 0) {
+    if (auto* ok = std::get_if<std::shared_ptr<const Claims>>(&r)) {
+      memo->token.assign(*token);
+      memo->claims = *ok;
+      memo->generation = cache_.generation();
+    }
+  }
   auto* f = std::get_if<VerifyFailure>(&r);
   if (!f || f->error != TokenError::kUnknownKid || !refetch_) {
     Finish(std::move(r), cb);

@@ -25,6 +25,18 @@
 
 namespace usersd::auth {
 
+// The last token one client connection presented and the claims it verified
+// to. Clients send the same token request after request; a repeat is
+// recognised by comparing the bytes, which is cheaper than the cache's
+// SHA-256. It stands for a cache hit only: the same cache generation (no
+// Clear since) and before exp. Unlike the cache, it holds the raw token, for
+// as long as the connection lives (its read buffer held it anyway).
+struct TokenMemo {
+  std::string token;
+  std::shared_ptr<const Claims> claims;
+  uint64_t generation = 0;
+};
+
 // Accepted claims are shared (with the token cache), never copied per request.
 using AuthResult = std::variant<std::shared_ptr<const Claims>, VerifyFailure>;
 using AuthCallback = std::function<void(AuthResult)>;
@@ -45,7 +57,9 @@ class Authenticator {
   // `header` is the authorization header's value, if the request had one.
   // `cb` may run before this returns (cache hit, plain failure) or later
   // (after a refetch).
-  void Authenticate(std::optional<std::string_view> header, AuthCallback cb);
+  // `memo`, if given, is the caller connection's memo: read and updated
+  // only before this returns (never after a refetch).
+  void Authenticate(std::optional<std::string_view> header, AuthCallback cb, TokenMemo* memo = nullptr);
 
   // Refusals by reason (TokenErrorName), for metrics.
   const std::map<std::string, uint64_t>& failures() const { return failures_; }

@@ -72,6 +72,7 @@ void TokenCache::Put(std::string_view token, std::shared_ptr<const Claims> claim
 }
 
 void TokenCache::Clear() {
+  ++generation_;
   map_.clear();
   lru_.clear();
 }

@@ -53,6 +53,9 @@ class TokenCache {
   void Put(std::string_view token, std::shared_ptr<const Claims> claims);
 
   void Clear();
+  // Changes on every Clear(): what was looked up under an older generation
+  // may no longer hold.
+  uint64_t generation() const { return generation_; }
   size_t size() const { return map_.size(); }
   size_t capacity() const { return capacity_; }
 
@@ -76,6 +79,7 @@ class TokenCache {
   Digest Hash(std::string_view token);
 
   const size_t capacity_;
+  uint64_t generation_ = 0;
   // SHA-256 fetched once and one reused context: OpenSSL 3's one-shot
   // SHA256() fetches the algorithm on every call, a third of its cost here.
   evp_md_st* md_;

@@ -76,6 +76,12 @@ void UsersApi::Dispatch(const ipc::Request& request, ipc::Responder responder) {
     responder.Reply(ipc::Outcome::Die("unknown method \"" + request.tag + "\"", ipc::kMethodNotFound));
     return;
   }
+  // The connection's token memo (created on its first request).
+  auth::TokenMemo* memo = nullptr;
+  if (std::shared_ptr<void>* slot = responder.connection_data()) {
+    if (!*slot) *slot = std::make_shared<auth::TokenMemo>();
+    memo = static_cast<auth::TokenMemo*>(slot->get());
+  }
   int64_t start = clock_.MonotonicMs();
   auto t0 = std::chrono::steady_clock::now();
   // Loop thread only (the Dispatcher contract), so the lazily resolved
@@ -120,7 +126,7 @@ void UsersApi::Dispatch(const ipc::Request& request, ipc::Responder responder) {
       case Method::kResetAvatar: service_->ResetAvatar(claims, std::move(finish)); break;
       case Method::kUnknown: break;
     }
-  });
+  }, memo);
 }
 
 }  // namespace usersd::domain

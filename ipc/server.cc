@@ -47,6 +47,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool eof_ = false;  // the client sent Eof or half-closed
   bool dirty_ = false;
   std::unordered_map<std::string, std::weak_ptr<RequestState>> streams_;
+  std::shared_ptr<void> data_;  // Responder::connection_data()
 
   void Start();
   void Send(std::string_view frame);
@@ -132,6 +133,12 @@ void Responder::OnStreamEvent(std::function<void(StreamEvent)> handler) const {
 bool Responder::connected() const {
   auto c = s_->conn.lock();
   return c && !c->closing_;
+}
+
+std::shared_ptr<void>* Responder::connection_data() const {
+  auto c = s_->conn.lock();
+  // The Server's connection table keeps the connection alive past `c`.
+  return c && !c->closing_ ? &c->data_ : nullptr;
 }
 
 const Request& Responder::request() const { return s_->request; }

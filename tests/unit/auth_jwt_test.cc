@@ -2,6 +2,8 @@
 // signed here, so every attack is built from first principles rather than
 // from canned strings that might stop meaning what they claim.
 #include "auth/jwt.h"
+#include "auth/authenticator.h"
+#include "common/clock.h"
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
@@ -727,6 +729,65 @@ TEST_CASE("jwt: one Jwks verifies from several threads at once", "[auth]") {
   for (auto& th : threads) th.join();
   CHECK(accepted == 100);
   CHECK(refused == 100);
+}
+
+
+// The per-connection memo stands for a cache hit, never for more.
+TEST_CASE("authenticator: a connection's token memo is a cache hit, dropped with the cache", "[auth]") {
+  FakeClock clock(kNow * 1000);
+  Authenticator auth(clock, Opts());
+  auth.SetJwks(DefaultJwks());
+  TokenMemo memo;
+  auto run = [&](const std::string& token, TokenMemo* m) {
+    std::optional<AuthResult> out;
+    auth.Authenticate("Bearer " + token, [&](AuthResult r) { out = std::move(r); }, m);
+    REQUIRE(out.has_value());  // synchronous: no refetch configured
+    return std::move(*out);
+  };
+  auto accepted = [](const AuthResult& r) { return std::holds_alternative<std::shared_ptr<const Claims>>(r); };
+  const std::string a = Token(Header("k1"), Payload(), K().main);
+  json pb = Payload();
+  pb["sub"] = "user_other";
+  const std::string b = Token(Header("k1"), pb, K().main);
+
+  REQUIRE(accepted(run(a, &memo)));
+  CHECK(memo.token == a);
+  CHECK(auth.cache_hits() == 0);
+  auto again = run(a, &memo);
+  REQUIRE(accepted(again));
+  CHECK(std::get<std::shared_ptr<const Claims>>(again)->sub == "user_01H");
+  CHECK(auth.cache_hits() == 1);
+
+  SECTION("another token on the same connection is verified on its own") {
+    auto other = run(b, &memo);
+    REQUIRE(accepted(other));
+    CHECK(std::get<std::shared_ptr<const Claims>>(other)->sub == "user_other");
+    CHECK(memo.token == b);
+    // A tampered token never matches the memo.
+    std::string bad = b;
+    bad.back() = bad.back() == 'A' ? 'B' : 'A';
+    CHECK_FALSE(accepted(run(bad, &memo)));
+  }
+  SECTION("new keys: the memo no longer counts") {
+    auth.SetJwks(MakeJwks({Jwk(K().other, "k2")}));  // k1 rotated out
+    CHECK_FALSE(accepted(run(a, &memo)));
+    CHECK(memo.claims == nullptr);
+  }
+  SECTION("new options: the memo no longer counts") {
+    VerifyOptions strict = Opts();
+    strict.issuers = {"https://issuer.example"};
+    auth.SetOptions(strict);
+    CHECK_FALSE(accepted(run(a, &memo)));
+  }
+  SECTION("at exp the memo no longer counts") {
+    // Verified afresh (within the verifier's leeway), not taken from memo.
+    clock.SetNowMs((kNow + 300) * 1000);
+    const uint64_t hits = auth.cache_hits();
+    run(a, &memo);
+    CHECK(auth.cache_hits() == hits);
+    clock.SetNowMs((kNow + 3600) * 1000);
+    CHECK_FALSE(accepted(run(a, &memo)));
+  }
 }
 
 }  // namespace
