@@ -121,6 +121,118 @@ class FastParser {
     }
   }
 
+ public:
+  // The common line, an @effect/rpc Request, straight into a Frame: what
+  // ParseEffect makes of the line's DOM, without building the DOM. False
+  // for anything else (other frames, JSON-RPC, headers as an object, an
+  // empty object, whatever String or Value give up on, every error), which
+  // then takes the DOM path.
+  bool EffectRequest(Frame* f) {
+    Ws();
+    if (p_ >= end_ || *p_ != '{') return false;
+    ++p_;
+    bool is_request = false, has_id = false, has_tag = false, has_payload = false;
+    Json id, payload;
+    std::string tag, key;
+    std::vector<std::pair<std::string, std::string>> headers;
+    // Repeated keys: the last one wins, as in the DOM.
+    for (;;) {
+      Ws();
+      if (p_ >= end_ || *p_ != '"') return false;
+      key.clear();
+      if (!String(&key)) return false;
+      Ws();
+      if (p_ >= end_ || *p_ != ':') return false;
+      ++p_;
+      Ws();
+      if (key == "_tag") {
+        std::string t;
+        if (p_ >= end_ || *p_ != '"' || !String(&t)) return false;
+        is_request = t == "Request";
+      } else if (key == "id") {
+        Json v;
+        if (!Value(&v, 1) || !(v.is_string() || v.is_number())) return false;
+        id = std::move(v);
+        has_id = true;
+      } else if (key == "tag") {
+        tag.clear();
+        if (p_ >= end_ || *p_ != '"' || !String(&tag)) return false;
+        has_tag = true;
+      } else if (key == "payload") {
+        payload = Json();
+        if (!Value(&payload, 1)) return false;
+        has_payload = true;
+      } else if (key == "headers") {
+        headers.clear();
+        if (!HeaderPairs(&headers)) return false;
+      } else {
+        Json ignored;  // traceId, spanId, sampled, ...: unused, but must parse
+        if (!Value(&ignored, 1)) return false;
+      }
+      Ws();
+      if (p_ >= end_) return false;
+      if (*p_ == ',') {
+        ++p_;
+        continue;
+      }
+      if (*p_ != '}') return false;
+      ++p_;
+      break;
+    }
+    Ws();
+    if (p_ != end_ || !is_request || !has_id || !has_tag) return false;
+    f->kind = FrameKind::kRequest;
+    f->wire = Wire::kEffect;
+    f->request.wire = Wire::kEffect;
+    f->request.id = std::move(id);
+    f->request.tag = std::move(tag);
+    if (has_payload) f->request.payload = std::move(payload);
+    f->request.headers = std::move(headers);
+    return true;
+  }
+
+ private:
+  // null or [[name, value], ...] with string names and values; names
+  // lower-cased (ParseHeaders' array form).
+  bool HeaderPairs(std::vector<std::pair<std::string, std::string>>* out) {
+    if (Lit("null")) return true;
+    if (p_ >= end_ || *p_ != '[') return false;
+    ++p_;
+    Ws();
+    if (p_ < end_ && *p_ == ']') {
+      ++p_;
+      return true;
+    }
+    for (;;) {
+      Ws();
+      if (p_ >= end_ || *p_ != '[') return false;
+      ++p_;
+      Ws();
+      std::string name, value;
+      if (p_ >= end_ || *p_ != '"' || !String(&name)) return false;
+      Ws();
+      if (p_ >= end_ || *p_ != ',') return false;
+      ++p_;
+      Ws();
+      if (p_ >= end_ || *p_ != '"' || !String(&value)) return false;
+      Ws();
+      if (p_ >= end_ || *p_ != ']') return false;
+      ++p_;
+      for (char& c : name)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      out->emplace_back(std::move(name), std::move(value));
+      Ws();
+      if (p_ >= end_) return false;
+      if (*p_ == ',') {
+        ++p_;
+        continue;
+      }
+      if (*p_ != ']') return false;
+      ++p_;
+      return true;
+    }
+  }
+
   // The first byte at or after `p` that String must look at: a quote, a
   // backslash, a control character or a non-ASCII byte (bearer tokens are
   // long runs of none of these). Sixteen bytes at a time where SSE2 is there.
@@ -462,8 +574,19 @@ void AppendJson(std::string& out, const Json& j) {
 
 bool FastParseJson(std::string_view text, Json* out) { return FastParser(text).Parse(out); }
 
+bool FastParseEffectRequest(std::string_view line, Frame* out) { return FastParser(line).EffectRequest(out); }
+
 Frame ParseLine(std::string_view line) {
   // Tolerate a CR from clients that write CRLF.
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  {
+    Frame f;
+    if (FastParser(line).EffectRequest(&f)) return f;
+  }
+  return ParseLineWithDom(line);
+}
+
+Frame ParseLineWithDom(std::string_view line) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   bool too_deep = false;
   Json j;

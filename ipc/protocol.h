@@ -74,6 +74,11 @@ Frame ParseLine(std::string_view line);
 // which ParseLine then hands to nlohmann. When it returns true, *out is
 // exactly what nlohmann::json::parse makes of `text`.
 bool FastParseJson(std::string_view text, Json* out);
+// ParseLine's fast path for the common frame, an @effect/rpc Request, and
+// its general path; for tests and the fuzz target. When the fast path
+// returns true, *out is what ParseLineWithDom returns for the line.
+bool FastParseEffectRequest(std::string_view line, Frame* out);
+Frame ParseLineWithDom(std::string_view line);
 
 // The outcome of one request.
 struct Outcome {

@@ -130,6 +130,19 @@ int FuzzProtocolLine(const uint8_t* data, size_t size) {
       USERSD_FUZZ_CHECK(fast == ref);
     }
   }
+  // The fast Request path agrees with the DOM path whenever it accepts.
+  {
+    Frame fast;
+    if (ipc::FastParseEffectRequest(line, &fast)) {
+      const Frame slow = ipc::ParseLineWithDom(line);
+      USERSD_FUZZ_CHECK(slow.kind == FrameKind::kRequest && fast.kind == FrameKind::kRequest);
+      USERSD_FUZZ_CHECK(slow.wire == fast.wire && slow.request.wire == fast.request.wire);
+      USERSD_FUZZ_CHECK(slow.request.id == fast.request.id);
+      USERSD_FUZZ_CHECK(slow.request.tag == fast.request.tag);
+      USERSD_FUZZ_CHECK(slow.request.payload == fast.request.payload);
+      USERSD_FUZZ_CHECK(slow.request.headers == fast.request.headers);
+    }
+  }
   const Frame f = ipc::ParseLine(line);
   switch (f.kind) {
     case FrameKind::kRequest:

@@ -5,7 +5,10 @@
 #include "ipc/protocol.h"
 
 using usersd::ipc::EncodeChunk;
+using usersd::ipc::FastParseEffectRequest;
 using usersd::ipc::FastParseJson;
+using usersd::ipc::Frame;
+using usersd::ipc::ParseLineWithDom;
 using usersd::ipc::EncodeExit;
 using usersd::ipc::EncodePong;
 using usersd::ipc::EncodeProtocolError;
@@ -160,4 +163,55 @@ TEST_CASE("FastParseJson accepts only what nlohmann parses, with the same value"
     }
   }
   CHECK(accepted > 1000);  // the plain escapes take the fast path
+}
+
+TEST_CASE("The fast Request path gives the DOM path's frame or steps aside", "[ipc][protocol]") {
+  const std::string tok = "Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln";
+  const std::vector<std::string> lines = {
+      R"({"_tag":"Request","id":"1","tag":"user.me","payload":{},"headers":[["authorization",")" + tok + R"("]]})",
+      R"( { "tag" : "user.update" , "_tag" : "Request" , "id" : 7 , "payload" : {"timezone":"Europe/Paris","n":[1,-2,true,null]} } )",
+      R"({"_tag":"Request","id":"1","tag":"user.me","headers":[["X-Trace","a"],["Authorization","b"]],"traceId":"t","spanId":"s","sampled":true})",
+      R"({"_tag":"Request","id":"1","tag":"user.me","headers":null})",
+      R"({"_tag":"Request","id":"1","tag":"user.me","headers":[]})",
+      R"({"_tag":"Request","id":"1","tag":"a","tag":"b","id":"2","payload":1,"payload":{"x":2}})",
+      R"({"_tag":"Ping","_tag":"Request","id":"1","tag":"user.me"})",
+      R"({"_tag":"Request","_tag":"Ping","id":"1","tag":"user.me"})",
+      R"({"_tag":"Request","id":"1","tag":"user.me","headers":[["a","b"]],"headers":[["c","d"]]})",
+      R"({"_tag":"Request","id":"1","tag":"user.me","headers":[["a",1]]})",
+      R"({"_tag":"Request","id":"1","tag":"user.me","headers":{"authorization":"x"}})",
+      R"({"_tag":"Request","id":"1","tag":"user.me","headers":[["a","b","c"]]})",
+      R"({"_tag":"Request","id":null,"tag":"user.me"})",
+      R"({"_tag":"Request","id":"1","tag":7})",
+      R"({"_tag":"Request","tag":"user.me"})",
+      R"({"_tag":"Request","id":"1"})",
+      R"({"_tag":"Request","id":1.5,"tag":"user.me"})",
+      R"({"_tag":"Request","id":"1","tag":"user.me"} x)",
+      R"({"_tag":"Request","id":"1","tag":"user.me",})",
+      R"({"_tag":"Request","id":"1","tag":"user.me"})" "\r",
+      R"({"_tag":"Request","id":"\u00e9","tag":"user.me"})",
+      R"({"_tag":"Request","id":"1","tag":"user.me","jsonrpc":"2.0","method":"x"})",
+      R"({"jsonrpc":"2.0","id":1,"method":"user.me","params":{}})",
+      R"({})",
+      R"([])",
+  };
+  int fast_taken = 0;
+  for (const auto& line : lines) {
+    INFO(line);
+    Frame fast;
+    const bool took = FastParseEffectRequest(line, &fast);
+    const Frame slow = ParseLineWithDom(line);
+    const Frame actual = usersd::ipc::ParseLine(line);
+    CHECK(actual.kind == slow.kind);
+    CHECK(actual.error_message == slow.error_message);
+    if (!took) continue;
+    ++fast_taken;
+    REQUIRE(slow.kind == FrameKind::kRequest);
+    CHECK(fast.wire == slow.wire);
+    CHECK(fast.request.wire == slow.request.wire);
+    CHECK(fast.request.id == slow.request.id);
+    CHECK(fast.request.tag == slow.request.tag);
+    CHECK(fast.request.payload == slow.request.payload);
+    CHECK(fast.request.headers == slow.request.headers);
+  }
+  CHECK(fast_taken >= 8);
 }
