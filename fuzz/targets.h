@@ -36,6 +36,10 @@ int FuzzConfig(const uint8_t* data, size_t size);
 // domain/validate.h: the update/delete payload parsers and field validators.
 int FuzzDomainValidate(const uint8_t* data, size_t size);
 
+// store/record_codec.h: DecodeUser on the bytes of a stored record, against
+// the DOM form it replaced.
+int FuzzStoreRecord(const uint8_t* data, size_t size);
+
 struct FuzzTarget {
   std::string_view name;  // the corpus directory: fuzz/corpus/<name>/
   int (*run)(const uint8_t* data, size_t size);

@@ -12,6 +12,7 @@ std::span<const FuzzTarget> AllTargets() {
       {"auth_jwt", &FuzzAuthJwt},
       {"config", &FuzzConfig},
       {"domain_validate", &FuzzDomainValidate},
+      {"store_record", &FuzzStoreRecord},
   };
   return kTargets;
 }
