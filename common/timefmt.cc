@@ -1,5 +1,6 @@
 #include "common/timefmt.h"
 
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 
@@ -9,10 +10,33 @@ std::string FormatIso8601Ms(int64_t epoch_ms) {
   int64_t secs = epoch_ms / 1000;
   int64_t ms = epoch_ms % 1000;
   if (ms < 0) { ms += 1000; secs -= 1; }
+  // Years 0000-9999 (every time a record holds): the civil date from
+  // <chrono>, digits written by hand. snprintf cost a microsecond per
+  // timestamp on the reply path.
+  constexpr int64_t kMinSecs = -62167219200;  // 0000-01-01T00:00:00Z
+  constexpr int64_t kMaxSecs = 253402300799;  // 9999-12-31T23:59:59Z
+  if (secs >= kMinSecs && secs <= kMaxSecs) {
+    using namespace std::chrono;
+    const int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    const int64_t sod = secs - days * 86400;
+    const year_month_day ymd{sys_days{std::chrono::days{days}}};
+    char buf[25] = "0000-00-00T00:00:00.000Z";
+    auto put = [&buf](int pos, int width, int64_t v) {
+      for (int i = pos + width - 1; i >= pos; --i, v /= 10) buf[i] = static_cast<char>('0' + v % 10);
+    };
+    put(0, 4, static_cast<int>(ymd.year()));
+    put(5, 2, static_cast<unsigned>(ymd.month()));
+    put(8, 2, static_cast<unsigned>(ymd.day()));
+    put(11, 2, sod / 3600);
+    put(14, 2, sod / 60 % 60);
+    put(17, 2, sod % 60);
+    put(20, 3, ms);
+    return std::string(buf, 24);
+  }
   time_t t = static_cast<time_t>(secs);
   tm utc{};
   gmtime_r(&t, &utc);
-  char buf[40];
+  char buf[64];
   snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900, utc.tm_mon + 1,
            utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<int>(ms));
   return buf;
