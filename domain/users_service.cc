@@ -42,9 +42,9 @@ Status Rollback(Decision* d, OpResult r) {
 }
 
 // Maps the writer's status and the op's decision to the reply.
-OpResult Conclude(const Status& st, const Decision& d) {
-  if (st.ok()) return d.result;
-  if (d.rollback) return d.result;
+// Runs once per op, after its last replay: the result moves out.
+OpResult Conclude(const Status& st, Decision& d) {
+  if (st.ok() || d.rollback) return std::move(d.result);
   if (st.code() == Code::kInvalidArgument) return OpResult::Invalid(st.message());
   if (st.code() == Code::kMapFull) return OpResult::Internal("store is full: " + st.message());
   if (st.code() == Code::kUnavailable) return OpResult::Internal("usersd is shutting down");
@@ -252,7 +252,8 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
   if (!parsed.ok()) return cb(OpResult::Invalid(parsed.status().message()));
   auto patch = std::make_shared<UserPatch>(std::move(*parsed));
   auto claims = SessionOf(caller);
-  ResolveCaller(caller, [this, patch, claims, cb](Result<UserRecord> me, OpResult err) {
+  ResolveCaller(caller, [this, patch, claims = std::move(claims), cb = std::move(cb)](Result<UserRecord> me,
+                                                                                    OpResult err) mutable {
     if (!me.ok()) return cb(std::move(err));
     bool self = patch->id == me->id;
     bool org_admin = ActsAsOrgAdmin(options_, claims);
@@ -262,7 +263,7 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
     auto decision = std::make_shared<Decision>();
     int64_t now = clock_.NowMs();
     writer_->Submit(
-        [patch, claims, self, decision, now](WriteTxn& t) -> Status {
+        [patch, claims = std::move(claims), self, decision, now](WriteTxn& t) -> Status {
           decision->Reset();
           auto cur = t.GetUser(patch->id);
           if (!cur.ok()) return cur.status();
@@ -292,7 +293,7 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
           decision->result = MutationResult(after);
           return Status::Ok();
         },
-        [this, decision, cb](Status st) {
+        [this, decision, cb = std::move(cb)](Status st) {
           if (st.ok() && decision->queued_job && notify_outbox_) notify_outbox_();
           cb(Conclude(st, *decision));
         });
@@ -304,7 +305,8 @@ void UsersService::Delete(const auth::Claims& caller, const Json& payload, OpCal
   if (!parsed.ok()) return cb(OpResult::Invalid(parsed.status().message()));
   std::string target = std::move(*parsed);
   auto claims = caller;
-  ResolveCaller(caller, [this, target, claims, cb](Result<UserRecord> me, OpResult err) {
+  ResolveCaller(caller, [this, target, claims = std::move(claims), cb = std::move(cb)](Result<UserRecord> me,
+                                                                                     OpResult err) mutable {
     if (!me.ok()) return cb(std::move(err));
     bool self = target == me->id;
     bool org_admin = ActsAsOrgAdmin(options_, claims);
@@ -328,7 +330,7 @@ void UsersService::Delete(const auth::Claims& caller, const Json& payload, OpCal
           decision->result = OpResult::Ok(Json{{"transactionId", after.txid}});
           return Status::Ok();
         },
-        [this, decision, cb](Status st) {
+        [this, decision, cb = std::move(cb)](Status st) {
           if (st.ok() && decision->queued_job && notify_outbox_) notify_outbox_();
           cb(Conclude(st, *decision));
         });
