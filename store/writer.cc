@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <optional>
 
 #include "common/log.h"
 
@@ -25,11 +26,13 @@ void Writer::Submit(WriteOp op, WriteDone done) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_) {
       queue_.push_back(Item{std::move(op), std::move(done), Status::Ok()});
-      // Wake the writer for the first op of a batch and when the queue
-      // reaches the size the last batch had; in between, the writer's timed
-      // gather steps look at the queue themselves. A wakeup per op would
-      // cost a context switch per mutation.
-      if (queue_.size() == 1 || queue_.size() >= wake_at_) cv_.notify_one();
+      // Wake the writer for the first op of a batch; while it gathers, when
+      // the batch reaches the size the last one had or a chunk is ready to
+      // run early. In between, its timed gather steps look at the queue
+      // themselves: a wakeup per op would cost a context switch per mutation.
+      const bool wake = gathering_ ? taken_ + queue_.size() >= wake_at_ || queue_.size() >= kRunChunk
+                                   : queue_.size() == 1;
+      if (wake) cv_.notify_one();
       return;
     }
   }
@@ -56,9 +59,45 @@ void Writer::Stop() {
     poster_->Post([done = std::move(it.done)] { done(Status::Unavailable("shutting down")); });
 }
 
+Status Writer::RunOp(const WriteOp& op, WriteTxn& txn) {
+  try {
+    return op(txn);
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("write op threw: ") + e.what());
+  } catch (...) {
+    // Anything escaping this thread would terminate the process.
+    return Status::Internal("write op threw a non-standard exception");
+  }
+}
+
 void Writer::Run() {
   for (;;) {
     std::vector<Item> batch;
+    // The ops run straight in the batch's transaction as they arrive, so
+    // their CPU time overlaps the wait for the rest of the batch. Anything
+    // unusual (an op fails, the map is full, no transaction) drops to
+    // ApplyBatch, which starts the batch over from scratch.
+    std::optional<WriteTxn> txn;
+    size_t ran = 0;         // batch[0, ran) ran in txn
+    bool straight = true;   // and every one of them succeeded
+    auto run_new = [&] {
+      if (!straight) return;
+      if (!txn) {
+        auto t = store_->BeginWrite();
+        if (!t.ok()) {
+          straight = false;
+          return;
+        }
+        txn.emplace(std::move(*t));
+      }
+      for (; ran < batch.size(); ++ran) {
+        batch[ran].result = RunOp(batch[ran].op, *txn);
+        if (!batch[ran].result.ok()) {
+          straight = false;
+          return;
+        }
+      }
+    };
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
@@ -74,29 +113,64 @@ void Writer::Run() {
       constexpr auto kGatherMax = std::chrono::microseconds(2000);
       const auto deadline = std::chrono::steady_clock::now() + kGatherMax;
       const size_t target = std::min(max_batch_, wake_at_);
-      size_t seen = queue_.size();
-      while (!stopping_ && seen < target) {
+      auto take = [&] {
+        while (!queue_.empty() && batch.size() < max_batch_) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+        taken_ = batch.size();
+      };
+      gathering_ = true;
+      take();
+      while (!stopping_ && batch.size() < target) {
+        lock.unlock();
+        run_new();
+        lock.lock();
+        take();
+        if (stopping_ || batch.size() >= target) break;
+        const size_t before = batch.size();
         auto until = std::min(std::chrono::steady_clock::now() + kGatherStep, deadline);
-        bool reached = cv_.wait_until(lock, until, [&] { return stopping_ || queue_.size() >= target; });
-        if (!reached && queue_.size() == seen) break;  // a whole step without a new op
-        seen = queue_.size();
+        cv_.wait_until(lock, until, [&] {
+          return stopping_ || batch.size() + queue_.size() >= target || queue_.size() >= kRunChunk;
+        });
+        take();
+        if (batch.size() == before) break;  // a whole step without a new op
         if (std::chrono::steady_clock::now() >= deadline) break;
       }
-      while (!queue_.empty() && batch.size() < max_batch_) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
+      gathering_ = false;
+      taken_ = 0;
       wake_at_ = std::max<size_t>(1, batch.size());
     }
-    ApplyBatch(batch);
+    run_new();
+    if (straight && txn) {
+      Status commit = txn->Commit();
+      if (commit.code() != Code::kMapFull) {
+        if (commit.ok()) {
+          batches_++;
+        } else {
+          LogError("store commit failed", {{"error", commit.ToString()}});
+          for (auto& it : batch) it.result = commit;
+        }
+        Finish(batch);
+        continue;
+      }
+    }
+    // An op that failed will fail again: replay nested from the start. A
+    // full map (or a transaction that did not begin) takes the usual path.
+    const bool op_failed = ran < batch.size() && !batch[ran].result.ok() &&
+                           batch[ran].result.code() != Code::kMapFull;
+    if (txn) txn->Abort();  // no-op after a failed commit
+    txn.reset();
+    for (auto& it : batch) it.result = Status::Ok();
+    ApplyBatch(batch, /*nested=*/op_failed);
     Finish(batch);
   }
 }
 
-void Writer::ApplyBatch(std::vector<Item>& batch) {
+void Writer::ApplyBatch(std::vector<Item>& batch, bool nested) {
   std::vector<size_t> all(batch.size());
   for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-  ApplyGroup(batch, std::move(all));
+  ApplyGroup(batch, std::move(all), nested);
 }
 
 bool Writer::NudgeFreelist() {
@@ -106,15 +180,15 @@ bool Writer::NudgeFreelist() {
   return txn->Commit().ok();
 }
 
-void Writer::ApplyGroup(std::vector<Item>& batch, std::vector<size_t> idx) {
+void Writer::ApplyGroup(std::vector<Item>& batch, std::vector<size_t> idx, bool nested) {
   bool nudged = false;
   // First try: every op straight in the batch transaction. LMDB's nested
   // transactions are not free (each one allocates and later merges a dirty
   // page list), and almost every op succeeds. When one fails, its partial
   // writes cannot be undone alone: the batch is aborted and replayed with one
   // nested transaction per op, which gives every op the result it would have
-  // had alone (ops are re-runnable, as for a full map).
-  bool nested = false;
+  // had alone (ops are re-runnable, as for a full map). `nested` skips the
+  // first try when an op is already known to fail.
   while (!idx.empty()) {
     auto txn = store_->BeginWrite();
     if (!txn.ok()) {
@@ -127,14 +201,7 @@ void Writer::ApplyGroup(std::vector<Item>& batch, std::vector<size_t> idx) {
     for (size_t pos = 0; pos < idx.size(); ++pos) {
       Item& it = batch[idx[pos]];
       if (!nested) {
-        Status st;
-        try {
-          st = it.op(*txn);
-        } catch (const std::exception& e) {
-          st = Status::Internal(std::string("write op threw: ") + e.what());
-        } catch (...) {
-          st = Status::Internal("write op threw a non-standard exception");
-        }
+        Status st = RunOp(it.op, *txn);
         it.result = st;
         if (st.code() == Code::kMapFull) {
           map_full = true;
@@ -157,15 +224,7 @@ void Writer::ApplyGroup(std::vector<Item>& batch, std::vector<size_t> idx) {
         }
         continue;
       }
-      Status st;
-      try {
-        st = it.op(*child);
-      } catch (const std::exception& e) {
-        st = Status::Internal(std::string("write op threw: ") + e.what());
-      } catch (...) {
-        // Anything escaping this thread would terminate the process.
-        st = Status::Internal("write op threw a non-standard exception");
-      }
+      Status st = RunOp(it.op, *child);
       if (st.ok()) st = child->Commit();
       else child->Abort();
       it.result = st;

@@ -1,13 +1,14 @@
 // Writer: the single writer thread and its group commit.
 //
 // Every mutation of the store is a WriteOp submitted here. The writer thread
-// takes whatever is queued (up to max_batch; waiting up to 2 ms for as many
-// ops as the last batch had, and while the queue still grows), runs the ops
-// in one batch transaction, and commits the batch once: one fsync for many
-// mutations. Ops run straight in the batch transaction; when one fails the
-// batch is aborted and replayed with each op in its own nested transaction.
-// Only after that commit does each op's WriteDone run, on the loop thread
-// (via the Poster), so a client never hears of a change that is not durable.
+// gathers a batch (up to max_batch; waiting up to 2 ms for as many ops as the
+// last batch had, and while the queue still grows), running the ops straight
+// in the batch's transaction as they arrive, and commits the batch once: one
+// fsync for many mutations. When an op fails (or the map is full) the batch
+// is aborted and replayed from scratch, each op in its own nested
+// transaction. Only after the commit does each op's WriteDone run, on the
+// loop thread (via the Poster), so a client never hears of a change that is
+// not durable.
 //
 // An op that fails rolls back alone (in the replay, its nested transaction is
 // aborted), so a batch behaves exactly like the same ops one by one, in submission order.
@@ -70,11 +71,14 @@ class Writer {
     Status result;
   };
   void Run();
-  void ApplyBatch(std::vector<Item>& batch);
+  static Status RunOp(const WriteOp& op, WriteTxn& txn);
+  // Applies the whole batch from scratch (nested: one nested transaction
+  // per op from the start).
+  void ApplyBatch(std::vector<Item>& batch, bool nested = false);
   // Runs the ops batch[idx...] in one transaction, growing the map and
   // replaying as needed; at the maximum map size, splits the group so that
   // each op gets the result it would have had alone. Sets every result.
-  void ApplyGroup(std::vector<Item>& batch, std::vector<size_t> idx);
+  void ApplyGroup(std::vector<Item>& batch, std::vector<size_t> idx, bool nested = false);
   // LMDB reuses the pages a transaction freed only after a later transaction
   // has committed, so right after data was deleted to make room the map can
   // still look full. Commits a tiny write so those pages become usable.
@@ -88,8 +92,12 @@ class Writer {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Item> queue_;
-  // The size of the last batch: Submit wakes the writer when the queue
-  // reaches it (guarded by mu_).
+  // While the writer gathers a batch (guarded by mu_): how many ops it has
+  // taken so far, and the size of the last batch, at which Submit wakes it.
+  // It also wakes for every kRunChunk queued ops, to run them early.
+  static constexpr size_t kRunChunk = 8;
+  bool gathering_ = false;
+  size_t taken_ = 0;
   size_t wake_at_ = 1;
   bool stopping_ = false;
   bool started_ = false;

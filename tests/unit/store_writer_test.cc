@@ -594,5 +594,76 @@ TEST_CASE("writer: a batch whose commit overflows the maximum map commits its op
   CHECK(r->GetMeta("note")->value_or("") == "x");
 }
 
+TEST_CASE("writer: ops trickling in while a batch gathers give the results of one by one", "[writer]") {
+  // The writer runs ops as they arrive, before the batch is complete; a
+  // failing op sends the batch back to the replay. Both stores get the same
+  // stream of ops, one store a batch of one op at a time (the reference):
+  // results and contents must match.
+  struct Spec {
+    std::string id, email;
+    bool fail = false;
+  };
+  std::vector<Spec> specs;
+  for (int i = 0; i < 240; ++i) {
+    Spec sp;
+    sp.id = "u" + std::to_string(i % 60);  // revisits users: updates
+    sp.email = "e" + std::to_string((i * 7) % 50) + "@example.com";  // conflicts: refused by the store
+    sp.fail = i % 13 == 5;
+    specs.push_back(sp);
+  }
+  auto op_for = [](const Spec& sp) -> WriteOp {
+    return [sp](WriteTxn& t) -> Status {
+      USERSD_RETURN_IF_ERROR(PutUserOp(MakeUser(sp.id, sp.email))(t));
+      if (sp.fail) return Status::InvalidArgument("refused by the op");
+      return Status::Ok();
+    };
+  };
+  auto run = [&](Rig& rig, bool trickle) {
+    std::vector<std::optional<Status>> results(specs.size());
+    rig.writer->Start();
+    std::thread producer([&] {
+      for (size_t i = 0; i < specs.size(); ++i) {
+        rig.writer->Submit(op_for(specs[i]), [&results, i](Status st) { results[i] = std::move(st); });
+        // Waves of 40 with pauses inside them: the writer sees partial batches.
+        if (trickle && i % 40 != 39) std::this_thread::sleep_for(std::chrono::microseconds(i % 3 == 0 ? 30 : 0));
+        if (trickle && i % 40 == 39) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    });
+    rig.RunUntil([&] {
+      for (auto& r : results)
+        if (!r) return false;
+      return true;
+    });
+    producer.join();
+    return results;
+  };
+  Rig batched;
+  Rig reference(4ull << 20, 64ull << 20, /*max_batch=*/1);
+  auto got = run(batched, true);
+  auto want = run(reference, false);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    INFO("op " << i);
+    CHECK(got[i]->code() == want[i]->code());
+    CHECK(got[i]->message() == want[i]->message());
+  }
+  auto a = batched.store->BeginRead();
+  auto b = reference.store->BeginRead();
+  CHECK(a->LastTxid() == b->LastTxid());
+  for (int i = 0; i < 60; ++i) {
+    std::string id = "u" + std::to_string(i);
+    auto ua = a->GetUser(id);
+    auto ub = b->GetUser(id);
+    REQUIRE(ua.ok());
+    REQUIRE(ub.ok());
+    REQUIRE(ua->has_value() == ub->has_value());
+    if (ua->has_value()) {
+      CHECK((*ua)->email == (*ub)->email);
+      CHECK((*ua)->txid == (*ub)->txid);
+    }
+  }
+  // Far fewer commits than ops: the batches did gather.
+  CHECK(batched.writer->batches() < specs.size() / 2);
+}
+
 }  // namespace
 }  // namespace usersd::store
