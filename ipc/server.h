@@ -70,8 +70,9 @@ class Responder {
   void OnStreamEvent(std::function<void(StreamEvent)> handler) const;
   bool connected() const;
   // A slot for the dispatcher's per-connection state (one value per
-  // connection, kept until it closes; e.g. the last token it presented).
-  // nullptr when the connection is gone. Valid during the current callback.
+  // connection, kept until it closes; e.g. the last token it presented). The
+  // server's one Dispatcher owns the slot and decides its type. nullptr when
+  // the connection is gone. Valid during the current callback.
   std::shared_ptr<void>* connection_data() const;
   const Request& request() const;
   const PeerCred& peer() const;
