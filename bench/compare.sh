@@ -29,30 +29,11 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 
-WORK=$(mktemp -d /tmp/usersd-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-node "$ROOT/tests/workos-fake/server.mjs" --port 0 --port-file "$WORK/fake.port" >/dev/null 2>"$WORK/fake.log" &
-PIDS+=($!)
-for _ in $(seq 100); do [ -s "$WORK/fake.port" ] && break; sleep 0.05; done
-FAKE="http://127.0.0.1:$(cat "$WORK/fake.port")"
-
-write_config() { # dir
-  cat >"$1/usersd.yaml" <<YAML
-socket: { path: $1/usersd.sock, max_connections: 4096 }
-admin_socket: { path: $1/admin.sock }
-store: { path: $1/store, map_size_mib: 64 }
-auth: { client_id: client_123 }
-workos: { base_url: "$FAKE", api_key: sk_test_123, events_poll_seconds: 10 }
-log: { level: warn }
-YAML
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_init "$ROOT"
+bench_start_fake
+write_config() { bench_write_config "$@"; }
 
 start_usersd() { # dir -> sets USERSD_PID and READY_MS (start to socket ready)
   local dir=$1 t0 t1

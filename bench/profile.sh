@@ -19,27 +19,12 @@ shift 3
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "$ROOT" && cd "$BUILD" && pwd)
 OUT=$PWD
-W=$(mktemp -d /tmp/usersd-profile.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
-
-node "$ROOT/tests/workos-fake/server.mjs" --port 0 --port-file "$W/fake.port" >/dev/null 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do [ -s "$W/fake.port" ] && break; sleep 0.05; done
-FAKE="http://127.0.0.1:$(cat "$W/fake.port")"
-cat >"$W/usersd.yaml" <<YAML
-socket: { path: $W/usersd.sock, max_connections: 4096 }
-admin_socket: { path: $W/admin.sock }
-store: { path: $W/store, map_size_mib: 64 }
-auth: { client_id: client_123 }
-workos: { base_url: "$FAKE", api_key: sk_test_123, events_poll_seconds: 10 }
-log: { level: warn }
-YAML
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_init "$ROOT"
+bench_start_fake
+W=$WORK
+bench_write_config "$W"
 "$BUILD/daemon/usersd" --config "$W/usersd.yaml" >/dev/null 2>"$W/usersd.log" &
 UP=$!
 PIDS+=($UP)

@@ -1,0 +1,37 @@
+# bench/lib.sh — shared by bench/compare.sh and bench/profile.sh (sourced).
+#
+# bench_init ROOT: makes WORK (a temporary directory) and PIDS, and removes
+#   both on exit; bench_start_fake: starts the WorkOS-compatible test server
+#   and sets FAKE to its URL; bench_write_config DIR: writes DIR/usersd.yaml
+#   for a daemon with its sockets and store in DIR, talking to FAKE.
+
+bench_init() {
+  BENCH_ROOT=$1
+  WORK=$(mktemp -d /tmp/usersd-bench.XXXXXX)
+  PIDS=()
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+
+bench_start_fake() {
+  node "$BENCH_ROOT/tests/workos-fake/server.mjs" --port 0 --port-file "$WORK/fake.port" >/dev/null 2>"$WORK/fake.log" &
+  PIDS+=($!)
+  for _ in $(seq 100); do [ -s "$WORK/fake.port" ] && break; sleep 0.05; done
+  FAKE="http://127.0.0.1:$(cat "$WORK/fake.port")"
+}
+
+bench_write_config() { # dir
+  cat >"$1/usersd.yaml" <<YAML
+socket: { path: $1/usersd.sock, max_connections: 4096 }
+admin_socket: { path: $1/admin.sock }
+store: { path: $1/store, map_size_mib: 64 }
+auth: { client_id: client_123 }
+workos: { base_url: "$FAKE", api_key: sk_test_123, events_poll_seconds: 10 }
+log: { level: warn }
+YAML
+}
