@@ -288,15 +288,32 @@ export async function backupKillRounds({ fake, t, users: nUsers = 50000, rounds 
  * Kill while the map grows: map_size_mib 1, max 1024 (never reached: the
  * point is growth, not the limit, which limits.test.mjs covers); imports of
  * ~256 KiB each; SIGKILL at a random point; restart; every acked import is
- * there (all its users, in the feed under its transactionId).
+ * there (all its users, in the feed under its transactionId). Once the map
+ * passes FRESH_STORE_BYTES the store is checked in full and replaced by a
+ * fresh one, so that long runs keep exercising growth from 1 MiB and stay
+ * far from the maximum and the disk's size.
  */
+const FRESH_STORE_BYTES = 256 * 1024 * 1024;
 export async function resizeKillRounds({ fake, t, rounds = 4, streams = 3, seed = Date.now() }) {
   const rand = rng(seed);
-  const d = await startDaemon({ fake, t, configExtra: { ...CRASH_CONFIG, store: { map_size_mib: 1, max_map_size_mib: 1024 } } });
+  const start = () => startDaemon({ fake, t, configExtra: { ...CRASH_CONFIG, store: { map_size_mib: 1, max_map_size_mib: 1024 } } });
+  let d = await start();
   const pad = 'p'.repeat(8000);
   const acked = [];
   let n = 0;
   let maxMap = 0;
+  let imports = 0;
+  let checked = 0;
+  let stores = 1;
+  // Every user of every acked import is there.
+  const fullCheck = async () => {
+    for (const a of acked) {
+      for (const w of a.batch) {
+        ok(await admin(d, 'admin.users.get', { workosId: w }));
+        checked++;
+      }
+    }
+  };
   for (let r = 0; r < rounds; r++) {
     let running = true;
     const workers = [];
@@ -316,6 +333,7 @@ export async function resizeKillRounds({ fake, t, rounds = 4, streams = 3, seed 
               }
               const v = ok(exit);
               acked.push({ txid: v.transactionId, batch: batch.map((b) => b.workosId) });
+              imports++;
             }
           } finally {
             await c.close();
@@ -338,17 +356,18 @@ export async function resizeKillRounds({ fake, t, rounds = 4, streams = 3, seed 
         assert.equal(u.settings.pad.length, 8000);
       }
     }
-    log(`resize round ${r + 1}/${rounds}: ${acked.length} imports acked so far, map ${s.store.mapSizeBytes} B, file ${s.store.sizeBytes} B`);
-  }
-  const s = await adminOk(d, 'admin.status');
-  // A full check of every acked user at the end.
-  let checked = 0;
-  for (const a of acked) {
-    for (const w of a.batch) {
-      ok(await admin(d, 'admin.users.get', { workosId: w }));
-      checked++;
+    log(`resize round ${r + 1}/${rounds}: ${imports} imports acked so far, map ${s.store.mapSizeBytes} B, file ${s.store.sizeBytes} B`);
+    if (s.store.mapSizeBytes > FRESH_STORE_BYTES && r < rounds - 1) {
+      await fullCheck();
+      await d.stop();
+      fs.rmSync(path.join(d.dir, 'store'), { recursive: true, force: true });  // the disk, on long runs
+      acked.length = 0;
+      d = await start();
+      stores++;
     }
   }
+  const s = await adminOk(d, 'admin.status');
+  await fullCheck();  // and the last store in full
   await d.stop();
-  return { rounds, imports: acked.length, usersChecked: checked, finalMapBytes: s.store.mapSizeBytes, fileBytes: s.store.sizeBytes, maxMap };
+  return { rounds, imports, stores, usersChecked: checked, finalMapBytes: s.store.mapSizeBytes, fileBytes: s.store.sizeBytes, maxMap };
 }
