@@ -77,6 +77,7 @@ export async function crashRounds({ fake, d, t, rounds = 20, users: nUsers = 40,
     const clients = [];
     for (let ci = 0; ci < conns; ci++) clients.push(await connect(d.socketPath, { t: NOCLEAN, timeoutMs: 20000 }));
     const workers = [];
+    const failures = [];
     for (let ci = 0; ci < conns; ci++) {
       let sendSeq = 0;
       for (let w = 0; w < depth; w++) {
@@ -109,7 +110,7 @@ export async function crashRounds({ fake, d, t, rounds = 20, users: nUsers = 40,
               const txid = del ? exit.exit.value.transactionId : exit.exit.value.transactionId;
               acked.push({ conn: ci, sendSeq: seq, txid, user: u, op: del ? 'delete' : 'upsert', value });
             }
-          })(),
+          })().catch((e) => failures.push(e)),
         );
       }
     }
@@ -117,6 +118,10 @@ export async function crashRounds({ fake, d, t, rounds = 20, users: nUsers = 40,
     await d.kill();
     running = false;
     await Promise.all(workers);
+    // A worker's failure is raised here, after every worker stopped: thrown
+    // from a worker it would be an unhandled rejection, ending the process
+    // without its cleanup (daemons and the fake left running).
+    if (failures.length) throw failures[0];
     for (const c of clients) await c.close();
     await restart(d);
 
@@ -317,6 +322,7 @@ export async function resizeKillRounds({ fake, t, rounds = 4, streams = 3, seed 
   for (let r = 0; r < rounds; r++) {
     let running = true;
     const workers = [];
+    const failures = [];
     for (let s = 0; s < streams; s++) {
       workers.push(
         (async () => {
@@ -338,13 +344,14 @@ export async function resizeKillRounds({ fake, t, rounds = 4, streams = 3, seed 
           } finally {
             await c.close();
           }
-        })(),
+        })().catch((e) => failures.push(e)),
       );
     }
     await sleep(100 + rand.int(900));
     await d.kill();
     running = false;
     await Promise.all(workers);
+    if (failures.length) throw failures[0];  // see crashRounds
     await restart(d);
     const s = await adminOk(d, 'admin.status');
     maxMap = Math.max(maxMap, s.store.mapSizeBytes);
