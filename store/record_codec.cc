@@ -1,9 +1,11 @@
 #include "store/record_codec.h"
 
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <optional>
+#include <vector>
 
 namespace usersd::store {
 
@@ -378,10 +380,11 @@ class UserSax {
 
 
 // MessagePack reader for the common shape of a user record: only the known
-// keys, strings, booleans, integers and nil, no settings. Returns false on
-// anything else (including every error), and DecodeUser then takes the SAX
-// path, which has the reference behaviour and messages. Never reads past the
-// end of the bytes.
+// keys, with strings, booleans, integers and nil, and settings of plain JSON
+// types (built as nlohmann's reader builds them). Returns false on anything
+// else (including every error), and DecodeUser then takes the SAX path,
+// which has the reference behaviour and messages. Never reads past the end
+// of the bytes.
 class MsgpackIn {
  public:
   explicit MsgpackIn(std::string_view b)
@@ -437,6 +440,85 @@ class MsgpackIn {
     if (c >= 0xcc && c <= 0xcf) return ++p_, Be(size_t{1} << (c - 0xcc), v);
     return false;
   }
+  // Any value, as nlohmann's MessagePack reader builds it (unsigned
+  // encodings as number_unsigned, signed ones as number_integer, float32
+  // widened, bin as binary, a repeated key: the last wins), nested at most
+  // kMaxDecodeDepth levels counting the record as level 1. False for ext
+  // types and non-string keys, which the SAX path handles.
+  bool Value(Json* out, size_t depth) {
+    if (p_ == end_) return false;
+    const uint8_t c = *p_;
+    if (c < 0x80 || (c >= 0xcc && c <= 0xcf)) {
+      uint64_t u;
+      if (!Uint(&u)) return false;
+      *out = u;
+      return true;
+    }
+    if (c >= 0xe0 || (c >= 0xd0 && c <= 0xd3)) {
+      int64_t i;
+      if (!Int64(&i)) return false;
+      *out = i;
+      return true;
+    }
+    if ((c & 0xe0) == 0xa0 || (c >= 0xd9 && c <= 0xdb)) {
+      std::string_view s;
+      if (!Str(&s)) return false;
+      *out = std::string(s);
+      return true;
+    }
+    const bool map = (c & 0xf0) == 0x80 || c == 0xde || c == 0xdf;
+    const bool array = (c & 0xf0) == 0x90 || c == 0xdc || c == 0xdd;
+    if (map || array) {
+      if (depth > kMaxDecodeDepth) return false;
+      size_t n;
+      ++p_;
+      if ((c & 0xe0) == 0x80) n = c & 0x0f;
+      else if (!Be((c == 0xdc || c == 0xde) ? 2 : 4, &n)) return false;
+      *out = map ? Json::object() : Json::array();
+      for (size_t i = 0; i < n; ++i) {
+        std::string_view key;
+        if (map && !Str(&key)) return false;
+        Json v;
+        if (!Value(&v, depth + 1)) return false;
+        if (map) (*out)[std::string(key)] = std::move(v);
+        else out->push_back(std::move(v));
+      }
+      return true;
+    }
+    ++p_;
+    switch (c) {
+      case 0xc0: *out = nullptr; return true;
+      case 0xc2: *out = false; return true;
+      case 0xc3: *out = true; return true;
+      case 0xca: {
+        uint32_t bits;
+        float f;
+        if (!Be(4, &bits)) return false;
+        std::memcpy(&f, &bits, sizeof f);
+        *out = static_cast<double>(f);
+        return true;
+      }
+      case 0xcb: {
+        uint64_t bits;
+        double d;
+        if (!Be(8, &bits)) return false;
+        std::memcpy(&d, &bits, sizeof d);
+        *out = d;
+        return true;
+      }
+      case 0xc4:
+      case 0xc5:
+      case 0xc6: {
+        size_t n;
+        if (!Be(size_t{1} << (c - 0xc4), &n) || static_cast<size_t>(end_ - p_) < n) return false;
+        *out = Json::binary(std::vector<uint8_t>(p_, p_ + n));
+        p_ += n;
+        return true;
+      }
+      default: return false;
+    }
+  }
+
   // Any integer encoding that fits an int64 (what the DOM form's I64 takes).
   bool Int64(int64_t* v) {
     if (p_ == end_) return false;
@@ -516,7 +598,16 @@ bool FastDecodeUser(std::string_view bytes, UserRecord* u) {
         ok = in.Int64(&v) && v == kRecordVersion;
         break;
       }
-      case Field::kSettings: ok = in.Nil() && (u->settings.reset(), true); break;
+      case Field::kSettings:
+        if (in.Nil()) {
+          u->settings.reset();
+          ok = true;
+        } else {
+          Json v;
+          ok = in.Value(&v, 2);
+          if (ok) u->settings = std::move(v);
+        }
+        break;
       default: ok = false; break;  // unknown keys: the SAX path skips them
     }
     if (!ok) return false;
