@@ -5,7 +5,6 @@
 #include <cstdio>
 
 #include "common/log.h"
-#include "common/timefmt.h"
 #include "domain/validate.h"
 
 namespace usersd::domain {
