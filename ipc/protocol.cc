@@ -84,6 +84,18 @@ class FastParser {
     while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
   }
 
+  // After a member or an element: a ',' (*more set) or `close` (*more
+  // cleared), either consumed; false for anything else.
+  bool Separator(char close, bool* more) {
+    Ws();
+    if (p_ >= end_) return false;
+    if (*p_ == ',' || *p_ == close) {
+      *more = *p_++ == ',';
+      return true;
+    }
+    return false;
+  }
+
   bool Lit(std::string_view word) {
     if (static_cast<size_t>(end_ - p_) < word.size() || std::string_view(p_, word.size()) != word) return false;
     p_ += word.size();
@@ -169,15 +181,9 @@ class FastParser {
         Json ignored;  // traceId, spanId, sampled, ...: unused, but must parse
         if (!Value(&ignored, 1)) return false;
       }
-      Ws();
-      if (p_ >= end_) return false;
-      if (*p_ == ',') {
-        ++p_;
-        continue;
-      }
-      if (*p_ != '}') return false;
-      ++p_;
-      break;
+      bool more;
+      if (!Separator('}', &more)) return false;
+      if (!more) break;
     }
     Ws();
     if (p_ != end_ || !is_request || !has_id || !has_tag) return false;
@@ -221,15 +227,9 @@ class FastParser {
       for (char& c : name)
         if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
       out->emplace_back(std::move(name), std::move(value));
-      Ws();
-      if (p_ >= end_) return false;
-      if (*p_ == ',') {
-        ++p_;
-        continue;
-      }
-      if (*p_ != ']') return false;
-      ++p_;
-      return true;
+      bool more;
+      if (!Separator(']', &more)) return false;
+      if (!more) return true;
     }
   }
 
@@ -306,15 +306,9 @@ class FastParser {
           Json v;
           if (!Value(&v, depth + 1)) return false;
           (*out)[std::move(key)] = std::move(v);  // a repeated key: the last wins, as in nlohmann
-          Ws();
-          if (p_ >= end_) return false;
-          if (*p_ == ',') {
-            ++p_;
-            continue;
-          }
-          if (*p_ != '}') return false;
-          ++p_;
-          return true;
+          bool more;
+          if (!Separator('}', &more)) return false;
+          if (!more) return true;
         }
       }
       case '[': {
@@ -330,15 +324,9 @@ class FastParser {
           Json v;
           if (!Value(&v, depth + 1)) return false;
           out->push_back(std::move(v));
-          Ws();
-          if (p_ >= end_) return false;
-          if (*p_ == ',') {
-            ++p_;
-            continue;
-          }
-          if (*p_ != ']') return false;
-          ++p_;
-          return true;
+          bool more;
+          if (!Separator(']', &more)) return false;
+          if (!more) return true;
         }
       }
       case '"': {
