@@ -84,6 +84,17 @@ class FastParser {
     while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
   }
 
+  // Right after an opening bracket: consumes `close` if the container is
+  // empty.
+  bool Closes(char close) {
+    Ws();
+    if (p_ < end_ && *p_ == close) {
+      ++p_;
+      return true;
+    }
+    return false;
+  }
+
   // After a member or an element: a ',' (*more set) or `close` (*more
   // cleared), either consumed; false for anything else.
   bool Separator(char close, bool* more) {
@@ -204,11 +215,7 @@ class FastParser {
     if (Lit("null")) return true;
     if (p_ >= end_ || *p_ != '[') return false;
     ++p_;
-    Ws();
-    if (p_ < end_ && *p_ == ']') {
-      ++p_;
-      return true;
-    }
+    if (Closes(']')) return true;
     for (;;) {
       Ws();
       if (p_ >= end_ || *p_ != '[') return false;
@@ -290,11 +297,7 @@ class FastParser {
         if (depth >= 32) return false;
         ++p_;
         *out = Json::object();
-        Ws();
-        if (p_ < end_ && *p_ == '}') {
-          ++p_;
-          return true;
-        }
+        if (Closes('}')) return true;
         for (;;) {
           Ws();
           if (p_ >= end_ || *p_ != '"') return false;
@@ -315,11 +318,7 @@ class FastParser {
         if (depth >= 32) return false;
         ++p_;
         *out = Json::array();
-        Ws();
-        if (p_ < end_ && *p_ == ']') {
-          ++p_;
-          return true;
-        }
+        if (Closes(']')) return true;
         for (;;) {
           Json v;
           if (!Value(&v, depth + 1)) return false;
