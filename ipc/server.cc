@@ -44,6 +44,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closing_ = false;
   bool closed_ = false;
   bool close_after_flush_ = false;
+  // After a protocol error that ends the connection: input is read and
+  // dropped (up to another max_line_bytes) and, once the error is written,
+  // our side is shut down; the pipe closes when the client closes its side.
+  // Closing at once, with the client's bytes unread, would make its next
+  // write fail (EPIPE/ECONNRESET) and many clients then drop the error
+  // reply they have not read yet.
+  bool linger_ = false;
+  bool shut_down_ = false;
+  size_t lingered_bytes_ = 0;
+  uv_shutdown_t shutdown_req_{};
   bool eof_ = false;  // the client sent Eof or half-closed
   bool dirty_ = false;
   std::unordered_map<std::string, std::weak_ptr<RequestState>> streams_;
@@ -56,6 +66,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Flush();
   void Close();
   void CloseAfterFlush();
+  void LingerAfterFlush();
   void RequestDone();
   void OnEof();
   void UpdateReading();
@@ -172,6 +183,11 @@ void Connection::OnRead(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
     }
     return;
   }
+  if (c->linger_) {
+    c->lingered_bytes_ += static_cast<size_t>(n);
+    if (c->lingered_bytes_ > c->server_->options_.max_line_bytes) c->Close();
+    return;
+  }
   if (n == 0 || c->closing_ || c->close_after_flush_) return;
   c->in_.Append(std::string_view(buf->base, static_cast<size_t>(n)));
   c->ProcessLines();
@@ -197,7 +213,7 @@ void Connection::ProcessLines() {
         server_->stats_.overlong_lines++;
         Send(EncodeProtocolError(kInvalidRequest,
                                  "Invalid Request: line exceeds the maximum of " + std::to_string(limit) + " bytes"));
-        CloseAfterFlush();
+        LingerAfterFlush();
         return;
     }
   }
@@ -370,6 +386,7 @@ void Connection::RequestDone() {
 }
 
 void Connection::CloseAfterFlush() {
+  linger_ = false;  // e.g. the server stops: no waiting for the client
   close_after_flush_ = true;
   if (reading_) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&pipe_));
@@ -378,9 +395,27 @@ void Connection::CloseAfterFlush() {
   MaybeFinish();
 }
 
+void Connection::LingerAfterFlush() {
+  close_after_flush_ = true;  // no more lines are handled
+  linger_ = true;
+  if (!reading_ && !eof_) {
+    uv_read_start(reinterpret_cast<uv_stream_t*>(&pipe_), &Connection::OnAlloc, &Connection::OnRead);
+    reading_ = true;
+  }
+  MaybeFinish();
+}
+
 void Connection::MaybeFinish() {
   if (closing_) return;
   bool drained = out_.empty() && bytes_in_uv_ == 0;
+  if (close_after_flush_ && drained && linger_ && !eof_) {
+    if (!shut_down_) {
+      shut_down_ = true;
+      // The callback may be cancelled by Close(); nothing to do either way.
+      if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&pipe_), nullptr) != 0) Close();
+    }
+    return;
+  }
   if (close_after_flush_ && drained) Close();
   else if (eof_ && drained && inflight_ == 0 && streams_.empty()) Close();
 }
