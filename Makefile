@@ -19,7 +19,7 @@ DEB_PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev
   clang libclang-rt-14-dev systemd ca-certificates
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build build-daemon build-test build-fuzz test tsan run fuzz bench install clean
+.PHONY: deps promtool build build-daemon build-test build-fuzz test tsan run fuzz bench install clean
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -29,11 +29,25 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# promtool, for the ctest entry that checks contrib/prometheus: the one on
+# PATH, else the binary unpacked from Debian's prometheus package into
+# build-tools/ (only the binary: no Prometheus server is installed or started).
+PROMTOOL_DIR := build-tools
+promtool:
+	@if ! command -v promtool >/dev/null && [ ! -x $(PROMTOOL_DIR)/usr/bin/promtool ]; then \
+	  echo "make: unpacking promtool from Debian's prometheus package into $(PROMTOOL_DIR)/"; \
+	  rm -rf $(PROMTOOL_DIR)/deb && mkdir -p $(PROMTOOL_DIR)/deb && \
+	  (cd $(PROMTOOL_DIR)/deb && { apt-get download prometheus 2>/dev/null || \
+	    { $(SUDO) apt-get update -qq && apt-get download prometheus; }; }) && \
+	  dpkg-deb -x $(PROMTOOL_DIR)/deb/prometheus_*.deb $(PROMTOOL_DIR) && \
+	  rm -rf $(PROMTOOL_DIR)/deb $(PROMTOOL_DIR)/usr/bin/prometheus; \
+	fi
+
 build: deps
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUSERSD_TESTS=ON >/dev/null
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
-build-test: deps
+build-test: deps promtool
 	cmake -S . -B $(TEST_BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 -DUSERSD_SANITIZE=ON >/dev/null
 	cmake --build $(TEST_BUILD_DIR) -j$(JOBS)
 
@@ -81,4 +95,4 @@ install: build
 	cmake --install $(BUILD_DIR)
 
 clean:
-	rm -rf $(BUILD_DIR) $(TEST_BUILD_DIR) $(FUZZ_BUILD_DIR) .run
+	rm -rf $(BUILD_DIR) $(TEST_BUILD_DIR) $(FUZZ_BUILD_DIR) $(PROMTOOL_DIR) .run
