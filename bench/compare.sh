@@ -1,32 +1,55 @@
 #!/usr/bin/env bash
-# bench/compare.sh BUILD_DIR — usersd against Redis, in one run, same machine.
+# bench/compare.sh BUILD_DIR — usersd against Redis and PostgreSQL, in one
+# run, same machine.
 #
-# Starts the WorkOS-compatible test server, usersd (sync running) and Redis on
-# a Unix socket, then runs, with the same connection count:
+# Starts the WorkOS-compatible test server, usersd (sync running), Redis on a
+# Unix socket and a throwaway PostgreSQL (Unix socket only, fsync and
+# synchronous_commit on, a users table of the store's shape and size), then
+# runs, with the same connection count:
 #   user.me (usersd-loadgen)          vs  redis-benchmark -t get
+#                                     vs  pgbench -M prepared: SELECT by primary key
 #   durable user.update (loadgen)     vs  redis-benchmark -t set, appendonly yes, appendfsync always
-# and the scale check: user.me latency with 1,000 vs 1,000,000 users, startup
-# time to ready and idle RSS. Prints each pair and its ratio.
+#                                     vs  pgbench -M prepared: UPDATE … RETURNING (one commit each)
+# The pairs are interleaved, ROUNDS times (usersd, Redis, PostgreSQL; same
+# order and warm-up each round), and each ratio is printed as the median with
+# its min–max, so that changes of machine weather during the run show up
+# as spread instead of as a skewed ratio. Also printed: the fdatasync latency
+# of the store's filesystem, the CPU time stolen by the host and the load
+# average at start and end, and the scale check: user.me latency with 1,000
+# vs 1,000,000 users, startup time to ready and idle RSS.
 #
-# Environment: CONNECTIONS (32), DURATION seconds per usersd run (10),
-# USERS (1000), BIG_USERS (1000000; 0 skips the scale check), FIELD (timezone).
+# Environment: CONNECTIONS (32), DURATION seconds per measured run (5),
+# ROUNDS (5), USERS (1000), BIG_USERS (1000000; 0 skips the scale check),
+# FIELD (timezone), PG (1; 0 leaves PostgreSQL out).
 set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "$ROOT" && cd "$BUILD" && pwd)
 C=${CONNECTIONS:-32}
-DUR=${DURATION:-10}
+DUR=${DURATION:-5}
+ROUNDS=${ROUNDS:-5}
 USERS=${USERS:-1000}
 BIG=${BIG_USERS:-1000000}
 FIELD=${FIELD:-timezone}
+PG=${PG:-1}
 LOADGEN=$BUILD/bench/usersd-loadgen
 SEED=$BUILD/bench/usersd-seed
 USERSD=$BUILD/daemon/usersd
+SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
 
+apt_install() {
+  echo "installing $* (Debian packages) for the comparison" >&2
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
-  echo "installing redis-server (Debian package) for the comparison" >&2
-  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  apt_install redis-server
+fi
+pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+if [ "$PG" = 1 ]; then
+  if [ -z "$(pg_bindir)" ] || [ ! -x "$(pg_bindir)/pgbench" ] || [ ! -x "$(pg_bindir)/initdb" ]; then
+    apt_install postgresql
+  fi
+  PGBIN=$(pg_bindir)
 fi
 
 # shellcheck source=bench/lib.sh
@@ -64,9 +87,48 @@ rss_excl_map_kib() {
 field() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
+# The median and the range of numbers: "median min max".
+stats() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+  END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1], v[NR] }'; }
+# A ratio column: "median (min–max)".
+ratio_col() { read -r m lo hi < <(stats "$@"); printf "%.2f (%.2f–%.2f)" "$m" "$lo" "$hi"; }
+median() { stats "$@" | awk '{ printf "%.3f", $1 }'; }
+
+# CPU time stolen by the hypervisor: "steal_ticks total_ticks" from /proc/stat.
+cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t }' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+steal_line() { # ticks-at-start -> text
+  local s0=$1 t0=$2 s1 t1
+  read -r s1 t1 < <(cpu_ticks)
+  awk -v s0="$s0" -v t0="$t0" -v s1="$s1" -v t1="$t1" -v hz="$HZ" \
+    'BEGIN { d = t1 - t0; printf "%.1f s since boot; %.2f s of %.0f CPU-s (%.2f%%) during the run so far", s1 / hz, (s1 - s0) / hz, d / hz, (d > 0 ? 100 * (s1 - s0) / d : 0) }'
+}
+
+# fdatasync latency of a filesystem: 4 KiB write + fdatasync, N times each
+# appending (file grows, like an AOF or WAL) and overwriting one block (like
+# LMDB's meta page). Prints "append_median overwrite_median append_min append_max" in ms.
+fsync_probe() { # dir n
+  node -e '
+    const fs = require("fs"), file = process.argv[1] + "/fsync-probe", n = Number(process.argv[2]);
+    const buf = Buffer.alloc(4096, 7), fd = fs.openSync(file, "w");
+    const run = (pos) => { const t = [];
+      for (let i = 0; i < n; i++) { const t0 = process.hrtime.bigint(); fs.writeSync(fd, buf, 0, buf.length, pos(i));
+        fs.fdatasyncSync(fd); t.push(Number(process.hrtime.bigint() - t0) / 1e6); }
+      return t.sort((x, y) => x - y); };
+    const app = run((i) => i * 4096), ow = run(() => 0);
+    fs.closeSync(fd); fs.unlinkSync(file);
+    const med = (a) => a[a.length >> 1].toFixed(3);
+    console.log(med(app), med(ow), app[0].toFixed(3), app[app.length - 1].toFixed(3));' "$1" "${2:-200}"
+}
+
+read -r STEAL0 TICKS0 < <(cpu_ticks)
 echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "== load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== usersd $("$USERSD" --version | cut -d' ' -f2), $C connections, ${DUR}s per usersd run, $USERS users"
+echo "== steal at start: $(steal_line "$STEAL0" "$TICKS0")"
+read -r FS_APP FS_OW FS_MIN FS_MAX < <(fsync_probe "$WORK" 200)
+echo "== fdatasync on the store's filesystem ($(df -PT "$WORK" | awk 'NR==2 {print $2, "on", $1}')), 4 KiB write + fdatasync, median of 200: append ${FS_APP} ms (min ${FS_MIN}, max ${FS_MAX}), overwrite ${FS_OW} ms"
+echo "== usersd $("$USERSD" --version | cut -d' ' -f2), $C connections, $ROUNDS rounds of ${DUR}s runs, $USERS users"
+[ "$PG" = 1 ] && echo "== PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $(redis-server --version | awk '{print "Redis", $3}' | tr -d 'v=')"
 
 # --- usersd with $USERS users -------------------------------------------
 D1=$WORK/small; mkdir -p "$D1"; write_config "$D1"
@@ -74,12 +136,12 @@ start_usersd "$D1"
 node "$ROOT/bench/setup.mjs" --fake "$FAKE" --socket "$D1/usersd.sock" --users "$USERS" --out "$D1/creds" 2>/dev/null
 sleep 0.5
 IDLE_RSS=$(rss_kib "$USERSD_PID"); IDLE_RSS_X=$(rss_excl_map_kib "$USERSD_PID")
-ME=$("$LOADGEN" --socket "$D1/usersd.sock" --tokens "$D1/creds" -c "$C" --duration "$DUR" --op me --json)
-UPD=$("$LOADGEN" --socket "$D1/usersd.sock" --tokens "$D1/creds" -c "$C" --duration "$DUR" --op update --field "$FIELD" --json)
-kill "$USERSD_PID"; wait "$USERSD_PID" 2>/dev/null || true
+loadgen() { # op -> JSON
+  "$LOADGEN" --socket "$D1/usersd.sock" --tokens "$D1/creds" -c "$C" --duration "$DUR" --op "$1" --field "$FIELD" --json
+}
 
 # --- Redis on a Unix socket ---------------------------------------------
-redis_run() { # extra-args... ; prints requests per second of the test
+redis_run() { # extra-args... ; prints "pid dir"
   local dir=$WORK/redis-$RANDOM; mkdir -p "$dir"
   redis-server --port 0 --unixsocket "$dir/redis.sock" --unixsocketperm 700 --dir "$dir" --save "" "$@" \
     >"$dir/log" 2>&1 </dev/null &
@@ -89,24 +151,133 @@ redis_run() { # extra-args... ; prints requests per second of the test
   echo "$pid $dir"
 }
 # redis_run's server must not hold the command substitution's pipe open.
-read -r RPID RDIR < <(redis_run --appendonly no)
-PIDS+=($RPID)
-redis-benchmark -s "$RDIR/redis.sock" -c "$C" -n 500000 -d 300 -t set -q >/dev/null  # fill keys for GET
-GET_RPS=$(redis-benchmark -s "$RDIR/redis.sock" -c "$C" -n 1000000 -d 300 -t get --csv | awk -F'","' 'NR==2 {gsub(/"/,"",$2); print $2}')
-kill "$RPID"; wait "$RPID" 2>/dev/null || true
-read -r RPID RDIR < <(redis_run --appendonly yes --appendfsync always)
-PIDS+=($RPID)
-SET_RPS=$(redis-benchmark -s "$RDIR/redis.sock" -c "$C" -n 50000 -d 300 -t set --csv | awk -F'","' 'NR==2 {gsub(/"/,"",$2); print $2}')
-kill "$RPID"; wait "$RPID" 2>/dev/null || true
+read -r RPID_GET RDIR_GET < <(redis_run --appendonly no)
+PIDS+=($RPID_GET)
+read -r RPID_SET RDIR_SET < <(redis_run --appendonly yes --appendfsync always)
+PIDS+=($RPID_SET)
+redis-benchmark -s "$RDIR_GET/redis.sock" -c "$C" -n 500000 -d 300 -t set -q >/dev/null  # fill keys for GET
+redis_bench() { # dir test requests -> requests per second
+  redis-benchmark -s "$1/redis.sock" -c "$C" -n "$3" -d 300 -t "$2" --csv | awk -F'","' 'NR==2 {gsub(/"/,"",$2); print $2}'
+}
 
-ME_RPS=$(field "$ME" rps); UPD_RPS=$(field "$UPD" rps)
+# --- PostgreSQL: a throwaway server on a Unix socket ----------------------
+# Runs as the postgres user (or nobody) when started as root: the server
+# refuses to run as root.
+if [ "$PG" = 1 ]; then
+  PGDIR=$WORK/pg; mkdir -p "$PGDIR"
+  as_pg() { "$@"; }
+  if [ "$(id -u)" = 0 ]; then
+    PGUSER_OS=$(id -u postgres >/dev/null 2>&1 && echo postgres || echo nobody)
+    chmod 711 "$WORK"; chown "$PGUSER_OS" "$PGDIR"
+    as_pg() { runuser -u "$PGUSER_OS" -- "$@"; }
+  fi
+  as_pg "$PGBIN/initdb" -D "$PGDIR/data" -U bench -A trust -E UTF8 >"$PGDIR/initdb.log" 2>&1 \
+    || { cat "$PGDIR/initdb.log" >&2; exit 1; }
+  as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w -o \
+    "-c listen_addresses='' -k $PGDIR -c fsync=on -c synchronous_commit=on -c full_page_writes=on -c max_connections=$((C + 10))" \
+    start >/dev/null || { cat "$PGDIR/log" >&2; exit 1; }
+  PGPID=$(head -n 1 "$PGDIR/data/postmaster.pid")
+  pg_stop() { as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m fast -w stop >/dev/null 2>&1 || true; }
+  trap 'pg_stop; bench_cleanup' EXIT
+  # The users table: the columns usersd stores for a user, USERS rows like
+  # the daemon's store in this bench, ids derived from the row number.
+  "$PGBIN/psql" -h "$PGDIR" -U bench -d postgres -q -v ON_ERROR_STOP=1 -v users="$USERS" >/dev/null <<'SQL'
+CREATE TABLE users (
+  id uuid PRIMARY KEY,
+  workos_id text NOT NULL UNIQUE,
+  email text NOT NULL,
+  first_name text NOT NULL,
+  last_name text NOT NULL,
+  avatar_url text,
+  timezone text,
+  settings jsonb NOT NULL DEFAULT '{}',
+  user_type text NOT NULL DEFAULT 'user',
+  is_onboarded boolean NOT NULL DEFAULT false,
+  organization_id text,
+  role text NOT NULL DEFAULT 'member',
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  deleted_at timestamptz
+);
+CREATE UNIQUE INDEX users_live_email ON users (lower(email)) WHERE deleted_at IS NULL;
+INSERT INTO users (id, workos_id, email, first_name, last_name, avatar_url, timezone)
+  SELECT md5('usersd-bench-' || n)::uuid, 'user_bench_' || n, 'loadgen' || n || '@example.com', 'Load', 'Gen ' || n,
+         'https://avatars.example.com/' || n || '.png', 'UTC'
+  FROM generate_series(1, :users) AS n;
+VACUUM ANALYZE users;
+SQL
+  # Connection i reads and writes user i mod USERS, as usersd-loadgen does.
+  COLS="id, workos_id, email, first_name, last_name, avatar_url, timezone, settings, user_type, is_onboarded, organization_id, role, created_at, updated_at, deleted_at"
+  cat >"$WORK/pg-select.sql" <<SQL
+\set n :client_id % :users + 1
+SELECT $COLS FROM users WHERE id = md5('usersd-bench-' || :n)::uuid;
+SQL
+  cat >"$WORK/pg-update.sql" <<SQL
+\set n :client_id % :users + 1
+\set z random(1, 4)
+UPDATE users SET timezone = (ARRAY['Europe/Paris', 'UTC', 'America/New_York', 'Asia/Tokyo'])[:z], updated_at = now()
+  WHERE id = md5('usersd-bench-' || :n)::uuid RETURNING $COLS;
+SQL
+fi
+pgbench_run() { # script seconds -> "tps latency_avg_ms"
+  "$PGBIN/pgbench" -h "$PGDIR" -U bench -n -M prepared -c "$C" -j 1 -T "$2" -D users="$USERS" -f "$1" postgres 2>&1 |
+    awk '/^latency average/ { lat = $4 } /^tps/ { tps = $3 } /^number of failed transactions/ { failed = $5 }
+         END { if (tps == "" || failed + 0 > 0) { print "pgbench failed" > "/dev/stderr"; exit 1 } print tps, lat }'
+}
+pg_bench() { # script -> tps (1 s warm-up, like usersd-loadgen's, then DURATION)
+  pgbench_run "$1" 1 >/dev/null
+  pgbench_run "$1" "$DUR" | cut -d' ' -f1
+}
+
+# --- the rounds: usersd, Redis, PostgreSQL; read pairs then durable writes -
+R_ME=() R_GET=() R_SEL=() R_UPD=() R_SET=() R_PUPD=()
+X_GET=() X_SEL=() X_SET=() X_PUPD=()
+P50_ME=() P99_ME=() P999_ME=() P50_UPD=() P99_UPD=() P999_UPD=()
+N_GET=$((100000 * DUR)) N_SET=$((10000 * DUR))
+for r in $(seq "$ROUNDS"); do
+  ME=$(loadgen me); ME_RPS=$(field "$ME" rps)
+  GET_RPS=$(redis_bench "$RDIR_GET" get "$N_GET")
+  R_ME+=("$ME_RPS"); R_GET+=("$GET_RPS"); X_GET+=("$(ratio "$ME_RPS" "$GET_RPS")")
+  P50_ME+=("$(field "$ME" p50_ms)"); P99_ME+=("$(field "$ME" p99_ms)"); P999_ME+=("$(field "$ME" p999_ms)")
+  line="round $r: user.me $ME_RPS/s, GET $(printf %.0f "$GET_RPS")/s"
+  if [ "$PG" = 1 ]; then
+    SEL_TPS=$(pg_bench "$WORK/pg-select.sql"); R_SEL+=("$SEL_TPS"); X_SEL+=("$(ratio "$ME_RPS" "$SEL_TPS")")
+    line+=", SELECT $(printf %.0f "$SEL_TPS")/s"
+  fi
+  UPD=$(loadgen update); UPD_RPS=$(field "$UPD" rps)
+  SET_RPS=$(redis_bench "$RDIR_SET" set "$N_SET")
+  R_UPD+=("$UPD_RPS"); R_SET+=("$SET_RPS"); X_SET+=("$(ratio "$UPD_RPS" "$SET_RPS")")
+  P50_UPD+=("$(field "$UPD" p50_ms)"); P99_UPD+=("$(field "$UPD" p99_ms)"); P999_UPD+=("$(field "$UPD" p999_ms)")
+  line+="; user.update $UPD_RPS/s, SET $(printf %.0f "$SET_RPS")/s"
+  if [ "$PG" = 1 ]; then
+    PUPD_TPS=$(pg_bench "$WORK/pg-update.sql"); R_PUPD+=("$PUPD_TPS"); X_PUPD+=("$(ratio "$UPD_RPS" "$PUPD_TPS")")
+    line+=", UPDATE $(printf %.0f "$PUPD_TPS")/s"
+  fi
+  echo "$line; load $(cut -d' ' -f1 /proc/loadavg)"
+  # Next round's Redis runs last about DURATION seconds too.
+  N_GET=$(awk -v r="$GET_RPS" -v d="$DUR" 'BEGIN { n = int(r * d); print n < 10000 ? 10000 : n }')
+  N_SET=$(awk -v r="$SET_RPS" -v d="$DUR" 'BEGIN { n = int(r * d); print n < 2000 ? 2000 : n }')
+done
+kill "$USERSD_PID"; wait "$USERSD_PID" 2>/dev/null || true
+kill "$RPID_GET" "$RPID_SET"; wait "$RPID_GET" "$RPID_SET" 2>/dev/null || true
+if [ "$PG" = 1 ]; then
+  # The UPDATEs hit the rows the connections own, as user.update does.
+  touched=$("$PGBIN/psql" -h "$PGDIR" -U bench -d postgres -tAc "SELECT count(*) FROM users WHERE updated_at > created_at")
+  [ "$touched" = "$(( C < USERS ? C : USERS ))" ] || { echo "PostgreSQL: $touched rows updated, expected one per connection" >&2; exit 1; }
+  pg_stop
+fi
+ME_RPS=$(median "${R_ME[@]}")
+ME_P50=$(median "${P50_ME[@]}"); ME_P99=$(median "${P99_ME[@]}")
+
 echo
-printf "%-44s %12s %12s %8s\n" "pair" "usersd/s" "redis/s" "ratio"
-printf "%-44s %12.0f %12.0f %8s\n" "user.me vs GET" "$ME_RPS" "$GET_RPS" "$(ratio "$ME_RPS" "$GET_RPS")"
-printf "%-44s %12.0f %12.0f %8s\n" "user.update ($FIELD) vs SET appendfsync always" "$UPD_RPS" "$SET_RPS" "$(ratio "$UPD_RPS" "$SET_RPS")"
+printf "%-52s %10s %10s  %s\n" "pair ($C connections; medians of $ROUNDS rounds)" "usersd/s" "peer/s" "ratio median (min–max)"
+printf "%-52s %10.0f %10.0f  %s\n" "user.me vs Redis GET" "$ME_RPS" "$(median "${R_GET[@]}")" "$(ratio_col "${X_GET[@]}")"
+[ "$PG" = 1 ] && printf "%-52s %10.0f %10.0f  %s\n" "user.me vs PostgreSQL SELECT by key (prepared)" "$ME_RPS" "$(median "${R_SEL[@]}")" "$(ratio_col "${X_SEL[@]}")"
+printf "%-52s %10.0f %10.0f  %s\n" "user.update ($FIELD) vs Redis SET appendfsync always" "$(median "${R_UPD[@]}")" "$(median "${R_SET[@]}")" "$(ratio_col "${X_SET[@]}")"
+[ "$PG" = 1 ] && printf "%-52s %10.0f %10.0f  %s\n" "user.update ($FIELD) vs PostgreSQL UPDATE … RETURNING" "$(median "${R_UPD[@]}")" "$(median "${R_PUPD[@]}")" "$(ratio_col "${X_PUPD[@]}")"
 echo
-echo "user.me     latency ms: p50 $(field "$ME" p50_ms)  p90 $(field "$ME" p90_ms)  p99 $(field "$ME" p99_ms)  p99.9 $(field "$ME" p999_ms)"
-echo "user.update latency ms: p50 $(field "$UPD" p50_ms)  p90 $(field "$UPD" p90_ms)  p99 $(field "$UPD" p99_ms)  p99.9 $(field "$UPD" p999_ms)"
+echo "user.me     latency ms (medians of the rounds): p50 $ME_P50  p99 $ME_P99  p99.9 $(median "${P999_ME[@]}")"
+echo "user.update latency ms (medians of the rounds): p50 $(median "${P50_UPD[@]}")  p99 $(median "${P99_UPD[@]}")  p99.9 $(median "${P999_UPD[@]}")"
 echo "startup to socket ready: ${READY_MS} ms (empty store); idle RSS after setup: ${IDLE_RSS} KiB total, ${IDLE_RSS_X} KiB excluding the data.mdb mapping"
 
 # --- scale: 1,000,000 users ----------------------------------------------
@@ -121,11 +292,13 @@ if [ "$BIG" -gt 0 ]; then
   # Same working-set shape (one user per connection) against both stores.
   BIGME=$("$LOADGEN" --socket "$D2/usersd.sock" --tokens "$D2/creds" -c "$C" --duration "$DUR" --op me --json)
   kill "$USERSD_PID"; wait "$USERSD_PID" 2>/dev/null || true
-  echo "== load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   printf "%-44s %12s %12s %8s\n" "scale (user.me)" "$BIG users" "$USERS users" "ratio"
-  printf "%-44s %12s %12s %8s\n" "p50 latency ms" "$(field "$BIGME" p50_ms)" "$(field "$ME" p50_ms)" "$(ratio "$(field "$BIGME" p50_ms)" "$(field "$ME" p50_ms)")"
-  printf "%-44s %12s %12s %8s\n" "p99 latency ms" "$(field "$BIGME" p99_ms)" "$(field "$ME" p99_ms)" "$(ratio "$(field "$BIGME" p99_ms)" "$(field "$ME" p99_ms)")"
+  printf "%-44s %12s %12s %8s\n" "p50 latency ms" "$(field "$BIGME" p50_ms)" "$ME_P50" "$(ratio "$(field "$BIGME" p50_ms)" "$ME_P50")"
+  printf "%-44s %12s %12s %8s\n" "p99 latency ms" "$(field "$BIGME" p99_ms)" "$ME_P99" "$(ratio "$(field "$BIGME" p99_ms)" "$ME_P99")"
   printf "%-44s %12.0f %12.0f %8s\n" "throughput req/s" "$(field "$BIGME" rps)" "$ME_RPS" "$(ratio "$(field "$BIGME" rps)" "$ME_RPS")"
   echo "startup to socket ready with $BIG users: ${BIG_READY_MS} ms; idle RSS: ${BIG_RSS} KiB total, ${BIG_RSS_X} KiB excluding the data.mdb mapping"
 fi
+echo
+echo "== load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== steal at end: $(steal_line "$STEAL0" "$TICKS0")"
