@@ -97,11 +97,12 @@ median() { stats "$@" | awk '{ printf "%.3f", $1 }'; }
 # CPU time stolen by the hypervisor: "steal_ticks total_ticks" from /proc/stat.
 cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t }' /proc/stat; }
 HZ=$(getconf CLK_TCK)
-steal_line() { # ticks-at-start -> text
-  local s0=$1 t0=$2 s1 t1
+steal_line() { # [steal and total ticks at start] -> text
+  local s0=${1:-0} t0=${2:-0} s1 t1
   read -r s1 t1 < <(cpu_ticks)
   awk -v s0="$s0" -v t0="$t0" -v s1="$s1" -v t1="$t1" -v hz="$HZ" \
-    'BEGIN { d = t1 - t0; printf "%.1f s since boot; %.2f s of %.0f CPU-s (%.2f%%) during the run so far", s1 / hz, (s1 - s0) / hz, d / hz, (d > 0 ? 100 * (s1 - s0) / d : 0) }'
+    'BEGIN { d = t1 - t0; printf "%.1f s since boot (all cores)", s1 / hz
+             if (t0 > 0) printf "; %.2f s of %.0f CPU-s (%.2f%%) during the run", (s1 - s0) / hz, d / hz, 100 * (s1 - s0) / d }'
 }
 
 # fdatasync latency of a filesystem: 4 KiB write + fdatasync, N times each
@@ -124,9 +125,13 @@ fsync_probe() { # dir n
 read -r STEAL0 TICKS0 < <(cpu_ticks)
 echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "== load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== steal at start: $(steal_line "$STEAL0" "$TICKS0")"
-read -r FS_APP FS_OW FS_MIN FS_MAX < <(fsync_probe "$WORK" 200)
-echo "== fdatasync on the store's filesystem ($(df -PT "$WORK" | awk 'NR==2 {print $2, "on", $1}')), 4 KiB write + fdatasync, median of 200: append ${FS_APP} ms (min ${FS_MIN}, max ${FS_MAX}), overwrite ${FS_OW} ms"
+echo "== steal at start: $(steal_line)"
+fsync_line() {
+  local app ow lo hi
+  read -r app ow lo hi < <(fsync_probe "$WORK" 200)
+  echo "$(df -PT "$WORK" | awk 'NR==2 {print $2, "on", $1}'), 4 KiB write + fdatasync, median of 200: append $app ms (min $lo, max $hi), overwrite $ow ms"
+}
+echo "== fdatasync of the stores' filesystem at start: $(fsync_line)"
 echo "== usersd $("$USERSD" --version | cut -d' ' -f2), $C connections, $ROUNDS rounds of ${DUR}s runs, $USERS users"
 [ "$PG" = 1 ] && echo "== PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $(redis-server --version | awk '{print "Redis", $3}' | tr -d 'v=')"
 
@@ -302,3 +307,4 @@ fi
 echo
 echo "== load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== steal at end: $(steal_line "$STEAL0" "$TICKS0")"
+echo "== fdatasync of the stores' filesystem at end: $(fsync_line)"
