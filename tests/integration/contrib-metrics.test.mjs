@@ -216,7 +216,7 @@ describe('metrics named by contrib/prometheus and contrib/grafana', () => {
       const f = parseExposition(ok(await admin.request('admin.metrics')).text);
       const ready = ['usersd_outbox_sends_total', 'usersd_events_polls_total', 'usersd_token_failures_total'].every((n) => f.has(n));
       return ready && f;
-    }, { what: 'outbox sends, events polls and token failures in admin.metrics' });
+    }, { what: 'outbox sends, events polls and token failures in admin.metrics', timeoutMs: 30000 });
   });
 
   test('the checker itself refuses unknown metrics and labels', () => {
