@@ -27,6 +27,14 @@ std::string Amount(double v, Unit unit) {
   return buf;
 }
 
+// A rate: whole counts per second, or one decimal under 10/s.
+std::string Rate(double v, Unit unit) {
+  if (unit == Unit::kBytes || v >= 10) return Amount(v, unit) + "/s";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f/s", v);
+  return buf;
+}
+
 }  // namespace
 
 std::string FormatProgress(const std::string& label, uint64_t done, std::optional<uint64_t> total,
@@ -40,7 +48,7 @@ std::string FormatProgress(const std::string& label, uint64_t done, std::optiona
     s += " (" + std::to_string(pct) + "%)";
   }
   double rate = elapsed_sec >= kMinRateSec ? static_cast<double>(done) / elapsed_sec : 0;
-  if (elapsed_sec >= kMinRateSec) s += ", " + Amount(rate, unit) + "/s";
+  if (elapsed_sec >= kMinRateSec) s += ", " + Rate(rate, unit);
   int64_t secs = static_cast<int64_t>(elapsed_sec);
   if (done_line) {
     if (elapsed_sec < 10) {
