@@ -42,10 +42,10 @@ const char* const kMainHelp =
     "  --timeout SEC   give up waiting for an answer after SEC seconds (default 60;\n"
     "                  backup and watch wait without limit unless this is given)\n"
     "  -h, --help      help; also after any command: usersctl users --help\n"
+    "  --version       print the version\n"
     "\n"
     "users import, users export and backup show their progress on stderr when it\n"
     "is a terminal (not with --json).\n"
-    "  --version       print the version\n"
     "\n"
     "exit status: 0 ok, 1 the operation failed, 2 usage error, 3 cannot reach usersd\n";
 
