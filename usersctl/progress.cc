@@ -47,8 +47,9 @@ std::string FormatProgress(const std::string& label, uint64_t done, std::optiona
     uint64_t pct = std::min<uint64_t>(100, done * 100 / *total);
     s += " (" + std::to_string(pct) + "%)";
   }
+  // Nothing done yet (a slow first answer) has no rate worth showing.
   double rate = elapsed_sec >= kMinRateSec ? static_cast<double>(done) / elapsed_sec : 0;
-  if (elapsed_sec >= kMinRateSec) s += ", " + Rate(rate, unit);
+  if (rate > 0) s += ", " + Rate(rate, unit);
   int64_t secs = static_cast<int64_t>(elapsed_sec);
   if (done_line) {
     if (elapsed_sec < 10) {

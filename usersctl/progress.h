@@ -17,7 +17,8 @@ enum class Unit { kCount, kBytes };
 //   "backup: 1.2 GiB, 85.0 MiB/s, 14s elapsed"
 // `noun` follows counts ("users"); bytes have their own unit. `done_line`
 // ends with "done in ..." instead of the elapsed time and ETA. The rate is
-// the average since the start, left out in the first 0.2 s.
+// the average since the start, left out in the first 0.2 s and while
+// nothing is done.
 std::string FormatProgress(const std::string& label, uint64_t done, std::optional<uint64_t> total,
                            double elapsed_sec, Unit unit, const std::string& noun, bool done_line);
 

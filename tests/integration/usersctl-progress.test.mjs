@@ -96,8 +96,8 @@ describe('usersctl progress', () => {
     assert.match(reading.at(-1), /^reading .*: [\d.]+ (KiB|MiB) of [\d.]+ (KiB|MiB) \(100%\).*, done in [\d.]+s$/);
     assert.ok(size > 1024);
     const imp = draws.filter((s) => s.startsWith('import: '));
-    assert.equal(imp[0], `import: 0 of ${N} users (0%), 0s elapsed`);
-    assert.match(imp.at(-1), new RegExp(`^import: ${N} of ${N} users \\(100%\\)(, \\d+/s)?, done in [\\d.]+s$`));
+    assert.match(imp[0], new RegExp(`^import: 0 of ${N} users \\(0%\\), \\d+s elapsed$`));
+    assert.match(imp.at(-1), new RegExp(`^import: ${N} of ${N} users \\(100%\\)(, [\\d.]+/s)?, done in [\\d.]+s$`));
     // The summary follows on a line of its own.
     assert.match(r.out, new RegExp(`done in [\\d.]+s\\r\\nimported ${N} user\\(s\\) \\(last transactionId \\d+\\)\\r\\n$`));
   });
@@ -108,8 +108,8 @@ describe('usersctl progress', () => {
     const r = await ctlTty(['--socket', d.adminPath, 'users', 'export', out]);
     assert.equal(r.code, 0, r.out);
     const exp = drawings(r.out).filter((s) => s.startsWith('export: '));
-    assert.equal(exp[0], `export: 0 of ${total} users (0%), 0s elapsed`);
-    assert.match(exp.at(-1), new RegExp(`^export: ${total} of ${total} users \\(100%\\)(, \\d+/s)?, done in [\\d.]+s$`));
+    assert.match(exp[0], new RegExp(`^export: 0 of ${total} users \\(0%\\), \\d+s elapsed$`));
+    assert.match(exp.at(-1), new RegExp(`^export: ${total} of ${total} users \\(100%\\)(, [\\d.]+/s)?, done in [\\d.]+s$`));
     assert.match(r.out, new RegExp(`\\r\\nexported ${total} user\\(s\\) to ${out.replace(/[.]/g, '\\.')}\\r\\n$`));
     assert.equal(fs.readFileSync(out, 'utf8').trim().split('\n').length, total);
     // Users written to the terminal: no progress between them.
@@ -125,7 +125,7 @@ describe('usersctl progress', () => {
     assert.equal(r.code, 0, r.out);
     const bk = drawings(r.out).filter((s) => s.startsWith('backup: '));
     assert.ok(bk.length >= 2, JSON.stringify(r.out));
-    assert.equal(bk[0], 'backup: 0 B, 0s elapsed');
+    assert.match(bk[0], /^backup: 0 B, \d+s elapsed$/);
     const bytes = fs.statSync(path.join(target, 'data.mdb')).size;
     const shown = bytes >= 1024 ? `${(bytes / 1024 ** Math.floor(Math.log(bytes) / Math.log(1024))).toFixed(1)} ` : `${bytes} B`;
     assert.ok(bk.at(-1).startsWith(`backup: ${shown}`), `${bk.at(-1)} does not show ${bytes} bytes`);

@@ -20,7 +20,9 @@ TEST_CASE("progress: a count with a total shows the share, the average rate and 
         "import: 1000000 of 1000000 users (100%), 25000/s, done in 40s");
 }
 
-TEST_CASE("progress: no rate nor ETA in the first 0.2 s, nor an ETA without a total", "[usersctl]") {
+TEST_CASE("progress: no rate nor ETA in the first 0.2 s or before anything is done, nor an ETA without a total",
+          "[usersctl]") {
+  CHECK(FormatProgress("import", 0, 2500, 5.0, Unit::kCount, "users", false) == "import: 0 of 2500 users (0%), 5s elapsed");
   CHECK(FormatProgress("import", 0, 2500, 0.0, Unit::kCount, "users", false) == "import: 0 of 2500 users (0%), 0s elapsed");
   CHECK(FormatProgress("export", 1000, 2500, 0.1, Unit::kCount, "users", false) ==
         "export: 1000 of 2500 users (40%), 0s elapsed");
