@@ -108,7 +108,7 @@ Try, in another terminal:
   ${call} user.me
   ${call} user.update '{"id":"<id from user.me>","firstName":"Augusta","timezone":"Europe/London"}'
   ${call} --jsonrpc user.finalizeOnboarding
-  ${rel(path.join(path.dirname(bin), '../admin/usersctl'))} --socket ${rel(adminPath)} status
+  ${rel(path.join(path.dirname(bin), '../usersctl/usersctl'))} --socket ${rel(adminPath)} status
 
 Ctrl-C stops usersd and the WorkOS fake.
 `);

@@ -5,7 +5,7 @@
 // SO_PEERCRED refusal of a client running as another uid.
 //
 // Environment: USERSD_BIN (the daemon), USERSD_BUILD_DIR (usersctl is at
-// $USERSD_BUILD_DIR/admin/usersctl).
+// $USERSD_BUILD_DIR/usersctl/usersctl).
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -28,7 +28,7 @@ import {
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BUILD_DIR = process.env.USERSD_BUILD_DIR ?? path.resolve(here, '../../build');
-const USERSCTL = path.join(BUILD_DIR, 'admin/usersctl');
+const USERSCTL = path.join(BUILD_DIR, 'usersctl/usersctl');
 
 /** Runs usersctl; resolves to {code, stdout, stderr}. opts: {input, env, uid, timeoutMs}. */
 function ctl(args, { input, env, asNobody = false, bin = USERSCTL, timeoutMs = 30000 } = {}) {

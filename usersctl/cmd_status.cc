@@ -1,0 +1,90 @@
+// usersctl status, health, metrics.
+#include <cstdio>
+
+#include "usersctl/args.h"
+#include "usersctl/commands.h"
+#include "usersctl/output.h"
+
+namespace usersd::usersctl {
+
+int CmdStatus(Client& c, const Options& o, const Words& rest) {
+  ParseArgs(rest, "status", {}, {}, 0);
+  c.Connect();
+  Json s = c.Call("admin.status", Json::object());
+  if (o.json) return PrintJson(s), kExitOk;
+  auto line = [](const char* k, const std::string& v) { std::printf("%-18s %s\n", k, v.c_str()); };
+  line("version", s.value("version", "?"));
+  line("uptime", Duration(s.value("uptimeSeconds", int64_t(0))));
+  line("users", Str(s["users"]));
+  line("last transaction", Str(s["lastTransactionId"]));
+  const Json& st = s["store"];
+  std::string store = st.value("path", "?") + " (" + Bytes(st.value("sizeBytes", 0.0)) + " on disk, " +
+                      Bytes(st.value("usedBytes", 0.0)) + " used of a " + Bytes(st.value("mapSizeBytes", 0.0)) +
+                      " map";
+  if (st.contains("maxMapSizeBytes")) store += ", max " + Bytes(st.value("maxMapSizeBytes", 0.0));
+  line("store", store + ")");
+  const Json& ob = s["outbox"];
+  std::string outbox = Str(ob["depth"]) + " job(s)";
+  if (!ob["oldestAgeSeconds"].is_null()) outbox += ", oldest " + Duration(ob["oldestAgeSeconds"].get<int64_t>());
+  line("outbox", outbox);
+  line("dead letters", Str(s["deadLetters"]));
+  const Json& up = s["upstream"];
+  std::string upstream = up.value("state", "?");
+  if (!up["since"].is_null()) upstream += " since " + up["since"].get<std::string>();
+  line("upstream", upstream);
+  line("events cursor", Str(s["eventsCursor"]));
+  const Json& jw = s["jwks"];
+  std::string jwks = Str(jw["keys"]) + " key(s)";
+  if (!jw["ageSeconds"].is_null()) jwks += ", fetched " + Duration(jw["ageSeconds"].get<int64_t>()) + " ago";
+  line("jwks", jwks);
+  // The reconcile with WorkOS (users resync --all), from daemons that have it.
+  if (s.contains("reconcile") && s["reconcile"].is_object()) line("reconcile", ReconcileStatus(s["reconcile"]));
+  return kExitOk;
+}
+
+int CmdHealth(Client& c, const Options& o, const Words& rest) {
+  ParseArgs(rest, "health", {}, {}, 0);
+  c.Connect();
+  Json h = c.Call("admin.health", Json::object());
+  bool ok = h.value("ok", false);
+  if (o.json) {
+    PrintJson(h);
+    return ok ? kExitOk : kExitRemote;
+  }
+  std::printf("health: %s\n", ok ? "ok" : "NOT OK");
+  std::vector<std::vector<std::string>> rows;
+  for (const char* name : {"store", "writer", "jwks", "upstream", "outbox", "deadLetters"}) {
+    if (!h["checks"].contains(name)) continue;
+    const Json& ch = h["checks"][name];
+    std::string detail;
+    if (ch.contains("detail")) {
+      detail = ch["detail"].get<std::string>();
+    } else {
+      for (const auto& [k, v] : ch.items()) {
+        if (k == "ok") continue;
+        detail += (detail.empty() ? "" : ", ") + k + "=" + Str(v);
+      }
+    }
+    bool advisory = std::string(name) != "store" && std::string(name) != "writer" && std::string(name) != "jwks";
+    std::string state = ch.value("ok", false) ? "ok" : (advisory ? "warn" : "FAIL");
+    rows.push_back({std::string("  ") + name, state, detail});
+  }
+  for (const auto& [k, ch] : h["checks"].items()) {
+    bool known = false;
+    for (const char* name : {"store", "writer", "jwks", "upstream", "outbox", "deadLetters"}) known |= k == name;
+    if (!known) rows.push_back({"  " + k, ch.value("ok", false) ? "ok" : "FAIL", ch.dump()});
+  }
+  PrintTable({"  CHECK", "STATE", "DETAIL"}, rows);
+  return ok ? kExitOk : kExitRemote;
+}
+
+int CmdMetrics(Client& c, const Options& o, const Words& rest) {
+  ParseArgs(rest, "metrics", {}, {}, 0);
+  c.Connect();
+  Json m = c.Call("admin.metrics", Json::object());
+  if (o.json) return PrintJson(m), kExitOk;
+  std::fputs(m.value("text", "").c_str(), stdout);
+  return kExitOk;
+}
+
+}  // namespace usersd::usersctl
