@@ -3,7 +3,8 @@
 #               WorkOS-compatible server, print a token and a command to try
 #   make test   install what is missing, build with ASan+UBSan, run every test,
 #               then each fuzzer for TEST_FUZZ_SECONDS (10 s)
-# Other targets: build, fuzz (long fuzzing), bench, install, clean.
+# Other targets: build, fuzz (long fuzzing), bench, install, clean,
+#   deb (Debian package into dist/), test-package (build, install, test, purge it).
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 BUILD_DIR ?= build
@@ -16,10 +17,10 @@ TEST_FUZZ_SECONDS ?= 10
 # needed; Debian's nodejs package is installed only when no node is on PATH.
 DEB_PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev liblmdb-dev \
   libyaml-cpp-dev nlohmann-json3-dev catch2 libssl-dev libsystemd-dev tzdata lmdb-utils \
-  clang libclang-rt-14-dev systemd ca-certificates
+  clang libclang-rt-14-dev systemd ca-certificates scdoc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps promtool build build-daemon build-test build-fuzz test tsan run fuzz bench install clean
+.PHONY: deps promtool build build-daemon build-test build-fuzz test tsan run fuzz bench install clean deb-deps deb test-package
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -95,4 +96,38 @@ install: build
 	cmake --install $(BUILD_DIR)
 
 clean:
-	rm -rf $(BUILD_DIR) $(TEST_BUILD_DIR) $(FUZZ_BUILD_DIR) $(PROMTOOL_DIR) .run
+	rm -rf $(BUILD_DIR) $(TEST_BUILD_DIR) $(FUZZ_BUILD_DIR) $(PROMTOOL_DIR) $(DEB_BUILD_DIR) $(DEB_OUT_DIR) .run
+
+# Debian package (docs/DEPLOYMENT.md, "Debian package"). dpkg-buildpackage
+# writes next to the source tree, so it runs on a copy of the files git knows
+# (tracked and untracked, not ignored) in $(DEB_BUILD_DIR)/usersd; the .deb is
+# then copied to $(DEB_OUT_DIR)/ and checked with lintian (errors fail).
+DEB_BUILD_PACKAGES := debhelper dpkg-dev scdoc lintian
+DEB_BUILD_DIR ?= build-deb
+DEB_OUT_DIR ?= dist
+DEB_VERSION = $(shell dpkg-parsechangelog -S Version)
+DEB_ARCH = $(shell dpkg --print-architecture)
+DEB_FILE = $(DEB_OUT_DIR)/usersd_$(DEB_VERSION)_$(DEB_ARCH).deb
+
+deb-deps:
+	@missing=$$(for p in $(DEB_BUILD_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$(echo $$missing)" ]; then \
+	  echo "make: installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+deb: deps deb-deps
+	@v=$$(sed -n 's/^project(usersd VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt); \
+	if [ "$(DEB_VERSION)" != "$$v" ]; then echo "make: debian/changelog says $(DEB_VERSION), CMakeLists.txt says $$v"; exit 1; fi
+	rm -rf $(DEB_BUILD_DIR) && mkdir -p $(DEB_BUILD_DIR)/usersd
+	git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - | tar -xf - -C $(DEB_BUILD_DIR)/usersd
+	cd $(DEB_BUILD_DIR)/usersd && DEB_BUILD_OPTIONS="nocheck parallel=$(JOBS)" dpkg-buildpackage -us -uc -b
+	lintian --fail-on error --tag-display-limit 0 $(DEB_BUILD_DIR)/usersd_$(DEB_VERSION)_$(DEB_ARCH).changes
+	mkdir -p $(DEB_OUT_DIR) && cp $(DEB_BUILD_DIR)/usersd_$(DEB_VERSION)_$(DEB_ARCH).deb $(DEB_OUT_DIR)/
+	@echo "make: built $(DEB_FILE)"
+
+# Builds the package, installs it on this machine with dpkg -i, checks it and
+# runs the installed daemon against the WorkOS-compatible test server, then
+# purges it and checks that nothing is left (tests/package/run.sh). Needs root.
+test-package: deb
+	bash tests/package/run.sh $(DEB_FILE)
