@@ -10,7 +10,7 @@ import { spawn, execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { withFake, connect, newUser, canConnect, sleep } from '../integration/harness.mjs';
+import { withFake, connect, newUser, canConnect, sleep, suiteScope } from '../integration/harness.mjs';
 
 const USERSD = process.env.USERSD_BIN ?? '/usr/sbin/usersd';
 const USERSCTL = process.env.USERSCTL_BIN ?? '/usr/bin/usersctl';
@@ -28,6 +28,7 @@ function groupId(name) {
 }
 
 describe('the installed usersd', () => {
+  const scope = suiteScope();
   let fake;
   let daemon;
   let logText = '';
@@ -36,7 +37,7 @@ describe('the installed usersd', () => {
 
   before(async () => {
     assert.equal(process.getuid(), 0, 'run as root (tests/package/run.sh)');
-    fake = await withFake();
+    fake = await withFake({ t: scope });
     // What StateDirectory=usersd (mode 0700) gives the service under systemd.
     fs.mkdirSync(STORE, { mode: 0o700 });
     fs.chownSync(STORE, id('-u', 'usersd'), id('-g', 'usersd'));
