@@ -32,6 +32,23 @@ man_renders_cleanly() {
   [ -z "$text" ] || { echo "$text"; return 1; }
   [ -n "$(LC_ALL=C.UTF-8 MANWIDTH=80 man -l "$file" 2>/dev/null)" ]
 }
+# Every command that `usersctl --help` lists (its first column, up to the
+# first argument) and every option of `usersd --help` is in the man page.
+man_covers_help() {
+  local page=$1 help=$2 text missing=
+  text=$(LC_ALL=C MANWIDTH=200 man -l "$(man -w "$page")" 2>/dev/null | tr -s ' \n' '  ')
+  while read -r item; do
+    [ -n "$item" ] && ! grep -qF -- "$item" <<<"$text" && missing="$missing [$item]"
+  done <<<"$help"
+  [ -z "$missing" ] || { echo "not in man $page:$missing"; return 1; }
+}
+usersctl_commands() {
+  /usr/bin/usersctl --help | sed -n '/^commands:/,/^$/p' | grep '^  [a-z]' | sed 's/^  //' |
+    awk -F '  +' '{ n = split($1, t, " "); c = t[1]; for (i = 2; i <= n && t[i] ~ /^[a-z-]+$/; i++) c = c " " t[i]; print c }'
+}
+usersd_options() {
+  /usr/sbin/usersd --help | grep -o -- '--[a-z-]*' | sort -u
+}
 finish() {
   echo "package: $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
@@ -95,6 +112,9 @@ check "usersctl --version runs" /usr/bin/usersctl --version
 for page in usersd usersctl usersd.yaml; do
   check "man $page renders without warnings" man_renders_cleanly "$page"
 done
+
+check "usersctl(8) describes every command of usersctl --help" man_covers_help usersctl "$(usersctl_commands)"
+check "usersd(8) describes every option of usersd --help" man_covers_help usersd "$(usersd_options)"
 
 # sysusers.d and tmpfiles.d, applied by the postinst.
 check "the usersd system user exists (home /var/lib/usersd, no login shell)" \
