@@ -83,6 +83,9 @@ export function connectFake(baseUrl, { apiKey = 'sk_test_123', clientId = 'clien
     getFaults: () => c('GET', '/__test/faults'),
     clearFaults: () => c('DELETE', '/__test/faults'),
     setDown: (down) => c('POST', '/__test/down', { down: Boolean(down) }),
+    /** Switches where WorkOS's behaviour is not pinned down (README "Behaviour"); returns the new set. */
+    setBehaviour: (patch) => c('POST', '/__test/behaviour', patch),
+    getBehaviour: () => c('GET', '/__test/behaviour'),
     /** Append an arbitrary event: {event, data, created_at?, id?, context?}. */
     addEvent: (e) => c('POST', '/__test/events', e),
     listEvents: () => c('GET', '/__test/events'),
@@ -173,6 +176,15 @@ export async function startFake(opts = {}) {
     if (opts.maxEvents !== undefined) a.push('--max-events', String(opts.maxEvents));
     if (opts.maxLog !== undefined) a.push('--max-log', String(opts.maxLog));
     if (opts.verbose) a.push('--verbose');
+    // The events order a server uses when none is asked for; the environment
+    // variable lets a whole test run switch it (newest first is WorkOS's).
+    const order = opts.eventsDefaultOrder ?? process.env.WORKOS_FAKE_EVENTS_ORDER;
+    if (order) a.push('--events-default-order', order);
+    if (opts.eventsIgnoreOrder) a.push('--events-ignore-order');
+    if (opts.eventsIgnoreFilters) a.push('--events-ignore-filters');
+    if (opts.eventsRetentionMs !== undefined) a.push('--events-retention-ms', String(opts.eventsRetentionMs));
+    if (opts.expiredCursor) a.push('--expired-cursor', opts.expiredCursor);
+    if (opts.tokenIssuer) a.push('--token-issuer', opts.tokenIssuer);
     return a;
   };
   const spawnOpts = { env: opts.env, stderr: opts.stderr, startTimeoutMs: opts.startTimeoutMs ?? 15000 };

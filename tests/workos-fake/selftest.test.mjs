@@ -286,7 +286,7 @@ describe('workos fake', () => {
       const seen = [];
       let cursor;
       for (;;) {
-        const r = await fake.api('GET', `/events?events=user.created,user.updated,user.deleted&limit=10${cursor ? `&after=${cursor}` : ''}`);
+        const r = await fake.api('GET', `/events?events[]=user.created&events[]=user.updated&events[]=user.deleted&order=asc&limit=10${cursor ? `&after=${cursor}` : ''}`);
         assert.equal(r.status, 200);
         assert.equal(r.body.object, 'list');
         if (r.body.data.length === 0) {
@@ -303,11 +303,46 @@ describe('workos fake', () => {
       assert.equal(new Set(ids).size, 25);
       assert.deepEqual(seen.map((e) => e.data.email), Array.from({ length: 25 }, (_, i) => `e${i}@example.com`));
 
+      // Without order (and with desc/normal): newest first, as WorkOS's lists.
       const def = await fake.api('GET', '/events');
       assert.equal(def.body.data.length, 10); // default limit
-      // order is accepted but, as on the live API, results stay oldest-first.
+      assert.deepEqual(def.body.data.map((e) => e.id), ids.slice(-10).reverse());
       const desc = await fake.api('GET', '/events?order=desc&limit=3');
-      assert.deepEqual(desc.body.data.map((e) => e.id), ids.slice(0, 3));
+      assert.deepEqual(desc.body.data.map((e) => e.id), ids.slice(-3).reverse());
+      // after continues in the order asked for: older events for desc.
+      const older = await fake.api('GET', `/events?order=desc&limit=3&after=${desc.body.list_metadata.after}`);
+      assert.deepEqual(older.body.data.map((e) => e.id), ids.slice(-6, -3).reverse());
+    });
+
+    test('behaviour switches: default order, ignored order and filters, PUT without applying, retention', async (t) => {
+      t.after(() => fake.setBehaviour({ eventsDefaultOrder: 'desc', eventsIgnoreOrder: false, eventsIgnoreFilters: false, putIgnoresFields: [], eventsRetentionMs: null, expiredCursor: 'reject' }));
+      for (let i = 0; i < 4; i++) await fake.api('POST', '/user_management/users', { email: `b${i}@example.com` });
+      await fake.addEvent({ event: 'session.created', data: {} });
+      const all = (await fake.listEvents()).map((e) => e.id);
+      await fake.setBehaviour({ eventsDefaultOrder: 'asc' });
+      assert.deepEqual((await fake.api('GET', '/events?limit=100')).body.data.map((e) => e.id), all);
+      await fake.setBehaviour({ eventsDefaultOrder: 'desc', eventsIgnoreOrder: true });
+      assert.deepEqual((await fake.api('GET', '/events?order=asc&limit=100')).body.data.map((e) => e.id), [...all].reverse());
+      await fake.setBehaviour({ eventsIgnoreOrder: false, eventsIgnoreFilters: true });
+      const r = await fake.api('GET', `/events?order=asc&events[]=user.created&range_start=${encodeURIComponent(new Date(Date.now() + 60000).toISOString())}`);
+      assert.equal(r.body.data.length, 5);
+      await fake.setBehaviour({ eventsIgnoreFilters: false, putIgnoresFields: ['email'] });
+      const u = (await fake.listUsers())[0];
+      const put = await fake.api('PUT', `/user_management/users/${u.id}`, { email: 'moved@example.com', first_name: 'Moved' });
+      assert.equal(put.status, 200);
+      assert.equal(put.body.email, u.email);
+      assert.equal(put.body.first_name, 'Moved');
+      // Retention: old events go, and a cursor into what went is refused.
+      await fake.addEvent({ event: 'user.updated', data: { id: 'user_x' }, created_at: '2020-01-01T00:00:00.000Z', id: 'event_00000000000000000000000001' });
+      await fake.setBehaviour({ eventsRetentionMs: 86400000 });
+      const kept = await fake.api('GET', '/events?order=asc&limit=100');
+      assert.ok(!kept.body.data.some((e) => e.id === 'event_00000000000000000000000001'));
+      const gone = await fake.api('GET', '/events?order=asc&after=event_00000000000000000000000001');
+      assert.equal(gone.status, 400);
+      assert.equal(gone.body.code, 'invalid_cursor');
+      await fake.setBehaviour({ expiredCursor: 'ignore' });
+      assert.equal((await fake.api('GET', '/events?order=asc&after=event_00000000000000000000000001')).status, 200);
+      await assert.rejects(fake.setBehaviour({ nonsense: 1 }));
     });
 
     test('type filter ignores other events; repeated and [] forms', async () => {
@@ -316,6 +351,8 @@ describe('workos fake', () => {
       await fake.addEvent({ event: 'session.created', data: {} });
       const r = await fake.api('GET', '/events?events=user.created,user.updated,user.deleted');
       assert.deepEqual(r.body.data.map((e) => e.event), ['user.created']);
+      const both = await fake.api('GET', '/events?events[]=user.created&events[]=session.created&order=asc');
+      assert.deepEqual(both.body.data.map((e) => e.event), ['user.created', 'session.created']);
       const all = await fake.api('GET', '/events');
       assert.equal(all.body.data.length, 3);
       const rep = await fake.api('GET', '/events?events=session.created&events=organization.created');
@@ -331,6 +368,8 @@ describe('workos fake', () => {
       assert.deepEqual(r.body.data.map((e) => e.data.id), ['user_new']);
       const e = await fake.api('GET', '/events?range_end=2021-01-01T00:00:00Z');
       assert.deepEqual(e.body.data.map((x) => x.data.id), ['user_old']);
+      const both = await fake.api('GET', '/events?order=asc');
+      assert.deepEqual(both.body.data.map((x) => x.data.id), ['user_old', 'user_new']);
       assert.equal(e.body.data[0].created_at, '2020-01-01T00:00:00.000Z');
       for (const q of ['limit=0', 'limit=101', 'limit=abc', 'range_start=garbage']) {
         const bad = await fake.api('GET', `/events?${q}`);
@@ -585,7 +624,7 @@ describe('process lifecycle and persistence', () => {
       assert.equal(evs.body.data.length, 1);
       // New events still sort after the restored ones.
       await fake.api('PUT', `/user_management/users/${created.body.id}`, { first_name: 'P' });
-      const page = await fake.api('GET', `/events?after=${evs.body.data[0].id}`);
+      const page = await fake.api('GET', `/events?order=asc&after=${evs.body.data[0].id}`);
       assert.deepEqual(page.body.data.map((e) => e.event), ['user.updated']);
       // A rotated key is persisted too.
       const { kid: newKid } = await fake.rotateKey();

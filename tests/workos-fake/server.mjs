@@ -272,8 +272,38 @@ export async function startServer(options = {}) {
     maxEvents: 500_000,
     maxLog: 100_000,
     verbose: false,
+    // How WorkOS behaves where usersd must not assume (see README "Behaviour").
+    eventsDefaultOrder: 'desc',
+    eventsIgnoreOrder: false,
+    eventsIgnoreFilters: false,
+    eventsRetentionMs: null,
+    expiredCursor: 'reject',
+    putIgnoresFields: [],
+    tokenIssuer: 'workos',
     ...options,
   };
+  const BEHAVIOUR_KEYS = ['eventsDefaultOrder', 'eventsIgnoreOrder', 'eventsIgnoreFilters', 'eventsRetentionMs',
+    'expiredCursor', 'putIgnoresFields', 'tokenIssuer'];
+  const initialBehaviour = Object.fromEntries(BEHAVIOUR_KEYS.map((k) => [k, opts[k]]));
+  let behaviour = { ...initialBehaviour };
+  let selfUrl = ''; // this server's base URL, once listening (tokenIssuer 'self')
+  function setBehaviour(patch) {
+    if (!isPlainObject(patch)) throw new HttpError(400, 'behaviour must be an object');
+    const next = { ...behaviour };
+    for (const [k, v] of Object.entries(patch)) {
+      if (!BEHAVIOUR_KEYS.includes(k)) throw new HttpError(400, `unknown behaviour ${k}`);
+      next[k] = v;
+    }
+    if (!['asc', 'desc'].includes(next.eventsDefaultOrder)) throw new HttpError(400, 'eventsDefaultOrder must be asc or desc');
+    if (!['reject', 'ignore'].includes(next.expiredCursor)) throw new HttpError(400, 'expiredCursor must be reject or ignore');
+    if (!['workos', 'self'].includes(next.tokenIssuer)) throw new HttpError(400, 'tokenIssuer must be workos or self');
+    if (!Array.isArray(next.putIgnoresFields)) throw new HttpError(400, 'putIgnoresFields must be an array');
+    if (next.eventsRetentionMs !== null && !(Number.isInteger(next.eventsRetentionMs) && next.eventsRetentionMs > 0)) {
+      throw new HttpError(400, 'eventsRetentionMs must be null or a positive integer');
+    }
+    behaviour = next;
+    return behaviour;
+  }
   const debug = opts.verbose ? (...a) => console.error('[workos-fake]', ...a) : () => {};
   const expectedAuth = `Bearer ${opts.apiKey}`;
 
@@ -306,6 +336,9 @@ export async function startServer(options = {}) {
   // Events are kept as {id, type, ts, json}: the JSON text is built once at
   // creation so serving a page is string concatenation, not re-serialisation.
   let events = [];
+  // Id of the newest event dropped (by --max-events or retention): a cursor at
+  // or before it points into history the server no longer has.
+  let droppedThrough = null;
   let requestLog = [];
   let faults = [];
   let down = false;
@@ -380,9 +413,23 @@ export async function startServer(options = {}) {
     const rec = { id: ev.id, type: event, ts, json: JSON.stringify(ev) };
     if (events.length === 0 || events[events.length - 1].id < rec.id) events.push(rec);
     else events.splice(upperBound(rec.id), 0, rec); // caller-chosen id: keep sorted
-    if (events.length > opts.maxEvents) events.splice(0, events.length - opts.maxEvents);
+    if (events.length > opts.maxEvents) dropOldest(events.length - opts.maxEvents);
     scheduleSave();
     return ev;
+  }
+  function dropOldest(n) {
+    if (n <= 0) return;
+    droppedThrough = events[n - 1].id;
+    events.splice(0, n);
+  }
+  // Drops events older than the retention window, as WorkOS keeps events for
+  // a limited time.
+  function expireEvents() {
+    if (!behaviour.eventsRetentionMs) return;
+    const cutoff = Date.now() - behaviour.eventsRetentionMs;
+    let n = 0;
+    while (n < events.length && events[n].ts < cutoff) n++;
+    dropOldest(n);
   }
   // Index of the first event whose id sorts after `id`.
   function upperBound(id) {
@@ -429,7 +476,7 @@ export async function startServer(options = {}) {
     const header = { alg, typ: 'JWT', kid: body.kid === undefined ? signer.kid : body.kid, ...(body.header ?? {}) };
     if (header.kid === null) delete header.kid;
     const claims = {
-      iss: body.iss === undefined ? `https://api.workos.com/user_management/${opts.clientId}` : body.iss,
+      iss: body.iss === undefined ? `${behaviour.tokenIssuer === 'self' ? selfUrl : 'https://api.workos.com'}/user_management/${opts.clientId}` : body.iss,
       sub: body.sub,
       sid: body.sid === undefined ? `session_${ulid()}` : body.sid,
       jti: ulid(),
@@ -594,9 +641,12 @@ export async function startServer(options = {}) {
         changed = true;
       }
     };
-    for (const k of ['first_name', 'last_name', 'external_id', 'locale']) if (k in body) set(k, body[k]);
+    // A server that answers 200 without taking some fields (behaviour
+    // putIgnoresFields): the answer shows the old values.
+    const ignored = new Set(behaviour.putIgnoresFields);
+    for (const k of ['first_name', 'last_name', 'external_id', 'locale']) if (k in body && !ignored.has(k)) set(k, body[k]);
     if ('metadata' in body) set('metadata', body.metadata ?? {});
-    if ('email' in body && body.email !== existing.email) {
+    if ('email' in body && body.email !== existing.email && !ignored.has('email')) {
       set('email', body.email);
       // A changed address is no longer verified unless the caller says so.
       if (!('email_verified' in body)) set('email_verified', false);
@@ -637,8 +687,10 @@ export async function startServer(options = {}) {
     };
   }
 
-  // Always oldest-first: the live API ignores `order` on /events even though it
-  // is documented (workos/workos-node#1610), and the daemon relies on `after`.
+  // Newest first unless `order=asc` is sent, as WorkOS's list endpoints are
+  // documented to be. `after` continues the list in the order asked for: with
+  // `desc` it moves to older events. Switches (behaviour) make the server
+  // ignore `order` or the filters, or keep events only for a while.
   function listEvents(query) {
     const errors = [];
     const limit = query.limit === undefined ? 10 : intParam(query.limit);
@@ -649,25 +701,43 @@ export async function startServer(options = {}) {
       if (Number.isNaN(t)) errors.push({ field, code: 'invalid_date' });
       return t;
     };
-    const rangeStart = parseRange('range_start');
-    const rangeEnd = parseRange('range_end');
+    let rangeStart = parseRange('range_start');
+    let rangeEnd = parseRange('range_end');
     if (query.order !== undefined && !['asc', 'desc', 'normal'].includes(query.order)) errors.push({ field: 'order', code: 'invalid_enum_value' });
     if (errors.length) return { status: 422, body: { message: 'Validation failed.', errors } };
+    expireEvents();
+    const after = typeof query.after === 'string' && query.after !== '' ? query.after : undefined;
+    if (after && behaviour.expiredCursor === 'reject' && droppedThrough !== null && after <= droppedThrough) {
+      return { status: 400, body: { code: 'invalid_cursor', message: `The cursor '${after}' refers to an event that is no longer retained.` } };
+    }
+    const asc = behaviour.eventsIgnoreOrder || query.order === undefined ? behaviour.eventsDefaultOrder === 'asc' : query.order === 'asc';
 
     // `events` arrives as a comma list (the documented form), repeated, or as events[].
     let types = null;
     const rawTypes = [query.events, query['events[]']].flat().filter((v) => v !== undefined);
     if (rawTypes.length) types = new Set(rawTypes.flatMap((v) => String(v).split(',')).map((s) => s.trim()).filter(Boolean));
+    if (behaviour.eventsIgnoreFilters) {
+      types = null;
+      rangeStart = undefined;
+      rangeEnd = undefined;
+    }
 
     const out = [];
     let lastId = null;
-    for (let i = query.after ? upperBound(query.after) : 0; i < events.length && out.length < limit; i++) {
-      const e = events[i];
-      if (types && !types.has(e.type)) continue;
-      if (rangeStart !== undefined && e.ts < rangeStart) continue;
-      if (rangeEnd !== undefined && e.ts > rangeEnd) continue;
+    const take = (e) => {
+      if (types && !types.has(e.type)) return;
+      if (rangeStart !== undefined && e.ts < rangeStart) return;
+      if (rangeEnd !== undefined && e.ts > rangeEnd) return;
       out.push(e.json);
       lastId = e.id;
+    };
+    if (asc) {
+      for (let i = after ? upperBound(after) : 0; i < events.length && out.length < limit; i++) take(events[i]);
+    } else {
+      // Index of the last event whose id sorts before `after`.
+      let i = after ? upperBound(after) - 1 : events.length - 1;
+      if (after && i >= 0 && events[i].id === after) i--;
+      for (; i >= 0 && out.length < limit; i--) take(events[i]);
     }
     return {
       status: 200,
@@ -746,7 +816,13 @@ export async function startServer(options = {}) {
         if (typeof body?.down !== 'boolean') throw new HttpError(400, 'down (boolean) is required');
         down = body.down;
         return { status: 200, body: { down } };
+      case 'GET /__test/behaviour':
+        return { status: 200, body: behaviour };
+      case 'POST /__test/behaviour':
+        return { status: 200, body: setBehaviour(body) };
       case 'POST /__test/reset':
+        behaviour = { ...initialBehaviour };
+        droppedThrough = null;
         users.clear();
         emailIndex.clear();
         events = [];
@@ -940,6 +1016,7 @@ export async function startServer(options = {}) {
   const port = server.address().port;
   const urlHost = ['0.0.0.0', '::', ''].includes(opts.host) ? '127.0.0.1' : opts.host.includes(':') ? `[${opts.host}]` : opts.host;
   const baseUrl = `http://${urlHost}:${port}`;
+  selfUrl = baseUrl;
   if (opts.portFile) writeFileAtomic(opts.portFile, `${port}\n`);
   debug(`listening on ${baseUrl} (client ${opts.clientId}, kid ${keys[0].kid})`);
 
@@ -968,8 +1045,11 @@ function parseArgs(argv) {
     '--port': 'port', '--host': 'host', '--client-id': 'clientId', '--api-key': 'apiKey',
     '--key-file': 'keyFile', '--state-file': 'stateFile', '--port-file': 'portFile',
     '--max-events': 'maxEvents', '--max-log': 'maxLog',
+    '--events-default-order': 'eventsDefaultOrder', '--events-retention-ms': 'eventsRetentionMs',
+    '--expired-cursor': 'expiredCursor', '--token-issuer': 'tokenIssuer',
   };
-  const numeric = new Set(['port', 'maxEvents', 'maxLog']);
+  const flags = { '--events-ignore-order': 'eventsIgnoreOrder', '--events-ignore-filters': 'eventsIgnoreFilters' };
+  const numeric = new Set(['port', 'maxEvents', 'maxLog', 'eventsRetentionMs']);
   const out = {};
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
@@ -983,9 +1063,15 @@ function parseArgs(argv) {
       out.verbose = true;
       continue;
     }
+    if (flags[arg]) {
+      out[flags[arg]] = true;
+      continue;
+    }
     if (arg === '--help' || arg === '-h') {
       process.stderr.write('usage: node server.mjs [--port 0] [--host 127.0.0.1] [--client-id client_123] [--api-key sk_test_123]\n' +
-        '         [--key-file path.json] [--state-file path.json] [--port-file path] [--max-events N] [--max-log N] [--verbose]\n');
+        '         [--key-file path.json] [--state-file path.json] [--port-file path] [--max-events N] [--max-log N] [--verbose]\n' +
+        '         [--events-default-order desc|asc] [--events-ignore-order] [--events-ignore-filters]\n' +
+        '         [--events-retention-ms N] [--expired-cursor reject|ignore] [--token-issuer workos|self]\n');
       process.exit(0);
     }
     const key = names[arg];
