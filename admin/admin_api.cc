@@ -217,6 +217,7 @@ struct AdminApi::Impl {
   void HandleUsersGet(const ipc::Request& q, ipc::Responder r);
   void HandleUsersList(const ipc::Request& q, ipc::Responder r);
   void HandleUsersImport(const ipc::Request& q, ipc::Responder r);
+  void HandleUsersResync(const ipc::Request& q, ipc::Responder r);
   void HandleJwksRefresh(const ipc::Request& q, ipc::Responder r);
   void HandleBackup(const ipc::Request& q, ipc::Responder r);
   void HandleConfigReload(const ipc::Request& q, ipc::Responder r);
@@ -357,12 +358,10 @@ void AdminApi::Impl::RegisterMetrics() {
   m.Describe("usersd_outbox_sends_total", "counter", "Outbox requests to WorkOS by HTTP status (0 = transport failure).");
   m.Describe("usersd_outbox_delivered_total", "counter", "Outbox jobs WorkOS acknowledged.");
   m.Describe("usersd_outbox_dead_lettered_total", "counter", "Outbox jobs moved to the dead-letter table.");
+  m.Describe("usersd_outbox_not_taken_total", "counter",
+             "Updates WorkOS answered 2xx while showing another value for a field sent (dead-lettered).");
   m.Describe("usersd_jwks_keys", "gauge", "Signing keys in use.");
   m.Describe("usersd_jwks_age_seconds", "gauge", "Seconds since the keys in use were fetched or loaded (-1: none).");
-  m.Describe("usersd_events_polls_total", "counter", "WorkOS events polls.");
-  m.Describe("usersd_events_applied_total", "counter", "WorkOS events that changed the store.");
-  m.Describe("usersd_events_failures_total", "counter", "Failed WorkOS events polls.");
-  m.Describe("usersd_events_last_success_timestamp_seconds", "gauge", "Time of the last successful events poll (0: never).");
   m.Describe("usersd_writer_batches_total", "counter", "Store write batches committed (one fsync each).");
   m.Describe("usersd_writer_ops_total", "counter", "Store write operations run.");
   m.Describe("usersd_writer_queue_depth", "gauge", "Write operations waiting for the writer thread.");
@@ -396,19 +395,15 @@ void AdminApi::Impl::RegisterMetrics() {
         m.Set("usersd_outbox_sends_total", {{"status", std::to_string(status)}}, static_cast<double>(n));
       m.Set("usersd_outbox_delivered_total", {}, static_cast<double>(os.delivered));
       m.Set("usersd_outbox_dead_lettered_total", {}, static_cast<double>(os.dead_lettered));
+      m.Set("usersd_outbox_not_taken_total", {}, static_cast<double>(os.not_taken));
     }
     if (d.jwks) {
       m.Set("usersd_jwks_keys", {}, static_cast<double>(d.jwks->keys()));
       int64_t age = d.jwks->age_ms();
       m.Set("usersd_jwks_age_seconds", {}, age < 0 ? -1.0 : age / 1000.0);
     }
-    if (d.events) {
-      auto es = d.events->stats();
-      m.Set("usersd_events_polls_total", {}, static_cast<double>(es.polls));
-      m.Set("usersd_events_applied_total", {}, static_cast<double>(es.applied));
-      m.Set("usersd_events_failures_total", {}, static_cast<double>(es.failures));
-      m.Set("usersd_events_last_success_timestamp_seconds", {}, es.last_success_ms / 1000.0);
-    }
+    if (d.events) d.events->ExportMetrics(m);
+    if (d.reconciler) d.reconciler->ExportMetrics(m);
     if (d.writer) {
       m.Set("usersd_writer_batches_total", {}, static_cast<double>(d.writer->batches()));
       m.Set("usersd_writer_ops_total", {}, static_cast<double>(d.writer->ops()));
@@ -442,6 +437,39 @@ Json AdminApi::Impl::StatusJson() {
   Json since = up == sync::UpstreamState::kUnconfigured ? Json(nullptr)
                                                          : Json(FormatIso8601Ms(d.workos->state_since_ms()));
   std::optional<std::string> cursor = d.events ? d.events->cursor() : std::nullopt;
+  auto ms_or_null = [](int64_t ms) { return ms > 0 ? Json(FormatIso8601Ms(ms)) : Json(nullptr); };
+  Json events = nullptr;
+  if (d.events) {
+    sync::EventsStats es = d.events->stats();
+    events = Json{{"cursor", cursor ? Json(*cursor) : Json(nullptr)},
+                  {"cursorCreatedAt", ms_or_null(es.cursor_at_ms)},
+                  {"cursorAgeSeconds", es.caught_up_ms > 0 ? Json(std::max<int64_t>(0, now - es.caught_up_ms) / 1000)
+                                                          : Json(nullptr)},
+                  {"lastPollAt", ms_or_null(es.last_poll_ms)},
+                  {"lastSuccessAt", ms_or_null(es.last_success_ms)},
+                  {"lastPollEvents", es.last_poll_events},
+                  {"stuck", es.stuck},
+                  {"newestSeenAt", ms_or_null(es.newest_seen_ms)},
+                  {"applied", es.applied},
+                  {"stale", es.stale},
+                  {"behindCursor", es.behind_cursor},
+                  {"newestFirstPages", es.newest_first_pages}};
+  }
+  Json reconcile = nullptr;
+  if (d.reconciler) {
+    sync::ReconcileStatus rs = d.reconciler->status();
+    reconcile = Json{{"state", rs.running ? "running" : "idle"},
+                     {"reason", rs.reason.empty() ? Json(nullptr) : Json(rs.reason)},
+                     {"phase", rs.phase.empty() ? Json(nullptr) : Json(rs.phase)},
+                     {"runId", rs.run_id},
+                     {"startedAt", ms_or_null(rs.started_at_ms)},
+                     {"finishedAt", ms_or_null(rs.finished_at_ms)},
+                     {"pages", rs.pages},
+                     {"usersSeen", rs.users_seen},
+                     {"usersApplied", rs.users_applied},
+                     {"usersDeleted", rs.users_deleted},
+                     {"lastError", rs.last_error.empty() ? Json(nullptr) : Json(rs.last_error)}};
+  }
   return Json{{"version", d.version},
               {"uptimeSeconds", std::max<int64_t>(0, now - d.started_at_ms) / 1000},
               {"users", s.users},
@@ -456,6 +484,8 @@ Json AdminApi::Impl::StatusJson() {
               {"deadLetters", s.dead_letters},
               {"upstream", {{"state", sync::UpstreamStateName(up)}, {"since", since}}},
               {"eventsCursor", cursor ? Json(*cursor) : Json(nullptr)},
+              {"events", events},
+              {"reconcile", reconcile},
               {"jwks", {{"keys", d.jwks->keys()}, {"ageSeconds", SecondsOrNull(d.jwks->age_ms())}}}};
 }
 
@@ -697,6 +727,51 @@ void AdminApi::Impl::HandleUsersGet(const ipc::Request& q, ipc::Responder r) {
   Reply(r, q.tag, ipc::Outcome::Success(ToAdminUserJson(**u)));
 }
 
+// {id} | {workosId} | {all: true}: the reconciliation of SPEC 4b for one
+// user (answered when applied) or everyone (answered when started; progress
+// in admin.status "reconcile").
+void AdminApi::Impl::HandleUsersResync(const ipc::Request& q, ipc::Responder r) {
+  auto p = PayloadObject(q.payload);
+  if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
+  if (!d.reconciler) return Reply(r, q.tag, Internal("reconciliation is not available", ""));
+  if (auto all = p->find("all"); all != p->end() && !all->is_null()) {
+    if (!all->is_boolean() || !all->get<bool>()) return Reply(r, q.tag, Invalid("all: must be true"));
+    if (p->contains("id") || p->contains("workosId"))
+      return Reply(r, q.tag, Invalid("all: give either all, id or workosId"));
+    auto run = d.reconciler->StartAll("admin");
+    if (!run.ok()) return Reply(r, q.tag, FromStatus(run.status(), "starting the reconciliation"));
+    LogInfo("reconcile requested", {{"uid", std::to_string(r.peer().uid)}, {"run", std::to_string(*run)}});
+    return Reply(r, q.tag, ipc::Outcome::Success(Json{{"started", true}, {"runId", *run}}));
+  }
+  std::string workos_id;
+  if (auto it = p->find("workosId"); it != p->end() && !it->is_null()) {
+    if (!it->is_string() || it->get<std::string>().empty())
+      return Reply(r, q.tag, Invalid("workosId: must be a non-empty string"));
+    if (p->contains("id")) return Reply(r, q.tag, Invalid("id: give exactly one of id, workosId or all"));
+    workos_id = it->get<std::string>();
+  } else if (auto id = p->find("id"); id != p->end() && !id->is_null()) {
+    if (!id->is_string() || !domain::IsUuid(id->get<std::string>()))
+      return Reply(r, q.tag, Invalid("id: must be a UUID"));
+    std::string uid = domain::ToLowerAscii(id->get<std::string>());
+    auto txn = d.store->BeginRead();
+    if (!txn.ok()) return Reply(r, q.tag, FromStatus(txn.status(), "reading the store"));
+    auto u = txn->GetUser(uid);
+    if (!u.ok()) return Reply(r, q.tag, FromStatus(u.status(), "reading the store"));
+    if (!u->has_value()) return Reply(r, q.tag, NotFound(uid));
+    workos_id = (*u)->workos_id;
+  } else {
+    return Reply(r, q.tag, Invalid("id: give exactly one of id, workosId or all"));
+  }
+  d.reconciler->ResyncOne(workos_id, [this, r, tag = q.tag](Result<sync::ResyncResult> res) {
+    if (!res.ok()) return Reply(r, tag, FromStatus(res.status(), "resyncing the user"));
+    Json user = res->user ? ToAdminUserJson(*res->user) : Json(nullptr);
+    Reply(r, tag,
+          ipc::Outcome::Success(Json{{"user", std::move(user)},
+                                     {"outcome", domain::RemoteOutcomeName(res->outcome)},
+                                     {"inWorkos", res->in_workos}}));
+  });
+}
+
 void AdminApi::Impl::HandleUsersList(const ipc::Request& q, ipc::Responder r) {
   auto p = PayloadObject(q.payload);
   if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
@@ -925,6 +1000,7 @@ void AdminApi::Dispatch(const ipc::Request& request, ipc::Responder responder) {
   if (t == "admin.users.get") return i.HandleUsersGet(request, responder);
   if (t == "admin.users.list") return i.HandleUsersList(request, responder);
   if (t == "admin.users.import") return i.HandleUsersImport(request, responder);
+  if (t == "admin.users.resync") return i.HandleUsersResync(request, responder);
   if (t == "admin.jwks.refresh") return i.HandleJwksRefresh(request, responder);
   if (t == "admin.backup") return i.HandleBackup(request, responder);
   if (t == "admin.config.reload") return i.HandleConfigReload(request, responder);

@@ -50,6 +50,7 @@
 #include "sync/events_poller.h"
 #include "sync/jwks_manager.h"
 #include "sync/outbox_sender.h"
+#include "sync/reconciler.h"
 #include "sync/workos_client.h"
 
 namespace usersd::admin {
@@ -67,6 +68,7 @@ struct AdminDeps {
   sync::JwksManager* jwks = nullptr;
   sync::OutboxSender* outbox = nullptr;
   sync::EventsPoller* events = nullptr;  // may be null when polling is disabled
+  sync::Reconciler* reconciler = nullptr;  // may be null (admin.users.resync then fails)
   ipc::Server* app_server = nullptr;
   // Re-reads the config file; fills the changed keys.
   std::function<Status(std::vector<std::string>* reloaded, std::vector<std::string>* needs_restart)> reload;

@@ -503,7 +503,10 @@ std::variant<Claims, VerifyFailure> VerifyImpl(std::string_view token, const Jwk
   if (iss_it == payload.end() || !iss_it->is_string()) return Fail(TokenError::kBadIssuer, "token has no issuer");
   c.iss = iss_it->get<std::string>();
   if (std::find(opts.issuers.begin(), opts.issuers.end(), c.iss) == opts.issuers.end()) {
-    return Fail(TokenError::kBadIssuer, "issuer not accepted");
+    // Named, so an operator sees which issuer to configure (SPEC 3); cut
+    // short because the token's sender chose it.
+    return Fail(TokenError::kBadIssuer,
+                "issuer \"" + c.iss.substr(0, 256) + (c.iss.size() > 256 ? "…" : "") + "\" is not accepted");
   }
 
   if (opts.audience) {

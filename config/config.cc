@@ -689,6 +689,22 @@ void Loader::Root(const YAML::Node& root) {
                                 {"max_age_seconds", int_field(&c.outbox.max_age_seconds, 1, 3650LL * 86400)},
                             });
                }},
+              {"sync",
+               [&](const Field& f) {
+                 Section(f, {
+                                {"reconcile",
+                                 [&](const Field& r) {
+                                   Section(r, {
+                                                  {"interval_hours",
+                                                   int_field(&c.sync.reconcile.interval_hours, 0, 24 * 365)},
+                                                  {"max_cursor_age_days",
+                                                   int_field(&c.sync.reconcile.max_cursor_age_days, 1, 3650)},
+                                                  {"requests_per_second",
+                                                   int_field(&c.sync.reconcile.requests_per_second, 1, 1000)},
+                                              });
+                                 }},
+                            });
+               }},
               {"policy",
                [&](const Field& f) {
                  Section(f, {{"org_admins_manage_members", bind(&Loader::Bool, &c.policy.org_admins_manage_members)}});
@@ -849,6 +865,9 @@ const KeyInfo kKeys[] = {
     USERSD_KEY("outbox.initial_backoff_ms", outbox.initial_backoff_ms, true),
     USERSD_KEY("outbox.max_backoff_ms", outbox.max_backoff_ms, true),
     USERSD_KEY("outbox.max_age_seconds", outbox.max_age_seconds, true),
+    USERSD_KEY("sync.reconcile.interval_hours", sync.reconcile.interval_hours, true),
+    USERSD_KEY("sync.reconcile.max_cursor_age_days", sync.reconcile.max_cursor_age_days, true),
+    USERSD_KEY("sync.reconcile.requests_per_second", sync.reconcile.requests_per_second, true),
     USERSD_KEY("policy.org_admins_manage_members", policy.org_admins_manage_members, true),
     USERSD_KEY("provisioning.jit", provisioning.jit, true),
     USERSD_KEY("log.level", log.level, true),
@@ -874,9 +893,15 @@ std::string Config::EffectiveJwksUrl() const {
 
 std::vector<std::string> Config::EffectiveIssuers() const {
   if (auth.issuers) return *auth.issuers;
-  // WorkOS signs AuthKit tokens with these issuers whatever base_url points
-  // at (a proxy or test server); other issuers must be configured explicitly.
-  return {kWorkosIssuer, std::string(kWorkosIssuer) + "/user_management/" + auth.client_id};
+  // WorkOS signs AuthKit tokens with these issuers, also behind a proxy; a
+  // WorkOS-compatible server elsewhere signs with its own URL.
+  std::vector<std::string> out = {kWorkosIssuer, std::string(kWorkosIssuer) + "/user_management/" + auth.client_id};
+  std::string base = StripTrailingSlashes(workos.base_url);
+  if (base != kWorkosIssuer) {
+    out.push_back(base);
+    out.push_back(base + "/user_management/" + auth.client_id);
+  }
+  return out;
 }
 
 Result<Config> ParseConfig(const std::string& yaml_text, const std::string& source_name) {
@@ -1061,6 +1086,14 @@ std::string ToYaml(const Config& c) {
   num("initial_backoff_ms", c.outbox.initial_backoff_ms);
   num("max_backoff_ms", c.outbox.max_backoff_ms);
   num("max_age_seconds", c.outbox.max_age_seconds);
+  out << YAML::EndMap;
+
+  section("sync");
+  section("reconcile");
+  num("interval_hours", c.sync.reconcile.interval_hours);
+  num("max_cursor_age_days", c.sync.reconcile.max_cursor_age_days);
+  num("requests_per_second", c.sync.reconcile.requests_per_second);
+  out << YAML::EndMap;
   out << YAML::EndMap;
 
   section("policy");

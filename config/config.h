@@ -63,6 +63,18 @@ struct OutboxConfig {
   int64_t max_age_seconds = 604800;
 };
 
+// SPEC 4b "Reconciliation": the full WorkOS user listing that repairs what
+// the events feed missed.
+struct ReconcileConfig {
+  int64_t interval_hours = 24;       // 0 disables the timer
+  int64_t max_cursor_age_days = 25;  // older feed positions are reconciled instead of read
+  int64_t requests_per_second = 5;   // list requests per second at most
+};
+
+struct SyncConfig {
+  ReconcileConfig reconcile;
+};
+
 struct PolicyConfig {
   bool org_admins_manage_members = false;
 };
@@ -88,6 +100,7 @@ struct Config {
   AuthConfig auth;
   WorkosConfig workos;
   OutboxConfig outbox;
+  SyncConfig sync;
   PolicyConfig policy;
   ProvisioningConfig provisioning;
   LogConfig log;
@@ -95,7 +108,10 @@ struct Config {
 
   // Derived values.
   std::string EffectiveJwksUrl() const;             // auth.jwks_url or the WorkOS default
-  std::vector<std::string> EffectiveIssuers() const;  // auth.issuers or the WorkOS defaults
+  // auth.issuers, or the WorkOS defaults plus, when workos.base_url is not
+  // WorkOS's own, that URL and {base_url}/user_management/{client_id} (a
+  // WorkOS-compatible local server signs with its own URL; SPEC 3).
+  std::vector<std::string> EffectiveIssuers() const;
 };
 
 // Parses YAML text. `source_name` is used in messages only.

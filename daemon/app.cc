@@ -50,6 +50,20 @@ sync::WorkosOptions WorkosOptionsFrom(const config::Config& cfg) {
   return o;
 }
 
+sync::EventsOptions EventsOptionsFrom(const config::Config& cfg) {
+  sync::EventsOptions o;
+  o.poll_seconds = cfg.workos.events_poll_seconds;
+  o.max_cursor_age_ms = cfg.sync.reconcile.max_cursor_age_days * 86400 * 1000;
+  return o;
+}
+
+sync::ReconcileOptions ReconcileOptionsFrom(const config::Config& cfg) {
+  sync::ReconcileOptions o;
+  o.requests_per_second = static_cast<double>(cfg.sync.reconcile.requests_per_second);
+  o.interval_ms = cfg.sync.reconcile.interval_hours * 3600 * 1000;
+  return o;
+}
+
 domain::ServiceOptions ServiceOptionsFrom(const config::Config& cfg) {
   return domain::ServiceOptions{cfg.policy.org_admins_manage_members, cfg.provisioning.jit};
 }
@@ -130,7 +144,16 @@ Status App::Start() {
                                                  OutboxOptionsFrom(cfg_), &Random01);
   outbox_->Start();
   events_ = std::make_unique<sync::EventsPoller>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
-                                                 cfg_.workos.events_poll_seconds);
+                                                 EventsOptionsFrom(cfg_));
+  reconciler_ = std::make_unique<sync::Reconciler>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
+                                                   ReconcileOptionsFrom(cfg_));
+  events_->SetReconcileHooks([this](const std::string& reason) { (void)reconciler_->StartAll(reason); },
+                             [this] { return reconciler_->running(); });
+  reconciler_->SetOnFinished([this] {
+    events_->Reload();
+    events_->PollNow([](Status) {});
+  });
+  reconciler_->Start();
   events_->Start();
 
   service_ = std::make_unique<domain::UsersService>(store_.get(), writer_.get(), workos_.get(), SystemClock(),
@@ -213,6 +236,7 @@ Status App::OpenSockets() {
   deps.jwks = jwks_.get();
   deps.outbox = outbox_.get();
   deps.events = events_.get();
+  deps.reconciler = reconciler_.get();
   deps.app_server = app_server_.get();
   deps.reload = [this](std::vector<std::string>* r, std::vector<std::string>* n) { return Reload(r, n); };
   admin_api_ = std::make_unique<admin::AdminApi>(std::move(deps));
@@ -305,7 +329,8 @@ Status App::Reload(std::vector<std::string>* reloaded, std::vector<std::string>*
   jwks_->SetRefreshSeconds(cfg_.auth.jwks_refresh_seconds);
   service_->SetOptions(ServiceOptionsFrom(cfg_));
   outbox_->SetOptions(OutboxOptionsFrom(cfg_));
-  events_->SetPollSeconds(cfg_.workos.events_poll_seconds);
+  events_->SetOptions(EventsOptionsFrom(cfg_));
+  reconciler_->SetOptions(ReconcileOptionsFrom(cfg_));
   std::string r, n;
   for (const auto& k : *reloaded) r += (r.empty() ? "" : ",") + k;
   for (const auto& k : *needs_restart) n += (n.empty() ? "" : ",") + k;
@@ -347,6 +372,7 @@ void App::FinishStop() {
   if (jwks_) jwks_->Close();
   if (outbox_) outbox_->Close();
   if (events_) events_->Close();
+  if (reconciler_) reconciler_->Close();
   if (metrics_textfile_) metrics_textfile_->Close();
   // Cancel HTTP first: requests still waiting on WorkOS (provisioning,
   // resetAvatar) then take their offline path and may still submit writes.

@@ -28,6 +28,7 @@
 #include "store/store.h"
 #include "store/writer.h"
 #include "sync/events_poller.h"
+#include "sync/reconciler.h"
 #include "sync/http_client.h"
 #include "sync/jwks_manager.h"
 #include "sync/outbox_sender.h"
@@ -85,6 +86,7 @@ class App {
   std::unique_ptr<sync::JwksManager> jwks_;
   std::unique_ptr<sync::OutboxSender> outbox_;
   std::unique_ptr<sync::EventsPoller> events_;
+  std::unique_ptr<sync::Reconciler> reconciler_;
   std::unique_ptr<domain::UsersService> service_;
   std::unique_ptr<domain::UsersApi> api_;
   std::unique_ptr<ipc::Server> app_server_;

@@ -112,6 +112,16 @@ void UsersApi::Dispatch(const ipc::Request& request, ipc::Responder responder) {
                       [this, m, payload = std::move(payload), finish = std::move(finish)](auth::AuthResult ar) mutable {
     if (auto* f = std::get_if<auth::VerifyFailure>(&ar)) {
       metrics_->Inc("usersd_token_failures_total", {{"reason", auth::TokenErrorName(f->error)}});
+      // A refused issuer is usually a configuration mistake: logged, at
+      // most once a minute for the same detail.
+      if (f->error == auth::TokenError::kBadIssuer) {
+        int64_t now = clock_.MonotonicMs();
+        if (f->detail != last_bad_issuer_ || now - last_bad_issuer_log_ms_ >= 60000) {
+          last_bad_issuer_ = f->detail;
+          last_bad_issuer_log_ms_ = now;
+          LogWarn("token refused: issuer not in auth.issuers", {{"detail", f->detail}});
+        }
+      }
       finish(OpResult::Unauthorized(f->detail));
       return;
     }

@@ -32,6 +32,9 @@ class UsersApi : public ipc::Dispatcher {
   // requests by [method][outcome], durations by [method].
   std::atomic<uint64_t>* requests_[5][5] = {};
   Metrics::Hist* durations_[5] = {};
+  // The last refused-issuer log line (loop thread).
+  std::string last_bad_issuer_;
+  int64_t last_bad_issuer_log_ms_ = 0;
 };
 
 // OpResult to the wire outcome.

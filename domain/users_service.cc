@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "common/log.h"
+#include "domain/remote_user.h"
 #include "domain/validate.h"
 
 namespace usersd::domain {
@@ -86,14 +87,6 @@ OutboxJob NewJob(const UserRecord& u, JobOp op, int64_t now_ms) {
   job.created_at_ms = now_ms;
   job.next_attempt_at_ms = now_ms;
   return job;
-}
-
-std::optional<std::string> NormalizePicture(const std::optional<std::string>& url) {
-  if (!url) return std::nullopt;
-  size_t b = url->find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return std::nullopt;
-  size_t e = url->find_last_not_of(" \t\r\n");
-  return url->substr(b, e - b + 1);
 }
 
 }  // namespace
@@ -186,7 +179,10 @@ void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosGat
           u.email = profile->email;
           u.first_name = profile->first_name;
           u.last_name = profile->last_name;
-          u.avatar_url = NormalizePicture(profile->profile_picture_url);
+          u.avatar_url = NormalizePictureUrl(profile->profile_picture_url);
+          // createdAt is WorkOS's, so every host shows the same (SPEC 4b).
+          if (profile->created_at_ms) u.created_at_ms = *profile->created_at_ms;
+          u.workos_updated_at_ms = profile->updated_at_ms;
           // "" records "WorkOS has no picture", as opposed to never asked.
           u.profile_picture_url = u.avatar_url ? *u.avatar_url : std::string();
         }
@@ -384,7 +380,7 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
               return Rollback(decision.get(),
                               OpResult::Internal("WorkOS is unreachable and no profile picture is known for this user"));
             } else {
-              after.avatar_url = NormalizePicture(after.profile_picture_url);
+              after.avatar_url = NormalizePictureUrl(after.profile_picture_url);
             }
             after.updated_at_ms = now;
             USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, *cur, ChangeOp::kUpsert, now));
@@ -397,7 +393,7 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
     workos_->GetUser(me->workos_id, [apply, cb](WorkosGateway::GetResult r) {
       switch (r.outcome) {
         case WorkosGateway::Outcome::kOk:
-          apply(std::optional<std::optional<std::string>>(NormalizePicture(r.profile.profile_picture_url)));
+          apply(std::optional<std::optional<std::string>>(NormalizePictureUrl(r.profile.profile_picture_url)));
           return;
         case WorkosGateway::Outcome::kUnreachable:
           apply(std::nullopt);

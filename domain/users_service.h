@@ -33,11 +33,15 @@ using Json = nlohmann::json;
 // never synchronously inside the call.
 class WorkosGateway {
  public:
+  // A WorkOS user as WorkOS shows it (its `user` object).
   struct Profile {
+    std::string workos_id;
     std::string email;
     std::string first_name;
     std::string last_name;
     std::optional<std::string> profile_picture_url;  // nullopt: WorkOS has none
+    std::optional<int64_t> created_at_ms;            // WorkOS's created_at / updated_at
+    std::optional<int64_t> updated_at_ms;
   };
   enum class Outcome { kOk, kNotFound, kUnreachable, kError };
   struct GetResult {

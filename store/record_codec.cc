@@ -100,7 +100,7 @@ class MsgpackOut {
 // The fields of a user record, by stored key.
 enum class Field : uint8_t {
   kNone, kV, kId, kWorkos, kEmail, kFirst, kLast, kType, kOnb, kCreated, kRole, kPending, kTx,
-  kAvatar, kSettings, kTz, kUpdated, kDeleted, kOrg, kPic, kUnknown,
+  kAvatar, kSettings, kTz, kUpdated, kDeleted, kOrg, kPic, kWupd, kUnknown,
 };
 
 Field FieldOf(std::string_view k) {
@@ -120,6 +120,7 @@ Field FieldOf(std::string_view k) {
       if (k == "last") return Field::kLast;
       if (k == "type") return Field::kType;
       if (k == "role") return Field::kRole;
+      if (k == "wupd") return Field::kWupd;
       break;
     case 5:
       if (k == "email") return Field::kEmail;
@@ -162,6 +163,7 @@ const char* NameOf(Field f) {
     case Field::kDeleted: return "deleted";
     case Field::kOrg: return "org";
     case Field::kPic: return "pic";
+    case Field::kWupd: return "wupd";
     default: return "?";
   }
 }
@@ -190,6 +192,7 @@ class UserSax {
       case Field::kDeleted: u_.deleted_at_ms.reset(); break;
       case Field::kOrg: u_.organization_id.reset(); break;
       case Field::kPic: u_.profile_picture_url.reset(); break;
+      case Field::kWupd: u_.workos_updated_at_ms.reset(); break;
       case Field::kUnknown: break;
       default: return Fail(" is null");
     }
@@ -314,11 +317,13 @@ class UserSax {
         break;
       case Field::kCreated:
       case Field::kUpdated:
-      case Field::kDeleted: {
+      case Field::kDeleted:
+      case Field::kWupd: {
         if (!is_signed && u > max64) return Fail(" out of range");
         const int64_t v = is_signed ? i : static_cast<int64_t>(u);
         if (field_ == Field::kCreated) u_.created_at_ms = v;
         else if (field_ == Field::kUpdated) u_.updated_at_ms = v;
+        else if (field_ == Field::kWupd) u_.workos_updated_at_ms = v;
         else u_.deleted_at_ms = v;
         break;
       }
@@ -592,6 +597,7 @@ bool FastDecodeUser(std::string_view bytes, UserRecord* u) {
       case Field::kCreated: ok = in.Int64(&u->created_at_ms); break;
       case Field::kUpdated: ok = opt_i64(u->updated_at_ms); break;
       case Field::kDeleted: ok = opt_i64(u->deleted_at_ms); break;
+      case Field::kWupd: ok = opt_i64(u->workos_updated_at_ms); break;
       case Field::kTx: ok = in.Uint(&u->txid); break;
       case Field::kV: {
         int64_t v;
@@ -623,7 +629,7 @@ void AppendUserMsgpack(std::string& out, const UserRecord& u) {
   // Keys in std::map order, as nlohmann writes the DOM form.
   w.Map(12 + u.avatar_url.has_value() + u.settings.has_value() + u.timezone.has_value() +
         u.updated_at_ms.has_value() + u.deleted_at_ms.has_value() + u.organization_id.has_value() +
-        u.profile_picture_url.has_value());
+        u.profile_picture_url.has_value() + u.workos_updated_at_ms.has_value());
   if (u.avatar_url) w.Str("avatar"), w.Str(*u.avatar_url);
   w.Str("created"), w.Int(u.created_at_ms);
   if (u.deleted_at_ms) w.Str("deleted"), w.Int(*u.deleted_at_ms);
@@ -643,6 +649,7 @@ void AppendUserMsgpack(std::string& out, const UserRecord& u) {
   if (u.updated_at_ms) w.Str("updated"), w.Int(*u.updated_at_ms);
   w.Str("v"), w.Int(kRecordVersion);
   w.Str("workos"), w.Str(u.workos_id);
+  if (u.workos_updated_at_ms) w.Str("wupd"), w.Int(*u.workos_updated_at_ms);
 }
 
 std::string EncodeUser(const UserRecord& u) {

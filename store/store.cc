@@ -254,6 +254,7 @@ Json UserToJson(const UserRecord& u) {
   PutOpt(j, "deleted", u.deleted_at_ms);
   PutOpt(j, "org", u.organization_id);
   PutOpt(j, "pic", u.profile_picture_url);
+  PutOpt(j, "wupd", u.workos_updated_at_ms);
   return j;
 }
 
@@ -278,6 +279,7 @@ UserRecord UserFromJson(const Json& j) {
   u.deleted_at_ms = OptI64(j, "deleted");
   u.organization_id = OptStr(j, "org");
   u.profile_picture_url = OptStr(j, "pic");
+  u.workos_updated_at_ms = OptI64(j, "wupd");
   return u;
 }
 
@@ -636,6 +638,8 @@ Status WriteTxn::PutUser(const UserRecord& u, const std::optional<UserRecord>& p
 }
 
 Status WriteTxn::PutMeta(std::string_view key, std::string_view value) { return Put(store_->meta_, key, value); }
+
+Status WriteTxn::DeleteMeta(std::string_view key) { return Del(store_->meta_, key); }
 
 Status WriteTxn::AppendChange(const Change& c) {
   if (c.user.settings) USERSD_RETURN_IF_ERROR(CheckDepth(*c.user.settings, kMaxStoredDepth, "settings"));

@@ -69,6 +69,10 @@ struct UserRecord {
   std::optional<std::string> profile_picture_url;
   // True while a user provisioned offline still waits for its WorkOS profile.
   bool profile_pending = false;
+  // WorkOS's updated_at of the last WorkOS state applied to this record
+  // (events, reconciliation, fetches): a state older than this is stale and
+  // is not applied, whatever order the feed delivered it in.
+  std::optional<int64_t> workos_updated_at_ms;
   uint64_t txid = 0;  // transactionId of the last change
 
   bool live() const { return !deleted_at_ms.has_value(); }
@@ -205,6 +209,8 @@ class WriteTxn : public ReadTxn {
   // bytes, or when settings nest deeper than kMaxStoredDepth levels.
   Status PutUser(const UserRecord& u, const std::optional<UserRecord>& previous);
   Status PutMeta(std::string_view key, std::string_view value);
+  // Removes a meta entry; Ok when there is none.
+  Status DeleteMeta(std::string_view key);
   Status AppendChange(const Change& c);
   // Assigns job.id and stores the job. Job fields, like settings, may nest at
   // most kMaxStoredDepth levels (InvalidArgument otherwise).

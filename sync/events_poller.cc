@@ -1,148 +1,83 @@
 #include "sync/events_poller.h"
 
+#include <algorithm>
 #include <cstdlib>
-#include <set>
 #include <unordered_map>
 #include <vector>
 
 #include "common/log.h"
 #include "common/timefmt.h"
-#include "domain/users_service.h"
+#include "domain/remote_user.h"
 
 namespace usersd::sync {
 
-using store::ChangeOp;
-using store::UserRecord;
+using domain::RemoteOutcome;
 using store::WriteTxn;
 
 namespace {
 
-struct Event {
-  std::string id;
-  std::string type;
-  Json data;
-  std::string new_user_id;  // chosen up front so the WriteOp is re-runnable
-};
-
-struct PageOutcome {
-  uint64_t applied = 0;
-  uint64_t ignored = 0;
-};
+// Persisting the caught-up time costs a commit; after an empty poll it is
+// written only when the stored one is older than this.
+constexpr int64_t kCaughtUpPersistMs = 3600 * 1000;
 
 bool IsUserEvent(const std::string& t) {
   return t == "user.created" || t == "user.updated" || t == "user.deleted";
 }
 
-// Fields with an undelivered local change, by local user id.
-using PendingFields = std::unordered_map<std::string, std::set<std::string>>;
+// A position in the feed: created_at, then id (WorkOS event ids are ULIDs,
+// so they break ties in creation order).
+struct Pos {
+  int64_t at_ms = 0;
+  std::string id;
+  bool operator<(const Pos& o) const { return at_ms != o.at_ms ? at_ms < o.at_ms : id < o.id; }
+  bool operator<=(const Pos& o) const { return !(o < *this); }
+};
 
-Result<PendingFields> ReadPendingFields(WriteTxn& t) {
-  PendingFields out;
-  auto jobs = t.ListJobs(0);
-  if (!jobs.ok()) return jobs.status();
-  for (const auto& j : *jobs) {
-    if (j.op != store::JobOp::kUpdate || !j.fields.is_object()) continue;
-    auto& s = out[j.user_id];
-    for (auto it = j.fields.begin(); it != j.fields.end(); ++it) s.insert(it.key());
-  }
-  return out;
+struct Event {
+  Pos pos;
+  std::string type;
+  Json data;
+  std::string workos_id;    // data.id
+  std::string new_user_id;  // chosen up front so the WriteOp is re-runnable
+};
+
+struct PageOutcome {
+  uint64_t ignored = 0;
+  uint64_t stale = 0;
+  std::map<std::string, uint64_t> applied;  // by event type
+};
+
+std::optional<int64_t> MetaInt(store::ReadTxn& t, const char* key) {
+  auto v = t.GetMeta(key);
+  if (!v.ok() || !v->has_value() || (*v)->empty()) return std::nullopt;
+  char* end = nullptr;
+  long long n = std::strtoll((*v)->c_str(), &end, 10);
+  if (end == nullptr || *end != '\0') return std::nullopt;
+  return n;
 }
 
-// Applies one event in `t` (a nested transaction of the page). Returns ok
-// with *changed telling whether the store changed.
-Status ApplyEvent(WriteTxn& t, const Event& ev, const PendingFields& pending, int64_t now, bool* changed) {
-  *changed = false;
-  auto wid_it = ev.data.find("id");
-  if (!ev.data.is_object() || wid_it == ev.data.end() || !wid_it->is_string()) {
-    return Status::InvalidArgument("event data has no user id");
-  }
-  std::string wid = wid_it->get<std::string>();
-  auto existing = t.FindByWorkosId(wid);
-  if (!existing.ok()) return existing.status();
-
-  if (ev.type == "user.deleted") {
-    if (!existing->has_value() || !(*existing)->live()) return Status::Ok();
-    UserRecord after = **existing;
-    after.deleted_at_ms = now;
-    after.updated_at_ms = now;
-    USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, *existing, ChangeOp::kDelete, now));
-    *changed = true;
-    return Status::Ok();
-  }
-
+// Applies one event in `t` (a nested transaction of the page).
+Result<RemoteOutcome> ApplyEvent(WriteTxn& t, const Event& ev, const domain::HeldFields& held, int64_t now) {
+  if (ev.type == "user.deleted") return domain::ApplyRemoteDelete(t, ev.workos_id, now);
   auto profile = WorkosClient::ParseProfile(ev.data);
   if (!profile) return Status::InvalidArgument("event data is not a user");
-
-  // The email goes in only when no other live local user holds it.
-  auto email_free = [&](const std::string& email, const std::string& self) -> Result<bool> {
-    auto holder = t.FindByEmail(email);
-    if (!holder.ok()) return holder.status();
-    if (holder->has_value() && (*holder)->id != self) {
-      LogWarn("events: WorkOS email is held by another local user; email not changed",
-              {{"workos_id", wid}, {"other", (*holder)->id}});
-      return false;
-    }
-    return true;
-  };
-
-  if (!existing->has_value()) {
-    UserRecord u;
-    u.id = ev.new_user_id;
-    u.workos_id = wid;
-    u.first_name = profile->first_name;
-    u.last_name = profile->last_name;
-    u.role = "member";
-    u.created_at_ms = now;
-    if (auto c = ev.data.find("created_at"); c != ev.data.end() && c->is_string()) {
-      if (auto ms = ParseIso8601Ms(c->get<std::string>())) u.created_at_ms = *ms;
-    }
-    AdoptProfilePicture(u, profile->profile_picture_url);
-    if (!profile->email.empty()) {
-      auto free = email_free(profile->email, u.id);
-      if (!free.ok()) return free.status();
-      if (*free) u.email = profile->email;
-    }
-    USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, u, std::nullopt, ChangeOp::kUpsert, now));
-    *changed = true;
-    return Status::Ok();
-  }
-
-  const UserRecord& before = **existing;
-  if (!before.live()) return Status::Ok();  // deleted here; the DELETE is on its way or done
-  UserRecord after = before;
-  static const std::set<std::string> kNone;
-  auto pit = pending.find(before.id);
-  const std::set<std::string>& held = pit == pending.end() ? kNone : pit->second;
-  if (!held.count("email") && !profile->email.empty() && profile->email != after.email) {
-    auto free = email_free(profile->email, after.id);
-    if (!free.ok()) return free.status();
-    if (*free) after.email = profile->email;
-  }
-  if (!held.count("first_name")) after.first_name = profile->first_name;
-  if (!held.count("last_name")) after.last_name = profile->last_name;
-  AdoptProfilePicture(after, profile->profile_picture_url);
-  bool differs = after.email != before.email || after.first_name != before.first_name ||
-                 after.last_name != before.last_name || after.avatar_url != before.avatar_url ||
-                 after.profile_picture_url != before.profile_picture_url;
-  if (!differs) return Status::Ok();
-  after.updated_at_ms = now;
-  USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, existing.value(), ChangeOp::kUpsert, now));
-  *changed = true;
-  return Status::Ok();
+  return domain::ApplyRemoteUser(t, *profile, held, ev.new_user_id, now);
 }
 
 }  // namespace
 
 struct EventsPoller::Impl {
-  Impl(uv_loop_t* l, WorkosApi* w, store::Store* s, store::Writer* wr, const Clock& c, int64_t secs)
-      : loop(l), workos(w), store(s), writer(wr), clock(c), poll_seconds(secs) {}
+  Impl(uv_loop_t* l, WorkosApi* w, store::Store* s, store::Writer* wr, const Clock& c, EventsOptions o)
+      : loop(l), workos(w), store(s), writer(wr), clock(c), opt(o) {}
 
   uv_loop_t* loop;
   WorkosApi* workos;
   store::Store* store;
   store::Writer* writer;
   const Clock& clock;
-  int64_t poll_seconds;
+  EventsOptions opt;
+  std::function<void(const std::string&)> request_reconcile;
+  std::function<bool()> reconciling;
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
   uv_timer_t timer{};
@@ -150,13 +85,33 @@ struct EventsPoller::Impl {
   bool timer_closed = false;
   bool closed = false;
   bool polling = false;
+  bool warned_newest_first = false;
   std::vector<std::function<void(Status)>> waiting;
   std::optional<std::string> cursor;
+  int64_t range_start_ms = 0;
+  int64_t caught_up_persisted_ms = 0;
   EventsStats stats;
+
+  void Load() {
+    cursor.reset();
+    stats.cursor_at_ms = 0;
+    range_start_ms = store->created_at_ms();
+    auto txn = store->BeginRead();
+    if (!txn.ok()) return;
+    auto c = txn->GetMeta(kMetaEventsCursor);
+    if (c.ok() && c->has_value() && !(*c)->empty()) cursor = **c;
+    stats.cursor_at_ms = MetaInt(*txn, kMetaEventsCursorAt).value_or(0);
+    if (auto rs = MetaInt(*txn, kMetaEventsRangeStart)) range_start_ms = *rs;
+    caught_up_persisted_ms = MetaInt(*txn, kMetaEventsCaughtUpAt).value_or(0);
+    // Before the first caught-up poll, the feed position is as old as where
+    // it starts: the cursor event, or range_start.
+    stats.caught_up_ms = caught_up_persisted_ms ? caught_up_persisted_ms
+                                                : (cursor && stats.cursor_at_ms ? stats.cursor_at_ms : range_start_ms);
+  }
 
   void Arm(int64_t delay_ms) {
     if (!timer_open || closed) return;
-    if (poll_seconds <= 0) {
+    if (opt.poll_seconds <= 0) {
       uv_timer_stop(&timer);
       return;
     }
@@ -173,28 +128,54 @@ struct EventsPoller::Impl {
     if (closed) return done(Status::Unavailable("shutting down"));
     if (!workos->Configured()) {
       done(Status::Unavailable("WorkOS is not configured"));
-      Arm(poll_seconds * 1000);
+      Arm(opt.poll_seconds * 1000);
       return;
+    }
+    if (reconciling && reconciling()) {
+      // The reconciliation replaces the feed position when it finishes.
+      done(Status::Unavailable("a reconciliation is running"));
+      Arm(opt.poll_seconds * 1000);
+      return;
+    }
+    int64_t now = clock.NowMs();
+    if (opt.max_cursor_age_ms > 0 && now - stats.caught_up_ms > opt.max_cursor_age_ms) {
+      LogWarn("events: the feed position is older than sync.reconcile.max_cursor_age_days; reconciling instead",
+              {{"cursor", cursor.value_or("")}, {"caught_up_at", FormatIso8601Ms(stats.caught_up_ms)}});
+      if (request_reconcile) {
+        request_reconcile("cursor_too_old");
+        done(Status::Unavailable("the events cursor is too old; a reconciliation runs"));
+        Arm(opt.poll_seconds * 1000);
+        return;
+      }
     }
     waiting.push_back(std::move(done));
     if (polling) return;
     polling = true;
     ++stats.polls;
+    stats.last_poll_ms = now;
+    stats.last_poll_events = 0;
     FetchPage();
   }
 
   void FetchPage() {
     std::optional<std::string> range_start;
-    if (!cursor) range_start = FormatIso8601Ms(store->created_at_ms());
-    workos->ListEvents(cursor, range_start, kPageLimit, [this, alive = alive](HttpResponse&& r) {
+    if (!cursor) range_start = FormatIso8601Ms(range_start_ms);
+    bool with_cursor = cursor.has_value();
+    workos->ListEvents(cursor, range_start, kPageLimit, [this, alive = alive, with_cursor](HttpResponse&& r) {
       if (!*alive) return;
-      OnPage(std::move(r));
+      OnPage(std::move(r), with_cursor);
     });
   }
 
-  void OnPage(HttpResponse&& r) {
+  void OnPage(HttpResponse&& r, bool with_cursor) {
     if (closed || r.cancelled) return Finish(Status::Unavailable("shutting down"));
     if (r.status != 200) {
+      bool rejected = with_cursor && (r.status == 400 || r.status == 404 || r.status == 410 || r.status == 422);
+      if (rejected) {
+        LogWarn("events: WorkOS rejected the cursor; reconciling",
+                {{"cursor", cursor.value_or("")}, {"status", std::to_string(r.status)}, {"body", r.body.substr(0, 200)}});
+        if (request_reconcile) request_reconcile("cursor_rejected");
+      }
       return Finish(Status::Unavailable(r.status == 0 ? "events poll failed: " + r.error
                                                       : "events poll returned HTTP " + std::to_string(r.status)));
     }
@@ -203,109 +184,195 @@ struct EventsPoller::Impl {
     if (!body.is_object() || data == body.end() || !data->is_array()) {
       return Finish(Status::InvalidArgument("events poll returned an unreadable page"));
     }
-    std::vector<Event> events;
-    std::optional<std::string> last_id;
+    ++stats.pages;
+    const size_t page_size = data->size();
+    stats.last_poll_events += page_size;
+
+    // Read the page: every entry's position, in the order served.
+    std::vector<Event> all;
+    all.reserve(page_size);
     uint64_t ignored = 0;
     for (const auto& e : *data) {
-      if (!e.is_object()) continue;
-      auto id = e.find("id");
-      if (id != e.end() && id->is_string()) last_id = id->get<std::string>();
-      auto type = e.find("event");
-      std::string t = type != e.end() && type->is_string() ? type->get<std::string>() : std::string();
-      if (!IsUserEvent(t)) {
+      if (!e.is_object()) {
         ++ignored;
         continue;
       }
-      auto d = e.find("data");
-      events.push_back(Event{last_id.value_or(std::string()), t, d != e.end() ? *d : Json(), domain::NewUuid()});
+      Event ev;
+      if (auto id = e.find("id"); id != e.end() && id->is_string()) ev.pos.id = id->get<std::string>();
+      if (auto c = e.find("created_at"); c != e.end() && c->is_string())
+        ev.pos.at_ms = ParseIso8601Ms(c->get<std::string>()).value_or(0);
+      if (auto t = e.find("event"); t != e.end() && t->is_string()) ev.type = t->get<std::string>();
+      if (auto d = e.find("data"); d != e.end()) ev.data = *d;
+      if (ev.pos.id.empty()) {
+        ++ignored;
+        continue;
+      }
+      all.push_back(std::move(ev));
     }
-    // Each event carries the whole user, so only the last one of each user
-    // in the page matters; applying just that one (in the order of these
-    // last occurrences, which keeps email hand-overs between users in
-    // order) makes re-reading a page a no-op rather than a replay of its
-    // intermediate states.
+    bool newest_first = false;
+    for (size_t i = 1; i < all.size(); ++i) {
+      if (all[i].pos < all[i - 1].pos) {
+        newest_first = true;
+        break;
+      }
+    }
+    if (newest_first) {
+      ++stats.newest_first_pages;
+      if (!warned_newest_first) {
+        warned_newest_first = true;
+        LogWarn("events: WorkOS returned a page newest first although order=asc was sent; applying it oldest first",
+                {{"events", std::to_string(all.size())}});
+      }
+    }
+    std::stable_sort(all.begin(), all.end(), [](const Event& a, const Event& b) { return a.pos < b.pos; });
+
+    // Keep what is newer than the feed position.
+    const std::optional<Pos> floor =
+        cursor ? std::optional<Pos>(Pos{stats.cursor_at_ms, *cursor}) : std::nullopt;
+    std::vector<Event> ahead;
+    uint64_t behind = 0;
+    for (auto& ev : all) {
+      if (ev.pos.at_ms > stats.newest_seen_ms) stats.newest_seen_ms = ev.pos.at_ms;
+      bool is_behind = floor ? ev.pos <= *floor || ev.pos.id == floor->id : ev.pos.at_ms < range_start_ms;
+      if (is_behind) {
+        ++behind;
+        continue;
+      }
+      ahead.push_back(std::move(ev));
+    }
+    stats.behind_cursor += behind;
+    if (ahead.empty()) {
+      stats.ignored += ignored;
+      if (all.empty()) {
+        // Caught up.
+        stats.stuck = false;
+        return CaughtUp();
+      }
+      if (!stats.stuck) {
+        LogWarn("events: the page had events but none newer than the cursor; the feed is not moving",
+                {{"cursor", cursor.value_or("")}, {"events", std::to_string(all.size())}});
+      }
+      stats.stuck = true;
+      return Finish(Status::Ok());
+    }
+    const Pos new_pos = ahead.back().pos;
+
+    // Of several events of one user, only the last matters (each carries the
+    // whole user); applying just that one, in the order of these last
+    // occurrences, keeps email hand-overs between users in order.
+    std::vector<Event> events;
     {
       std::unordered_map<std::string, size_t> last_of;
-      for (size_t i = 0; i < events.size(); ++i) {
-        auto id = events[i].data.is_object() ? events[i].data.find("id") : events[i].data.end();
-        if (id != events[i].data.end() && id->is_string()) last_of[id->get<std::string>()] = i;
+      for (size_t i = 0; i < ahead.size(); ++i) {
+        Event& ev = ahead[i];
+        if (!IsUserEvent(ev.type)) continue;
+        auto id = ev.data.is_object() ? ev.data.find("id") : ev.data.end();
+        if (id != ev.data.end() && id->is_string()) ev.workos_id = id->get<std::string>();
+        last_of[ev.workos_id] = i;
       }
-      std::vector<Event> kept;
-      for (size_t i = 0; i < events.size(); ++i) {
-        auto id = events[i].data.is_object() ? events[i].data.find("id") : events[i].data.end();
-        if (id != events[i].data.end() && id->is_string() && last_of[id->get<std::string>()] != i) {
+      for (size_t i = 0; i < ahead.size(); ++i) {
+        Event& ev = ahead[i];
+        if (!IsUserEvent(ev.type) || last_of[ev.workos_id] != i) {
           ++ignored;
           continue;
         }
-        kept.push_back(std::move(events[i]));
-      }
-      events = std::move(kept);
-    }
-    std::optional<std::string> next = last_id;
-    if (auto md = body.find("list_metadata"); md != body.end() && md->is_object()) {
-      if (auto a = md->find("after"); a != md->end() && a->is_string() && !a->get<std::string>().empty()) {
-        next = a->get<std::string>();
+        ev.new_user_id = domain::NewUuid();
+        events.push_back(std::move(ev));
       }
     }
-    ++stats.pages;
     stats.ignored += ignored;
-    size_t page_size = data->size();
-    if (!next || next == cursor) {
-      // An empty page (or one that does not move the cursor): caught up.
-      return Finish(Status::Ok());
-    }
+
     int64_t now = clock.NowMs();
     auto outcome = std::make_shared<PageOutcome>();
-    std::string new_cursor = *next;
+    const bool full = page_size >= static_cast<size_t>(kPageLimit);
     writer->Submit(
-        [events = std::move(events), new_cursor, now, outcome](WriteTxn& t) -> Status {
+        [events = std::move(events), new_pos, now, outcome, full](WriteTxn& t) -> Status {
           *outcome = PageOutcome{};
-          PendingFields pending;
-          for (const auto& ev : events) {
-            if (ev.type != "user.deleted") {
-              auto p = ReadPendingFields(t);
-              if (!p.ok()) return p.status();
-              pending = std::move(*p);
-              break;
-            }
+          std::unordered_map<std::string, domain::HeldFields> pending;
+          if (std::any_of(events.begin(), events.end(), [](const Event& e) { return e.type != "user.deleted"; })) {
+            auto p = domain::PendingFieldsByUser(t);
+            if (!p.ok()) return p.status();
+            pending = std::move(*p);
           }
+          static const domain::HeldFields kNone;
           for (const auto& ev : events) {
             auto child = t.BeginNested();
             if (!child.ok()) return child.status();
-            bool changed = false;
-            Status st = ApplyEvent(*child, ev, pending, now, &changed);
-            if (st.ok()) {
+            const domain::HeldFields* held = &kNone;
+            if (!ev.workos_id.empty()) {
+              auto u = child->FindByWorkosId(ev.workos_id);
+              if (!u.ok()) return u.status();
+              if (u->has_value()) {
+                auto it = pending.find((*u)->id);
+                if (it != pending.end()) held = &it->second;
+              }
+            }
+            auto r = ev.workos_id.empty() ? Result<RemoteOutcome>(Status::InvalidArgument("event data has no user id"))
+                                          : ApplyEvent(*child, ev, *held, now);
+            if (r.ok()) {
               USERSD_RETURN_IF_ERROR(child->Commit());
-              if (changed)
-                ++outcome->applied;
-              else
-                ++outcome->ignored;
+              switch (*r) {
+                case RemoteOutcome::kCreated:
+                case RemoteOutcome::kUpdated:
+                case RemoteOutcome::kDeleted: ++outcome->applied[ev.type]; break;
+                case RemoteOutcome::kStale: ++outcome->stale; break;
+                case RemoteOutcome::kUnchanged: ++outcome->ignored; break;
+              }
             } else {
               child->Abort();
-              if (st.code() == Code::kMapFull) return st;
+              if (r.status().code() == Code::kMapFull) return r.status();
               LogWarn("events: skipped an event that cannot be applied",
-                      {{"event", ev.id}, {"type", ev.type}, {"error", st.ToString()}});
+                      {{"event", ev.pos.id}, {"type", ev.type}, {"error", r.status().ToString()}});
               ++outcome->ignored;
             }
           }
-          return t.PutMeta("events_cursor", new_cursor);
+          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursor, new_pos.id));
+          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursorAt, std::to_string(new_pos.at_ms)));
+          // A short page reaches the end of the feed.
+          if (!full) USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCaughtUpAt, std::to_string(now)));
+          return Status::Ok();
         },
-        [this, alive = alive, outcome, new_cursor, page_size](Status st) {
+        [this, alive = alive, outcome, new_pos, full, now](Status st) {
           if (!*alive) return;
           if (closed) return Finish(Status::Unavailable("shutting down"));
           if (!st.ok()) return Finish(st);
-          cursor = new_cursor;
-          stats.applied += outcome->applied;
+          cursor = new_pos.id;
+          stats.cursor_at_ms = new_pos.at_ms;
+          stats.stuck = false;
+          for (const auto& [type, n] : outcome->applied) {
+            stats.applied += n;
+            stats.applied_by_type[type] += n;
+          }
           stats.ignored += outcome->ignored;
-          if (page_size >= static_cast<size_t>(kPageLimit)) return FetchPage();
+          stats.stale += outcome->stale;
+          if (full) return FetchPage();
+          caught_up_persisted_ms = now;
+          stats.caught_up_ms = now;
           Finish(Status::Ok());
         });
+  }
+
+  // An empty page: the feed is read to its end. The time is persisted now
+  // and then (it decides whether a restart much later must reconcile).
+  void CaughtUp() {
+    int64_t now = clock.NowMs();
+    stats.caught_up_ms = now;
+    if (now - caught_up_persisted_ms < kCaughtUpPersistMs) return Finish(Status::Ok());
+    writer->Submit([now](WriteTxn& t) { return t.PutMeta(kMetaEventsCaughtUpAt, std::to_string(now)); },
+                   [this, alive = alive, now](Status st) {
+                     if (!*alive) return;
+                     if (st.ok()) caught_up_persisted_ms = now;
+                     Finish(st);
+                   });
   }
 
   void Finish(Status st) {
     polling = false;
     if (st.ok()) {
       stats.last_success_ms = clock.NowMs();
+      LogDebug("events: poll done", {{"events", std::to_string(stats.last_poll_events)},
+                                     {"cursor", cursor.value_or("")},
+                                     {"stuck", stats.stuck ? "true" : "false"}});
     } else {
       ++stats.failures;
       if (!closed) LogWarn("events poll failed", {{"error", st.ToString()}});
@@ -313,13 +380,13 @@ struct EventsPoller::Impl {
     auto w = std::move(waiting);
     waiting.clear();
     for (auto& f : w) f(st);
-    Arm(poll_seconds * 1000);
+    Arm(opt.poll_seconds * 1000);
   }
 };
 
 EventsPoller::EventsPoller(uv_loop_t* loop, WorkosApi* workos, store::Store* store, store::Writer* writer,
-                           const Clock& clock, int64_t poll_seconds)
-    : impl_(std::make_unique<Impl>(loop, workos, store, writer, clock, poll_seconds)) {}
+                           const Clock& clock, EventsOptions options)
+    : impl_(std::make_unique<Impl>(loop, workos, store, writer, clock, options)) {}
 
 EventsPoller::~EventsPoller() {
   if (impl_->timer_open && !impl_->timer_closed) {
@@ -329,30 +396,36 @@ EventsPoller::~EventsPoller() {
   *impl_->alive = false;
 }
 
+void EventsPoller::SetReconcileHooks(std::function<void(const std::string&)> request_reconcile,
+                                     std::function<bool()> reconciling) {
+  impl_->request_reconcile = std::move(request_reconcile);
+  impl_->reconciling = std::move(reconciling);
+}
+
 void EventsPoller::Start() {
   Impl& m = *impl_;
   if (m.timer_open || m.closed) return;
-  auto txn = m.store->BeginRead();
-  if (txn.ok()) {
-    auto c = txn->GetMeta("events_cursor");
-    if (c.ok() && c->has_value() && !(*c)->empty()) m.cursor = **c;
-  }
+  m.Load();
   uv_timer_init(m.loop, &m.timer);
   m.timer.data = &m;
   m.timer_open = true;
-  if (m.poll_seconds > 0 && m.workos->Configured()) m.Arm(0);
+  if (m.opt.poll_seconds > 0 && m.workos->Configured()) m.Arm(0);
 }
 
 void EventsPoller::PollNow(std::function<void(Status)> done) {
   impl_->Poll(std::move(done));
 }
 
-void EventsPoller::SetPollSeconds(int64_t s) {
+void EventsPoller::Reload() {
+  impl_->Load();
+}
+
+void EventsPoller::SetOptions(EventsOptions o) {
   Impl& m = *impl_;
-  bool was_off = m.poll_seconds <= 0;
-  m.poll_seconds = s;
+  bool was_off = m.opt.poll_seconds <= 0;
+  m.opt = o;
   if (m.polling) return;  // re-armed when the poll ends
-  m.Arm(was_off ? 0 : s * 1000);
+  m.Arm(was_off ? 0 : o.poll_seconds * 1000);
 }
 
 void EventsPoller::Close() {
@@ -372,6 +445,41 @@ std::optional<std::string> EventsPoller::cursor() const {
 
 EventsStats EventsPoller::stats() const {
   return impl_->stats;
+}
+
+void EventsPoller::ExportMetrics(Metrics& m) const {
+  const EventsStats& s = impl_->stats;
+  const int64_t now = impl_->clock.NowMs();
+  m.Describe("usersd_events_polls_total", "counter", "WorkOS events polls.");
+  m.Describe("usersd_events_applied_total", "counter", "WorkOS events that changed the store, by event type.");
+  m.Describe("usersd_events_stale_total", "counter", "User states older than the stored one, not applied.");
+  m.Describe("usersd_events_behind_cursor_total", "counter",
+             "Events served at or before the cursor (a server ignoring order or filters), skipped.");
+  m.Describe("usersd_events_newest_first_pages_total", "counter", "Events pages that came back newest first.");
+  m.Describe("usersd_events_failures_total", "counter", "Failed WorkOS events polls.");
+  m.Describe("usersd_events_last_success_timestamp_seconds", "gauge",
+             "Time of the last successful events poll (0: never).");
+  m.Describe("usersd_events_cursor_timestamp_seconds", "gauge", "created_at of the newest event applied (0: none).");
+  m.Describe("usersd_events_newest_seen_timestamp_seconds", "gauge",
+             "created_at of the newest event any page showed (0: none).");
+  m.Describe("usersd_events_cursor_age_seconds", "gauge",
+             "Seconds since the feed was last read to its end (what sync.reconcile.max_cursor_age_days bounds).");
+  m.Describe("usersd_events_stuck", "gauge", "1 while pages have events but none newer than the cursor.");
+  m.Set("usersd_events_polls_total", {}, static_cast<double>(s.polls));
+  for (const char* type : {"user.created", "user.updated", "user.deleted"}) {
+    auto it = s.applied_by_type.find(type);
+    m.Set("usersd_events_applied_total", {{"type", type}},
+          static_cast<double>(it == s.applied_by_type.end() ? 0 : it->second));
+  }
+  m.Set("usersd_events_stale_total", {}, static_cast<double>(s.stale));
+  m.Set("usersd_events_behind_cursor_total", {}, static_cast<double>(s.behind_cursor));
+  m.Set("usersd_events_newest_first_pages_total", {}, static_cast<double>(s.newest_first_pages));
+  m.Set("usersd_events_failures_total", {}, static_cast<double>(s.failures));
+  m.Set("usersd_events_last_success_timestamp_seconds", {}, s.last_success_ms / 1000.0);
+  m.Set("usersd_events_cursor_timestamp_seconds", {}, s.cursor_at_ms / 1000.0);
+  m.Set("usersd_events_newest_seen_timestamp_seconds", {}, s.newest_seen_ms / 1000.0);
+  m.Set("usersd_events_cursor_age_seconds", {}, std::max<int64_t>(0, now - s.caught_up_ms) / 1000.0);
+  m.Set("usersd_events_stuck", {}, s.stuck ? 1 : 0);
 }
 
 }  // namespace usersd::sync

@@ -1,39 +1,38 @@
 // EventsPoller: brings WorkOS's user events into the store (SPEC section 4).
 //
-// Every poll_seconds it reads GET /events?events=user.created,user.updated,
-// user.deleted&after={cursor} (from range_start = the store's creation time
-// when there is no cursor yet), page after page (limit 100, following
-// list_metadata.after until a page comes back short), and applies each page
-// in one write transaction together with the new cursor (meta
-// "events_cursor"): a page is applied entirely or not at all, so a crash
-// never loses or half-applies one. Each event carries the whole user, so of
-// several events of one user in a page only the last is applied; reading a
-// page a second time therefore changes nothing.
+// What it sends. Every poll_seconds:
+//   GET /events?events[]=user.created&events[]=user.updated&events[]=user.deleted
+//       &order=asc&limit=100&after={cursor}
+// or, with no cursor yet, &range_start={start} instead of after, where start
+// is the store's creation time (or the start of the last reconciliation,
+// which cleared the cursor). WorkOS lists newest first unless asked
+// otherwise, so order=asc is always sent. Pages follow one another while a
+// page is full and moved the cursor.
 //
-// Applying an event:
-//   user.created / user.updated  upsert by WorkOS id. A WorkOS user with no
-//       local user gets one (new UUID, role member, no organization, email,
-//       names and avatarUrl from WorkOS; createdAt from WorkOS so hosts
-//       agree). For a live local user, email and names take the WorkOS
-//       values, except a field that has an undelivered change in the outbox
-//       (a pending update job naming it), which keeps its local value until
-//       that change is delivered. profile_picture_url always records the
-//       WorkOS picture (user.resetAvatar's offline fallback); avatarUrl
-//       follows it only while it still shows the previous WorkOS picture
-//       (or nothing), so an avatar the user chose is kept.
-//       A soft-deleted local user stays deleted.
-//   user.deleted  soft-deletes a live local user (deletedAt = now).
-//   anything else  ignored, even if the server returns it.
-// An email that another live local user holds is not taken over (logged;
-// the rest of the event applies). An event that cannot be applied at all is
-// logged and skipped; it does not hold back the page.
+// How a page is read. A server may ignore `order`, the type filter or
+// range_start; none of that may put an older state over a newer one:
+//   - the page is sorted by (created_at, id) and applied oldest first; a page
+//     that came back newest first is logged (once) and counted;
+//   - events at or before the cursor (by created_at, then id) are skipped,
+//     and so are events before range_start when there is no cursor;
+//   - each event carries the whole user, so of several events of one user in
+//     a page only the last is applied, and domain/remote_user.h refuses a
+//     user state older than the one the record already shows.
+// The page's events and the new cursor (the newest event read, with its
+// created_at) commit in one write transaction, so a crash never loses or
+// half-applies a page. What an event does to a record is decided by
+// domain/remote_user.h (ApplyRemoteUser / ApplyRemoteDelete).
 //
-// Ordering: events are applied in feed order, and there is deliberately no
-// comparison of the event's updated_at with the local updatedAt. The local
-// updatedAt also moves for local-only fields (timezone, settings,
-// onboarding) and comes from another clock, so such a comparison would drop
-// genuine WorkOS changes; the outbox rule above is what keeps a newer local
-// change from being overwritten.
+// Stuck and old cursors. A page that had events but none newer than the
+// cursor means the server is not serving the feed in the order asked:
+// stats().stuck turns true (logged once per episode, exported as
+// usersd_events_stuck) until a poll moves the cursor or comes back empty.
+// When the last poll that reached the end of the feed is older than
+// max_cursor_age_ms (events are kept for a limited time), or the server
+// rejects the cursor (400, 404, 410 or 422 to a request with `after`), the
+// poller asks for a reconciliation (SPEC 4b) through `request_reconcile`
+// and does not poll while `reconciling()` says one runs; the reconciler
+// clears the cursor when it finishes (Reload() picks that up).
 //
 // Loop thread only. Owns one uv_timer_t; Close() before destruction, then
 // let the loop run once so the handle's close callback runs. Borrows
@@ -43,23 +42,48 @@
 #include <uv.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "store/writer.h"
 #include "sync/workos_client.h"
 
 namespace usersd::sync {
 
+// Meta keys of the feed's position (store table meta).
+inline constexpr const char* kMetaEventsCursor = "events_cursor";
+inline constexpr const char* kMetaEventsCursorAt = "events_cursor_at";        // ms, created_at of the cursor event
+inline constexpr const char* kMetaEventsRangeStart = "events_range_start";    // ms, start when there is no cursor
+inline constexpr const char* kMetaEventsCaughtUpAt = "events_caught_up_at";  // ms, last poll that reached the end
+
 struct EventsStats {
   uint64_t polls = 0;
   uint64_t pages = 0;
   uint64_t applied = 0;   // events that changed the store
-  uint64_t ignored = 0;   // other types, unknown users' deletions, or no change
-  uint64_t failures = 0;  // polls that ended in an error
-  int64_t last_success_ms = 0;
+  uint64_t ignored = 0;   // other types, duplicates in a page, or no change
+  uint64_t stale = 0;     // user states older than what the record shows
+  uint64_t behind_cursor = 0;       // events at or before the cursor (or before range_start)
+  uint64_t newest_first_pages = 0;  // pages that came back newest first
+  uint64_t failures = 0;            // polls that ended in an error
+  std::map<std::string, uint64_t> applied_by_type;  // "user.created" -> n
+  bool stuck = false;            // the last page had events, none newer than the cursor
+  int64_t last_success_ms = 0;   // last poll that ended without error
+  int64_t last_poll_ms = 0;      // last poll attempt's start
+  uint64_t last_poll_events = 0;  // events read by the last poll
+  int64_t cursor_at_ms = 0;       // created_at of the cursor event (0: none)
+  int64_t newest_seen_ms = 0;     // newest created_at any page showed
+  int64_t caught_up_ms = 0;       // last poll that reached the end of the feed
+};
+
+struct EventsOptions {
+  int64_t poll_seconds = 10;  // 0 disables polling
+  // A feed position older than this is repaired by a reconciliation instead
+  // of being read (0: never).
+  int64_t max_cursor_age_ms = 25LL * 86400 * 1000;
 };
 
 class EventsPoller {
@@ -67,21 +91,31 @@ class EventsPoller {
   static constexpr int kPageLimit = 100;
 
   EventsPoller(uv_loop_t* loop, WorkosApi* workos, store::Store* store, store::Writer* writer, const Clock& clock,
-               int64_t poll_seconds);
+               EventsOptions options);
   ~EventsPoller();  // REQUIRES: Close() was called and its close callback ran.
   EventsPoller(const EventsPoller&) = delete;
   EventsPoller& operator=(const EventsPoller&) = delete;
 
-  // Reads the stored cursor and starts polling (the first poll right away).
+  // The reconciliation hooks (sync/reconciler.h). request_reconcile(reason)
+  // starts one unless one runs; reconciling() tells whether one runs. Unset:
+  // an old or rejected cursor is only logged.
+  void SetReconcileHooks(std::function<void(const std::string& reason)> request_reconcile,
+                         std::function<bool()> reconciling);
+
+  // Reads the stored position and starts polling (the first poll right away).
   // Polls are skipped while poll_seconds == 0 or WorkOS is unconfigured.
   void Start();
   // Polls now (all pages); `done` runs when the attempt ends. Joins a poll
   // under way instead of starting a second one.
   void PollNow(std::function<void(Status)> done);
-  void SetPollSeconds(int64_t s);
+  // Re-reads the stored position (after a reconciliation replaced it).
+  void Reload();
+  void SetOptions(EventsOptions options);
   void Close();
   std::optional<std::string> cursor() const;
   EventsStats stats() const;
+  // Describes and sets the usersd_events_* series. Loop thread.
+  void ExportMetrics(Metrics& m) const;
 
  private:
   struct Impl;

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "common/log.h"
+#include "domain/remote_user.h"
+#include "domain/validate.h"
 
 namespace usersd::sync {
 
@@ -49,6 +51,32 @@ std::string Describe(const HttpResponse& r) {
     if (!r.body.empty()) s += ": " + r.body.substr(0, kMaxErrorText);
   }
   return s;
+}
+
+// Compares a PUT's answer (the WorkOS user after the change) with what was
+// sent. Returns a description naming each field that WorkOS shows with
+// another value, or nullopt when every field sent took (or the answer is not
+// a user object, so there is nothing to compare). Emails compare
+// case-insensitively: WorkOS may lower-case them.
+std::optional<std::string> FieldsFromAnswerNotTaken(const Json& sent, const std::string& answer_text) {
+  Json answer = Json::parse(answer_text, nullptr, false);
+  if (!answer.is_object() || !sent.is_object()) return std::nullopt;
+  Json mismatches = Json::array();
+  for (auto it = sent.begin(); it != sent.end(); ++it) {
+    auto got = answer.find(it.key());
+    if (got == answer.end()) continue;  // not shown: cannot tell
+    bool same = *got == it.value();
+    if (!same && it.key() == "email" && got->is_string() && it.value().is_string()) {
+      same = domain::ToLowerAscii(got->get<std::string>()) == domain::ToLowerAscii(it.value().get<std::string>());
+    }
+    if (!same) mismatches.push_back(Json{{"field", it.key()}, {"sent", it.value()}, {"answered", *got}});
+  }
+  if (mismatches.empty()) return std::nullopt;
+  std::string names;
+  for (const auto& m : mismatches) names += (names.empty() ? "" : ", ") + m["field"].get<std::string>();
+  return Json{{"error", "WorkOS answered the update with other values; the change did not take: " + names},
+              {"fields", mismatches}}
+      .dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 }  // namespace
@@ -125,6 +153,7 @@ struct OutboxSender::Impl {
   std::unordered_map<uint64_t, std::string> removal_owner;
 
   uint64_t requests = 0, delivered = 0, dead_lettered = 0, pending_writes = 0;
+  uint64_t not_taken_count = 0;  // PUTs answered 2xx with another value
   std::map<int, uint64_t> by_status;
   int64_t next_wakeup = 0;
 
@@ -322,9 +351,10 @@ struct OutboxSender::Impl {
     ++in_flight;
     ++requests;
     if (probe) probe_in_flight = true;
-    auto cb = [this, alive = alive, uid, batch, probe](HttpResponse&& r) {
+    auto sent = op == JobOp::kUpdate ? std::make_shared<Json>(fields) : nullptr;
+    auto cb = [this, alive = alive, uid, batch, probe, sent](HttpResponse&& r) {
       if (!*alive) return;
-      OnResponse(uid, batch, probe, std::move(r));
+      OnResponse(uid, batch, probe, std::move(r), sent.get());
     };
     switch (op) {
       case JobOp::kUpdate:
@@ -339,7 +369,8 @@ struct OutboxSender::Impl {
     }
   }
 
-  void OnResponse(const std::string& uid, const std::vector<uint64_t>& batch, bool probe, HttpResponse&& r) {
+  void OnResponse(const std::string& uid, const std::vector<uint64_t>& batch, bool probe, HttpResponse&& r,
+                  const Json* sent) {
     --in_flight;
     if (probe) probe_in_flight = false;
     // Cancelled at shutdown: the jobs stay in the store and go out after the
@@ -361,7 +392,23 @@ struct OutboxSender::Impl {
       if (!profile) ok = false;  // an unreadable user: not worth retrying
     }
 
-    if (ok) {
+    std::optional<std::string> not_taken;
+    if (ok && op == JobOp::kUpdate && sent) not_taken = FieldsFromAnswerNotTaken(*sent, r.body);
+
+    if (ok && not_taken) {
+      // WorkOS said yes but shows another value: the change did not take.
+      // A dead letter naming the field, instead of a silent revert when the
+      // next event arrives (SPEC 4).
+      if (paused) Resume("a request succeeded");
+      std::vector<OutboxJob> dead;
+      for (uint64_t id : batch) dead.push_back(jobs.at(id).job);
+      LogWarn("outbox: WorkOS answered the update without taking a field; moved to dead letters",
+              {{"job", std::to_string(batch.front())}, {"user", uid}, {"detail", *not_taken}});
+      SubmitDeadLetter(std::move(dead), r.status, *not_taken);
+      dead_lettered += batch.size();
+      ++not_taken_count;
+      Forget(uid, batch);
+    } else if (ok) {
       if (paused) Resume("a request succeeded");
       if (op == JobOp::kFetch) {
         SubmitFetchApply(head.job, *profile);
@@ -553,7 +600,7 @@ struct OutboxSender::Impl {
             }
             if (after.first_name.empty()) after.first_name = p.first_name;
             if (after.last_name.empty()) after.last_name = p.last_name;
-            AdoptProfilePicture(after, p.profile_picture_url);
+            domain::AdoptProfilePicture(after, p.profile_picture_url);
             after.profile_pending = false;
             bool changed = after.email != before.email || after.first_name != before.first_name ||
                            after.last_name != before.last_name || after.avatar_url != before.avatar_url ||
@@ -643,6 +690,7 @@ OutboxStats OutboxSender::stats() const {
   s.requests = m.requests;
   s.delivered = m.delivered;
   s.dead_lettered = m.dead_lettered;
+  s.not_taken = m.not_taken_count;
   s.pending_writes = m.pending_writes + (m.delete_buf.empty() ? 0 : 1);
   s.sends_by_status = m.by_status;
   s.paused = m.paused;

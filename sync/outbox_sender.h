@@ -83,6 +83,7 @@ struct OutboxStats {
   uint64_t requests = 0;                    // requests sent since start
   uint64_t delivered = 0;                   // jobs acknowledged by WorkOS
   uint64_t dead_lettered = 0;               // jobs moved to the dead-letter table
+  uint64_t not_taken = 0;                   // PUTs answered 2xx showing another value (dead-lettered)
   uint64_t pending_writes = 0;              // store writes submitted, not yet committed
   std::map<int, uint64_t> sends_by_status;  // 0 = transport failure
   bool paused = false;                      // whole-sender backoff in force

@@ -1,6 +1,7 @@
 #include "sync/workos_client.h"
 
 #include "common/log.h"
+#include "common/timefmt.h"
 
 namespace usersd::sync {
 
@@ -32,21 +33,6 @@ std::string EncodePathSegment(std::string_view s) {
     }
   }
   return out;
-}
-
-std::optional<std::string> NormalizePictureUrl(const std::optional<std::string>& url) {
-  if (!url) return std::nullopt;
-  size_t b = url->find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return std::nullopt;
-  size_t e = url->find_last_not_of(" \t\r\n");
-  return url->substr(b, e - b + 1);
-}
-
-void AdoptProfilePicture(store::UserRecord& u, const std::optional<std::string>& picture) {
-  std::optional<std::string> pic = NormalizePictureUrl(picture);
-  bool follows = u.avatar_url.value_or(std::string()) == u.profile_picture_url.value_or(std::string());
-  if (follows) u.avatar_url = pic;
-  u.profile_picture_url = pic.value_or(std::string());
 }
 
 WorkosClient::WorkosClient(HttpClient* http, const Clock& clock, WorkosOptions options)
@@ -108,6 +94,7 @@ std::optional<domain::WorkosGateway::Profile> WorkosClient::ParseProfile(const J
     return it != u.end() && it->is_string() ? it->get<std::string>() : std::string();
   };
   Profile p;
+  p.workos_id = str("id");
   p.email = str("email");
   p.first_name = str("first_name");
   p.last_name = str("last_name");
@@ -115,6 +102,8 @@ std::optional<domain::WorkosGateway::Profile> WorkosClient::ParseProfile(const J
     std::string pic = it->get<std::string>();
     if (pic.find_first_not_of(" \t\r\n") != std::string::npos) p.profile_picture_url = pic;
   }
+  p.created_at_ms = ParseIso8601Ms(str("created_at"));
+  p.updated_at_ms = ParseIso8601Ms(str("updated_at"));
   return p;
 }
 
@@ -159,9 +148,19 @@ void WorkosClient::DeleteUser(const std::string& workos_id, HttpCallback cb) {
 
 void WorkosClient::ListEvents(const std::optional<std::string>& after, const std::optional<std::string>& range_start,
                               int limit, HttpCallback cb) {
-  std::string path = "/events?events=user.created,user.updated,user.deleted&limit=" + std::to_string(limit);
+  // events[] is the filter form WorkOS documents (brackets percent-encoded);
+  // order=asc because WorkOS lists newest first unless asked otherwise.
+  std::string path = "/events?events%5B%5D=user.created&events%5B%5D=user.updated&events%5B%5D=user.deleted"
+                     "&order=asc&limit=" +
+                     std::to_string(limit);
   if (after) path += "&after=" + EncodePathSegment(*after);
   else if (range_start) path += "&range_start=" + EncodePathSegment(*range_start);
+  Call("GET", path, {}, std::move(cb));
+}
+
+void WorkosClient::ListUsers(const std::optional<std::string>& after, int limit, HttpCallback cb) {
+  std::string path = "/user_management/users?order=asc&limit=" + std::to_string(limit);
+  if (after) path += "&after=" + EncodePathSegment(*after);
   Call("GET", path, {}, std::move(cb));
 }
 

@@ -55,6 +55,8 @@ class WorkosApi {
   virtual void GetUserRaw(const std::string& workos_id, HttpCallback cb) = 0;
   virtual void ListEvents(const std::optional<std::string>& after, const std::optional<std::string>& range_start,
                           int limit, HttpCallback cb) = 0;
+  // GET /user_management/users, oldest first, after the user id `after`.
+  virtual void ListUsers(const std::optional<std::string>& after, int limit, HttpCallback cb) = 0;
 };
 
 class WorkosClient : public domain::WorkosGateway, public WorkosApi {
@@ -75,6 +77,8 @@ class WorkosClient : public domain::WorkosGateway, public WorkosApi {
   // `range_start` (ISO 8601) when there is no cursor yet.
   void ListEvents(const std::optional<std::string>& after, const std::optional<std::string>& range_start,
                   int limit, HttpCallback cb) override;
+  // GET /user_management/users?order=asc (reconciliation).
+  void ListUsers(const std::optional<std::string>& after, int limit, HttpCallback cb) override;
   void Fetch(const std::string& url, HttpCallback cb);  // unauthenticated GET (JWKS)
 
   // Parses a WorkOS user object's profile fields.
@@ -97,16 +101,6 @@ class WorkosClient : public domain::WorkosGateway, public WorkosApi {
   int64_t since_ms_;
   mutable int64_t last_probe_ms_ = 0;
 };
-
-// Trims whitespace from a profile picture URL; nullopt when nothing is left
-// (WorkOS has no picture).
-std::optional<std::string> NormalizePictureUrl(const std::optional<std::string>& url);
-
-// Records the picture WorkOS reported for `u` (nullopt: none) in
-// profile_picture_url ("" for none). avatar_url follows it only while it
-// still shows the previously recorded WorkOS picture, or nothing when none
-// was recorded: an avatar the user chose is kept.
-void AdoptProfilePicture(store::UserRecord& u, const std::optional<std::string>& picture);
 
 // Percent-encodes a path segment (RFC 3986 unreserved characters pass).
 std::string EncodePathSegment(std::string_view s);

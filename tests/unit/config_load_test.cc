@@ -472,8 +472,38 @@ TEST_CASE("config: derived JWKS URL and issuers follow client_id and base_url", 
   REQUIRE(r.ok());
   CHECK(r->workos.base_url == "http://127.0.0.1:9000");
   CHECK(r->EffectiveJwksUrl() == "http://127.0.0.1:9000/sso/jwks/client_X");
+  // A WorkOS-compatible server elsewhere signs with its own URL (SPEC 3).
   CHECK(r->EffectiveIssuers() ==
-        std::vector<std::string>{"https://api.workos.com", "https://api.workos.com/user_management/client_X"});
+        std::vector<std::string>{"https://api.workos.com", "https://api.workos.com/user_management/client_X",
+                                 "http://127.0.0.1:9000", "http://127.0.0.1:9000/user_management/client_X"});
+  // Explicit issuers replace the defaults.
+  r = ParseConfig("workos: {base_url: 'http://127.0.0.1:9000'}\nauth: {issuers: ['https://only.example']}\n");
+  REQUIRE(r.ok());
+  CHECK(r->EffectiveIssuers() == std::vector<std::string>{"https://only.example"});
+}
+
+TEST_CASE("config: sync.reconcile keys, their limits, and reload", "[config]") {
+  Result<Config> r = ParseConfig(
+      "sync:\n  reconcile:\n    interval_hours: 0\n    max_cursor_age_days: 3\n    requests_per_second: 20\n");
+  REQUIRE(r.ok());
+  CHECK(r->sync.reconcile.interval_hours == 0);
+  CHECK(r->sync.reconcile.max_cursor_age_days == 3);
+  CHECK(r->sync.reconcile.requests_per_second == 20);
+  Config d;
+  CHECK(d.sync.reconcile.interval_hours == 24);
+  CHECK(d.sync.reconcile.max_cursor_age_days == 25);
+  auto bad = ParseConfig("sync:\n  reconcile:\n    max_cursor_age_days: 0\n");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("sync.reconcile.max_cursor_age_days (line 3)") != std::string::npos);
+  CHECK_FALSE(ParseConfig("sync:\n  reconcile:\n    nonsense: 1\n").ok());
+  std::vector<std::string> restart;
+  CHECK(DiffReloadable(d, *r, &restart) ==
+        std::vector<std::string>{"sync.reconcile.interval_hours", "sync.reconcile.max_cursor_age_days",
+                                 "sync.reconcile.requests_per_second"});
+  CHECK(restart.empty());
+  auto again = ParseConfig(ToYaml(*r));
+  REQUIRE(again.ok());
+  CHECK(again->sync.reconcile.requests_per_second == 20);
 }
 
 TEST_CASE("config: DiffReloadable separates runtime keys from restart keys", "[config]") {

@@ -57,6 +57,7 @@ UserRecord RandomUser(std::mt19937_64& rng) {
   if (rng() % 2) u.deleted_at_ms = RandomInt(rng);
   if (rng() % 2) u.organization_id = RandomString(rng);
   if (rng() % 2) u.profile_picture_url = RandomString(rng);
+  if (rng() % 2) u.workos_updated_at_ms = RandomInt(rng);
   switch (rng() % 4) {
     case 0: break;
     case 1: u.settings = Json::object(); break;

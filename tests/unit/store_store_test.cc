@@ -118,6 +118,7 @@ void RequireSameUser(const UserRecord& a, const UserRecord& b) {
   CHECK(a.role == b.role);
   CHECK(a.profile_picture_url == b.profile_picture_url);
   CHECK(a.profile_pending == b.profile_pending);
+  CHECK(a.workos_updated_at_ms == b.workos_updated_at_ms);
   CHECK(a.txid == b.txid);
 }
 
@@ -247,6 +248,7 @@ TEST_CASE("store: every UserRecord field round-trips through PutUser and the loo
   full.role = "admin";
   full.profile_picture_url = "https://workos.example/pic.png";
   full.profile_pending = true;
+  full.workos_updated_at_ms = 1'700'000'050'789;
   full.txid = 77;
 
   UserRecord bare = MakeUser("6f1c2a3e-0000-4000-8000-000000000002", "user_01BARE", "");

@@ -28,28 +28,43 @@ Json WorkosUser(const std::string& id, const std::string& email, const std::stri
               {"updated_at", "2026-01-02T03:04:05.678Z"}};
 }
 
+// Events are stamped after the StoreRig's store was created (its FakeClock
+// starts at 1,790,000,000,000 ms), one millisecond apart.
+constexpr int64_t kFeedStartMs = 1'790'000'001'000;
+
 // A WorkOS events feed: the fake answers EVENTS calls from it the way the
-// API does (after = event id, at most `limit`, list_metadata.after = the
-// last id returned).
+// API does with order=asc (after = event id, at most `limit`,
+// list_metadata.after = the last id returned). With newest_first it behaves
+// like a server that ignores `order` (and, with ignore_after, `after` too):
+// newest first, `after` moving to older events.
 struct Feed {
   std::vector<Json> events;
   int next = 1;
+  bool newest_first = false;
+  bool ignore_after = false;
 
-  std::string Add(const std::string& type, Json data) {
+  std::string Add(const std::string& type, Json data, std::optional<int64_t> at_ms = std::nullopt) {
     char id[40];
-    snprintf(id, sizeof id, "event_%08d", next++);
+    snprintf(id, sizeof id, "event_%08d", next);
+    int64_t at = at_ms.value_or(kFeedStartMs + next);
+    ++next;
     events.push_back(Json{{"object", "event"},
                           {"id", id},
                           {"event", type},
                           {"data", std::move(data)},
-                          {"created_at", "2026-01-02T03:04:05.678Z"}});
+                          {"created_at", FormatIso8601Ms(at)}});
     return id;
   }
 
   HttpResponse Page(const FakeWorkos::Call& c) const {
     Json data = Json::array();
-    for (const auto& e : events) {
-      if (c.after && e["id"].get<std::string>() <= *c.after) continue;
+    std::vector<Json> order = events;
+    if (newest_first) std::reverse(order.begin(), order.end());
+    for (const auto& e : order) {
+      if (c.after && !ignore_after) {
+        const std::string id = e["id"].get<std::string>();
+        if (newest_first ? id >= *c.after : id <= *c.after) continue;
+      }
       if (static_cast<int>(data.size()) >= c.limit) break;
       data.push_back(e);
     }
@@ -71,9 +86,21 @@ struct Rig {
   }
 
   void Start(int64_t poll_seconds = 0) {
+    EventsOptions o;
+    o.poll_seconds = poll_seconds;
+    o.max_cursor_age_ms = max_cursor_age_ms;
     poller = std::make_unique<EventsPoller>(&base.loop, &base.workos, base.store.get(), base.writer.get(), base.clock,
-                                            poll_seconds);
+                                            o);
+    poller->SetReconcileHooks([this](const std::string& reason) { reconcile_requests.push_back(reason); },
+                              [this] { return reconciling; });
     poller->Start();
+  }
+
+  void Restart() {
+    poller->Close();
+    uv_run(&base.loop, UV_RUN_NOWAIT);
+    poller.reset();
+    Start();
   }
 
   // One complete poll: every page fetched and applied.
@@ -107,6 +134,9 @@ struct Rig {
 
   StoreRig base;
   Feed feed;
+  int64_t max_cursor_age_ms = 25LL * 86400 * 1000;
+  std::vector<std::string> reconcile_requests;
+  bool reconciling = false;
   std::unique_ptr<EventsPoller> poller;
 };
 
@@ -221,7 +251,12 @@ TEST_CASE("events: applying the same events again changes nothing", "[sync][even
   uint64_t txid = rig.LastTxid();
   auto a = rig.ByWorkosId("user_a");
   // Replay the whole feed from the start (as a lost cursor would).
-  REQUIRE(rig.base.Write([](store::WriteTxn& t) { return t.PutMeta("events_cursor", "event_00000000"); }).ok());
+  REQUIRE(rig.base
+              .Write([](store::WriteTxn& t) -> Status {
+                USERSD_RETURN_IF_ERROR(t.PutMeta("events_cursor", "event_00000000"));
+                return t.PutMeta("events_cursor_at", "0");
+              })
+              .ok());
   rig.poller->Close();
   uv_run(&rig.base.loop, UV_RUN_NOWAIT);
   rig.poller.reset();
@@ -329,6 +364,144 @@ TEST_CASE("events: the timer polls every poll_seconds once started", "[sync][eve
     return rig.ByWorkosId("user_a").has_value();
   });
   CHECK(rig.poller->stats().polls == 1);
+}
+
+TEST_CASE("events: a page served newest first is applied oldest first; the newest state wins", "[sync][events]") {
+  Rig rig;
+  rig.base.PutUser(rig.base.MakeUser("local-b", "user_b"));
+  rig.feed.newest_first = true;  // a server that ignores order=asc
+  rig.feed.Add("user.created", WorkosUser("user_a", "a@example.com", "A1", "L"));
+  rig.feed.Add("user.updated", WorkosUser("user_a", "a@example.com", "A2", "L"));
+  rig.feed.Add("user.updated", WorkosUser("user_a", "a@example.com", "A3", "L"));
+  rig.feed.Add("user.updated", WorkosUser("user_b", "b@example.com", "B2", "L"));
+  rig.feed.Add("user.deleted", WorkosUser("user_b", "b@example.com", "B2", "L"));
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  REQUIRE(rig.ByWorkosId("user_a"));
+  CHECK(rig.ByWorkosId("user_a")->first_name == "A3");
+  REQUIRE(rig.ByWorkosId("user_b"));
+  CHECK_FALSE(rig.ByWorkosId("user_b")->live());  // not brought back by its older user.updated
+  CHECK(rig.poller->cursor() == std::optional<std::string>("event_00000005"));
+  CHECK(rig.poller->stats().newest_first_pages == 1);
+  CHECK_FALSE(rig.poller->stats().stuck);
+}
+
+TEST_CASE("events: a user state older than the stored one is not applied, whatever its place in the feed",
+          "[sync][events]") {
+  Rig rig;
+  Json newer = WorkosUser("user_a", "a@example.com", "Newer", "L");
+  newer["updated_at"] = "2026-10-01T00:00:00.000Z";
+  rig.feed.Add("user.updated", newer);
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  uint64_t txid = rig.LastTxid();
+  // A later event carrying an earlier state of the user (delivered late).
+  Json older = WorkosUser("user_a", "a@example.com", "Older", "L");
+  older["updated_at"] = "2026-09-30T00:00:00.000Z";
+  rig.feed.Add("user.updated", older);
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.ByWorkosId("user_a")->first_name == "Newer");
+  CHECK(rig.LastTxid() == txid);
+  CHECK(rig.poller->stats().stale == 1);
+  CHECK(rig.poller->cursor() == std::optional<std::string>("event_00000002"));  // read past it all the same
+  // A state as new or newer applies.
+  Json newest = WorkosUser("user_a", "a@example.com", "Newest", "L");
+  newest["updated_at"] = "2026-10-02T00:00:00.000Z";
+  rig.feed.Add("user.updated", newest);
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.ByWorkosId("user_a")->first_name == "Newest");
+}
+
+TEST_CASE("events: a server that ignores order and after leaves the cursor stuck, visibly, and changes nothing",
+          "[sync][events]") {
+  Rig rig;
+  rig.feed.newest_first = true;
+  rig.feed.ignore_after = true;
+  rig.feed.Add("user.created", WorkosUser("user_a", "a@example.com", "A", "L"));
+  rig.feed.Add("user.updated", WorkosUser("user_a", "a@example.com", "A2", "L"));
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.ByWorkosId("user_a")->first_name == "A2");
+  uint64_t txid = rig.LastTxid();
+  REQUIRE(rig.Poll().ok());  // the same page again: all of it at or before the cursor
+  CHECK(rig.poller->stats().stuck);
+  CHECK(rig.poller->stats().behind_cursor == 2);
+  CHECK(rig.LastTxid() == txid);
+  Metrics m;
+  rig.poller->ExportMetrics(m);
+  CHECK(m.Render().find("usersd_events_stuck 1") != std::string::npos);
+  // A server that serves the feed properly again clears it.
+  rig.feed.newest_first = false;
+  rig.feed.ignore_after = false;
+  REQUIRE(rig.Poll().ok());
+  CHECK_FALSE(rig.poller->stats().stuck);
+}
+
+TEST_CASE("events: without a cursor, events before range_start are skipped (a server that ignores it)",
+          "[sync][events]") {
+  Rig rig;
+  rig.feed.Add("user.created", WorkosUser("user_old", "old@example.com", "Old", "L"), 1'700'000'000'000);
+  rig.feed.Add("user.created", WorkosUser("user_new", "new@example.com", "New", "L"));
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  CHECK_FALSE(rig.ByWorkosId("user_old"));
+  CHECK(rig.ByWorkosId("user_new"));
+  CHECK(rig.poller->stats().behind_cursor == 1);
+}
+
+TEST_CASE("events: a rejected cursor asks for a reconciliation; none is polled while it runs", "[sync][events]") {
+  Rig rig;
+  rig.feed.Add("user.created", WorkosUser("user_a", "a@example.com", "A", "L"));
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  rig.base.workos.responder = [](const FakeWorkos::Call& c) {
+    return c.after ? Reply(400, R"({"code":"invalid_cursor"})") : Reply(200, R"({"data":[]})");
+  };
+  CHECK_FALSE(rig.Poll().ok());
+  CHECK(rig.reconcile_requests == std::vector<std::string>{"cursor_rejected"});
+  rig.reconciling = true;
+  size_t calls = rig.base.workos.calls.size();
+  CHECK_FALSE(rig.Poll().ok());
+  CHECK(rig.base.workos.calls.size() == calls);  // no request while reconciling
+}
+
+TEST_CASE("events: a feed position older than max_cursor_age is reconciled instead of read, also after a restart",
+          "[sync][events]") {
+  Rig rig;
+  rig.max_cursor_age_ms = 3 * 3600 * 1000;
+  rig.feed.Add("user.created", WorkosUser("user_a", "a@example.com", "A", "L"));
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.reconcile_requests.empty());
+  rig.base.clock.Advance(30 * 60 * 1000);
+  REQUIRE(rig.Poll().ok());  // caught up again: the age restarts
+  rig.base.clock.Advance(50 * 60 * 1000);
+  rig.Restart();  // the position's time was persisted with the page (and hourly after)
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.reconcile_requests.empty());
+  rig.base.clock.Advance(4 * 3600 * 1000);
+  size_t calls = rig.base.workos.calls.size();
+  CHECK_FALSE(rig.Poll().ok());
+  CHECK(rig.reconcile_requests == std::vector<std::string>{"cursor_too_old"});
+  CHECK(rig.base.workos.calls.size() == calls);
+}
+
+TEST_CASE("events: events are counted by type in the metrics", "[sync][events]") {
+  Rig rig;
+  rig.feed.Add("user.created", WorkosUser("user_a", "a@example.com", "A", "L"));
+  rig.feed.Add("user.created", WorkosUser("user_b", "b@example.com", "B", "L"));
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  rig.feed.Add("user.deleted", WorkosUser("user_b", "b@example.com", "B", "L"));
+  rig.feed.Add("user.updated", WorkosUser("user_a", "a2@example.com", "A", "L"));
+  rig.feed.Add("user.deleted", WorkosUser("user_never", "n@example.com", "N", "L"));  // changes nothing
+  REQUIRE(rig.Poll().ok());
+  Metrics m;
+  rig.poller->ExportMetrics(m);
+  std::string text = m.Render();
+  CHECK(text.find("usersd_events_applied_total{type=\"user.created\"} 2") != std::string::npos);
+  CHECK(text.find("usersd_events_applied_total{type=\"user.updated\"} 1") != std::string::npos);
+  CHECK(text.find("usersd_events_applied_total{type=\"user.deleted\"} 1") != std::string::npos);
 }
 
 }  // namespace

@@ -48,7 +48,7 @@ inline HttpResponse Reply(int status, std::string body = "{}", std::optional<int
 class FakeWorkos : public WorkosApi {
  public:
   struct Call {
-    std::string method;  // PUT, DELETE, GET, EVENTS
+    std::string method;  // PUT, DELETE, GET, EVENTS, USERS
     std::string workos_id;
     Json fields;
     std::optional<std::string> after, range_start;
@@ -72,6 +72,9 @@ class FakeWorkos : public WorkosApi {
   void ListEvents(const std::optional<std::string>& after, const std::optional<std::string>& range_start, int limit,
                   HttpCallback cb) override {
     Add({"EVENTS", {}, nullptr, after, range_start, limit, clock_.NowMs()}, std::move(cb));
+  }
+  void ListUsers(const std::optional<std::string>& after, int limit, HttpCallback cb) override {
+    Add({"USERS", {}, nullptr, after, {}, limit, clock_.NowMs()}, std::move(cb));
   }
 
   // Answers the calls pending now (not those their answers start).

@@ -220,6 +220,35 @@ TEST_CASE("outbox: a 400 dead-letters the job and the user's next job proceeds",
   CHECK(rig.sender->stats().dead_lettered == 1);
 }
 
+TEST_CASE("outbox: a PUT answered 200 without taking a field becomes a dead letter naming the field",
+          "[sync][outbox]") {
+  Rig rig;
+  uint64_t job = rig.base.Enqueue("u1", JobOp::kUpdate, {{"email", "New@Example.com"}, {"first_name", "Ada"}});
+  rig.base.Enqueue("u2", JobOp::kUpdate, {{"email", "Two@Example.com"}});
+  rig.base.workos.responder = [](const FakeWorkos::Call& c) {
+    // u1: the server kept the old email (took the name); u2: it lower-cased
+    // the email, which is the same address.
+    if (c.workos_id == "user_u1")
+      return Reply(200, R"({"object":"user","id":"user_u1","email":"old@example.com","first_name":"Ada"})");
+    return Reply(200, R"({"object":"user","id":"user_u2","email":"two@example.com","first_name":"T"})");
+  };
+  rig.Start();
+  rig.DeliverAll();
+  CHECK(rig.base.Jobs().empty());
+  auto dead = rig.base.DeadLetters();
+  REQUIRE(dead.size() == 1);
+  CHECK(dead[0].job.id == job);
+  CHECK(dead[0].status == 200);
+  Json body = Json::parse(dead[0].body);
+  REQUIRE(body["fields"].size() == 1);
+  CHECK(body["fields"][0]["field"] == "email");
+  CHECK(body["fields"][0]["sent"] == "New@Example.com");
+  CHECK(body["fields"][0]["answered"] == "old@example.com");
+  CHECK(body["error"].get<std::string>().find("email") != std::string::npos);
+  CHECK(rig.sender->stats().not_taken == 1);
+  CHECK(rig.sender->stats().delivered == 1);  // u2's
+}
+
 TEST_CASE("outbox: DELETE answered 404 counts as delivered", "[sync][outbox]") {
   Rig rig;
   rig.base.Enqueue("u1", JobOp::kDelete);

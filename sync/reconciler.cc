@@ -1,0 +1,493 @@
+#include "sync/reconciler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <unordered_map>
+#include <vector>
+
+#include "common/log.h"
+#include "common/timefmt.h"
+#include "sync/events_poller.h"
+
+namespace usersd::sync {
+
+using domain::RemoteOutcome;
+using store::WriteTxn;
+
+namespace {
+
+constexpr const char* kMetaState = "reconcile";
+constexpr const char* kMetaLastFinished = "reconcile_last_finished";
+// Idle: how often the interval timer looks whether a run is due.
+constexpr int64_t kIdleCheckMs = 60 * 1000;
+
+std::string SeenKey(std::string_view workos_id) {
+  return "rcs:" + std::string(workos_id);
+}
+
+// The persisted part of a run.
+struct RunState {
+  bool running = false;
+  std::string reason;
+  std::string phase;  // list | sweep
+  uint64_t run_id = 0;
+  int64_t started_at_ms = 0;
+  std::string after;  // list: last WorkOS user id; sweep: last local user id
+  uint64_t pages = 0, seen = 0, applied = 0, deleted = 0;
+  std::string last_error;
+
+  Json ToJson() const {
+    return Json{{"running", running}, {"reason", reason},   {"phase", phase}, {"run", run_id},
+                {"started", started_at_ms}, {"after", after}, {"pages", pages}, {"seen", seen},
+                {"applied", applied}, {"deleted", deleted}, {"error", last_error}};
+  }
+  static RunState FromJson(const Json& j) {
+    RunState s;
+    if (!j.is_object()) return s;
+    s.running = j.value("running", false);
+    s.reason = j.value("reason", "");
+    s.phase = j.value("phase", "list");
+    s.run_id = j.value("run", uint64_t{0});
+    s.started_at_ms = j.value("started", int64_t{0});
+    s.after = j.value("after", "");
+    s.pages = j.value("pages", uint64_t{0});
+    s.seen = j.value("seen", uint64_t{0});
+    s.applied = j.value("applied", uint64_t{0});
+    s.deleted = j.value("deleted", uint64_t{0});
+    s.last_error = j.value("error", "");
+    return s;
+  }
+};
+
+}  // namespace
+
+struct Reconciler::Impl {
+  Impl(uv_loop_t* l, WorkosApi* w, store::Store* s, store::Writer* wr, const Clock& c, ReconcileOptions o)
+      : loop(l), workos(w), store(s), writer(wr), clock(c), opt(o) {}
+
+  uv_loop_t* loop;
+  WorkosApi* workos;
+  store::Store* store;
+  store::Writer* writer;
+  const Clock& clock;
+  ReconcileOptions opt;
+  std::function<void()> on_finished;
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+
+  uv_timer_t timer{};
+  bool timer_open = false;
+  bool timer_closed = false;
+  bool closed = false;
+  bool step_in_flight = false;  // a request or a write of the run is under way
+  RunState run;
+  int64_t last_finished_ms = 0;
+  int64_t last_request_ms = INT64_MIN / 2;  // monotonic; the last list request's start
+  int64_t retry_at_ms = 0;                  // monotonic; not before this after a failure
+  int64_t backoff_ms = 0;
+  uint64_t runs_completed = 0, runs_failed = 0;
+
+  // ---------------------------------------------------------------- timer
+
+  void Arm(int64_t delay_ms) {
+    if (!timer_open || closed) return;
+    uv_timer_start(
+        &timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->OnTimer(); },
+        static_cast<uint64_t>(std::max<int64_t>(delay_ms, 0)), 0);
+  }
+
+  void OnTimer() {
+    if (closed) return;
+    if (run.running) return Step();
+    if (opt.interval_ms > 0 && workos->Configured()) {
+      int64_t since = last_finished_ms ? last_finished_ms : store->created_at_ms();
+      if (clock.NowMs() - since >= opt.interval_ms) {
+        (void)StartAll("interval");
+        return;
+      }
+    }
+    Arm(kIdleCheckMs);
+  }
+
+  // ------------------------------------------------------------ the run
+
+  Result<uint64_t> StartAll(const std::string& reason) {
+    if (closed) return Status::Unavailable("shutting down");
+    if (!workos->Configured()) return Status::Unavailable("WorkOS is not configured");
+    if (run.running) return run.run_id;
+    RunState next;
+    next.running = true;
+    next.reason = reason;
+    next.phase = "list";
+    next.run_id = run.run_id + 1;
+    next.started_at_ms = clock.NowMs();
+    run = next;
+    backoff_ms = 0;
+    LogInfo("reconcile: listing every WorkOS user", {{"reason", reason}, {"run", std::to_string(run.run_id)}});
+    Persist(run, [this] { Step(); });
+    return run.run_id;
+  }
+
+  // Commits `state` (a run starting or failing), then runs `then`.
+  void Persist(const RunState& state, std::function<void()> then) {
+    step_in_flight = true;
+    std::string text = state.ToJson().dump();
+    writer->Submit([text](WriteTxn& t) { return t.PutMeta(kMetaState, text); },
+                   [this, alive = alive, then = std::move(then)](Status st) {
+                     if (!*alive) return;
+                     step_in_flight = false;
+                     if (!st.ok()) LogWarn("reconcile: could not record progress", {{"error", st.ToString()}});
+                     if (!closed) then();
+                   });
+  }
+
+  // The next request or batch, paced.
+  void Step() {
+    if (closed || !run.running || step_in_flight) return;
+    if (run.phase == "sweep") return Sweep();
+    if (!workos->Configured()) return Arm(kIdleCheckMs);  // resumes once a key is configured
+    int64_t now = clock.MonotonicMs();
+    int64_t gap = opt.requests_per_second > 0 ? static_cast<int64_t>(std::ceil(1000.0 / opt.requests_per_second)) : 0;
+    int64_t due = std::max(last_request_ms + gap, retry_at_ms);
+    if (due > now) return Arm(due - now);
+    last_request_ms = now;
+    step_in_flight = true;
+    std::optional<std::string> after = run.after.empty() ? std::nullopt : std::optional<std::string>(run.after);
+    workos->ListUsers(after, opt.page_limit, [this, alive = alive](HttpResponse&& r) {
+      if (!*alive) return;
+      step_in_flight = false;
+      OnList(std::move(r));
+    });
+  }
+
+  void OnList(HttpResponse&& r) {
+    if (closed || r.cancelled) return;
+    if (r.status != 200) {
+      std::string what = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
+      if (IsRetryable(r)) {
+        backoff_ms = std::min(opt.max_backoff_ms, backoff_ms ? backoff_ms * 2 : opt.initial_backoff_ms);
+        int64_t wait = backoff_ms;
+        if (r.retry_after_ms) wait = std::max(wait, *r.retry_after_ms);
+        retry_at_ms = clock.MonotonicMs() + wait;
+        run.last_error = what;
+        LogDebug("reconcile: list request failed; retrying", {{"error", what}});
+        return Arm(wait);
+      }
+      return Fail("listing users failed: " + what + " " + r.body.substr(0, 200));
+    }
+    Json body = Json::parse(r.body, nullptr, false);
+    auto data = body.is_object() ? body.find("data") : body.end();
+    if (data == body.end() || !data->is_array()) return Fail("listing users returned an unreadable page");
+    std::vector<domain::WorkosGateway::Profile> users;
+    for (const auto& u : *data) {
+      auto p = WorkosClient::ParseProfile(u);
+      if (p && !p->workos_id.empty()) users.push_back(std::move(*p));
+    }
+    std::string next_after;
+    if (auto md = body.find("list_metadata"); md != body.end() && md->is_object()) {
+      if (auto a = md->find("after"); a != md->end() && a->is_string()) next_after = a->get<std::string>();
+    }
+    // The end of the list: no next cursor, a short page, or a cursor that
+    // does not move (a server that repeats itself must not loop forever).
+    bool last = next_after.empty() || data->size() < static_cast<size_t>(opt.page_limit) || next_after == run.after;
+    RunState next = run;
+    next.pages += 1;
+    next.seen += users.size();
+    if (last) {
+      next.phase = "sweep";
+      next.after.clear();
+    } else {
+      next.after = next_after;
+    }
+    std::vector<std::string> new_ids;
+    for (size_t i = 0; i < users.size(); ++i) new_ids.push_back(domain::NewUuid());
+    auto applied = std::make_shared<uint64_t>(0);
+    int64_t now = clock.NowMs();
+    step_in_flight = true;
+    writer->Submit(
+        [users = std::move(users), new_ids = std::move(new_ids), next, applied, now](WriteTxn& t) -> Status {
+          *applied = 0;
+          auto pending = domain::PendingFieldsByUser(t);
+          if (!pending.ok()) return pending.status();
+          static const domain::HeldFields kNone;
+          const std::string run_id = std::to_string(next.run_id);
+          for (size_t i = 0; i < users.size(); ++i) {
+            const auto& p = users[i];
+            USERSD_RETURN_IF_ERROR(t.PutMeta(SeenKey(p.workos_id), run_id));
+            auto child = t.BeginNested();
+            if (!child.ok()) return child.status();
+            const domain::HeldFields* held = &kNone;
+            auto u = child->FindByWorkosId(p.workos_id);
+            if (!u.ok()) return u.status();
+            if (u->has_value()) {
+              auto it = pending->find((*u)->id);
+              if (it != pending->end()) held = &it->second;
+            }
+            auto r = domain::ApplyRemoteUser(*child, p, *held, new_ids[i], now);
+            if (r.ok()) {
+              USERSD_RETURN_IF_ERROR(child->Commit());
+              if (*r == RemoteOutcome::kCreated || *r == RemoteOutcome::kUpdated) ++*applied;
+            } else {
+              child->Abort();
+              if (r.status().code() == Code::kMapFull) return r.status();
+              LogWarn("reconcile: skipped a user that cannot be applied",
+                      {{"workos_id", p.workos_id}, {"error", r.status().ToString()}});
+            }
+          }
+          RunState saved = next;
+          saved.applied += *applied;
+          return t.PutMeta(kMetaState, saved.ToJson().dump());
+        },
+        [this, alive = alive, next, applied](Status st) {
+          if (!*alive) return;
+          step_in_flight = false;
+          if (closed) return;
+          if (!st.ok()) return Fail("applying a page failed: " + st.ToString());
+          run = next;
+          run.applied += *applied;
+          run.last_error.clear();
+          backoff_ms = 0;
+          Step();
+        });
+  }
+
+  // One batch of local users: those the listing did not show, and that
+  // existed before the run started, are gone from WorkOS.
+  void Sweep() {
+    struct BatchOut {
+      uint64_t deleted = 0;
+      std::string last_id;
+      bool done = false;
+    };
+    auto out = std::make_shared<BatchOut>();
+    RunState cur = run;
+    int64_t now = clock.NowMs();
+    size_t batch = static_cast<size_t>(std::max(1, opt.sweep_batch));
+    step_in_flight = true;
+    writer->Submit(
+        [cur, out, now, batch](WriteTxn& t) -> Status {
+          *out = BatchOut{};
+          auto users = t.ListUsers(cur.after, batch);
+          if (!users.ok()) return users.status();
+          const std::string run_id = std::to_string(cur.run_id);
+          for (const auto& u : *users) {
+            out->last_id = u.id;
+            std::string key = SeenKey(u.workos_id);
+            auto mark = t.GetMeta(key);
+            if (!mark.ok()) return mark.status();
+            bool seen = mark->has_value() && **mark == run_id;
+            if (mark->has_value()) USERSD_RETURN_IF_ERROR(t.DeleteMeta(key));
+            if (seen || !u.live() || u.created_at_ms >= cur.started_at_ms) continue;
+            auto r = domain::ApplyRemoteDelete(t, u.workos_id, now);
+            if (!r.ok()) return r.status();
+            if (*r == RemoteOutcome::kDeleted) {
+              ++out->deleted;
+              LogInfo("reconcile: WorkOS no longer has this user; soft-deleted",
+                      {{"user", u.id}, {"workos_id", u.workos_id}});
+            }
+          }
+          out->done = users->size() < batch;
+          RunState saved = cur;
+          saved.deleted += out->deleted;
+          saved.after = out->last_id.empty() ? cur.after : out->last_id;
+          if (out->done) {
+            // The feed goes on from the run's start: what changed during
+            // the run arrives as events (applying one twice is harmless).
+            saved.running = false;
+            saved.phase.clear();
+            saved.after.clear();
+            USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursor, ""));
+            USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursorAt, "0"));
+            USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsRangeStart, std::to_string(cur.started_at_ms)));
+            USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCaughtUpAt, std::to_string(now)));
+            USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaLastFinished, std::to_string(now)));
+          }
+          return t.PutMeta(kMetaState, saved.ToJson().dump());
+        },
+        [this, alive = alive, out, now](Status st) {
+          if (!*alive) return;
+          step_in_flight = false;
+          if (closed) return;
+          if (!st.ok()) return Fail("sweeping local users failed: " + st.ToString());
+          run.deleted += out->deleted;
+          if (!out->last_id.empty()) run.after = out->last_id;
+          if (!out->done) return Step();
+          run.running = false;
+          run.phase.clear();
+          run.after.clear();
+          last_finished_ms = now;
+          ++runs_completed;
+          LogInfo("reconcile: done", {{"run", std::to_string(run.run_id)},
+                                      {"users", std::to_string(run.seen)},
+                                      {"applied", std::to_string(run.applied)},
+                                      {"deleted", std::to_string(run.deleted)},
+                                      {"seconds", std::to_string((now - run.started_at_ms) / 1000)}});
+          if (on_finished) on_finished();
+          Arm(kIdleCheckMs);
+        });
+  }
+
+  void Fail(const std::string& error) {
+    LogWarn("reconcile: run failed", {{"run", std::to_string(run.run_id)}, {"error", error}});
+    ++runs_failed;
+    run.running = false;
+    run.last_error = error;
+    Persist(run, [this] { Arm(kIdleCheckMs); });
+  }
+
+  // ------------------------------------------------------- one user
+
+  void ResyncOne(const std::string& workos_id, std::function<void(Result<ResyncResult>)> done) {
+    if (closed) return done(Status::Unavailable("shutting down"));
+    if (!workos->Configured()) return done(Status::Unavailable("WorkOS is not configured"));
+    workos->GetUserRaw(workos_id, [this, alive = alive, workos_id, done = std::move(done)](HttpResponse&& r) {
+      if (!*alive) return;
+      if (closed || r.cancelled) return done(Status::Unavailable("shutting down"));
+      std::optional<domain::WorkosGateway::Profile> profile;
+      if (r.status == 200) {
+        profile = WorkosClient::ParseProfile(Json::parse(r.body, nullptr, false));
+        if (!profile || profile->workos_id.empty()) return done(Status::Internal("WorkOS returned an unreadable user"));
+      } else if (r.status != 404) {
+        return done(Status::Unavailable(r.status == 0 ? "WorkOS unreachable: " + r.error
+                                                      : "WorkOS answered HTTP " + std::to_string(r.status)));
+      }
+      auto result = std::make_shared<ResyncResult>();
+      result->in_workos = profile.has_value();
+      int64_t now = clock.NowMs();
+      std::string new_id = domain::NewUuid();
+      writer->Submit(
+          [profile, workos_id, result, now, new_id](WriteTxn& t) -> Status {
+            Result<RemoteOutcome> r = RemoteOutcome::kUnchanged;
+            if (profile) {
+              domain::HeldFields held;
+              auto u = t.FindByWorkosId(workos_id);
+              if (!u.ok()) return u.status();
+              if (u->has_value()) {
+                auto pending = domain::PendingFieldsByUser(t);
+                if (!pending.ok()) return pending.status();
+                if (auto it = pending->find((*u)->id); it != pending->end()) held = it->second;
+              }
+              r = domain::ApplyRemoteUser(t, *profile, held, new_id, now);
+            } else {
+              r = domain::ApplyRemoteDelete(t, workos_id, now);
+            }
+            if (!r.ok()) return r.status();
+            result->outcome = *r;
+            auto after = t.FindByWorkosId(workos_id);
+            if (!after.ok()) return after.status();
+            result->user = *after;
+            return Status::Ok();
+          },
+          [alive = alive, result, done](Status st) {
+            if (!*alive) return;
+            if (!st.ok()) return done(st);
+            done(std::move(*result));
+          });
+    });
+  }
+};
+
+Reconciler::Reconciler(uv_loop_t* loop, WorkosApi* workos, store::Store* store, store::Writer* writer,
+                       const Clock& clock, ReconcileOptions options)
+    : impl_(std::make_unique<Impl>(loop, workos, store, writer, clock, options)) {}
+
+Reconciler::~Reconciler() {
+  if (impl_->timer_open && !impl_->timer_closed) {
+    LogError("Reconciler destroyed before its timer closed");
+    std::abort();
+  }
+  *impl_->alive = false;
+}
+
+void Reconciler::SetOnFinished(std::function<void()> f) {
+  impl_->on_finished = std::move(f);
+}
+
+void Reconciler::Start() {
+  Impl& m = *impl_;
+  if (m.timer_open || m.closed) return;
+  auto txn = m.store->BeginRead();
+  if (txn.ok()) {
+    auto s = txn->GetMeta(kMetaState);
+    if (s.ok() && s->has_value()) m.run = RunState::FromJson(Json::parse(**s, nullptr, false));
+    auto f = txn->GetMeta(kMetaLastFinished);
+    if (f.ok() && f->has_value()) m.last_finished_ms = std::strtoll((*f)->c_str(), nullptr, 10);
+  }
+  uv_timer_init(m.loop, &m.timer);
+  m.timer.data = &m;
+  m.timer_open = true;
+  if (m.run.running) {
+    if (m.workos->Configured()) {
+      LogInfo("reconcile: resuming an interrupted run",
+              {{"run", std::to_string(m.run.run_id)}, {"phase", m.run.phase}, {"users", std::to_string(m.run.seen)}});
+    }
+    m.Arm(0);
+  } else {
+    m.Arm(m.opt.interval_ms > 0 ? 0 : kIdleCheckMs);
+  }
+}
+
+Result<uint64_t> Reconciler::StartAll(const std::string& reason) {
+  return impl_->StartAll(reason);
+}
+
+void Reconciler::ResyncOne(const std::string& workos_id, std::function<void(Result<ResyncResult>)> done) {
+  impl_->ResyncOne(workos_id, std::move(done));
+}
+
+bool Reconciler::running() const {
+  return impl_->run.running;
+}
+
+void Reconciler::SetOptions(ReconcileOptions options) {
+  impl_->opt = options;
+}
+
+void Reconciler::Close() {
+  Impl& m = *impl_;
+  if (m.closed) return;
+  m.closed = true;
+  if (m.timer_open) {
+    uv_timer_stop(&m.timer);
+    uv_close(reinterpret_cast<uv_handle_t*>(&m.timer),
+             [](uv_handle_t* h) { static_cast<Impl*>(h->data)->timer_closed = true; });
+  }
+}
+
+ReconcileStatus Reconciler::status() const {
+  const Impl& m = *impl_;
+  ReconcileStatus s;
+  s.running = m.run.running;
+  s.reason = m.run.reason;
+  s.phase = m.run.phase;
+  s.run_id = m.run.run_id;
+  s.started_at_ms = m.run.started_at_ms;
+  s.finished_at_ms = m.last_finished_ms;
+  s.pages = m.run.pages;
+  s.users_seen = m.run.seen;
+  s.users_applied = m.run.applied;
+  s.users_deleted = m.run.deleted;
+  s.runs_completed = m.runs_completed;
+  s.runs_failed = m.runs_failed;
+  s.last_error = m.run.last_error;
+  return s;
+}
+
+void Reconciler::ExportMetrics(Metrics& m) const {
+  ReconcileStatus s = status();
+  m.Describe("usersd_reconcile_running", "gauge", "1 while a reconciliation (full WorkOS user listing) runs.");
+  m.Describe("usersd_reconcile_runs_total", "counter", "Reconciliation runs ended in this process, by outcome.");
+  m.Describe("usersd_reconcile_users_seen", "gauge", "WorkOS users listed by the current or last run.");
+  m.Describe("usersd_reconcile_users_deleted", "gauge",
+             "Local users the current or last run soft-deleted (WorkOS no longer had them).");
+  m.Describe("usersd_reconcile_last_finished_timestamp_seconds", "gauge",
+             "When the last reconciliation finished (0: never).");
+  m.Set("usersd_reconcile_running", {}, s.running ? 1 : 0);
+  m.Set("usersd_reconcile_runs_total", {{"outcome", "completed"}}, static_cast<double>(s.runs_completed));
+  m.Set("usersd_reconcile_runs_total", {{"outcome", "failed"}}, static_cast<double>(s.runs_failed));
+  m.Set("usersd_reconcile_users_seen", {}, static_cast<double>(s.users_seen));
+  m.Set("usersd_reconcile_users_deleted", {}, static_cast<double>(s.users_deleted));
+  m.Set("usersd_reconcile_last_finished_timestamp_seconds", {}, s.finished_at_ms / 1000.0);
+}
+
+}  // namespace usersd::sync

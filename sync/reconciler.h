@@ -1,0 +1,109 @@
+// Reconciler: repairs what the events feed missed (SPEC 4b "Reconciliation").
+//
+// WorkOS keeps events for a limited time and an edge host can be offline
+// longer; a server may also change or delete a user without an event. A full
+// run lists every WorkOS user
+//   GET /user_management/users?order=asc&limit=100&after={last id}
+// and applies each one as an event would (domain/remote_user.h: pending
+// local changes still win, stale states are refused), then sweeps the local
+// users: a live local user that the listing did not show, and that existed
+// before the run started, is soft-deleted (WorkOS no longer has it). When
+// the sweep is done it clears the events cursor and points the feed at the
+// run's start (events_range_start), so the poller reads on from there.
+//
+// Triggers: the events poller (cursor too old, cursor rejected), a timer
+// (every interval since the last run finished; the first one that long after
+// the store was created), and `admin.users.resync {all: true}`. One run at a
+// time; a trigger during a run joins it.
+//
+// Pacing and resumption: list requests start at most requests_per_second;
+// a retryable failure (transport, 408, 429, 5xx) waits with exponential
+// backoff (honouring Retry-After) and retries the same page; another answer
+// ends the run with last_error (the next trigger starts over). The run's
+// state (phase, position, counters) is committed with every page and every
+// sweep batch (meta "reconcile"), and which WorkOS users the listing showed
+// is recorded per user (meta "rcs:{workosId}" = run id), so a restart
+// resumes where it stopped.
+//
+// ResyncOne: the same for one user (GET; 404 soft-deletes the local user).
+//
+// Loop thread only. Owns one uv_timer_t; Close() before destruction, then
+// let the loop run once. Borrows everything passed to the constructor.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "domain/remote_user.h"
+#include "store/writer.h"
+#include "sync/workos_client.h"
+
+namespace usersd::sync {
+
+struct ReconcileOptions {
+  double requests_per_second = 5;       // list requests (sync.reconcile.requests_per_second)
+  int64_t interval_ms = 24LL * 3600 * 1000;  // 0: no timer (sync.reconcile.interval_hours)
+  int64_t initial_backoff_ms = 1000;
+  int64_t max_backoff_ms = 60000;
+  int page_limit = 100;    // users per list request (WorkOS allows 1..100)
+  int sweep_batch = 500;   // local users per sweep transaction
+};
+
+struct ReconcileStatus {
+  bool running = false;
+  std::string reason;  // cursor_too_old | cursor_rejected | interval | admin
+  std::string phase;   // list | sweep (while running)
+  uint64_t run_id = 0;
+  int64_t started_at_ms = 0;
+  int64_t finished_at_ms = 0;  // last run's end (0: never)
+  uint64_t pages = 0;
+  uint64_t users_seen = 0;     // WorkOS users listed
+  uint64_t users_applied = 0;  // created or updated here
+  uint64_t users_deleted = 0;  // soft-deleted by the sweep
+  uint64_t runs_completed = 0;  // this process
+  uint64_t runs_failed = 0;     // this process
+  std::string last_error;
+};
+
+struct ResyncResult {
+  domain::RemoteOutcome outcome = domain::RemoteOutcome::kUnchanged;
+  bool in_workos = true;
+  std::optional<store::UserRecord> user;  // the local user afterwards
+};
+
+class Reconciler {
+ public:
+  Reconciler(uv_loop_t* loop, WorkosApi* workos, store::Store* store, store::Writer* writer, const Clock& clock,
+             ReconcileOptions options);
+  ~Reconciler();  // REQUIRES: Close() was called and its close callback ran.
+  Reconciler(const Reconciler&) = delete;
+  Reconciler& operator=(const Reconciler&) = delete;
+
+  // Runs after every completed run (the poller reloads its position).
+  void SetOnFinished(std::function<void()> f);
+  // Loads the persisted state, resumes a run that a stop interrupted, and
+  // arms the interval timer.
+  void Start();
+  // Starts a full run unless one runs; returns the run's id. Unavailable when
+  // WorkOS is not configured or the reconciler is closed.
+  Result<uint64_t> StartAll(const std::string& reason);
+  // One user by WorkOS id.
+  void ResyncOne(const std::string& workos_id, std::function<void(Result<ResyncResult>)> done);
+  bool running() const;
+  void SetOptions(ReconcileOptions options);
+  void Close();
+  ReconcileStatus status() const;
+  void ExportMetrics(Metrics& m) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace usersd::sync

@@ -1,0 +1,304 @@
+// Tests of sync/reconciler.h against a fake WorkosApi listing users, with a
+// real store: a full run repairs silent renames and silent deletes, keeps
+// pending local changes, paces its requests, retries, resumes after a
+// restart, and hands the feed position back to the events poller; one user
+// can be resynced on its own.
+#include <catch2/catch.hpp>
+
+#include "common/timefmt.h"
+#include "sync/events_poller.h"
+#include "sync/reconciler.h"
+#include "sync_fake_workos.h"
+
+namespace usersd::sync {
+namespace {
+
+using testing::FakeWorkos;
+using testing::Reply;
+using testing::StoreRig;
+
+// WorkOS users, listed oldest first the way GET /user_management/users
+// answers order=asc: after = user id, list_metadata.after = the last id
+// returned when more follow, null at the end.
+struct Directory {
+  std::vector<Json> users;
+
+  void Add(const std::string& id, const std::string& email, const std::string& first) {
+    users.push_back(Json{{"object", "user"},
+                         {"id", id},
+                         {"email", email},
+                         {"first_name", first},
+                         {"last_name", "L"},
+                         {"profile_picture_url", nullptr},
+                         {"created_at", "2026-01-01T00:00:00.000Z"},
+                         {"updated_at", "2026-01-01T00:00:00.000Z"}});
+  }
+  HttpResponse List(const FakeWorkos::Call& c) const {
+    Json data = Json::array();
+    size_t i = 0;
+    if (c.after) {
+      while (i < users.size() && users[i]["id"].get<std::string>() <= *c.after) ++i;
+    }
+    for (; i < users.size() && static_cast<int>(data.size()) < c.limit; ++i) data.push_back(users[i]);
+    bool more = i < users.size();
+    Json after = more ? data.back()["id"] : Json(nullptr);
+    return Reply(200, Json{{"object", "list"}, {"data", data}, {"list_metadata", {{"after", after}}}}.dump());
+  }
+  HttpResponse Get(const std::string& id) const {
+    for (const auto& u : users)
+      if (u["id"] == id) return Reply(200, u.dump());
+    return Reply(404, R"({"code":"entity_not_found"})");
+  }
+};
+
+struct Rig {
+  Rig() {
+    base.before_shutdown = [this] {
+      if (rec) rec->Close();
+    };
+    base.workos.responder = [this](const FakeWorkos::Call& c) {
+      if (c.method == "USERS") return dir.List(c);
+      if (c.method == "GET") return dir.Get(c.workos_id);
+      return Reply(200, "{}");
+    };
+    opt.requests_per_second = 1000;  // 1 ms apart unless a test says otherwise
+    opt.interval_ms = 0;
+    opt.page_limit = 2;
+    opt.sweep_batch = 2;
+  }
+  ~Rig() {
+    base.Shutdown();
+    rec.reset();
+  }
+  void Start() {
+    rec = std::make_unique<Reconciler>(&base.loop, &base.workos, base.store.get(), base.writer.get(), base.clock, opt);
+    rec->SetOnFinished([this] { ++finished; });
+    rec->Start();
+  }
+  void Restart() {
+    rec->Close();
+    base.workos.DropPending();
+    uv_run(&base.loop, UV_RUN_NOWAIT);
+    base.SpinUntil([] { return true; });
+    rec.reset();
+    Start();
+  }
+  // Answers requests (moving the fake clock past each pacing gap) until the
+  // run is over.
+  void RunToEnd() {
+    base.SpinUntil([&] {
+      if (base.workos.Deliver() == 0) base.clock.Advance(1);
+      return !rec->running();
+    });
+  }
+  std::optional<store::UserRecord> ByWorkosId(const std::string& wid) {
+    auto txn = base.store->BeginRead();
+    REQUIRE(txn.ok());
+    auto u = txn->FindByWorkosId(wid);
+    REQUIRE(u.ok());
+    return *u;
+  }
+  std::optional<std::string> Meta(const char* key) {
+    auto txn = base.store->BeginRead();
+    REQUIRE(txn.ok());
+    auto v = txn->GetMeta(key);
+    REQUIRE(v.ok());
+    return *v;
+  }
+  size_t Calls(const std::string& method) {
+    size_t n = 0;
+    for (const auto& c : base.workos.calls) n += c.method == method;
+    return n;
+  }
+
+  StoreRig base;
+  Directory dir;
+  ReconcileOptions opt;
+  int finished = 0;
+  std::unique_ptr<Reconciler> rec;
+};
+
+TEST_CASE("reconcile: a full run applies renames, creates missing users and soft-deletes what WorkOS lost",
+          "[sync][reconcile]") {
+  Rig rig;
+  // Local: a user renamed in WorkOS without an event, one deleted in WorkOS
+  // without an event, and one with an undelivered local change.
+  auto renamed = rig.base.MakeUser("local-renamed", "user_1");
+  renamed.first_name = "OldName";
+  rig.base.PutUser(renamed);
+  auto gone = rig.base.MakeUser("local-gone", "user_gone");
+  rig.base.PutUser(gone);
+  auto pending = rig.base.MakeUser("local-pending", "user_3");
+  pending.first_name = "LocalFirst";
+  rig.base.PutUser(pending);
+  rig.base.Enqueue("local-pending", store::JobOp::kUpdate, {{"first_name", "LocalFirst"}});
+  rig.base.clock.Advance(1000);  // the run starts after these users existed
+
+  rig.dir.Add("user_1", "one@example.com", "NewName");
+  rig.dir.Add("user_2", "two@example.com", "Two");  // never seen here
+  rig.dir.Add("user_3", "three@example.com", "RemoteFirst");
+  rig.dir.Add("user_4", "four@example.com", "Four");
+  rig.dir.Add("user_5", "five@example.com", "Five");
+
+  rig.Start();
+  auto run = rig.rec->StartAll("admin");
+  REQUIRE(run.ok());
+  CHECK(rig.rec->running());
+  rig.RunToEnd();
+
+  CHECK(rig.ByWorkosId("user_1")->first_name == "NewName");
+  CHECK(rig.ByWorkosId("user_1")->id == "local-renamed");
+  REQUIRE(rig.ByWorkosId("user_2"));
+  CHECK(rig.ByWorkosId("user_2")->email == "two@example.com");
+  CHECK(rig.ByWorkosId("user_3")->first_name == "LocalFirst");  // pending change wins until delivered
+  CHECK(rig.ByWorkosId("user_3")->email == "three@example.com");
+  CHECK_FALSE(rig.ByWorkosId("user_gone")->live());
+  CHECK(rig.ByWorkosId("user_5")->live());
+
+  ReconcileStatus s = rig.rec->status();
+  CHECK_FALSE(s.running);
+  CHECK(s.users_seen == 5);
+  CHECK(s.users_deleted == 1);
+  CHECK(s.pages == 3);  // 2 + 2 + 1
+  CHECK(s.finished_at_ms >= s.started_at_ms);
+  CHECK(rig.finished == 1);
+  // Every list request asks for oldest first, after the last id.
+  CHECK(rig.Calls("USERS") == 3);
+  CHECK(rig.base.workos.calls[1].after == std::optional<std::string>("user_2"));
+  // The feed goes on from the run's start; the per-user marks are gone.
+  CHECK(rig.Meta(kMetaEventsCursor) == std::optional<std::string>(""));
+  CHECK(rig.Meta(kMetaEventsRangeStart) == std::optional<std::string>(std::to_string(s.started_at_ms)));
+  CHECK_FALSE(rig.Meta("rcs:user_1").has_value());
+
+  // A second run finds nothing to do.
+  uint64_t txid;
+  {
+    auto txn = rig.base.store->BeginRead();
+    txid = txn->LastTxid();
+  }
+  REQUIRE(rig.rec->StartAll("admin").ok());
+  rig.RunToEnd();
+  auto txn = rig.base.store->BeginRead();
+  CHECK(txn->LastTxid() == txid);
+}
+
+TEST_CASE("reconcile: users created after the run started are not swept", "[sync][reconcile]") {
+  Rig rig;
+  rig.dir.Add("user_1", "one@example.com", "One");
+  rig.Start();
+  REQUIRE(rig.rec->StartAll("admin").ok());
+  // Provisioned here while the listing ran (WorkOS will list it next time).
+  auto fresh = rig.base.MakeUser("local-fresh", "user_fresh");
+  fresh.created_at_ms = rig.base.clock.NowMs() + 5;
+  rig.base.PutUser(fresh);
+  rig.RunToEnd();
+  CHECK(rig.ByWorkosId("user_fresh")->live());
+}
+
+TEST_CASE("reconcile: list requests are paced at requests_per_second", "[sync][reconcile]") {
+  Rig rig;
+  rig.opt.requests_per_second = 10;  // 100 ms apart
+  for (int i = 0; i < 6; ++i) rig.dir.Add("user_" + std::to_string(i), "u" + std::to_string(i) + "@example.com", "U");
+  rig.Start();
+  REQUIRE(rig.rec->StartAll("admin").ok());
+  rig.base.SpinUntil([&] { return rig.base.workos.pending() == 1; });
+  rig.base.workos.Deliver();
+  // The page is applied, then the next request waits for the fake clock.
+  rig.base.SpinUntil([&] { return rig.rec->status().pages == 1; });
+  for (int i = 0; i < 20; ++i) uv_run(&rig.base.loop, UV_RUN_NOWAIT);
+  CHECK(rig.base.workos.pending() == 0);
+  rig.base.clock.Advance(99);
+  for (int i = 0; i < 20; ++i) uv_run(&rig.base.loop, UV_RUN_NOWAIT);
+  CHECK(rig.base.workos.pending() == 0);
+  rig.base.clock.Advance(1);
+  rig.base.SpinUntil([&] { return rig.base.workos.pending() == 1; });
+  CHECK(rig.base.workos.pending_call(0).after == std::optional<std::string>("user_1"));
+  rig.RunToEnd();
+  // 3 requests over 200 ms of fake time at least.
+  const auto& calls = rig.base.workos.calls;
+  REQUIRE(calls.size() == 3);
+  CHECK(calls[1].at_ms - calls[0].at_ms >= 100);
+  CHECK(calls[2].at_ms - calls[1].at_ms >= 100);
+}
+
+TEST_CASE("reconcile: a 503 is retried with backoff on the same page; a 403 ends the run with the error",
+          "[sync][reconcile]") {
+  Rig rig;
+  rig.opt.initial_backoff_ms = 50;
+  for (int i = 0; i < 3; ++i) rig.dir.Add("user_" + std::to_string(i), "u" + std::to_string(i) + "@example.com", "U");
+  int failures = 1;
+  rig.base.workos.responder = [&](const FakeWorkos::Call& c) {
+    if (c.after && failures-- > 0) return Reply(503);
+    return rig.dir.List(c);
+  };
+  rig.Start();
+  REQUIRE(rig.rec->StartAll("admin").ok());
+  rig.RunToEnd();
+  CHECK(rig.rec->status().users_seen == 3);
+  CHECK(rig.Calls("USERS") == 3);
+  CHECK(rig.base.workos.calls[1].after == rig.base.workos.calls[2].after);  // the same page again
+  CHECK(rig.rec->status().last_error.empty());
+
+  rig.base.workos.responder = [](const FakeWorkos::Call&) { return Reply(403, R"({"code":"forbidden"})"); };
+  REQUIRE(rig.rec->StartAll("admin").ok());
+  rig.RunToEnd();
+  CHECK(rig.rec->status().last_error.find("403") != std::string::npos);
+  CHECK(rig.finished == 1);  // only the first run completed
+}
+
+TEST_CASE("reconcile: a run interrupted by a restart resumes where it stopped", "[sync][reconcile]") {
+  Rig rig;
+  for (int i = 0; i < 5; ++i) rig.dir.Add("user_" + std::to_string(i), "u" + std::to_string(i) + "@example.com", "U");
+  rig.Start();
+  auto run = rig.rec->StartAll("cursor_too_old");
+  REQUIRE(run.ok());
+  rig.base.SpinUntil([&] { return rig.base.workos.pending() == 1; });
+  rig.base.workos.Deliver();
+  rig.base.SpinUntil([&] { return rig.rec->status().pages == 1; });
+  rig.Restart();  // the next request was not answered
+  CHECK(rig.rec->running());
+  CHECK(rig.rec->status().run_id == *run);
+  CHECK(rig.rec->status().reason == "cursor_too_old");
+  rig.RunToEnd();
+  const auto& calls = rig.base.workos.calls;
+  // First request; then, after the restart, it went on after user_1.
+  bool resumed = false;
+  for (size_t i = 1; i < calls.size(); ++i) resumed |= calls[i].after == std::optional<std::string>("user_1");
+  CHECK(resumed);
+  for (size_t i = 1; i < calls.size(); ++i) CHECK(calls[i].after.has_value());  // never from the start again
+  CHECK(rig.rec->status().users_seen == 5);
+  for (int i = 0; i < 5; ++i) CHECK(rig.ByWorkosId("user_" + std::to_string(i)));
+}
+
+TEST_CASE("reconcile: one user is resynced on its own; a 404 soft-deletes it", "[sync][reconcile]") {
+  Rig rig;
+  auto u = rig.base.MakeUser("local-1", "user_1");
+  u.first_name = "Old";
+  rig.base.PutUser(u);
+  rig.base.PutUser(rig.base.MakeUser("local-2", "user_2"));
+  rig.dir.Add("user_1", "one@example.com", "New");
+  rig.Start();
+  std::optional<Result<ResyncResult>> got;
+  rig.rec->ResyncOne("user_1", [&](Result<ResyncResult> r) { got = std::move(r); });
+  rig.base.SpinUntil([&] {
+    rig.base.workos.Deliver();
+    return got.has_value();
+  });
+  REQUIRE(got->ok());
+  CHECK((*got)->outcome == domain::RemoteOutcome::kUpdated);
+  CHECK((*got)->user->first_name == "New");
+
+  got.reset();
+  rig.rec->ResyncOne("user_2", [&](Result<ResyncResult> r) { got = std::move(r); });
+  rig.base.SpinUntil([&] {
+    rig.base.workos.Deliver();
+    return got.has_value();
+  });
+  REQUIRE(got->ok());
+  CHECK((*got)->outcome == domain::RemoteOutcome::kDeleted);
+  CHECK_FALSE((*got)->in_workos);
+  CHECK_FALSE(rig.ByWorkosId("user_2")->live());
+}
+
+}  // namespace
+}  // namespace usersd::sync
