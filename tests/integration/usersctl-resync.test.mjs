@@ -133,16 +133,47 @@ describe('usersctl users resync', () => {
     }
   });
 
-  test('a usersd without admin.users.resync: exit 1, says so', async () => {
+  test('an older usersd without admin.users.resync: exit 1, says so', async () => {
+    const sock = path.join(dir, 'old.sock');
+    // What an older daemon answers: a ValidationError defect naming the method.
+    const s = await standIn(sock, (tag) => ({ die: { name: 'ValidationError', message: `unknown method "${tag}"` } }));
+    try {
+      for (const args of [['--all'], ['--all', '--wait'], ['--workos-id', 'user_x'], [USER.id]]) {
+        const r = await ctl(['--socket', sock, 'users', 'resync', ...args]);
+        assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+        assert.equal(r.stdout, '');
+        assert.match(r.stderr, /^usersctl: this usersd does not support users resync \((ValidationError: )?unknown method "admin\.users\.resync"\); it needs a newer usersd\n$/);
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('against the real daemon: resync ID repairs a silent rename, --all --wait a silent delete', async () => {
     const fake = await withFake({ t: scope });
     const d = await startDaemon({ fake, t: scope, configExtra: { workos: { events_poll_seconds: 0 } } });
-    for (const args of [['--all'], ['--all', '--wait'], ['--workos-id', 'user_x'], [USER.id]]) {
-      const r = await ctl(['--socket', d.adminPath, 'users', 'resync', ...args]);
-      assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
-      assert.equal(r.stdout, '');
-      // The daemon's defect is {name: "ValidationError", message: 'unknown method "..."'}.
-      assert.match(r.stderr, /^usersctl: this usersd does not support users resync \((ValidationError: )?unknown method "admin\.users\.resync"\); it needs a newer usersd\n$/);
-    }
+    const seed = async (first) => fake.createUser({ email: `ctl-${first}-${process.pid}@example.com`, first_name: first, last_name: 'K' });
+    const a = await seed('Alpha');
+    const b = await seed('Beta');
+    const imported = await ctl(['--socket', d.adminPath, 'users', 'resync', '--workos-id', a.id]);
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.match(imported.stdout, /^outcome +created\n/);
+    assert.equal((await ctl(['--socket', d.adminPath, 'users', 'resync', '--workos-id', b.id])).code, 0);
+    // Changed and deleted in WorkOS without events (and the poller is off).
+    await fake.createUser({ id: a.id, first_name: 'Renamed' });
+    await fake.deleteUser(b.id);
+    const local = JSON.parse((await ctl(['--socket', d.adminPath, '--json', 'users', 'get', '--workos-id', a.id])).stdout);
+    const one = await ctl(['--socket', d.adminPath, 'users', 'resync', local.id]);
+    assert.equal(one.code, 0, one.stderr);
+    assert.match(one.stdout, /^outcome +updated\n/);
+    assert.match(one.stdout, /Renamed/);
+    const all = await ctl(['--socket', d.adminPath, '--json', 'users', 'resync', '--all', '--wait']);
+    assert.equal(all.code, 0, all.stderr);
+    const answer = JSON.parse(all.stdout);
+    assert.equal(answer.reconcile.state, 'idle');
+    assert.equal(answer.reconcile.usersDeleted, 1);
+    const gone = JSON.parse((await ctl(['--socket', d.adminPath, '--json', 'users', 'get', '--workos-id', b.id])).stdout);
+    assert.ok(gone.deletedAt);
   });
 
   test('one user: the outcome and the user; --json prints the answer as is', async () => {
