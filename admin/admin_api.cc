@@ -364,6 +364,8 @@ void AdminApi::Impl::RegisterMetrics() {
   m.Describe("usersd_jwks_age_seconds", "gauge", "Seconds since the keys in use were fetched or loaded (-1: none).");
   m.Describe("usersd_writer_batches_total", "counter", "Store write batches committed (one fsync each).");
   m.Describe("usersd_writer_ops_total", "counter", "Store write operations run.");
+  m.Describe("usersd_writer_replays_total", "counter",
+             "Write batches aborted and run again op by op because an op failed.");
   m.Describe("usersd_writer_queue_depth", "gauge", "Write operations waiting for the writer thread.");
   m.Describe("usersd_socket_refused_total", "counter", "Application socket connections refused, by reason.");
   m.Describe("usersd_admin_streams", "gauge", "Open admin.changes streams.");
@@ -407,6 +409,7 @@ void AdminApi::Impl::RegisterMetrics() {
     if (d.writer) {
       m.Set("usersd_writer_batches_total", {}, static_cast<double>(d.writer->batches()));
       m.Set("usersd_writer_ops_total", {}, static_cast<double>(d.writer->ops()));
+      m.Set("usersd_writer_replays_total", {}, static_cast<double>(d.writer->replays()));
       m.Set("usersd_writer_queue_depth", {}, static_cast<double>(d.writer->queued()));
     }
     if (d.app_server) {

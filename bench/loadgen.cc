@@ -6,11 +6,14 @@
 //
 //   usersd-loadgen --socket PATH --tokens FILE [--connections 32]
 //                  [--duration 10] [--warmup 1] [--op me|update]
-//                  [--field timezone|firstName|settings] [--json]
+//                  [--field timezone|firstName|settings] [--refuse-percent P] [--json]
 //
 // FILE holds one "USER_ID TOKEN" pair per line; connection i uses pair
 // i % lines. Single-threaded (libuv), so the generator itself costs one core,
-// as redis-benchmark does.
+// as redis-benchmark does. With --refuse-percent P, P% of updates name a
+// user id that does not exist, which every policy refuses (UnauthorizedError:
+// the self-only policy before the write, the org-admin policy inside it);
+// those replies are counted as `refused`, not errors.
 #include <uv.h>
 
 #include <algorithm>
@@ -35,6 +38,7 @@ struct Options {
   double warmup_s = 1;
   std::string op = "me";
   std::string field = "timezone";
+  int refuse_percent = 0;
   bool json = false;
 };
 
@@ -48,6 +52,7 @@ struct State {
   Clock::time_point start, measure_from, end;
   std::vector<uint32_t> samples_us;  // latency samples in the measured window
   uint64_t errors = 0;
+  uint64_t refused = 0;
   uint64_t completed = 0;
   bool stopping = false;
   int open = 0;
@@ -63,12 +68,18 @@ struct Conn {
   std::string inbuf;
   std::string line;
   uint64_t seq = 0;
+  bool refusing = false;  // the request in flight names another user
   Clock::time_point sent_at;
   char readbuf[65536];
 
   void BuildRequest() {
-    const auto& [uid, token] = st->creds[index % st->creds.size()];
+    const auto& [own_uid, token] = st->creds[index % st->creds.size()];
     ++seq;
+    // P of every 100 updates name a user that does not exist.
+    static const std::string kNobody = "00000000-0000-4000-8000-00000000dead";
+    refusing = st->opt.op == "update" && st->opt.refuse_percent > 0 &&
+               (seq * static_cast<uint64_t>(st->opt.refuse_percent)) % 100 < static_cast<uint64_t>(st->opt.refuse_percent);
+    const std::string& uid = refusing ? kNobody : own_uid;
     line.clear();
     line += R"({"_tag":"Request","id":")";
     line += std::to_string(seq);
@@ -116,7 +127,9 @@ struct Conn {
   void OnLine(std::string_view l) {
     auto now = Clock::now();
     bool ok = l.find(R"("_tag":"Success")") != std::string_view::npos;
-    if (!ok) {
+    if (!ok && refusing && l.find("UnauthorizedError") != std::string_view::npos) {
+      st->refused++;
+    } else if (!ok) {
       if (st->errors < 3) fprintf(stderr, "error reply: %.*s\n", static_cast<int>(std::min<size_t>(l.size(), 300)), l.data());
       st->errors++;
     }
@@ -160,7 +173,8 @@ void OnRead(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
 void Usage() {
   fprintf(stderr,
           "usage: usersd-loadgen --socket PATH --tokens FILE [--connections N] [--duration S]\n"
-          "                      [--warmup S] [--op me|update] [--field timezone|firstName|settings] [--json]\n");
+          "                      [--warmup S] [--op me|update] [--field timezone|firstName|settings]\n"
+          "                      [--refuse-percent P] [--json]\n");
 }
 
 }  // namespace
@@ -183,6 +197,7 @@ int main(int argc, char** argv) {
     else if (a == "--warmup") st.opt.warmup_s = std::atof(next().c_str());
     else if (a == "--op") st.opt.op = next();
     else if (a == "--field") st.opt.field = next();
+    else if (a == "--refuse-percent") st.opt.refuse_percent = std::atoi(next().c_str());
     else if (a == "--json") st.opt.json = true;
     else {
       Usage();
@@ -244,14 +259,15 @@ int main(int argc, char** argv) {
   };
   double rps = st.completed / secs;
   if (st.opt.json) {
-    printf("{\"op\":\"%s\",\"connections\":%d,\"seconds\":%.1f,\"requests\":%llu,\"errors\":%llu,\"rps\":%.0f,"
-           "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f}\n",
+    printf("{\"op\":\"%s\",\"connections\":%d,\"seconds\":%.1f,\"requests\":%llu,\"errors\":%llu,"
+           "\"refused\":%llu,\"rps\":%.0f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f}\n",
            st.opt.op.c_str(), st.opt.connections, secs, static_cast<unsigned long long>(st.completed),
-           static_cast<unsigned long long>(st.errors), rps, pct(50), pct(90), pct(99), pct(99.9));
+           static_cast<unsigned long long>(st.errors), static_cast<unsigned long long>(st.refused), rps, pct(50),
+           pct(90), pct(99), pct(99.9));
   } else {
-    printf("%s: %d connections, %.1f s: %llu requests, %.0f req/s, errors %llu\n", st.opt.op.c_str(),
+    printf("%s: %d connections, %.1f s: %llu requests, %.0f req/s, errors %llu, refused %llu\n", st.opt.op.c_str(),
            st.opt.connections, secs, static_cast<unsigned long long>(st.completed), rps,
-           static_cast<unsigned long long>(st.errors));
+           static_cast<unsigned long long>(st.errors), static_cast<unsigned long long>(st.refused));
     printf("latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f\n", pct(50), pct(90), pct(99), pct(99.9));
   }
   uv_loop_close(st.loop);

@@ -4,6 +4,7 @@
 //   node bench/setup.mjs --fake URL --socket PATH --users K --out FILE
 //       creates K users in the WorkOS fake, mints a token for each and
 //       provisions them in usersd with one user.me each (to learn their ids).
+//       With --org ORG --role ROLE the tokens carry org_id and role claims.
 //   node bench/setup.mjs --fake URL --seeded FILE --out FILE
 //       mints tokens for "UUID WORKOS_ID" lines written by usersd-seed.
 import fs from 'node:fs';
@@ -46,7 +47,10 @@ if (args.seeded) {
   const k = Number(args.users || 100);
   for (let i = 0; i < k; i++) {
     const u = await fake.createUser({ email: `loadgen${i}.${Date.now()}@example.com`, first_name: 'Load', last_name: `Gen ${i}` });
-    const token = await fake.mintToken({ sub: u.id, expiresIn: 6 * 3600 });
+    const claims = { sub: u.id, expiresIn: 6 * 3600 };
+    if (args.org) claims.org_id = args.org;
+    if (args.role) claims.role = args.role;
+    const token = await fake.mintToken(claims);
     const cur = await me(args.socket, token);
     lines.push(`${cur.id} ${token}`);
   }

@@ -18,33 +18,38 @@ using store::WriteTxn;
 
 namespace {
 
-// The outcome a WriteOp decided on. When `rollback` is set the op returned a
-// non-ok status on purpose (nothing written) and `result` is the answer.
+// The outcome a WriteOp decided on. When `refused` is set the op wrote
+// nothing and `result` is the answer (see Refuse).
 struct Decision {
   OpResult result;
-  bool rollback = false;
+  bool refused = false;
   bool queued_job = false;   // the op enqueued an outbox job
   bool created_new = false;  // provisioning created the user (not found it)
 
   // Called first in every WriteOp: a replayed op starts from scratch.
   void Reset() {
-    rollback = false;
+    refused = false;
     queued_job = false;
     created_new = false;
   }
 };
 
-// Status a WriteOp returns to roll back after deciding its answer.
-Status Rollback(Decision* d, OpResult r) {
+// What a WriteOp returns when it refuses (policy, not found, nothing to
+// fall back on): the answer is decided and the op commits nothing. It is
+// not a failure: the writer's batch goes on (a failed op would make it abort
+// and run every op of the batch again, one nested transaction each).
+// REQUIRES: the op has written nothing yet; every call below comes before
+// the op's first write.
+Status Refuse(Decision* d, OpResult r) {
   d->result = std::move(r);
-  d->rollback = true;
-  return Status::NotFound("rolled back by decision");
+  d->refused = true;
+  return Status::Ok();
 }
 
 // Maps the writer's status and the op's decision to the reply.
 // Runs once per op, after its last replay: the result moves out.
 OpResult Conclude(const Status& st, Decision& d) {
-  if (st.ok() || d.rollback) return std::move(d.result);
+  if (st.ok() || d.refused) return std::move(d.result);
   if (st.code() == Code::kInvalidArgument) return OpResult::Invalid(st.message());
   if (st.code() == Code::kMapFull) return OpResult::Internal("store is full: " + st.message());
   if (st.code() == Code::kUnavailable) return OpResult::Internal("usersd is shutting down");
@@ -263,7 +268,7 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
           auto cur = t.GetUser(patch->id);
           if (!cur.ok()) return cur.status();
           const std::optional<UserRecord>& before = *cur;
-          if (auto refusal = CheckTarget(self, claims, before, patch->id)) return Rollback(decision.get(), *refusal);
+          if (auto refusal = CheckTarget(self, claims, before, patch->id)) return Refuse(decision.get(), *refusal);
           UserRecord after = *before;
           if (patch->first_name) after.first_name = *patch->first_name;
           if (patch->last_name) after.last_name = *patch->last_name;
@@ -314,7 +319,7 @@ void UsersService::Delete(const auth::Claims& caller, const Json& payload, OpCal
           auto cur = t.GetUser(target);
           if (!cur.ok()) return cur.status();
           const std::optional<UserRecord>& before = *cur;
-          if (auto refusal = CheckTarget(self, claims, before, target)) return Rollback(decision.get(), *refusal);
+          if (auto refusal = CheckTarget(self, claims, before, target)) return Refuse(decision.get(), *refusal);
           UserRecord after = *before;
           after.deleted_at_ms = now;
           after.updated_at_ms = now;
@@ -344,7 +349,7 @@ void UsersService::FinalizeOnboarding(const auth::Claims& caller, OpCallback cb)
           auto cur = t.GetUser(id);
           if (!cur.ok()) return cur.status();
           if (!cur->has_value() || !(*cur)->live())
-            return Rollback(decision.get(), OpResult::Unauthorized("user has been deleted"));
+            return Refuse(decision.get(), OpResult::Unauthorized("user has been deleted"));
           UserRecord after = **cur;
           after.is_onboarded = true;
           after.updated_at_ms = now;
@@ -371,13 +376,13 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
             auto cur = t.GetUser(id);
             if (!cur.ok()) return cur.status();
             if (!cur->has_value() || !(*cur)->live())
-              return Rollback(decision.get(), OpResult::Unauthorized("user has been deleted"));
+              return Refuse(decision.get(), OpResult::Unauthorized("user has been deleted"));
             UserRecord after = **cur;
             if (live) {
               after.avatar_url = *live;
               after.profile_picture_url = *live ? **live : std::string();
             } else if (!after.profile_picture_url) {
-              return Rollback(decision.get(),
+              return Refuse(decision.get(),
                               OpResult::Internal("WorkOS is unreachable and no profile picture is known for this user"));
             } else {
               after.avatar_url = NormalizePictureUrl(after.profile_picture_url);

@@ -162,6 +162,7 @@ void Writer::Run() {
     if (txn) txn->Abort();  // no-op after a failed commit
     txn.reset();
     for (auto& it : batch) it.result = Status::Ok();
+    if (op_failed) replays_++;
     ApplyBatch(batch, /*nested=*/op_failed);
     Finish(batch);
   }
@@ -235,6 +236,7 @@ void Writer::ApplyGroup(std::vector<Item>& batch, std::vector<size_t> idx, bool 
       }
     }
     if (replay_nested) {
+      replays_++;
       txn->Abort();
       for (size_t i : idx) batch[i].result = Status::Ok();
       nested = true;

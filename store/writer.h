@@ -62,6 +62,9 @@ class Writer {
 
   uint64_t batches() const { return batches_; }
   uint64_t ops() const { return ops_; }
+  // Batches aborted and run again with one nested transaction per op
+  // because an op failed: each costs the batch's work twice.
+  uint64_t replays() const { return replays_; }
   size_t queued();
 
  private:
@@ -104,6 +107,7 @@ class Writer {
   std::thread thread_;
   std::atomic<uint64_t> batches_{0};
   std::atomic<uint64_t> ops_{0};
+  std::atomic<uint64_t> replays_{0};
 };
 
 }  // namespace usersd::store

@@ -469,6 +469,44 @@ TEST_CASE("self-only policy: another user's id is refused like a random one", "[
   CHECK(own.value["data"]["id"] == a);
 }
 
+TEST_CASE("a refusal decided inside the write op leaves the batch alone: no replay, the others commit",
+          "[domain][policy]") {
+  TempDir dir;
+  ServiceOptions o;
+  o.org_admins_manage_members = true;
+  Rig rig(dir.path(), o);
+  std::string admin = rig.Provision("admin1", "org_1", std::string("admin"));
+  std::string m1 = rig.Provision("mem1", "org_1");
+  std::string x = rig.Provision("memx", "org_2");
+  uint64_t replays = rig.writer->replays();
+  // Many at once, so the writer takes them in few batches: good updates,
+  // refusals decided in the op (an unknown id, another org's member), and a
+  // deleted target (UserNotFoundError).
+  REQUIRE(rig.Delete(C("mem1", "org_1"), m1).kind == Kind::kOk);
+  std::string m2 = rig.Provision("mem2", "org_1");
+  std::vector<OpResult> results(40);
+  int done = 0;
+  for (int i = 0; i < 40; ++i) {
+    std::string target = i % 10 == 3 ? kRandomUuid : i % 10 == 6 ? x : i % 10 == 9 ? m1 : m2;
+    rig.svc->Update(C("admin1", "org_1", "admin"), Json{{"id", target}, {"lastName", "N" + std::to_string(i)}},
+                    [&, i](OpResult r) {
+                      results[i] = std::move(r);
+                      ++done;
+                    });
+  }
+  rig.RunUntil([&] { return done == 40; });
+  for (int i = 0; i < 40; ++i) {
+    INFO(i << ": " << results[i].message << " " << results[i].detail);
+    if (i % 10 == 3 || i % 10 == 6) CHECK(results[i].kind == Kind::kUnauthorized);
+    else if (i % 10 == 9) CHECK(results[i].kind == Kind::kNotFound);
+    else CHECK(results[i].kind == Kind::kOk);
+  }
+  CHECK(rig.writer->replays() == replays);
+  CHECK(rig.ById(m2)->last_name == "N38");
+  CHECK(rig.ById(x)->last_name == "Lastmemx");
+  (void)admin;
+}
+
 TEST_CASE("org-admin policy when enabled", "[domain][policy]") {
   TempDir dir;
   ServiceOptions o;

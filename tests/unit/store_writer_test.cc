@@ -229,6 +229,7 @@ TEST_CASE("writer: an op that fails rolls back alone and its neighbours commit",
   CHECK(results["d"].message() == "email already in use");
   CHECK(results["e"].ok());
   CHECK(rig.writer->batches() == 1);
+  CHECK(rig.writer->replays() == 1);  // the batch ran again op by op, once
   CHECK(Get(*rig.store, "a"));
   CHECK_FALSE(Get(*rig.store, "b"));
   CHECK(Get(*rig.store, "c"));
