@@ -50,7 +50,7 @@ async function metric(env, name) {
 
 test('remote changes arrive from a server that lists newest first, on a fresh store and after a restart', async (t) => {
   const env = await setup(t);
-  assert.equal((await env.fake.getBehaviour()).eventsDefaultOrder, 'desc');
+  assert.equal((await env.fake.getBehaviour()).eventsDefaultOrder, process.env.WORKOS_FAKE_EVENTS_ORDER ?? 'desc');
   const u = await newUser(env.fake, env.conn);
   for (const name of ['Ann', 'Anna', 'Annabel']) {
     await env.fake.createUser({ id: u.workos.id, first_name: name, emitEvent: true });
@@ -75,7 +75,8 @@ test('remote changes arrive from a server that lists newest first, on a fresh st
 });
 
 test('a server that ignores order cannot bring a deleted user back; the stuck feed is visible', async (t) => {
-  const env = await setup(t, { fake: { eventsIgnoreOrder: true } });
+  // A server that always lists newest first, whatever `order` says.
+  const env = await setup(t, { fake: { eventsIgnoreOrder: true, eventsDefaultOrder: 'desc' } });
   const u = await newUser(env.fake, env.conn);
   await env.fake.createUser({ id: u.workos.id, first_name: 'Before', emitEvent: true });
   await env.fake.deleteUser(u.workos.id, { emitEvent: true });
