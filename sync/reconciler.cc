@@ -187,9 +187,14 @@ struct Reconciler::Impl {
     if (auto md = body.find("list_metadata"); md != body.end() && md->is_object()) {
       if (auto a = md->find("after"); a != md->end() && a->is_string()) next_after = a->get<std::string>();
     }
-    // The end of the list: no next cursor, a short page, or a cursor that
-    // does not move (a server that repeats itself must not loop forever).
-    bool last = next_after.empty() || data->size() < static_cast<size_t>(opt.page_limit) || next_after == run.after;
+    // A full page whose cursor does not move: the server ignores `after`.
+    // Sweeping after such a listing would soft-delete every user it never
+    // showed, so the run ends without a sweep instead of looping.
+    if (!next_after.empty() && next_after == run.after && data->size() >= static_cast<size_t>(opt.page_limit)) {
+      return Fail("listing users did not move past " + run.after + " (the server ignores after); not sweeping");
+    }
+    // The end of the list: no next cursor, or a short page.
+    bool last = next_after.empty() || data->size() < static_cast<size_t>(opt.page_limit);
     RunState next = run;
     next.pages += 1;
     next.seen += users.size();

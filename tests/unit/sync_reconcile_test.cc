@@ -246,6 +246,25 @@ TEST_CASE("reconcile: a 503 is retried with backoff on the same page; a 403 ends
   CHECK(rig.finished == 1);  // only the first run completed
 }
 
+TEST_CASE("reconcile: a server that ignores after ends the run without sweeping anyone", "[sync][reconcile]") {
+  Rig rig;
+  auto local = rig.base.MakeUser("local-9", "user_9");  // not in the first page
+  rig.base.PutUser(local);
+  rig.base.clock.Advance(1000);
+  for (int i = 0; i < 3; ++i) rig.dir.Add("user_" + std::to_string(i), "u" + std::to_string(i) + "@example.com", "U");
+  rig.base.workos.responder = [&](const FakeWorkos::Call& c) {
+    FakeWorkos::Call first = c;
+    first.after.reset();  // always the first page
+    return rig.dir.List(first);
+  };
+  rig.Start();
+  REQUIRE(rig.rec->StartAll("admin").ok());
+  rig.RunToEnd();
+  CHECK(rig.rec->status().last_error.find("ignores after") != std::string::npos);
+  CHECK(rig.ByWorkosId("user_9")->live());
+  CHECK(rig.finished == 0);
+}
+
 TEST_CASE("reconcile: a run interrupted by a restart resumes where it stopped", "[sync][reconcile]") {
   Rig rig;
   for (int i = 0; i < 5; ++i) rig.dir.Add("user_" + std::to_string(i), "u" + std::to_string(i) + "@example.com", "U");
