@@ -175,7 +175,11 @@ const encoder =
   <A, I>(schema: Schema.Schema<A, I, never>) =>
   (payload: unknown): I => {
     const r = Schema.encodeUnknownEither(schema)(payload)
-    if (Either.isLeft(r)) throw new UsersdValidationError(ParseResult.TreeFormatter.formatErrorSync(r.left), "client")
+    if (Either.isLeft(r)) {
+      const issues = ParseResult.ArrayFormatter.formatErrorSync(r.left)
+      const text = issues.map((i) => `${i.path.length ? `${i.path.join(".")}: ` : ""}${i.message}`).join("; ")
+      throw new UsersdValidationError(`invalid payload: ${text}`, "client")
+    }
     return r.right
   }
 
