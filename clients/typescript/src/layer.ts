@@ -70,9 +70,14 @@ export type Client = RpcClient.RpcClient<RpcGroup.Rpcs<typeof UsersRpcs>, RpcCli
  * `UsersdClient.layer(...)` is the protocol layer; `UsersdClient.make` the
  * client; `UsersdClient.Rpcs` the group.
  */
-export const UsersdClient = {
+export const UsersdClient: {
+  readonly layer: typeof layer
+  readonly make: typeof make
+  readonly serializationLayer: typeof serializationLayer
+  readonly Rpcs: typeof UsersRpcs
+} = {
   layer,
   make,
   serializationLayer,
   Rpcs: UsersRpcs
-} as const
+}

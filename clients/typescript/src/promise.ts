@@ -291,7 +291,7 @@ export function createUsersdClient(options: UsersdClientOptions): UsersdClient {
 
   const sendInterrupt = (call: Call) => {
     const c = call.conn
-    if (c && c === conn && !c.socket.destroyed) {
+    if (c && c === conn && c.socket.writable) {
       c.socket.write(`${JSON.stringify({ _tag: "Interrupt", requestId: call.id, interruptors: [] })}\n`)
     }
   }
@@ -373,6 +373,12 @@ export function createUsersdClient(options: UsersdClientOptions): UsersdClient {
     })
     socket.on("error", () => {
       // "close" follows and does the work.
+    })
+    // The daemon closed its side (it is stopping): no reply can come on this
+    // connection any more, so new calls go to a new one; "close" fails the
+    // calls in flight here.
+    socket.on("end", () => {
+      if (conn === c) conn = undefined
     })
     socket.on("close", () => {
       if (conn === c) conn = undefined
@@ -469,7 +475,7 @@ export function createUsersdClient(options: UsersdClientOptions): UsersdClient {
         signal.addEventListener("abort", onAbort, { once: true })
         c.cleanup = () => signal.removeEventListener("abort", onAbort)
       }
-      if (conn && !conn.socket.destroyed) {
+      if (conn && conn.socket.writable) {
         write(conn, c)
         updateRef()
       } else {
