@@ -20,7 +20,7 @@ DEB_PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev
   clang libclang-rt-14-dev systemd ca-certificates scdoc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps promtool build build-daemon build-test build-fuzz test tsan run fuzz bench install clean deb-deps deb test-package
+.PHONY: deps promtool build build-daemon build-test build-fuzz build-client-ts test tsan run fuzz bench install clean deb-deps deb test-package
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -55,7 +55,11 @@ build-test: deps promtool
 tests/interop/node_modules/.package-lock.json: tests/interop/package.json tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
 
-test: build-test tests/interop/node_modules/.package-lock.json
+# The @usersd/client package (clients/typescript): npm ci and tsc when stale.
+build-client-ts:
+	node clients/typescript/scripts/build.mjs
+
+test: build-test tests/interop/node_modules/.package-lock.json build-client-ts
 	cd $(TEST_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j2 --timeout 900
 	$(MAKE) --no-print-directory build-fuzz

@@ -1,98 +1,22 @@
 // Interop: a stock Effect RpcClient (RpcClient.layerProtocolSocket over
 // NodeSocket.layerNet) talks to usersd with both serializations, using the
-// Schemas of SPEC section 1. The Effect packages come from tests/interop
-// (`npm ci` there; `make test` does it).
+// Schemas of SPEC section 1 as the @usersd/client package (clients/typescript)
+// exports them. The Effect modules are the ones that package is built against
+// (its node_modules; `make test` runs `npm ci` and `tsc` there, and
+// loadPackage() does what is missing), so there is one copy of `effect`.
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import { withFake, startDaemon, connect, newUser, seedUser, tokenFor, ok, suiteScope } from './harness.mjs';
-
-const interopPkg = fileURLToPath(new URL('../interop/package.json', import.meta.url));
-const interopModules = fileURLToPath(new URL('../interop/node_modules/@effect/rpc/package.json', import.meta.url));
-const available = fs.existsSync(interopModules);
-const skip = available ? false : 'tests/interop/node_modules is missing: run `npm ci` in tests/interop';
+import { withFake, startDaemon, connect, newUser, seedUser, tokenFor, ok } from './harness.mjs';
+import { loadPackage } from '../../clients/typescript/test/env.mjs';
 
 // ------------------------------------------------------------ the contract
 
-function loadEffect() {
-  const require = createRequire(interopPkg);
-  const { Schema, Effect, Layer, Exit, Cause, DateTime, Either } = require('effect');
-  const { Rpc, RpcGroup, RpcClient, RpcSerialization } = require('@effect/rpc');
-  const { NodeSocket } = require('@effect/platform-node');
-
-  class UnauthorizedError extends Schema.TaggedError()('UnauthorizedError', {
-    message: Schema.String,
-    detail: Schema.String,
-  }) {}
-  class UserNotFoundError extends Schema.TaggedError()('UserNotFoundError', {
-    userId: Schema.String,
-  }) {}
-  class InternalServerError extends Schema.TaggedError()('InternalServerError', {
-    message: Schema.String,
-    detail: Schema.optional(Schema.String),
-  }) {}
-
-  const Settings = Schema.NullOr(Schema.Record({ key: Schema.String, value: Schema.Unknown }));
-  const Timestamp = Schema.DateTimeUtc;
-
-  class CurrentUser extends Schema.Class('CurrentUser')({
-    id: Schema.UUID,
-    organizationId: Schema.NullOr(Schema.String),
-    role: Schema.Literal('owner', 'admin', 'member'),
-    email: Schema.String,
-    firstName: Schema.String,
-    lastName: Schema.String,
-    avatarUrl: Schema.NullOr(Schema.String),
-    isOnboarded: Schema.Boolean,
-    timezone: Schema.NullOr(Schema.String),
-    settings: Settings,
-  }) {}
-
-  class User extends Schema.Class('User')({
-    id: Schema.UUID,
-    email: Schema.String,
-    firstName: Schema.String,
-    lastName: Schema.String,
-    avatarUrl: Schema.NullOr(Schema.String),
-    userType: Schema.Literal('user', 'machine'),
-    settings: Settings,
-    isOnboarded: Schema.Boolean,
-    timezone: Schema.NullOr(Schema.String),
-    createdAt: Timestamp,
-    updatedAt: Schema.NullOr(Timestamp),
-    deletedAt: Schema.NullOr(Timestamp),
-  }) {}
-
-  const TransactionId = Schema.Int.pipe(Schema.positive());
-  const UserMutation = Schema.Struct({ data: User, transactionId: TransactionId });
-  const Errors = Schema.Union(UnauthorizedError, InternalServerError);
-  const ErrorsWithNotFound = Schema.Union(UserNotFoundError, UnauthorizedError, InternalServerError);
-
-  class UsersRpcs extends RpcGroup.make(
-    Rpc.make('user.me', { success: CurrentUser, error: Errors }),
-    Rpc.make('user.update', {
-      payload: {
-        id: Schema.UUID,
-        firstName: Schema.optional(Schema.String),
-        lastName: Schema.optional(Schema.String),
-        avatarUrl: Schema.optional(Schema.NullOr(Schema.String)),
-        email: Schema.optional(Schema.String),
-        timezone: Schema.optional(Schema.NullOr(Schema.String)),
-        settings: Schema.optional(Settings),
-      },
-      success: UserMutation,
-      error: ErrorsWithNotFound,
-    }),
-    Rpc.make('user.delete', {
-      payload: { id: Schema.UUID },
-      success: Schema.Struct({ transactionId: TransactionId }),
-      error: ErrorsWithNotFound,
-    }),
-    Rpc.make('user.finalizeOnboarding', { success: UserMutation, error: Errors }),
-    Rpc.make('user.resetAvatar', { success: UserMutation, error: Errors }),
-  ) {}
+async function loadEffect() {
+  const { client, effect, rpc, platformNode } = await loadPackage();
+  const { Effect, Layer, Exit, Cause, DateTime, Either } = effect;
+  const { RpcClient, RpcSerialization } = rpc;
+  const { NodeSocket } = platformNode;
+  const { UsersRpcs, UnauthorizedError, UserNotFoundError, InternalServerError, CurrentUser, User } = client;
 
   const serializations = {
     ndjson: RpcSerialization.layerNdjson,
@@ -113,13 +37,13 @@ function loadEffect() {
   };
 
   return {
-    Schema, Effect, Exit, Cause, DateTime, Either, RpcClient, RpcSerialization,
+    Effect, Exit, Cause, DateTime, Either, RpcClient, RpcSerialization,
     UnauthorizedError, UserNotFoundError, InternalServerError, CurrentUser, User,
     withClient,
   };
 }
 
-const E = available ? loadEffect() : null;
+const E = await loadEffect();
 const bearer = (token) => ({ headers: { authorization: `Bearer ${token}` } });
 
 function success(exit) {
@@ -128,16 +52,16 @@ function success(exit) {
 }
 
 // Shared daemon with org admins allowed, so UserNotFoundError is reachable.
-const scopeSetup = available ? await (async () => {
+const scopeSetup = await (async () => {
   const fake = await withFake();
   const d = await startDaemon({ fake, configExtra: { policy: { org_admins_manage_members: true } } });
   const raw = await connect(d.socketPath);
   return { fake, d, raw };
-})() : null;
+})();
 
 // JSON-RPC first: the client's first request id is then 0, an edge case worth covering.
 for (const serialization of ['jsonrpc', 'ndjson']) {
-  describe(`stock Effect RpcClient, ${serialization}`, { skip }, () => {
+  describe(`stock Effect RpcClient, ${serialization}`, () => {
     let fake;
     let d;
     let raw;
