@@ -33,6 +33,16 @@ int CmdStatus(Client& c, const Options& o, const Words& rest) {
   if (!up["since"].is_null()) upstream += " since " + up["since"].get<std::string>();
   line("upstream", upstream);
   line("events cursor", Str(s["eventsCursor"]));
+  // How the feed is read, from daemons that report it: the last good poll,
+  // how long ago the feed was last read to its end, and a stuck feed.
+  if (s.contains("events") && s["events"].is_object()) {
+    const Json& ev = s["events"];
+    std::string feed = ev["lastSuccessAt"].is_string() ? "last poll " + ev["lastSuccessAt"].get<std::string>()
+                                                       : std::string("no successful poll yet");
+    if (ev["cursorAgeSeconds"].is_number()) feed += ", read to the end " + Duration(ev["cursorAgeSeconds"].get<int64_t>()) + " ago";
+    if (ev.value("stuck", false)) feed += ", STUCK (pages show no event newer than the cursor)";
+    line("events feed", feed);
+  }
   const Json& jw = s["jwks"];
   std::string jwks = Str(jw["keys"]) + " key(s)";
   if (!jw["ageSeconds"].is_null()) jwks += ", fetched " + Duration(jw["ageSeconds"].get<int64_t>()) + " ago";

@@ -80,7 +80,7 @@ describe('usersctl', () => {
 
   test('status: a table by default, the SPEC object with --json', async () => {
     const out = await ctlOk(sock, ['status']);
-    for (const label of ['version', 'uptime', 'users', 'last transaction', 'store', 'outbox', 'dead letters', 'upstream', 'events cursor', 'jwks']) {
+    for (const label of ['version', 'uptime', 'users', 'last transaction', 'store', 'outbox', 'dead letters', 'upstream', 'events cursor', 'events feed', 'jwks']) {
       assert.match(out, new RegExp(`^${label} +\\S`, 'm'), `status lacks "${label}":\n${out}`);
     }
     const s = await ctlOk(sock, ['status', '--json']);
