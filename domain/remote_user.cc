@@ -34,8 +34,8 @@ void AdoptProfilePicture(UserRecord& u, const std::optional<std::string>& pictur
   u.profile_picture_url = pic.value_or(std::string());
 }
 
-Result<std::unordered_map<std::string, HeldFields>> PendingFieldsByUser(store::ReadTxn& t) {
-  std::unordered_map<std::string, HeldFields> out;
+Result<PendingByUser> PendingFieldsByUser(store::ReadTxn& t) {
+  PendingByUser out;
   auto jobs = t.ListJobs(0);
   if (!jobs.ok()) return jobs.status();
   for (const auto& j : *jobs) {
@@ -66,14 +66,11 @@ bool VisiblyDiffers(const UserRecord& a, const UserRecord& b) {
          a.profile_pending != b.profile_pending;
 }
 
-}  // namespace
-
-Result<RemoteOutcome> ApplyRemoteUser(WriteTxn& t, const WorkosGateway::Profile& p, const HeldFields& held,
-                                      const std::string& new_id, int64_t now_ms) {
-  auto existing = t.FindByWorkosId(p.workos_id);
-  if (!existing.ok()) return existing.status();
-
-  if (!existing->has_value()) {
+// ApplyRemoteUser on the stored version of the user (`existing`), as the
+// caller read it in `t`.
+Result<RemoteOutcome> ApplyTo(WriteTxn& t, const WorkosGateway::Profile& p, const std::optional<UserRecord>& existing,
+                              const HeldFields& held, const std::string& new_id, int64_t now_ms) {
+  if (!existing) {
     UserRecord u;
     u.id = new_id;
     u.workos_id = p.workos_id;
@@ -92,7 +89,7 @@ Result<RemoteOutcome> ApplyRemoteUser(WriteTxn& t, const WorkosGateway::Profile&
     return RemoteOutcome::kCreated;
   }
 
-  const UserRecord& before = **existing;
+  const UserRecord& before = *existing;
   if (!before.live()) return RemoteOutcome::kUnchanged;  // deleted here; the DELETE is on its way or done
   if (p.updated_at_ms && before.workos_updated_at_ms && *p.updated_at_ms < *before.workos_updated_at_ms) {
     return RemoteOutcome::kStale;
@@ -109,8 +106,23 @@ Result<RemoteOutcome> ApplyRemoteUser(WriteTxn& t, const WorkosGateway::Profile&
   if (!VisiblyDiffers(after, before)) return RemoteOutcome::kUnchanged;
   if (p.updated_at_ms) after.workos_updated_at_ms = p.updated_at_ms;
   after.updated_at_ms = now_ms;
-  USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, existing.value(), ChangeOp::kUpsert, now_ms));
+  USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, existing, ChangeOp::kUpsert, now_ms));
   return RemoteOutcome::kUpdated;
+}
+
+}  // namespace
+
+Result<RemoteOutcome> ApplyRemoteUser(WriteTxn& t, const WorkosGateway::Profile& p, const PendingByUser& pending,
+                                      const std::string& new_id, int64_t now_ms) {
+  static const HeldFields kNone;
+  auto existing = t.FindByWorkosId(p.workos_id);
+  if (!existing.ok()) return existing.status();
+  const HeldFields* held = &kNone;
+  if (existing->has_value()) {
+    auto it = pending.find((*existing)->id);
+    if (it != pending.end()) held = &it->second;
+  }
+  return ApplyTo(t, p, *existing, *held, new_id, now_ms);
 }
 
 Result<RemoteOutcome> ApplyRemoteDelete(WriteTxn& t, std::string_view workos_id, int64_t now_ms) {

@@ -40,8 +40,11 @@ namespace usersd::domain {
 // undelivered local change.
 using HeldFields = std::set<std::string>;
 
+// Held fields by local user id.
+using PendingByUser = std::unordered_map<std::string, HeldFields>;
+
 // Held fields of every user with pending update jobs: one scan of the outbox.
-Result<std::unordered_map<std::string, HeldFields>> PendingFieldsByUser(store::ReadTxn& t);
+Result<PendingByUser> PendingFieldsByUser(store::ReadTxn& t);
 
 enum class RemoteOutcome {
   kCreated,    // a new local user
@@ -53,11 +56,13 @@ enum class RemoteOutcome {
 const char* RemoteOutcomeName(RemoteOutcome o);
 
 // Applies WorkOS's state of a user. REQUIRES: !p.workos_id.empty().
-// `new_id` is the id a user not stored yet gets (chosen by the caller so the
-// WriteOp can be replayed). Fails only on storage errors and on a record the
-// store refuses (InvalidArgument); the caller decides whether to skip it.
-Result<RemoteOutcome> ApplyRemoteUser(store::WriteTxn& t, const WorkosGateway::Profile& p, const HeldFields& held,
-                                      const std::string& new_id, int64_t now_ms);
+// `pending` holds the fields with undelivered local changes
+// (PendingFieldsByUser, read once for many users). `new_id` is the id a user
+// not stored yet gets (chosen by the caller so the WriteOp can be replayed).
+// Fails only on storage errors and on a record the store refuses
+// (InvalidArgument); the caller decides whether to skip it.
+Result<RemoteOutcome> ApplyRemoteUser(store::WriteTxn& t, const WorkosGateway::Profile& p,
+                                      const PendingByUser& pending, const std::string& new_id, int64_t now_ms);
 
 // WorkOS deleted the user (an event) or no longer has it (reconciliation, a
 // 404): soft-deletes a live local user. kUnchanged when there is none.

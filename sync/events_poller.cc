@@ -57,11 +57,12 @@ std::optional<int64_t> MetaInt(store::ReadTxn& t, const char* key) {
 }
 
 // Applies one event in `t` (a nested transaction of the page).
-Result<RemoteOutcome> ApplyEvent(WriteTxn& t, const Event& ev, const domain::HeldFields& held, int64_t now) {
+Result<RemoteOutcome> ApplyEvent(WriteTxn& t, const Event& ev, const domain::PendingByUser& pending, int64_t now) {
+  if (ev.workos_id.empty()) return Status::InvalidArgument("event data has no user id");
   if (ev.type == "user.deleted") return domain::ApplyRemoteDelete(t, ev.workos_id, now);
   auto profile = WorkosClient::ParseProfile(ev.data);
   if (!profile) return Status::InvalidArgument("event data is not a user");
-  return domain::ApplyRemoteUser(t, *profile, held, ev.new_user_id, now);
+  return domain::ApplyRemoteUser(t, *profile, pending, ev.new_user_id, now);
 }
 
 }  // namespace
@@ -288,27 +289,16 @@ struct EventsPoller::Impl {
     writer->Submit(
         [events = std::move(events), new_pos, now, outcome, full](WriteTxn& t) -> Status {
           *outcome = PageOutcome{};
-          std::unordered_map<std::string, domain::HeldFields> pending;
+          domain::PendingByUser pending;
           if (std::any_of(events.begin(), events.end(), [](const Event& e) { return e.type != "user.deleted"; })) {
             auto p = domain::PendingFieldsByUser(t);
             if (!p.ok()) return p.status();
             pending = std::move(*p);
           }
-          static const domain::HeldFields kNone;
           for (const auto& ev : events) {
             auto child = t.BeginNested();
             if (!child.ok()) return child.status();
-            const domain::HeldFields* held = &kNone;
-            if (!ev.workos_id.empty()) {
-              auto u = child->FindByWorkosId(ev.workos_id);
-              if (!u.ok()) return u.status();
-              if (u->has_value()) {
-                auto it = pending.find((*u)->id);
-                if (it != pending.end()) held = &it->second;
-              }
-            }
-            auto r = ev.workos_id.empty() ? Result<RemoteOutcome>(Status::InvalidArgument("event data has no user id"))
-                                          : ApplyEvent(*child, ev, *held, now);
+            auto r = ApplyEvent(*child, ev, pending, now);
             if (r.ok()) {
               USERSD_RETURN_IF_ERROR(child->Commit());
               switch (*r) {

@@ -214,21 +214,13 @@ struct Reconciler::Impl {
           *applied = 0;
           auto pending = domain::PendingFieldsByUser(t);
           if (!pending.ok()) return pending.status();
-          static const domain::HeldFields kNone;
           const std::string run_id = std::to_string(next.run_id);
           for (size_t i = 0; i < users.size(); ++i) {
             const auto& p = users[i];
             USERSD_RETURN_IF_ERROR(t.PutMeta(SeenKey(p.workos_id), run_id));
             auto child = t.BeginNested();
             if (!child.ok()) return child.status();
-            const domain::HeldFields* held = &kNone;
-            auto u = child->FindByWorkosId(p.workos_id);
-            if (!u.ok()) return u.status();
-            if (u->has_value()) {
-              auto it = pending->find((*u)->id);
-              if (it != pending->end()) held = &it->second;
-            }
-            auto r = domain::ApplyRemoteUser(*child, p, *held, new_ids[i], now);
+            auto r = domain::ApplyRemoteUser(*child, p, *pending, new_ids[i], now);
             if (r.ok()) {
               USERSD_RETURN_IF_ERROR(child->Commit());
               if (*r == RemoteOutcome::kCreated || *r == RemoteOutcome::kUpdated) ++*applied;
@@ -364,15 +356,9 @@ struct Reconciler::Impl {
           [profile, workos_id, result, now, new_id](WriteTxn& t) -> Status {
             Result<RemoteOutcome> r = RemoteOutcome::kUnchanged;
             if (profile) {
-              domain::HeldFields held;
-              auto u = t.FindByWorkosId(workos_id);
-              if (!u.ok()) return u.status();
-              if (u->has_value()) {
-                auto pending = domain::PendingFieldsByUser(t);
-                if (!pending.ok()) return pending.status();
-                if (auto it = pending->find((*u)->id); it != pending->end()) held = it->second;
-              }
-              r = domain::ApplyRemoteUser(t, *profile, held, new_id, now);
+              auto pending = domain::PendingFieldsByUser(t);
+              if (!pending.ok()) return pending.status();
+              r = domain::ApplyRemoteUser(t, *profile, *pending, new_id, now);
             } else {
               r = domain::ApplyRemoteDelete(t, workos_id, now);
             }
