@@ -40,6 +40,10 @@ int FuzzDomainValidate(const uint8_t* data, size_t size);
 // the DOM form it replaced.
 int FuzzStoreRecord(const uint8_t* data, size_t size);
 
+// sync/workos_pages.h: the events and users list pages WorkOS answers, read,
+// sorted, filtered by feed position and reduced to the last event per user.
+int FuzzWorkosPages(const uint8_t* data, size_t size);
+
 struct FuzzTarget {
   std::string_view name;  // the corpus directory: fuzz/corpus/<name>/
   int (*run)(const uint8_t* data, size_t size);

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "domain/remote_user.h"
+#include "sync/workos_pages.h"
 
 namespace usersd::sync {
 
@@ -20,25 +21,11 @@ namespace {
 // written only when the stored one is older than this.
 constexpr int64_t kCaughtUpPersistMs = 3600 * 1000;
 
-bool IsUserEvent(const std::string& t) {
-  return t == "user.created" || t == "user.updated" || t == "user.deleted";
-}
-
-// A position in the feed: created_at, then id (WorkOS event ids are ULIDs,
-// so they break ties in creation order).
-struct Pos {
-  int64_t at_ms = 0;
-  std::string id;
-  bool operator<(const Pos& o) const { return at_ms != o.at_ms ? at_ms < o.at_ms : id < o.id; }
-  bool operator<=(const Pos& o) const { return !(o < *this); }
-};
-
+// A user event to apply, with the id its user gets if it is new (chosen up
+// front so the WriteOp can be replayed).
 struct Event {
-  Pos pos;
-  std::string type;
-  Json data;
-  std::string workos_id;    // data.id
-  std::string new_user_id;  // chosen up front so the WriteOp is re-runnable
+  FeedEvent ev;
+  std::string new_user_id;
 };
 
 struct PageOutcome {
@@ -57,12 +44,13 @@ std::optional<int64_t> MetaInt(store::ReadTxn& t, const char* key) {
 }
 
 // Applies one event in `t` (a nested transaction of the page).
-Result<RemoteOutcome> ApplyEvent(WriteTxn& t, const Event& ev, const domain::PendingByUser& pending, int64_t now) {
+Result<RemoteOutcome> ApplyEvent(WriteTxn& t, const FeedEvent& ev, const domain::PendingByUser& pending,
+                                 const std::string& new_id, int64_t now) {
   if (ev.workos_id.empty()) return Status::InvalidArgument("event data has no user id");
   if (ev.type == "user.deleted") return domain::ApplyRemoteDelete(t, ev.workos_id, now);
-  auto profile = WorkosClient::ParseProfile(ev.data);
+  auto profile = ParseWorkosUser(ev.data);
   if (!profile) return Status::InvalidArgument("event data is not a user");
-  return domain::ApplyRemoteUser(t, *profile, pending, ev.new_user_id, now);
+  return domain::ApplyRemoteUser(t, *profile, pending, new_id, now);
 }
 
 }  // namespace
@@ -180,107 +168,50 @@ struct EventsPoller::Impl {
       return Finish(Status::Unavailable(r.status == 0 ? "events poll failed: " + r.error
                                                       : "events poll returned HTTP " + std::to_string(r.status)));
     }
-    Json body = Json::parse(r.body, nullptr, false);
-    auto data = body.is_object() ? body.find("data") : body.end();
-    if (!body.is_object() || data == body.end() || !data->is_array()) {
-      return Finish(Status::InvalidArgument("events poll returned an unreadable page"));
-    }
+    auto page = ParseEventsPage(r.body);
+    if (!page.ok()) return Finish(page.status());
     ++stats.pages;
-    const size_t page_size = data->size();
+    const size_t page_size = page->entries;
     stats.last_poll_events += page_size;
-
-    // Read the page: every entry's position, in the order served.
-    std::vector<Event> all;
-    all.reserve(page_size);
-    uint64_t ignored = 0;
-    for (const auto& e : *data) {
-      if (!e.is_object()) {
-        ++ignored;
-        continue;
-      }
-      Event ev;
-      if (auto id = e.find("id"); id != e.end() && id->is_string()) ev.pos.id = id->get<std::string>();
-      if (auto c = e.find("created_at"); c != e.end() && c->is_string())
-        ev.pos.at_ms = ParseIso8601Ms(c->get<std::string>()).value_or(0);
-      if (auto t = e.find("event"); t != e.end() && t->is_string()) ev.type = t->get<std::string>();
-      if (auto d = e.find("data"); d != e.end()) ev.data = *d;
-      if (ev.pos.id.empty()) {
-        ++ignored;
-        continue;
-      }
-      all.push_back(std::move(ev));
-    }
-    bool newest_first = false;
-    for (size_t i = 1; i < all.size(); ++i) {
-      if (all[i].pos < all[i - 1].pos) {
-        newest_first = true;
-        break;
-      }
-    }
-    if (newest_first) {
+    if (page->newest_first) {
       ++stats.newest_first_pages;
       if (!warned_newest_first) {
         warned_newest_first = true;
         LogWarn("events: WorkOS returned a page newest first although order=asc was sent; applying it oldest first",
-                {{"events", std::to_string(all.size())}});
+                {{"events", std::to_string(page->events.size())}});
       }
     }
-    std::stable_sort(all.begin(), all.end(), [](const Event& a, const Event& b) { return a.pos < b.pos; });
+    for (const auto& ev : page->events) stats.newest_seen_ms = std::max(stats.newest_seen_ms, ev.pos.at_ms);
+    const bool had_events = !page->events.empty();
 
     // Keep what is newer than the feed position.
-    const std::optional<Pos> floor =
-        cursor ? std::optional<Pos>(Pos{stats.cursor_at_ms, *cursor}) : std::nullopt;
-    std::vector<Event> ahead;
+    const std::optional<FeedPos> floor =
+        cursor ? std::optional<FeedPos>(FeedPos{stats.cursor_at_ms, *cursor}) : std::nullopt;
     uint64_t behind = 0;
-    for (auto& ev : all) {
-      if (ev.pos.at_ms > stats.newest_seen_ms) stats.newest_seen_ms = ev.pos.at_ms;
-      bool is_behind = floor ? ev.pos <= *floor || ev.pos.id == floor->id : ev.pos.at_ms < range_start_ms;
-      if (is_behind) {
-        ++behind;
-        continue;
-      }
-      ahead.push_back(std::move(ev));
-    }
+    std::vector<FeedEvent> ahead = EventsAfter(std::move(page->events), floor, range_start_ms, &behind);
     stats.behind_cursor += behind;
+    uint64_t ignored = page->unreadable;
     if (ahead.empty()) {
       stats.ignored += ignored;
-      if (all.empty()) {
+      if (!had_events) {
         // Caught up.
         stats.stuck = false;
         return CaughtUp();
       }
       if (!stats.stuck) {
         LogWarn("events: the page had events but none newer than the cursor; the feed is not moving",
-                {{"cursor", cursor.value_or("")}, {"events", std::to_string(all.size())}});
+                {{"cursor", cursor.value_or("")}, {"events", std::to_string(behind)}});
       }
       stats.stuck = true;
       return Finish(Status::Ok());
     }
-    const Pos new_pos = ahead.back().pos;
+    const FeedPos new_pos = ahead.back().pos;
 
     // Of several events of one user, only the last matters (each carries the
     // whole user); applying just that one, in the order of these last
     // occurrences, keeps email hand-overs between users in order.
     std::vector<Event> events;
-    {
-      std::unordered_map<std::string, size_t> last_of;
-      for (size_t i = 0; i < ahead.size(); ++i) {
-        Event& ev = ahead[i];
-        if (!IsUserEvent(ev.type)) continue;
-        auto id = ev.data.is_object() ? ev.data.find("id") : ev.data.end();
-        if (id != ev.data.end() && id->is_string()) ev.workos_id = id->get<std::string>();
-        last_of[ev.workos_id] = i;
-      }
-      for (size_t i = 0; i < ahead.size(); ++i) {
-        Event& ev = ahead[i];
-        if (!IsUserEvent(ev.type) || last_of[ev.workos_id] != i) {
-          ++ignored;
-          continue;
-        }
-        ev.new_user_id = domain::NewUuid();
-        events.push_back(std::move(ev));
-      }
-    }
+    for (auto& ev : LastPerUser(std::move(ahead), &ignored)) events.push_back(Event{std::move(ev), domain::NewUuid()});
     stats.ignored += ignored;
 
     int64_t now = clock.NowMs();
@@ -290,7 +221,7 @@ struct EventsPoller::Impl {
         [events = std::move(events), new_pos, now, outcome, full](WriteTxn& t) -> Status {
           *outcome = PageOutcome{};
           domain::PendingByUser pending;
-          if (std::any_of(events.begin(), events.end(), [](const Event& e) { return e.type != "user.deleted"; })) {
+          if (std::any_of(events.begin(), events.end(), [](const Event& e) { return e.ev.type != "user.deleted"; })) {
             auto p = domain::PendingFieldsByUser(t);
             if (!p.ok()) return p.status();
             pending = std::move(*p);
@@ -298,13 +229,13 @@ struct EventsPoller::Impl {
           for (const auto& ev : events) {
             auto child = t.BeginNested();
             if (!child.ok()) return child.status();
-            auto r = ApplyEvent(*child, ev, pending, now);
+            auto r = ApplyEvent(*child, ev.ev, pending, ev.new_user_id, now);
             if (r.ok()) {
               USERSD_RETURN_IF_ERROR(child->Commit());
               switch (*r) {
                 case RemoteOutcome::kCreated:
                 case RemoteOutcome::kUpdated:
-                case RemoteOutcome::kDeleted: ++outcome->applied[ev.type]; break;
+                case RemoteOutcome::kDeleted: ++outcome->applied[ev.ev.type]; break;
                 case RemoteOutcome::kStale: ++outcome->stale; break;
                 case RemoteOutcome::kUnchanged: ++outcome->ignored; break;
               }
@@ -312,7 +243,7 @@ struct EventsPoller::Impl {
               child->Abort();
               if (r.status().code() == Code::kMapFull) return r.status();
               LogWarn("events: skipped an event that cannot be applied",
-                      {{"event", ev.pos.id}, {"type", ev.type}, {"error", r.status().ToString()}});
+                      {{"event", ev.ev.pos.id}, {"type", ev.ev.type}, {"error", r.status().ToString()}});
               ++outcome->ignored;
             }
           }

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "domain/remote_user.h"
 #include "domain/validate.h"
+#include "sync/workos_pages.h"
 
 namespace usersd::sync {
 
@@ -388,7 +389,7 @@ struct OutboxSender::Impl {
     bool ok = Is2xx(r.status) || (op == JobOp::kDelete && r.status == 404);
     std::optional<domain::WorkosGateway::Profile> profile;
     if (ok && op == JobOp::kFetch) {
-      profile = WorkosClient::ParseProfile(Json::parse(r.body, nullptr, false));
+      profile = ParseWorkosUser(Json::parse(r.body, nullptr, false));
       if (!profile) ok = false;  // an unreadable user: not worth retrying
     }
 

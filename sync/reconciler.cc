@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "sync/events_poller.h"
+#include "sync/workos_pages.h"
 
 namespace usersd::sync {
 
@@ -175,26 +176,19 @@ struct Reconciler::Impl {
       }
       return Fail("listing users failed: " + what + " " + r.body.substr(0, 200));
     }
-    Json body = Json::parse(r.body, nullptr, false);
-    auto data = body.is_object() ? body.find("data") : body.end();
-    if (data == body.end() || !data->is_array()) return Fail("listing users returned an unreadable page");
-    std::vector<domain::WorkosGateway::Profile> users;
-    for (const auto& u : *data) {
-      auto p = WorkosClient::ParseProfile(u);
-      if (p && !p->workos_id.empty()) users.push_back(std::move(*p));
-    }
-    std::string next_after;
-    if (auto md = body.find("list_metadata"); md != body.end() && md->is_object()) {
-      if (auto a = md->find("after"); a != md->end() && a->is_string()) next_after = a->get<std::string>();
-    }
+    auto page = ParseUsersPage(r.body);
+    if (!page.ok()) return Fail(page.status().message());
+    std::vector<domain::WorkosGateway::Profile> users = std::move(page->users);
+    const std::string& next_after = page->next_after;
+    const bool full = page->entries >= static_cast<size_t>(opt.page_limit);
     // A full page whose cursor does not move: the server ignores `after`.
     // Sweeping after such a listing would soft-delete every user it never
     // showed, so the run ends without a sweep instead of looping.
-    if (!next_after.empty() && next_after == run.after && data->size() >= static_cast<size_t>(opt.page_limit)) {
+    if (!next_after.empty() && next_after == run.after && full) {
       return Fail("listing users did not move past " + run.after + " (the server ignores after); not sweeping");
     }
     // The end of the list: no next cursor, or a short page.
-    bool last = next_after.empty() || data->size() < static_cast<size_t>(opt.page_limit);
+    bool last = next_after.empty() || !full;
     RunState next = run;
     next.pages += 1;
     next.seen += users.size();
@@ -342,7 +336,7 @@ struct Reconciler::Impl {
       if (closed || r.cancelled) return done(Status::Unavailable("shutting down"));
       std::optional<domain::WorkosGateway::Profile> profile;
       if (r.status == 200) {
-        profile = WorkosClient::ParseProfile(Json::parse(r.body, nullptr, false));
+        profile = ParseWorkosUser(Json::parse(r.body, nullptr, false));
         if (!profile || profile->workos_id.empty()) return done(Status::Internal("WorkOS returned an unreadable user"));
       } else if (r.status != 404) {
         return done(Status::Unavailable(r.status == 0 ? "WorkOS unreachable: " + r.error

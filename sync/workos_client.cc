@@ -1,7 +1,7 @@
 #include "sync/workos_client.h"
 
 #include "common/log.h"
-#include "common/timefmt.h"
+#include "sync/workos_pages.h"
 
 namespace usersd::sync {
 
@@ -87,32 +87,12 @@ void WorkosClient::Call(const std::string& method, const std::string& path, std:
   });
 }
 
-std::optional<domain::WorkosGateway::Profile> WorkosClient::ParseProfile(const Json& u) {
-  if (!u.is_object()) return std::nullopt;
-  auto str = [&](const char* k) -> std::string {
-    auto it = u.find(k);
-    return it != u.end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
-  Profile p;
-  p.workos_id = str("id");
-  p.email = str("email");
-  p.first_name = str("first_name");
-  p.last_name = str("last_name");
-  if (auto it = u.find("profile_picture_url"); it != u.end() && it->is_string()) {
-    std::string pic = it->get<std::string>();
-    if (pic.find_first_not_of(" \t\r\n") != std::string::npos) p.profile_picture_url = pic;
-  }
-  p.created_at_ms = ParseIso8601Ms(str("created_at"));
-  p.updated_at_ms = ParseIso8601Ms(str("updated_at"));
-  return p;
-}
-
 void WorkosClient::GetUser(const std::string& workos_id, std::function<void(GetResult)> cb) {
   Call("GET", "/user_management/users/" + EncodePathSegment(workos_id), {}, [cb](HttpResponse&& r) {
     GetResult out;
     if (r.status == 200) {
       Json j = Json::parse(r.body, nullptr, false);
-      auto p = ParseProfile(j);
+      auto p = ParseWorkosUser(j);
       if (p) {
         out.outcome = Outcome::kOk;
         out.profile = std::move(*p);

@@ -81,8 +81,6 @@ class WorkosClient : public domain::WorkosGateway, public WorkosApi {
   void ListUsers(const std::optional<std::string>& after, int limit, HttpCallback cb) override;
   void Fetch(const std::string& url, HttpCallback cb);  // unauthenticated GET (JWKS)
 
-  // Parses a WorkOS user object's profile fields.
-  static std::optional<Profile> ParseProfile(const Json& user);
 
   UpstreamState state() const override;
   int64_t state_since_ms() const { return since_ms_; }

@@ -13,6 +13,7 @@ std::span<const FuzzTarget> AllTargets() {
       {"config", &FuzzConfig},
       {"domain_validate", &FuzzDomainValidate},
       {"store_record", &FuzzStoreRecord},
+      {"workos_pages", &FuzzWorkosPages},
   };
   return kTargets;
 }
