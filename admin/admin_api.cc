@@ -1,14 +1,12 @@
 #include "admin/admin_api.h"
 
-#include <lmdb.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <fcntl.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstring>
+#include <cstdlib>
 #include <unordered_map>
 
 #include "admin/admin_users.h"
@@ -139,49 +137,6 @@ class Timer {
   std::function<void()> cb_;
   bool closing_ = false;
 };
-
-// ------------------------------------------------------------ backup
-
-// Reads the last transactionId of the LMDB environment in `dir` without
-// touching it (read-only, no lock file): the copy is private until we reply.
-Result<uint64_t> BackupTxid(const std::string& dir) {
-  MDB_env* env = nullptr;
-  int rc = mdb_env_create(&env);
-  if (rc != 0) return store::FromMdb(rc, "mdb_env_create");
-  struct EnvCloser {
-    MDB_env* e;
-    ~EnvCloser() { mdb_env_close(e); }
-  } closer{env};
-  mdb_env_set_maxdbs(env, 16);
-  rc = mdb_env_open(env, dir.c_str(), MDB_RDONLY | MDB_NOLOCK, 0600);
-  if (rc != 0) return store::FromMdb(rc, "opening the backup");
-  MDB_txn* txn = nullptr;
-  rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
-  if (rc != 0) return store::FromMdb(rc, "reading the backup");
-  uint64_t txid = 0;
-  MDB_dbi meta;
-  rc = mdb_dbi_open(txn, "meta", 0, &meta);
-  if (rc == 0) {
-    MDB_val k{9, const_cast<char*>("last_txid")}, v;
-    rc = mdb_get(txn, meta, &k, &v);
-    if (rc == 0) txid = store::U64FromKey(std::string_view(static_cast<const char*>(v.mv_data), v.mv_size));
-    else if (rc == MDB_NOTFOUND) rc = 0;
-  }
-  mdb_txn_abort(txn);
-  if (rc != 0) return store::FromMdb(rc, "reading the backup's transactionId");
-  return txid;
-}
-
-// fsync of a file or directory; the copy must be on disk before we say so.
-Status SyncPath(const std::string& path, bool dir) {
-  int fd = open(path.c_str(), (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) return Status::IOError("open " + path + ": " + std::strerror(errno));
-  int rc = fsync(fd);
-  int err = errno;
-  close(fd);
-  if (rc != 0) return Status::IOError("fsync " + path + ": " + std::strerror(err));
-  return Status::Ok();
-}
 
 }  // namespace
 
@@ -905,7 +860,7 @@ void AdminApi::Impl::HandleBackup(const ipc::Request& q, ipc::Responder r) {
   if (backup_running) return Reply(r, q.tag, Internal("backup refused", "another backup is in progress"));
   backup_running = true;
 
-  // mdb_env_copy2 reads the whole store and writes the copy: minutes on a
+  // Store::Backup reads the whole store and writes the copy: minutes on a
   // big store, so it runs on libuv's thread pool, off the loop.
   struct Work {
     uv_work_t req{};
@@ -924,17 +879,13 @@ void AdminApi::Impl::HandleBackup(const ipc::Request& q, ipc::Responder r) {
       d.loop, &w->req,
       [](uv_work_t* req) {
         auto* w = static_cast<Work*>(req->data);
-        w->st = w->api->d.store->Backup(w->path);
-        std::string file = w->path + "/data.mdb";
-        if (w->st.ok()) w->st = SyncPath(file, false);
-        if (w->st.ok()) w->st = SyncPath(w->path, true);
-        if (w->st.ok()) {
-          struct stat st{};
-          if (::stat(file.c_str(), &st) == 0) w->bytes = static_cast<uint64_t>(st.st_size);
-          auto txid = BackupTxid(w->path);
-          if (txid.ok()) w->txid = *txid;
-          else w->st = txid.status();
+        auto info = w->api->d.store->Backup(w->path);
+        if (!info.ok()) {
+          w->st = info.status();
+          return;
         }
+        w->bytes = info->bytes;
+        w->txid = info->txid;
       },
       [](uv_work_t* req, int status) {
         std::unique_ptr<Work> w(static_cast<Work*>(req->data));

@@ -5,15 +5,155 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <stdexcept>
+#include <utility>
 #include <vector>
 
 namespace usersd::store {
 
 namespace {
 
+// The version every user record and outbox job carries as "v".
 constexpr int kRecordVersion = 1;
-// As in store.cc: records nest at most kMaxStoredDepth + 2 levels.
+// The decoders recurse once per nesting level. Records nest at most
+// kMaxStoredDepth + 2 levels (dead letter > job > fields); anything deeper is
+// not ours, and stopping there keeps garbage from exhausting the stack.
 constexpr size_t kMaxDecodeDepth = 2 * kMaxStoredDepth;
+
+// ------------------------------------------------------------- DOM form
+
+template <class T>
+void PutOpt(Json& j, const char* k, const std::optional<T>& v) {
+  if (v) j[k] = *v;
+}
+
+// Typed field readers for decoding. They throw (turned into Corruption by the
+// callers) instead of converting: nlohmann would silently cast a float or a
+// negative number, and casting an out-of-range double is undefined behaviour.
+int64_t I64Of(const Json& v, const char* k) {
+  if (v.is_number_unsigned()) {
+    uint64_t u = v.get<uint64_t>();
+    if (u > uint64_t(std::numeric_limits<int64_t>::max())) throw std::runtime_error(std::string(k) + " out of range");
+    return int64_t(u);
+  }
+  if (v.is_number_integer()) return v.get<int64_t>();
+  throw std::runtime_error(std::string(k) + " is not an integer");
+}
+int64_t I64(const Json& j, const char* k) { return I64Of(j.at(k), k); }
+uint64_t U64(const Json& j, const char* k) {
+  const Json& v = j.at(k);
+  if (v.is_number_unsigned()) return v.get<uint64_t>();
+  throw std::runtime_error(std::string(k) + " is not an unsigned integer");
+}
+int I32(const Json& j, const char* k) {
+  int64_t v = I64(j, k);
+  if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max())
+    throw std::runtime_error(std::string(k) + " out of range");
+  return int(v);
+}
+uint32_t U32(const Json& j, const char* k) {
+  uint64_t v = U64(j, k);
+  if (v > std::numeric_limits<uint32_t>::max()) throw std::runtime_error(std::string(k) + " out of range");
+  return uint32_t(v);
+}
+std::string StrField(const Json& j, const char* k) { return j.at(k).get<std::string>(); }
+bool BoolField(const Json& j, const char* k) { return j.at(k).get<bool>(); }
+std::optional<std::string> OptStr(const Json& j, const char* k) {
+  auto it = j.find(k);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  return it->get<std::string>();
+}
+std::optional<int64_t> OptI64(const Json& j, const char* k) {
+  auto it = j.find(k);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  return I64Of(*it, k);
+}
+
+Json JobToJson(const OutboxJob& job) {
+  return Json{{"v", kRecordVersion},         {"id", job.id},
+              {"user", job.user_id},         {"workos", job.workos_id},
+              {"op", static_cast<int>(job.op)}, {"fields", job.fields},
+              {"tx", job.txid},              {"created", job.created_at_ms},
+              {"attempts", job.attempts},    {"next", job.next_attempt_at_ms},
+              {"err", job.last_error}};
+}
+
+OutboxJob JobFromJson(const Json& j) {
+  if (I32(j, "v") != kRecordVersion) throw std::runtime_error("unknown outbox job version");
+  OutboxJob job;
+  job.id = U64(j, "id");
+  job.user_id = StrField(j, "user");
+  job.workos_id = StrField(j, "workos");
+  int op = I32(j, "op");
+  if (op < 0 || op > 2) throw std::runtime_error("bad job op");
+  job.op = static_cast<JobOp>(op);
+  job.fields = j.at("fields");
+  job.txid = U64(j, "tx");
+  job.created_at_ms = I64(j, "created");
+  job.attempts = U32(j, "attempts");
+  job.next_attempt_at_ms = I64(j, "next");
+  job.last_error = StrField(j, "err");
+  return job;
+}
+
+std::string ToMsgpack(const Json& j) {
+  std::vector<uint8_t> bytes = Json::to_msgpack(j);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// Builds the DOM like Json::from_msgpack, but stops at kMaxDecodeDepth
+// instead of recursing until the stack runs out.
+class BoundedDomSax {
+ public:
+  explicit BoundedDomSax(Json& root) : dom_(root, /*allow_exceptions=*/true) {}
+  bool null() { return dom_.null(); }
+  bool boolean(bool v) { return dom_.boolean(v); }
+  bool number_integer(Json::number_integer_t v) { return dom_.number_integer(v); }
+  bool number_unsigned(Json::number_unsigned_t v) { return dom_.number_unsigned(v); }
+  bool number_float(Json::number_float_t v, const Json::string_t& s) { return dom_.number_float(v, s); }
+  bool string(Json::string_t& v) { return dom_.string(v); }
+  bool binary(Json::binary_t& v) { return dom_.binary(v); }
+  bool start_object(std::size_t n) { return Deeper() && dom_.start_object(n); }
+  bool key(Json::string_t& k) { return dom_.key(k); }
+  bool end_object() {
+    --depth_;
+    return dom_.end_object();
+  }
+  bool start_array(std::size_t n) { return Deeper() && dom_.start_array(n); }
+  bool end_array() {
+    --depth_;
+    return dom_.end_array();
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    error_ = e.what();
+    return false;
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  bool Deeper() {
+    if (++depth_ <= kMaxDecodeDepth) return true;
+    error_ = "nested more than " + std::to_string(kMaxDecodeDepth) + " levels deep";
+    return false;
+  }
+  nlohmann::detail::json_sax_dom_parser<Json> dom_;
+  size_t depth_ = 0;
+  std::string error_;
+};
+
+Result<Json> FromMsgpack(std::string_view bytes) {
+  try {
+    Json j;
+    BoundedDomSax sax(j);
+    if (!Json::sax_parse(bytes.begin(), bytes.end(), &sax, nlohmann::json::input_format_t::msgpack, /*strict=*/true))
+      return Status::Corruption("undecodable record: " + sax.error());
+    return j;
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("undecodable record: ") + e.what());
+  }
+}
+
+// --------------------------------------------------------- direct codec
 
 // MessagePack writer with nlohmann's encoding choices (binary_writer's
 // write_msgpack): fixint/uint8/16/32/64 for non-negative integers whatever
@@ -622,8 +762,7 @@ bool FastDecodeUser(std::string_view bytes, UserRecord* u) {
   return in.AtEnd() && (seen & kRequired) == kRequired;
 }
 
-}  // namespace
-
+// Appends the MessagePack of `u` (EncodeUser's bytes) to `out`.
 void AppendUserMsgpack(std::string& out, const UserRecord& u) {
   MsgpackOut w(out);
   // Keys in std::map order, as nlohmann writes the DOM form.
@@ -652,6 +791,10 @@ void AppendUserMsgpack(std::string& out, const UserRecord& u) {
   if (u.workos_updated_at_ms) w.Str("wupd"), w.Int(*u.workos_updated_at_ms);
 }
 
+}  // namespace
+
+// ----------------------------------------------------------------- users
+
 std::string EncodeUser(const UserRecord& u) {
   std::string out;
   out.reserve(256);
@@ -676,6 +819,90 @@ Result<UserRecord> DecodeUser(std::string_view bytes) {
   return u;
 }
 
+Json UserToJson(const UserRecord& u) {
+  Json j{{"v", kRecordVersion},
+         {"id", u.id},
+         {"workos", u.workos_id},
+         {"email", u.email},
+         {"first", u.first_name},
+         {"last", u.last_name},
+         {"type", u.user_type},
+         {"onb", u.is_onboarded},
+         {"created", u.created_at_ms},
+         {"role", u.role},
+         {"pending", u.profile_pending},
+         {"tx", u.txid}};
+  PutOpt(j, "avatar", u.avatar_url);
+  PutOpt(j, "settings", u.settings);
+  PutOpt(j, "tz", u.timezone);
+  PutOpt(j, "updated", u.updated_at_ms);
+  PutOpt(j, "deleted", u.deleted_at_ms);
+  PutOpt(j, "org", u.organization_id);
+  PutOpt(j, "pic", u.profile_picture_url);
+  PutOpt(j, "wupd", u.workos_updated_at_ms);
+  return j;
+}
+
+UserRecord UserFromJson(const Json& j) {
+  if (I32(j, "v") != kRecordVersion) throw std::runtime_error("unknown user record version");
+  UserRecord u;
+  u.id = StrField(j, "id");
+  u.workos_id = StrField(j, "workos");
+  u.email = StrField(j, "email");
+  u.first_name = StrField(j, "first");
+  u.last_name = StrField(j, "last");
+  u.user_type = StrField(j, "type");
+  u.is_onboarded = BoolField(j, "onb");
+  u.created_at_ms = I64(j, "created");
+  u.role = StrField(j, "role");
+  u.profile_pending = BoolField(j, "pending");
+  u.txid = U64(j, "tx");
+  u.avatar_url = OptStr(j, "avatar");
+  if (auto it = j.find("settings"); it != j.end() && !it->is_null()) u.settings = *it;
+  u.timezone = OptStr(j, "tz");
+  u.updated_at_ms = OptI64(j, "updated");
+  u.deleted_at_ms = OptI64(j, "deleted");
+  u.organization_id = OptStr(j, "org");
+  u.profile_picture_url = OptStr(j, "pic");
+  u.workos_updated_at_ms = OptI64(j, "wupd");
+  return u;
+}
+
+// --------------------------------------------------- jobs, dead letters
+
+std::string EncodeJob(const OutboxJob& j) { return ToMsgpack(JobToJson(j)); }
+
+Result<OutboxJob> DecodeJob(std::string_view bytes) {
+  auto j = FromMsgpack(bytes);
+  if (!j.ok()) return j.status();
+  try {
+    return JobFromJson(*j);
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("bad outbox job: ") + e.what());
+  }
+}
+
+std::string EncodeDeadLetter(const DeadLetter& d) {
+  return ToMsgpack(Json{{"job", JobToJson(d.job)}, {"status", d.status}, {"body", d.body}, {"at", d.failed_at_ms}});
+}
+
+Result<DeadLetter> DecodeDeadLetter(std::string_view bytes) {
+  auto j = FromMsgpack(bytes);
+  if (!j.ok()) return j.status();
+  try {
+    DeadLetter d;
+    d.job = JobFromJson(j->at("job"));
+    d.status = I32(*j, "status");
+    d.body = StrField(*j, "body");
+    d.failed_at_ms = I64(*j, "at");
+    return d;
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("bad dead letter: ") + e.what());
+  }
+}
+
+// ---------------------------------------------------------- change feed
+
 std::string EncodeChange(const Change& c) {
   std::string out;
   out.reserve(256);
@@ -686,6 +913,20 @@ std::string EncodeChange(const Change& c) {
   w.Str("user");
   AppendUserMsgpack(out, c.user);
   return out;
+}
+
+Result<Change> DecodeChange(std::string_view bytes) {
+  auto j = FromMsgpack(bytes);
+  if (!j.ok()) return j.status();
+  try {
+    Change c;
+    c.op = I32(*j, "op") == 1 ? ChangeOp::kDelete : ChangeOp::kUpsert;
+    c.user = UserFromJson(j->at("user"));
+    c.at_ms = I64(*j, "at");
+    return c;
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("bad change: ") + e.what());
+  }
 }
 
 }  // namespace usersd::store

@@ -1,14 +1,25 @@
-// Record codec: MessagePack encoding and decoding of the hot records
-// (UserRecord, and the Change that carries one) without a JSON DOM.
+// Record codec: the stored form of every record the store keeps (user
+// records, outbox jobs, dead letters, change-feed entries). The Store
+// (store/store.cc) calls these and nothing else touches the bytes; this file
+// knows the record types (store.h) but not LMDB.
 //
-// The stored form is the MessagePack of a JSON object (store.h). Building
-// that object as an nlohmann DOM first cost a std::map node and a string per
-// field on every read and write of a user; this codec writes the bytes
-// directly and decodes them through nlohmann's SAX interface into the
-// record. The bytes are identical to nlohmann::json::to_msgpack of the DOM
-// form (keys in std::map order, the smallest integer encodings), so records
-// written before and after are the same, and the DOM form (UserToJson /
-// UserFromJson) stays the reference the tests compare against.
+// Every stored value is the MessagePack of a JSON object (nlohmann's
+// to_msgpack: keys in std::map order, the smallest integer encodings). Users,
+// jobs and dead letters carry a record version ("v", dead letters inside
+// their job); decoding refuses any other version.
+//
+// User records, the hot ones, are written directly and read through a
+// MessagePack fast path or nlohmann's SAX interface, without a JSON DOM.
+// Their bytes are identical to to_msgpack of the DOM form (UserToJson /
+// UserFromJson below), so records written before and after are the same, and
+// the DOM form stays the reference that the tests and the store_record fuzz
+// target compare against. Change-feed entries are written the same direct
+// way and read back through the DOM (the feed is read in batches, off the
+// request path); jobs and dead letters go through the DOM both ways.
+//
+// Decode* fail with Corruption on bytes that are not a record of a known
+// version, including values nested deeper than the decoder allows (it
+// recurses per level; records nest at most kMaxStoredDepth + 2 levels).
 //
 // Pure functions; thread-compatible.
 #pragma once
@@ -21,15 +32,30 @@
 
 namespace usersd::store {
 
-// The DOM form of a user record (what EncodeUser's bytes decode to with
-// nlohmann::json::from_msgpack). For the change feed's slow paths and tests.
-Json UserToJson(const UserRecord& u);
-// Throws std::exception on a field of the wrong type or a missing one.
-UserRecord UserFromJson(const Json& j);
+// A user record: {"v", "id", "workos", "email", ..., "tx"} (see UserToJson).
+std::string EncodeUser(const UserRecord& u);
+Result<UserRecord> DecodeUser(std::string_view bytes);
 
-// Appends the MessagePack of `u` (as EncodeUser returns it) to `out`.
-void AppendUserMsgpack(std::string& out, const UserRecord& u);
-// A change-feed entry: {"at": at_ms, "op": 0|1, "user": <user>}.
+// An outbox job: {"v", "id", "user", "workos", "op", "fields", "tx",
+// "created", "attempts", "next", "err"}.
+std::string EncodeJob(const OutboxJob& j);
+Result<OutboxJob> DecodeJob(std::string_view bytes);
+
+// A dead letter: {"job": <job>, "status", "body", "at"}. The body is stored
+// as given (the Store bounds it).
+std::string EncodeDeadLetter(const DeadLetter& d);
+Result<DeadLetter> DecodeDeadLetter(std::string_view bytes);
+
+// A change-feed entry: {"at": at_ms, "op": 0|1, "user": <user>}. The txid is
+// the entry's key, not part of the value: DecodeChange leaves it 0.
 std::string EncodeChange(const Change& c);
+Result<Change> DecodeChange(std::string_view bytes);
+
+// The DOM form of a user record (what EncodeUser's bytes decode to with
+// nlohmann::json::from_msgpack): the reference for tests and fuzz targets.
+Json UserToJson(const UserRecord& u);
+// Throws std::exception on a field of the wrong type or a missing one, or an
+// unknown version.
+UserRecord UserFromJson(const Json& j);
 
 }  // namespace usersd::store

@@ -21,13 +21,8 @@ namespace usersd::store {
 namespace {
 
 constexpr int kSchemaVersion = 1;
-constexpr int kRecordVersion = 1;
 // Keys are looked up only up to this size (LMDB's own limit is 511 bytes).
 constexpr size_t kMaxKeyBytes = 255;
-// The decoder recurses once per nesting level. Records nest at most
-// kMaxStoredDepth + 2 levels (dead letter > job > fields); anything deeper is
-// not ours, and stopping there keeps garbage from exhausting the stack.
-constexpr size_t kMaxDecodeDepth = 2 * kMaxStoredDepth;
 // How long a new reader lets a pending remap go first (see store.h).
 constexpr auto kReaderYield = std::chrono::milliseconds(20);
 
@@ -39,53 +34,6 @@ std::string LowerAscii(std::string_view s) {
   for (char& c : out)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return out;
-}
-
-template <class T>
-void PutOpt(Json& j, const char* k, const std::optional<T>& v) {
-  if (v) j[k] = *v;
-}
-
-// Typed field readers for decoding. They throw (turned into Corruption by the
-// callers) instead of converting: nlohmann would silently cast a float or a
-// negative number, and casting an out-of-range double is undefined behaviour.
-int64_t I64Of(const Json& v, const char* k) {
-  if (v.is_number_unsigned()) {
-    uint64_t u = v.get<uint64_t>();
-    if (u > uint64_t(std::numeric_limits<int64_t>::max())) throw std::runtime_error(std::string(k) + " out of range");
-    return int64_t(u);
-  }
-  if (v.is_number_integer()) return v.get<int64_t>();
-  throw std::runtime_error(std::string(k) + " is not an integer");
-}
-int64_t I64(const Json& j, const char* k) { return I64Of(j.at(k), k); }
-uint64_t U64(const Json& j, const char* k) {
-  const Json& v = j.at(k);
-  if (v.is_number_unsigned()) return v.get<uint64_t>();
-  throw std::runtime_error(std::string(k) + " is not an unsigned integer");
-}
-int I32(const Json& j, const char* k) {
-  int64_t v = I64(j, k);
-  if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max())
-    throw std::runtime_error(std::string(k) + " out of range");
-  return int(v);
-}
-uint32_t U32(const Json& j, const char* k) {
-  uint64_t v = U64(j, k);
-  if (v > std::numeric_limits<uint32_t>::max()) throw std::runtime_error(std::string(k) + " out of range");
-  return uint32_t(v);
-}
-std::string Str(const Json& j, const char* k) { return j.at(k).get<std::string>(); }
-bool Bool(const Json& j, const char* k) { return j.at(k).get<bool>(); }
-std::optional<std::string> OptStr(const Json& j, const char* k) {
-  auto it = j.find(k);
-  if (it == j.end() || it->is_null()) return std::nullopt;
-  return it->get<std::string>();
-}
-std::optional<int64_t> OptI64(const Json& j, const char* k) {
-  auto it = j.find(k);
-  if (it == j.end() || it->is_null()) return std::nullopt;
-  return I64Of(*it, k);
 }
 
 // Refuses values that nest deeper than `max_levels` (the value itself is
@@ -102,106 +50,6 @@ Status CheckDepth(const Json& root, size_t max_levels, const char* what) {
     for (const Json& child : *node) stack.emplace_back(&child, depth + 1);
   }
   return Status::Ok();
-}
-
-Json JobToJson(const OutboxJob& job) {
-  return Json{{"v", kRecordVersion},         {"id", job.id},
-              {"user", job.user_id},         {"workos", job.workos_id},
-              {"op", static_cast<int>(job.op)}, {"fields", job.fields},
-              {"tx", job.txid},              {"created", job.created_at_ms},
-              {"attempts", job.attempts},    {"next", job.next_attempt_at_ms},
-              {"err", job.last_error}};
-}
-
-OutboxJob JobFromJson(const Json& j) {
-  if (I32(j, "v") != kRecordVersion) throw std::runtime_error("unknown outbox job version");
-  OutboxJob job;
-  job.id = U64(j, "id");
-  job.user_id = Str(j, "user");
-  job.workos_id = Str(j, "workos");
-  int op = I32(j, "op");
-  if (op < 0 || op > 2) throw std::runtime_error("bad job op");
-  job.op = static_cast<JobOp>(op);
-  job.fields = j.at("fields");
-  job.txid = U64(j, "tx");
-  job.created_at_ms = I64(j, "created");
-  job.attempts = U32(j, "attempts");
-  job.next_attempt_at_ms = I64(j, "next");
-  job.last_error = Str(j, "err");
-  return job;
-}
-
-std::string ToMsgpack(const Json& j) {
-  std::vector<uint8_t> bytes = Json::to_msgpack(j);
-  return std::string(bytes.begin(), bytes.end());
-}
-
-// Builds the DOM like Json::from_msgpack, but stops at kMaxDecodeDepth
-// instead of recursing until the stack runs out.
-class BoundedDomSax {
- public:
-  explicit BoundedDomSax(Json& root) : dom_(root, /*allow_exceptions=*/true) {}
-  bool null() { return dom_.null(); }
-  bool boolean(bool v) { return dom_.boolean(v); }
-  bool number_integer(Json::number_integer_t v) { return dom_.number_integer(v); }
-  bool number_unsigned(Json::number_unsigned_t v) { return dom_.number_unsigned(v); }
-  bool number_float(Json::number_float_t v, const Json::string_t& s) { return dom_.number_float(v, s); }
-  bool string(Json::string_t& v) { return dom_.string(v); }
-  bool binary(Json::binary_t& v) { return dom_.binary(v); }
-  bool start_object(std::size_t n) { return Deeper() && dom_.start_object(n); }
-  bool key(Json::string_t& k) { return dom_.key(k); }
-  bool end_object() {
-    --depth_;
-    return dom_.end_object();
-  }
-  bool start_array(std::size_t n) { return Deeper() && dom_.start_array(n); }
-  bool end_array() {
-    --depth_;
-    return dom_.end_array();
-  }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
-    error_ = e.what();
-    return false;
-  }
-  const std::string& error() const { return error_; }
-
- private:
-  bool Deeper() {
-    if (++depth_ <= kMaxDecodeDepth) return true;
-    error_ = "nested more than " + std::to_string(kMaxDecodeDepth) + " levels deep";
-    return false;
-  }
-  nlohmann::detail::json_sax_dom_parser<Json> dom_;
-  size_t depth_ = 0;
-  std::string error_;
-};
-
-Result<Json> FromMsgpack(std::string_view bytes) {
-  try {
-    Json j;
-    BoundedDomSax sax(j);
-    if (!Json::sax_parse(bytes.begin(), bytes.end(), &sax, nlohmann::json::input_format_t::msgpack, /*strict=*/true))
-      return Status::Corruption("undecodable record: " + sax.error());
-    return j;
-  } catch (const std::exception& e) {
-    return Status::Corruption(std::string("undecodable record: ") + e.what());
-  }
-}
-
-// A dead letter as stored: {job, status, body, at}.
-Result<DeadLetter> DeadFromBytes(std::string_view bytes) {
-  auto j = FromMsgpack(bytes);
-  if (!j.ok()) return j.status();
-  try {
-    DeadLetter d;
-    d.job = JobFromJson(j->at("job"));
-    d.status = I32(*j, "status");
-    d.body = Str(*j, "body");
-    d.failed_at_ms = I64(*j, "at");
-    return d;
-  } catch (const std::exception& e) {
-    return Status::Corruption(std::string("bad dead letter: ") + e.what());
-  }
 }
 
 // Reads an 8-byte big-endian counter from meta (0 when absent).
@@ -223,7 +71,7 @@ std::set<std::pair<uint64_t, uint64_t>>& OpenStores() {
   return open;
 }
 
-// fsync of a file or directory; best effort for directories.
+// fsync of a file or directory.
 bool SyncPath(const std::string& path, bool directory) {
   int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_WRONLY) | O_CLOEXEC);
   if (fd < 0) return false;
@@ -232,55 +80,49 @@ bool SyncPath(const std::string& path, bool directory) {
   return ok;
 }
 
-}  // namespace
-
-Json UserToJson(const UserRecord& u) {
-  Json j{{"v", kRecordVersion},
-         {"id", u.id},
-         {"workos", u.workos_id},
-         {"email", u.email},
-         {"first", u.first_name},
-         {"last", u.last_name},
-         {"type", u.user_type},
-         {"onb", u.is_onboarded},
-         {"created", u.created_at_ms},
-         {"role", u.role},
-         {"pending", u.profile_pending},
-         {"tx", u.txid}};
-  PutOpt(j, "avatar", u.avatar_url);
-  PutOpt(j, "settings", u.settings);
-  PutOpt(j, "tz", u.timezone);
-  PutOpt(j, "updated", u.updated_at_ms);
-  PutOpt(j, "deleted", u.deleted_at_ms);
-  PutOpt(j, "org", u.organization_id);
-  PutOpt(j, "pic", u.profile_picture_url);
-  PutOpt(j, "wupd", u.workos_updated_at_ms);
-  return j;
+// The last transactionId of the store copy in `dir`, read without touching
+// the copy (read-only, no lock file): it is private until Backup returns.
+Result<uint64_t> LastTxidOfCopy(const std::string& dir) {
+  MDB_env* env = nullptr;
+  int rc = mdb_env_create(&env);
+  if (rc != 0) return FromMdb(rc, "mdb_env_create");
+  struct EnvCloser {
+    MDB_env* e;
+    ~EnvCloser() { mdb_env_close(e); }
+  } closer{env};
+  mdb_env_set_maxdbs(env, 16);
+  rc = mdb_env_open(env, dir.c_str(), MDB_RDONLY | MDB_NOLOCK, 0600);
+  if (rc != 0) return FromMdb(rc, "opening the backup");
+  MDB_txn* txn = nullptr;
+  rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) return FromMdb(rc, "reading the backup");
+  uint64_t txid = 0;
+  MDB_dbi meta;
+  rc = mdb_dbi_open(txn, TableName(Table::kMeta), 0, &meta);
+  if (rc == 0) {
+    MDB_val k = Val("last_txid"), v;
+    rc = mdb_get(txn, meta, &k, &v);
+    if (rc == 0) txid = U64FromKey(View(v));
+    else if (rc == MDB_NOTFOUND) rc = 0;
+  }
+  mdb_txn_abort(txn);
+  if (rc != 0) return FromMdb(rc, "reading the backup's transactionId");
+  return txid;
 }
 
-UserRecord UserFromJson(const Json& j) {
-  if (I32(j, "v") != kRecordVersion) throw std::runtime_error("unknown user record version");
-  UserRecord u;
-  u.id = Str(j, "id");
-  u.workos_id = Str(j, "workos");
-  u.email = Str(j, "email");
-  u.first_name = Str(j, "first");
-  u.last_name = Str(j, "last");
-  u.user_type = Str(j, "type");
-  u.is_onboarded = Bool(j, "onb");
-  u.created_at_ms = I64(j, "created");
-  u.role = Str(j, "role");
-  u.profile_pending = Bool(j, "pending");
-  u.txid = U64(j, "tx");
-  u.avatar_url = OptStr(j, "avatar");
-  if (auto it = j.find("settings"); it != j.end() && !it->is_null()) u.settings = *it;
-  u.timezone = OptStr(j, "tz");
-  u.updated_at_ms = OptI64(j, "updated");
-  u.deleted_at_ms = OptI64(j, "deleted");
-  u.organization_id = OptStr(j, "org");
-  u.profile_picture_url = OptStr(j, "pic");
-  u.workos_updated_at_ms = OptI64(j, "wupd");
-  return u;
+}  // namespace
+
+const char* TableName(Table table) {
+  switch (table) {
+    case Table::kUsers: return "users";
+    case Table::kByWorkos: return "by_workos";
+    case Table::kByEmail: return "by_email";
+    case Table::kMeta: return "meta";
+    case Table::kChanges: return "changes";
+    case Table::kOutbox: return "outbox";
+    case Table::kDead: return "dead";
+  }
+  return "?";
 }
 
 const char* JobOpName(JobOp op) {
@@ -316,20 +158,6 @@ uint64_t U64FromKey(std::string_view key) {
   return v;
 }
 
-// EncodeUser and DecodeUser: store/record_codec.cc.
-
-std::string EncodeJob(const OutboxJob& j) { return ToMsgpack(JobToJson(j)); }
-
-Result<OutboxJob> DecodeJob(std::string_view bytes) {
-  auto j = FromMsgpack(bytes);
-  if (!j.ok()) return j.status();
-  try {
-    return JobFromJson(*j);
-  } catch (const std::exception& e) {
-    return Status::Corruption(std::string("bad outbox job: ") + e.what());
-  }
-}
-
 // ---------------------------------------------------------------- ReadTxn
 
 ReadTxn::ReadTxn(Store* store, MDB_txn* txn, bool holds_lock) : store_(store), txn_(txn), holds_lock_(holds_lock) {}
@@ -358,7 +186,7 @@ Result<std::optional<std::string>> ReadTxn::GetRaw(MDB_dbi dbi, std::string_view
 
 Result<std::optional<UserRecord>> ReadTxn::GetUser(std::string_view id) {
   if (id.empty() || id.size() > kMaxKeyBytes) return std::optional<UserRecord>();
-  auto raw = GetRaw(store_->users_, id);
+  auto raw = GetRaw(store_->dbi(Table::kUsers), id);
   if (!raw.ok()) return raw.status();
   if (!raw->has_value()) return std::optional<UserRecord>();
   auto u = DecodeUser(**raw);
@@ -368,7 +196,7 @@ Result<std::optional<UserRecord>> ReadTxn::GetUser(std::string_view id) {
 
 Result<std::optional<UserRecord>> ReadTxn::FindByWorkosId(std::string_view workos_id) {
   if (workos_id.empty() || workos_id.size() > kMaxKeyBytes) return std::optional<UserRecord>();
-  auto id = GetRaw(store_->by_workos_, workos_id);
+  auto id = GetRaw(store_->dbi(Table::kByWorkos), workos_id);
   if (!id.ok()) return id.status();
   if (!id->has_value()) return std::optional<UserRecord>();
   return GetUser(**id);
@@ -376,13 +204,15 @@ Result<std::optional<UserRecord>> ReadTxn::FindByWorkosId(std::string_view worko
 
 Result<std::optional<UserRecord>> ReadTxn::FindByEmail(std::string_view email) {
   if (email.empty() || email.size() > kMaxKeyBytes) return std::optional<UserRecord>();
-  auto id = GetRaw(store_->by_email_, LowerAscii(email));
+  auto id = GetRaw(store_->dbi(Table::kByEmail), LowerAscii(email));
   if (!id.ok()) return id.status();
   if (!id->has_value()) return std::optional<UserRecord>();
   return GetUser(**id);
 }
 
-Result<std::optional<std::string>> ReadTxn::GetMeta(std::string_view key) { return GetRaw(store_->meta_, key); }
+Result<std::optional<std::string>> ReadTxn::GetMeta(std::string_view key) {
+  return GetRaw(store_->dbi(Table::kMeta), key);
+}
 
 uint64_t ReadTxn::LastTxid() {
   auto v = CounterFrom(GetMeta("last_txid"), "last_txid");
@@ -450,12 +280,12 @@ Result<std::vector<T>> Collect(MDB_txn* txn, MDB_dbi dbi, std::string_view start
 
 Result<std::vector<UserRecord>> ReadTxn::ListUsers(std::string_view after, size_t limit) {
   if (limit == 0) return std::vector<UserRecord>();
-  return Collect<UserRecord>(txn_, store_->users_, after, after, limit,
+  return Collect<UserRecord>(txn_, store_->dbi(Table::kUsers), after, after, limit,
                              [](std::string_view, std::string_view v) { return DecodeUser(v); });
 }
 
 Result<std::vector<OutboxJob>> ReadTxn::ListJobs(size_t limit) {
-  return Collect<OutboxJob>(txn_, store_->outbox_, {}, {}, limit,
+  return Collect<OutboxJob>(txn_, store_->dbi(Table::kOutbox), {}, {}, limit,
                             [](std::string_view, std::string_view v) { return DecodeJob(v); });
 }
 
@@ -469,18 +299,18 @@ Result<std::vector<OutboxJob>> ReadTxn::JobsOfUser(std::string_view user_id) {
 }
 
 Result<std::vector<DeadLetter>> ReadTxn::ListDeadLetters(size_t limit) {
-  return Collect<DeadLetter>(txn_, store_->dead_, {}, {}, limit,
-                             [](std::string_view, std::string_view v) { return DeadFromBytes(v); });
+  return Collect<DeadLetter>(txn_, store_->dbi(Table::kDead), {}, {}, limit,
+                             [](std::string_view, std::string_view v) { return DecodeDeadLetter(v); });
 }
 
 Result<std::vector<OutboxJob>> ReadTxn::ListJobsAfter(uint64_t after_id, size_t limit) {
   if (after_id == UINT64_MAX) return std::vector<OutboxJob>();
-  return Collect<OutboxJob>(txn_, store_->outbox_, U64Key(after_id + 1), {}, limit,
+  return Collect<OutboxJob>(txn_, store_->dbi(Table::kOutbox), U64Key(after_id + 1), {}, limit,
                             [](std::string_view, std::string_view v) { return DecodeJob(v); });
 }
 
 Result<std::optional<OutboxJob>> ReadTxn::GetJob(uint64_t id) {
-  auto raw = GetRaw(store_->outbox_, U64Key(id));
+  auto raw = GetRaw(store_->dbi(Table::kOutbox), U64Key(id));
   if (!raw.ok()) return raw.status();
   if (!raw->has_value()) return std::optional<OutboxJob>();
   auto j = DecodeJob(**raw);
@@ -489,44 +319,26 @@ Result<std::optional<OutboxJob>> ReadTxn::GetJob(uint64_t id) {
 }
 
 Result<std::optional<DeadLetter>> ReadTxn::GetDeadLetter(uint64_t id) {
-  auto raw = GetRaw(store_->dead_, U64Key(id));
+  auto raw = GetRaw(store_->dbi(Table::kDead), U64Key(id));
   if (!raw.ok()) return raw.status();
   if (!raw->has_value()) return std::optional<DeadLetter>();
-  auto d = DeadFromBytes(**raw);
+  auto d = DecodeDeadLetter(**raw);
   if (!d.ok()) return d.status();
   return std::optional<DeadLetter>(std::move(*d));
 }
 
 Result<std::vector<Change>> ReadTxn::ChangesSince(uint64_t since, size_t limit) {
   if (limit == 0) return std::vector<Change>();
-  return Collect<Change>(txn_, store_->changes_, U64Key(since), {}, limit,
+  return Collect<Change>(txn_, store_->dbi(Table::kChanges), U64Key(since), {}, limit,
                          [](std::string_view k, std::string_view v) -> Result<Change> {
-                           auto j = FromMsgpack(v);
-                           if (!j.ok()) return j.status();
-                           try {
-                             Change c;
-                             c.txid = U64FromKey(k);
-                             c.op = I32(*j, "op") == 1 ? ChangeOp::kDelete : ChangeOp::kUpsert;
-                             c.user = UserFromJson(j->at("user"));
-                             c.at_ms = I64(*j, "at");
-                             return c;
-                           } catch (const std::exception& e) {
-                             return Status::Corruption(std::string("bad change: ") + e.what());
-                           }
+                           auto c = DecodeChange(v);
+                           if (c.ok()) c->txid = U64FromKey(k);
+                           return c;
                          });
 }
 
-uint64_t ReadTxn::CountEntries(const char* db_name) {
-  MDB_dbi dbi;
-  std::string_view n(db_name);
-  if (n == "users") dbi = store_->users_;
-  else if (n == "outbox") dbi = store_->outbox_;
-  else if (n == "dead") dbi = store_->dead_;
-  else if (n == "by_email") dbi = store_->by_email_;
-  else if (n == "by_workos") dbi = store_->by_workos_;
-  else if (n == "changes") dbi = store_->changes_;
-  else if (n == "meta") dbi = store_->meta_;
-  else return 0;
+uint64_t ReadTxn::CountEntries(Table table) {
+  MDB_dbi dbi = store_->dbi(table);
   MDB_stat st{};
   if (mdb_stat(txn_, dbi, &st) != 0) return 0;
   return st.ms_entries;
@@ -578,7 +390,7 @@ Result<uint64_t> WriteTxn::NextTxid() {
   auto last = CounterFrom(GetMeta("last_txid"), "last_txid");
   if (!last.ok()) return last.status();
   uint64_t next = *last + 1;
-  USERSD_RETURN_IF_ERROR(Put(store_->meta_, "last_txid", U64Key(next)));
+  USERSD_RETURN_IF_ERROR(Put(store_->dbi(Table::kMeta), "last_txid", U64Key(next)));
   return next;
 }
 
@@ -606,7 +418,7 @@ Status WriteTxn::PutUser(const UserRecord& u, const std::optional<UserRecord>& p
 
   // Every check comes before the first write, so a refused PutUser leaves
   // the transaction as it found it (a caller may go on after the error).
-  auto owner = GetRaw(store_->by_workos_, u.workos_id);
+  auto owner = GetRaw(store_->dbi(Table::kByWorkos), u.workos_id);
   if (!owner.ok()) return owner.status();
   if (owner->has_value() && **owner != u.id) return Status::InvalidArgument("workosId already belongs to another user");
 
@@ -615,7 +427,7 @@ Status WriteTxn::PutUser(const UserRecord& u, const std::optional<UserRecord>& p
   std::string new_key = u.live() ? LowerAscii(u.email) : std::string();
   bool index_new_email = false;
   if (!new_key.empty()) {
-    auto holder = GetRaw(store_->by_email_, new_key);
+    auto holder = GetRaw(store_->dbi(Table::kByEmail), new_key);
     if (!holder.ok()) return holder.status();
     if (holder->has_value() && **holder != u.id) return Status::InvalidArgument("email already in use");
     index_new_email = !holder->has_value();
@@ -630,20 +442,22 @@ Status WriteTxn::PutUser(const UserRecord& u, const std::optional<UserRecord>& p
     return Status::Ok();
   };
   if (stored && !stored->workos_id.empty() && stored->workos_id != u.workos_id)
-    USERSD_RETURN_IF_ERROR(drop(store_->by_workos_, stored->workos_id));
-  if (!owner->has_value()) USERSD_RETURN_IF_ERROR(Put(store_->by_workos_, u.workos_id, u.id));
-  if (!old_key.empty() && old_key != new_key) USERSD_RETURN_IF_ERROR(drop(store_->by_email_, old_key));
-  if (index_new_email) USERSD_RETURN_IF_ERROR(Put(store_->by_email_, new_key, u.id));
-  return Put(store_->users_, u.id, encoded);
+    USERSD_RETURN_IF_ERROR(drop(store_->dbi(Table::kByWorkos), stored->workos_id));
+  if (!owner->has_value()) USERSD_RETURN_IF_ERROR(Put(store_->dbi(Table::kByWorkos), u.workos_id, u.id));
+  if (!old_key.empty() && old_key != new_key) USERSD_RETURN_IF_ERROR(drop(store_->dbi(Table::kByEmail), old_key));
+  if (index_new_email) USERSD_RETURN_IF_ERROR(Put(store_->dbi(Table::kByEmail), new_key, u.id));
+  return Put(store_->dbi(Table::kUsers), u.id, encoded);
 }
 
-Status WriteTxn::PutMeta(std::string_view key, std::string_view value) { return Put(store_->meta_, key, value); }
+Status WriteTxn::PutMeta(std::string_view key, std::string_view value) {
+  return Put(store_->dbi(Table::kMeta), key, value);
+}
 
-Status WriteTxn::DeleteMeta(std::string_view key) { return Del(store_->meta_, key); }
+Status WriteTxn::DeleteMeta(std::string_view key) { return Del(store_->dbi(Table::kMeta), key); }
 
 Status WriteTxn::AppendChange(const Change& c) {
   if (c.user.settings) USERSD_RETURN_IF_ERROR(CheckDepth(*c.user.settings, kMaxStoredDepth, "settings"));
-  return Put(store_->changes_, U64Key(c.txid), EncodeChange(c));
+  return Put(store_->dbi(Table::kChanges), U64Key(c.txid), EncodeChange(c));
 }
 
 Result<uint64_t> WriteTxn::EnqueueJob(OutboxJob job) {
@@ -653,40 +467,40 @@ Result<uint64_t> WriteTxn::EnqueueJob(OutboxJob job) {
   uint64_t id = *next == 0 ? 1 : *next;
   USERSD_RETURN_IF_ERROR(PutMeta("next_job_id", U64Key(id + 1)));
   job.id = id;
-  USERSD_RETURN_IF_ERROR(Put(store_->outbox_, U64Key(id), EncodeJob(job)));
+  USERSD_RETURN_IF_ERROR(Put(store_->dbi(Table::kOutbox), U64Key(id), EncodeJob(job)));
   return id;
 }
 
 Status WriteTxn::UpdateJob(const OutboxJob& job) {
   USERSD_RETURN_IF_ERROR(CheckDepth(job.fields, kMaxStoredDepth, "job fields"));
-  auto raw = GetRaw(store_->outbox_, U64Key(job.id));
+  auto raw = GetRaw(store_->dbi(Table::kOutbox), U64Key(job.id));
   if (!raw.ok()) return raw.status();
   if (!raw->has_value()) return Status::NotFound("outbox job " + std::to_string(job.id));
-  return Put(store_->outbox_, U64Key(job.id), EncodeJob(job));
+  return Put(store_->dbi(Table::kOutbox), U64Key(job.id), EncodeJob(job));
 }
 
-Status WriteTxn::DeleteJob(uint64_t id) { return Del(store_->outbox_, U64Key(id)); }
+Status WriteTxn::DeleteJob(uint64_t id) { return Del(store_->dbi(Table::kOutbox), U64Key(id)); }
 
 Status WriteTxn::MoveToDeadLetter(const OutboxJob& job, int status, std::string_view body, int64_t now_ms) {
   // Bodies are kept for operators, but bounded: a hostile upstream must not
   // fill the store. Invalid UTF-8 is replaced when the letter is shown.
   USERSD_RETURN_IF_ERROR(CheckDepth(job.fields, kMaxStoredDepth, "job fields"));
-  Json j{{"job", JobToJson(job)}, {"status", status}, {"body", std::string(body.substr(0, 4096))}, {"at", now_ms}};
-  USERSD_RETURN_IF_ERROR(Put(store_->dead_, U64Key(job.id), ToMsgpack(j)));
+  DeadLetter d{job, status, std::string(body.substr(0, 4096)), now_ms};
+  USERSD_RETURN_IF_ERROR(Put(store_->dbi(Table::kDead), U64Key(job.id), EncodeDeadLetter(d)));
   return DeleteJob(job.id);
 }
 
-Status WriteTxn::DeleteDeadLetter(uint64_t id) { return Del(store_->dead_, U64Key(id)); }
+Status WriteTxn::DeleteDeadLetter(uint64_t id) { return Del(store_->dbi(Table::kDead), U64Key(id)); }
 
 Result<uint64_t> WriteTxn::TrimChanges(uint64_t before, size_t max_entries) {
   std::vector<std::string> keys;
-  Status st = Scan(txn_, store_->changes_, {}, [&](std::string_view k, std::string_view) {
+  Status st = Scan(txn_, store_->dbi(Table::kChanges), {}, [&](std::string_view k, std::string_view) {
     if (U64FromKey(k) >= before || keys.size() >= max_entries) return false;
     keys.emplace_back(k);
     return true;
   });
   if (!st.ok()) return st;
-  for (const auto& k : keys) USERSD_RETURN_IF_ERROR(Del(store_->changes_, k));
+  for (const auto& k : keys) USERSD_RETURN_IF_ERROR(Del(store_->dbi(Table::kChanges), k));
   return static_cast<uint64_t>(keys.size());
 }
 
@@ -745,27 +559,23 @@ Status Store::Init() {
   MDB_txn* txn = nullptr;
   rc = mdb_txn_begin(env_, nullptr, 0, &txn);
   if (rc != 0) return FromMdb(rc, "mdb_txn_begin");
-  struct {
-    const char* name;
-    MDB_dbi* dbi;
-  } dbs[] = {{"users", &users_},   {"by_workos", &by_workos_}, {"by_email", &by_email_}, {"meta", &meta_},
-             {"changes", &changes_}, {"outbox", &outbox_},    {"dead", &dead_}};
-  for (auto& d : dbs) {
-    rc = mdb_dbi_open(txn, d.name, MDB_CREATE, d.dbi);
+  for (size_t i = 0; i < kTableCount; ++i) {
+    const char* name = TableName(static_cast<Table>(i));
+    rc = mdb_dbi_open(txn, name, MDB_CREATE, &dbis_[i]);
     if (rc != 0) {
       mdb_txn_abort(txn);
-      return FromMdb(rc, std::string("mdb_dbi_open ") + d.name);
+      return FromMdb(rc, std::string("mdb_dbi_open ") + name);
     }
   }
   MDB_val k = Val("schema_version"), v;
-  rc = mdb_get(txn, meta_, &k, &v);
+  rc = mdb_get(txn, dbi(Table::kMeta), &k, &v);
   if (rc == MDB_NOTFOUND) {
     std::string ver = std::to_string(kSchemaVersion);
     std::string created = std::to_string(options_.clock->NowMs());
     MDB_val vv = Val(ver);
     MDB_val ck = Val("created_at"), cv = Val(created);
-    rc = mdb_put(txn, meta_, &k, &vv, 0);
-    if (rc == 0) rc = mdb_put(txn, meta_, &ck, &cv, 0);
+    rc = mdb_put(txn, dbi(Table::kMeta), &k, &vv, 0);
+    if (rc == 0) rc = mdb_put(txn, dbi(Table::kMeta), &ck, &cv, 0);
     if (rc != 0) {
       mdb_txn_abort(txn);
       return FromMdb(rc, "initialising store");
@@ -783,7 +593,8 @@ Status Store::Init() {
     return FromMdb(rc, "reading schema version");
   }
   MDB_val ck = Val("created_at"), cv;
-  if (mdb_get(txn, meta_, &ck, &cv) == 0) created_at_ms_ = std::strtoll(std::string(View(cv)).c_str(), nullptr, 10);
+  if (mdb_get(txn, dbi(Table::kMeta), &ck, &cv) == 0)
+    created_at_ms_ = std::strtoll(std::string(View(cv)).c_str(), nullptr, 10);
   rc = mdb_txn_commit(txn);
   return FromMdb(rc, "committing store initialisation");
 }
@@ -900,7 +711,7 @@ Status Store::Grow() {
   return Status::Ok();
 }
 
-Status Store::Backup(const std::string& path) {
+Result<BackupInfo> Store::Backup(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) return Status::IOError("cannot create backup directory " + path + ": " + ec.message());
@@ -923,8 +734,24 @@ Status Store::Backup(const std::string& path) {
     std::filesystem::remove(file, ec);
     return Status::IOError("cannot sync backup " + file + ": " + std::strerror(errno));
   }
-  SyncPath(path, true);
-  return Status::Ok();
+  // And its directory entry, or a crash could lose the file.
+  if (!SyncPath(path, true)) {
+    std::string err = std::strerror(errno);
+    std::filesystem::remove(file, ec);
+    return Status::IOError("cannot sync backup directory " + path + ": " + err);
+  }
+  BackupInfo info;
+  struct stat fst{};
+  if (::stat(file.c_str(), &fst) == 0) info.bytes = uint64_t(fst.st_size);
+  // mdb_env_copy2 picks its snapshot itself, so the copy's transactionId is
+  // read from the copy.
+  auto txid = LastTxidOfCopy(path);
+  if (!txid.ok()) {
+    std::filesystem::remove(file, ec);
+    return txid.status();
+  }
+  info.txid = *txid;
+  return info;
 }
 
 StoreStats Store::Stats() {
@@ -947,9 +774,9 @@ StoreStats Store::Stats() {
   if (::stat((options_.path + "/data.mdb").c_str(), &fst) == 0) s.file_bytes = uint64_t(fst.st_size);
   auto txn = BeginRead();
   if (txn.ok()) {
-    s.users = txn->CountEntries("users");
-    s.outbox_depth = txn->CountEntries("outbox");
-    s.dead_letters = txn->CountEntries("dead");
+    s.users = txn->CountEntries(Table::kUsers);
+    s.outbox_depth = txn->CountEntries(Table::kOutbox);
+    s.dead_letters = txn->CountEntries(Table::kDead);
   }
   return s;
 }

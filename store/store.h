@@ -1,16 +1,25 @@
 // Store: usersd's durable state in one LMDB environment.
 //
-// Named databases:
-//   users      user id (UUID)          -> UserRecord (MessagePack, versioned)
-//   by_workos  WorkOS user id          -> user id   (every user, live or deleted,
-//                                                    so a deleted user's token is
-//                                                    refused, not re-provisioned)
-//   by_email   lower-cased email       -> user id   (live users, non-empty emails)
-//   meta       name                    -> value     (schema version, last
-//                                                    transactionId, JWKS, cursor)
-//   changes    transactionId (u64 BE)  -> Change    (the change feed)
-//   outbox     job id (u64 BE)         -> OutboxJob (to deliver to WorkOS)
-//   dead       job id (u64 BE)         -> DeadLetter
+// Tables (LMDB named databases, named in code by `Table`):
+//   kUsers     users      user id (UUID)         -> UserRecord (versioned)
+//   kByWorkos  by_workos  WorkOS user id         -> user id   (every user, live
+//                                                   or deleted, so a deleted
+//                                                   user's token is refused,
+//                                                   not re-provisioned)
+//   kByEmail   by_email   lower-cased email      -> user id   (live users,
+//                                                   non-empty emails)
+//   kMeta      meta       name                   -> value     (schema version,
+//                                                   creation time, last
+//                                                   transactionId, next job
+//                                                   id; other parts' state:
+//                                                   JWKS, events cursor, ...)
+//   kChanges   changes    transactionId (u64 BE) -> Change    (the change feed)
+//   kOutbox    outbox     job id (u64 BE)        -> OutboxJob (to deliver to
+//                                                   WorkOS)
+//   kDead      dead       job id (u64 BE)        -> DeadLetter
+// The Store encodes and decodes the values only through store/record_codec.h,
+// which defines their stored form (versioned MessagePack); keys, indexes,
+// meta counters and LMDB are the Store's own.
 //
 // Threads: the Store object is shared. Read transactions may be used on any
 // thread (MDB_NOTLS), one thread at a time each, and may end on another thread
@@ -112,17 +121,17 @@ struct Change {
   int64_t at_ms = 0;
 };
 
-// Encoding (MessagePack of a versioned JSON object). Decode fails with
-// Corruption on bytes that are not a record of a known version, including
-// values nested deeper than the decoder allows (it recurses per level).
-//
 // JSON values written into records (settings, job fields) may nest at most
 // this many levels, the value itself being level 1 (the domain's limit).
+// WriteTxn refuses deeper ones; the record codec decodes no deeper than
+// records can nest.
 inline constexpr size_t kMaxStoredDepth = 64;
-std::string EncodeUser(const UserRecord& u);
-Result<UserRecord> DecodeUser(std::string_view bytes);
-std::string EncodeJob(const OutboxJob& j);
-Result<OutboxJob> DecodeJob(std::string_view bytes);
+
+// The store's tables (see the file comment).
+enum class Table { kUsers, kByWorkos, kByEmail, kMeta, kChanges, kOutbox, kDead };
+inline constexpr size_t kTableCount = 7;
+// The LMDB database name of a table (part of the on-disk format).
+const char* TableName(Table table);
 
 struct StoreOptions {
   std::string path;                  // directory; created if missing
@@ -139,6 +148,12 @@ struct StoreStats {
   uint64_t outbox_depth = 0;
   uint64_t dead_letters = 0;
   uint32_t max_readers = 0;
+};
+
+// What Store::Backup wrote.
+struct BackupInfo {
+  uint64_t bytes = 0;  // size of the copy's data.mdb
+  uint64_t txid = 0;   // the last transactionId in the copy (0: none yet)
 };
 
 class Store;
@@ -172,7 +187,8 @@ class ReadTxn {
   Result<std::optional<DeadLetter>> GetDeadLetter(uint64_t id);
   // Changes with txid >= since, oldest first, at most `limit`.
   Result<std::vector<Change>> ChangesSince(uint64_t since, size_t limit);
-  uint64_t CountEntries(const char* db_name);
+  // Entries in `table` (0 when LMDB cannot say).
+  uint64_t CountEntries(Table table);
 
  protected:
   friend class Store;
@@ -248,12 +264,14 @@ class Store {
   // already at the maximum.
   Status Grow();
 
-  // Consistent hot copy (compacted) into directory `path` (must not contain a
-  // data.mdb; InvalidArgument otherwise), synced to disk. Safe while writes
-  // continue, but the copy counts as a reader for its whole duration: a Grow,
-  // and so the writer when the map is full, waits until it finishes. A failed
-  // copy leaves no data.mdb behind.
-  Status Backup(const std::string& path);
+  // Consistent hot copy (compacted) into directory `path` (created if
+  // missing; must not contain a data.mdb, InvalidArgument otherwise), synced
+  // to disk with its directory entry. Returns the copy's size and the
+  // transactionId it is consistent with (read from the copy: LMDB picks the
+  // snapshot). Safe while writes continue, but the copy counts as a reader
+  // for its whole duration: a Grow, and so the writer when the map is full,
+  // waits until it finishes. A failed backup leaves no data.mdb behind.
+  Result<BackupInfo> Backup(const std::string& path);
 
   StoreStats Stats();
   const std::string& path() const { return options_.path; }
@@ -278,9 +296,11 @@ class Store {
   // LMDB code; LMDB refuses (EINVAL) while a write transaction is open.
   int Remap(uint64_t size);
 
+  MDB_dbi dbi(Table table) const { return dbis_[static_cast<size_t>(table)]; }
+
   StoreOptions options_;
   MDB_env* env_ = nullptr;
-  MDB_dbi users_ = 0, by_workos_ = 0, by_email_ = 0, meta_ = 0, changes_ = 0, outbox_ = 0, dead_ = 0;
+  MDB_dbi dbis_[kTableCount] = {};  // by Table
   int64_t created_at_ms_ = 0;
   std::atomic<uint64_t> max_map_size_;
   // Not a std::shared_mutex: a ReadTxn may end on another thread than the one

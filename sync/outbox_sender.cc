@@ -203,7 +203,7 @@ struct OutboxSender::Impl {
     if (!more) {
       // Every job in the table is in the window or being removed, unless one
       // was put back under an id below loaded_upto (a re-queued dead letter).
-      uint64_t count = txn->CountEntries("outbox");
+      uint64_t count = txn->CountEntries(store::Table::kOutbox);
       if (count > jobs.size() + removing.size()) Resync(*txn);
     }
   }

@@ -223,7 +223,7 @@ struct Rig {
   uint64_t Users() {
     auto t = store->BeginRead();
     REQUIRE(t.ok());
-    return t->CountEntries("users");
+    return t->CountEntries(store::Table::kUsers);
   }
 
   FakeClock clock;

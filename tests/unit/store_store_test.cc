@@ -9,10 +9,13 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 
+#include "store/record_codec.h"
 #include "tests/unit/temp_dir.h"
 #include <filesystem>
 #include <string>
+#include <iterator>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace usersd::store {
@@ -124,7 +127,7 @@ void RequireSameUser(const UserRecord& a, const UserRecord& b) {
 
 // Writes raw bytes into a named database, bypassing the Store (which must be
 // closed): how tests simulate a corrupted record on disk.
-void PokeRaw(const std::string& path, const char* db, const std::string& key, const std::string& value) {
+void PokeRaw(const std::string& path, Table table, const std::string& key, const std::string& value) {
   MDB_env* env = nullptr;
   REQUIRE(mdb_env_create(&env) == 0);
   mdb_env_set_maxdbs(env, 16);
@@ -132,7 +135,7 @@ void PokeRaw(const std::string& path, const char* db, const std::string& key, co
   MDB_txn* txn = nullptr;
   REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
   MDB_dbi dbi;
-  REQUIRE(mdb_dbi_open(txn, db, 0, &dbi) == 0);
+  REQUIRE(mdb_dbi_open(txn, TableName(table), 0, &dbi) == 0);
   MDB_val k{key.size(), const_cast<char*>(key.data())};
   MDB_val v{value.size(), const_cast<char*>(value.data())};
   REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
@@ -345,8 +348,8 @@ TEST_CASE("store: empty emails are exempt from uniqueness", "[store]") {
   CHECK(Get(*s, "u3"));
   auto r = s->BeginRead();
   REQUIRE(r.ok());
-  CHECK(r->CountEntries("by_email") == 0);
-  CHECK(r->CountEntries("users") == 3);
+  CHECK(r->CountEntries(Table::kByEmail) == 0);
+  CHECK(r->CountEntries(Table::kUsers) == 3);
 }
 
 TEST_CASE("store: changing an email frees the old address", "[store]") {
@@ -366,7 +369,7 @@ TEST_CASE("store: changing an email frees the old address", "[store]") {
   CHECK(Must(ByEmail(*s, "new@example.com")).email == "NEW@EXAMPLE.COM");
   auto r = s->BeginRead();
   REQUIRE(r.ok());
-  CHECK(r->CountEntries("by_email") == 2);
+  CHECK(r->CountEntries(Table::kByEmail) == 2);
 }
 
 TEST_CASE("store: PutUser keeps the indexes right when `previous` is stale", "[store]") {
@@ -628,7 +631,7 @@ TEST_CASE("store: a nested transaction consumes an id only when it commits", "[s
   });
   auto r = s->BeginRead();
   CHECK(r->LastTxid() == 3);
-  CHECK(r->CountEntries("by_email") == 0);
+  CHECK(r->CountEntries(Table::kByEmail) == 0);
 }
 
 TEST_CASE("store: committing or aborting a finished transaction is harmless", "[store]") {
@@ -689,7 +692,7 @@ TEST_CASE("outbox: EnqueueJob assigns increasing ids and ListJobs returns them o
   auto two = r->ListJobs(2);
   REQUIRE(two.ok());
   CHECK(two->size() == 2);
-  CHECK(r->CountEntries("outbox") == 3);
+  CHECK(r->CountEntries(Table::kOutbox) == 3);
   CHECK(std::string(JobOpName(JobOp::kFetch)) == "fetch");
 }
 
@@ -1000,10 +1003,10 @@ TEST_CASE("store: a corrupt stored record is reported as Corruption", "[store]")
     Put(*s, MakeUser("bad", "wbad", "bad@example.com"));
     Write(*s, [](WriteTxn& t) { REQUIRE(t.EnqueueJob(MakeJob("good")).ok()); });
   }
-  PokeRaw(dir.path(), "users", "bad", std::string(50'000, '\x91'));
-  PokeRaw(dir.path(), "outbox", U64Key(1), "\xc1");
-  PokeRaw(dir.path(), "changes", U64Key(5), "garbage");
-  PokeRaw(dir.path(), "dead", U64Key(9), "\x80");
+  PokeRaw(dir.path(), Table::kUsers, "bad", std::string(50'000, '\x91'));
+  PokeRaw(dir.path(), Table::kOutbox, U64Key(1), "\xc1");
+  PokeRaw(dir.path(), Table::kChanges, U64Key(5), "garbage");
+  PokeRaw(dir.path(), Table::kDead, U64Key(9), "\x80");
   auto s = OpenAt(dir.path());
   auto r = s->BeginRead();
   REQUIRE(r.ok());
@@ -1025,7 +1028,7 @@ TEST_CASE("store: PutUser can overwrite a corrupt record, using the caller's pre
     auto s = OpenAt(dir.path());
     Put(*s, bad);
   }
-  PokeRaw(dir.path(), "users", "bad", "\xc1");
+  PokeRaw(dir.path(), Table::kUsers, "bad", "\xc1");
   auto s = OpenAt(dir.path());
   UserRecord fixed = bad;
   fixed.email = "fixed@example.com";
@@ -1053,8 +1056,46 @@ TEST_CASE("store: Stats counts users, outbox and dead letters", "[store]") {
   CHECK(st.file_bytes > 0);
   CHECK(st.max_readers >= 126);
   auto r = s->BeginRead();
-  CHECK(r->CountEntries("meta") >= 2);
-  CHECK(r->CountEntries("no_such_db") == 0);
+  CHECK(r->CountEntries(Table::kMeta) >= 2);
+  // Every table, by its enum: Put indexes WorkOS ids (not empty emails) and
+  // takes no transactionId.
+  CHECK(r->CountEntries(Table::kUsers) == 2);
+  CHECK(r->CountEntries(Table::kByWorkos) == 2);
+  CHECK(r->CountEntries(Table::kByEmail) == 0);
+  CHECK(r->CountEntries(Table::kChanges) == 0);
+  CHECK(r->CountEntries(Table::kOutbox) == 1);
+  CHECK(r->CountEntries(Table::kDead) == 0);
+}
+
+TEST_CASE("store: tables keep their on-disk LMDB names", "[store]") {
+  // Renaming one would orphan the data of every existing store.
+  const std::pair<Table, const char*> names[] = {
+      {Table::kUsers, "users"},     {Table::kByWorkos, "by_workos"}, {Table::kByEmail, "by_email"},
+      {Table::kMeta, "meta"},       {Table::kChanges, "changes"},    {Table::kOutbox, "outbox"},
+      {Table::kDead, "dead"}};
+  REQUIRE(std::size(names) == kTableCount);
+  TempDir dir;
+  {
+    auto s = OpenAt(dir.path());
+    Put(*s, MakeUser("a", "wa", "a@example.com"));
+  }
+  MDB_env* env = nullptr;
+  REQUIRE(mdb_env_create(&env) == 0);
+  mdb_env_set_maxdbs(env, 16);
+  REQUIRE(mdb_env_open(env, dir.path().c_str(), MDB_RDONLY, 0600) == 0);
+  MDB_txn* txn = nullptr;
+  REQUIRE(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == 0);
+  for (const auto& [table, name] : names) {
+    INFO(name);
+    CHECK(std::string(TableName(table)) == name);
+    MDB_dbi dbi;
+    REQUIRE(mdb_dbi_open(txn, name, 0, &dbi) == 0);  // created by Open
+    MDB_stat st{};
+    REQUIRE(mdb_stat(txn, dbi, &st) == 0);
+    if (table == Table::kUsers || table == Table::kByWorkos || table == Table::kByEmail) CHECK(st.ms_entries == 1);
+  }
+  mdb_txn_abort(txn);
+  mdb_env_close(env);
 }
 
 TEST_CASE("store: a read transaction may be used and closed on another thread", "[store]") {
@@ -1132,19 +1173,23 @@ TEST_CASE("backup: a hot copy taken while a writer writes opens as a store with 
       if (!t.ok()) continue;
       UserRecord u = MakeUser("during-" + std::to_string(i), "wd" + std::to_string(i), "");
       u.settings = Json{{"pad", std::string(2000, 'p')}};
-      if (t->PutUser(u, std::nullopt).ok() && t->Commit().ok()) written++;
+      // Each write takes the next transactionId (the 100 above took none).
+      if (CommitUserChange(*t, u, std::nullopt, ChangeOp::kUpsert, 1).ok() && t->Commit().ok()) written++;
       ++i;
     }
   });
   while (written < 20) std::this_thread::yield();
-  Status st = s->Backup(dir.sub("copy"));
-  int after = written;
+  auto info = s->Backup(dir.sub("copy"));
   stop = true;
   writer.join();
-  INFO(st.ToString());
-  REQUIRE(st.ok());
+  INFO(info.status().ToString());
+  REQUIRE(info.ok());
   CHECK(written > 20);
-  (void)after;
+  // The copy's size, and the transactionId it is consistent with: the last
+  // of the writes it holds.
+  CHECK(info->bytes == fs::file_size(dir.sub("copy") + "/data.mdb"));
+  CHECK(info->txid >= 20);
+  CHECK(info->txid <= uint64_t(written.load()));
 
   auto copy = OpenAt(dir.sub("copy"));
   for (int i = 0; i < 100; ++i) {
@@ -1156,6 +1201,13 @@ TEST_CASE("backup: a hot copy taken while a writer writes opens as a store with 
   uint64_t users = copy->Stats().users;
   CHECK(users >= 120);
   CHECK(users <= 100 + uint64_t(written.load()));
+  CHECK(users == 100 + info->txid);
+  {
+    auto r = copy->BeginRead();
+    REQUIRE(r.ok());
+    CHECK(r->LastTxid() == info->txid);
+    CHECK(r->CountEntries(Table::kChanges) == info->txid);
+  }
   // The copy is a working store of its own.
   Put(*copy, MakeUser("new", "wnew", ""));
   CHECK(Get(*copy, "new"));
@@ -1166,10 +1218,13 @@ TEST_CASE("backup: a directory that already holds a data.mdb is refused", "[stor
   TempDir dir;
   auto s = OpenAt(dir.sub("live"));
   Put(*s, MakeUser("a", "wa", ""));
-  REQUIRE(s->Backup(dir.sub("copy")).ok());
+  auto first = s->Backup(dir.sub("copy"));
+  REQUIRE(first.ok());
+  CHECK(first->txid == 0);  // Put takes no transactionId
   auto size_before = fs::file_size(dir.sub("copy") + "/data.mdb");
+  CHECK(first->bytes == size_before);
   Put(*s, MakeUser("b", "wb", ""));
-  Status st = s->Backup(dir.sub("copy"));
+  Status st = s->Backup(dir.sub("copy")).status();
   CHECK(st.code() == Code::kInvalidArgument);
   CHECK_THAT(st.message(), Catch::Contains("data.mdb"));
   CHECK(fs::file_size(dir.sub("copy") + "/data.mdb") == size_before);

@@ -198,9 +198,9 @@ TEST_CASE("writer: group commit of 1000 ops from several threads, dones on the l
   CHECK(rig.writer->queued() == 0);
   auto r = rig.store->BeginRead();
   CHECK(r->LastTxid() == kThreads * kPerThread);
-  CHECK(r->CountEntries("users") == kThreads * kPerThread);
-  CHECK(r->CountEntries("by_email") == kThreads * kPerThread);
-  CHECK(r->CountEntries("changes") == kThreads * kPerThread);
+  CHECK(r->CountEntries(Table::kUsers) == kThreads * kPerThread);
+  CHECK(r->CountEntries(Table::kByEmail) == kThreads * kPerThread);
+  CHECK(r->CountEntries(Table::kChanges) == kThreads * kPerThread);
 }
 
 TEST_CASE("writer: an op that fails rolls back alone and its neighbours commit", "[writer]") {

@@ -164,7 +164,7 @@ TEST_CASE("events: the first poll starts at the store's creation time, then foll
     auto c = txn->GetMeta("events_cursor");
     REQUIRE(c.ok());
     CHECK(*c == std::optional<std::string>("event_00000150"));
-    CHECK(txn->CountEntries("users") == 150);
+    CHECK(txn->CountEntries(store::Table::kUsers) == 150);
   }
   CHECK(rig.poller->stats().applied == 150);
 
