@@ -11,6 +11,7 @@
 
 #include "admin/admin_users.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "common/timefmt.h"
 #include "domain/users_service.h"
 #include "domain/validate.h"
@@ -673,7 +674,7 @@ void AdminApi::Impl::HandleUsersGet(const ipc::Request& q, ipc::Responder r) {
   std::string k(key);
   if (k == "id") {
     if (!domain::IsUuid(value)) return Reply(r, q.tag, Invalid("id: must be a UUID"));
-    value = domain::ToLowerAscii(value);
+    value = ToLowerAscii(value);
   }
   auto txn = d.store->BeginRead();
   if (!txn.ok()) return Reply(r, q.tag, FromStatus(txn.status(), "reading the store"));
@@ -710,7 +711,7 @@ void AdminApi::Impl::HandleUsersResync(const ipc::Request& q, ipc::Responder r) 
   } else if (auto id = p->find("id"); id != p->end() && !id->is_null()) {
     if (!id->is_string() || !domain::IsUuid(id->get<std::string>()))
       return Reply(r, q.tag, Invalid("id: must be a UUID"));
-    std::string uid = domain::ToLowerAscii(id->get<std::string>());
+    std::string uid = ToLowerAscii(id->get<std::string>());
     auto txn = d.store->BeginRead();
     if (!txn.ok()) return Reply(r, q.tag, FromStatus(txn.status(), "reading the store"));
     auto u = txn->GetUser(uid);
@@ -738,7 +739,7 @@ void AdminApi::Impl::HandleUsersList(const ipc::Request& q, ipc::Responder r) {
   std::string after;
   if (auto it = p->find("after"); it != p->end() && !it->is_null()) {
     if (!it->is_string()) return Reply(r, q.tag, Invalid("after: must be a string (a user id)"));
-    after = domain::ToLowerAscii(it->get<std::string>());
+    after = ToLowerAscii(it->get<std::string>());
   }
   auto txn = d.store->BeginRead();
   if (!txn.ok()) return Reply(r, q.tag, FromStatus(txn.status(), "reading the store"));

@@ -1,5 +1,6 @@
 #include "admin/admin_users.h"
 
+#include "common/text.h"
 #include "common/timefmt.h"
 #include "domain/users_service.h"
 #include "domain/validate.h"
@@ -76,13 +77,13 @@ Result<ImportEntry> ParseImportEntry(const Json& j, size_t index) {
   auto w = j.find("workosId");
   if (w == j.end() || w->is_null()) return Status::InvalidArgument(Field(index, "workosId") + ": required");
   if (!w->is_string() || w->get<std::string>().empty() || w->get<std::string>().size() > 255 ||
-      !domain::IsValidUtf8(w->get<std::string>()))
+      !IsValidUtf8(w->get<std::string>()))
     return TypeError(index, "workosId", "a non-empty string of at most 255 bytes");
   e.workos_id = w->get<std::string>();
 
   if (auto it = j.find("id"); it != j.end() && !it->is_null()) {
     if (!it->is_string() || !domain::IsUuid(it->get<std::string>())) return TypeError(index, "id", "a UUID");
-    e.id = domain::ToLowerAscii(it->get<std::string>());
+    e.id = ToLowerAscii(it->get<std::string>());
   }
   USERSD_RETURN_IF_ERROR(OptStringMember(j, index, "firstName", &e.first_name));
   if (e.first_name && !e.first_name->empty()) {
@@ -129,7 +130,7 @@ Result<ImportEntry> ParseImportEntry(const Json& j, size_t index) {
   USERSD_RETURN_IF_ERROR(NullableStringMember(j, index, "organizationId", &e.organization_id));
   if (e.organization_id && *e.organization_id &&
       ((*e.organization_id)->empty() || (*e.organization_id)->size() > 255 ||
-       !domain::IsValidUtf8(**e.organization_id)))
+       !IsValidUtf8(**e.organization_id)))
     return TypeError(index, "organizationId", "a non-empty string of at most 255 bytes, or null");
   if (auto it = j.find("isOnboarded"); it != j.end()) {
     if (!it->is_boolean()) return TypeError(index, "isOnboarded", "a boolean");

@@ -1,5 +1,7 @@
 #include "auth/authenticator.h"
 
+#include "common/text.h"
+
 namespace usersd::auth {
 
 namespace {
@@ -11,13 +13,7 @@ constexpr size_t kMaxWaiting = 4096;
 std::optional<std::string_view> BearerToken(std::string_view header) {
   while (!header.empty() && header.front() == ' ') header.remove_prefix(1);
   if (header.size() < 7) return std::nullopt;
-  std::string_view scheme = header.substr(0, 6);
-  static constexpr std::string_view kBearer = "bearer";
-  for (size_t i = 0; i < 6; ++i) {
-    char c = scheme[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != kBearer[i]) return std::nullopt;
-  }
+  if (!EqualsIgnoreCaseAscii(header.substr(0, 6), "bearer")) return std::nullopt;
   if (header[6] != ' ') return std::nullopt;
   std::string_view token = header.substr(7);
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);

@@ -23,6 +23,8 @@
 #include <sstream>
 #include <utility>
 
+#include "common/text.h"
+
 namespace usersd::config {
 namespace {
 
@@ -54,52 +56,7 @@ bool HasControlChars(const std::string& s) {
   });
 }
 
-// Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF).
-// yaml-cpp passes invalid bytes through unchanged, and its emitter would
-// rewrite them, so they are refused at the edge.
-bool IsValidUtf8(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      len = 2;
-      cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      len = 3;
-      cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (s.size() - i < len) return false;
-    for (size_t k = 1; k < len; ++k) {
-      auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    static constexpr uint32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMinForLength[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-    i += len;
-  }
-  return true;
-}
-
 bool IsBlank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
-
-std::string Trim(std::string s) {
-  size_t end = s.size();
-  while (end > 0 && IsBlank(s[end - 1])) --end;
-  size_t begin = 0;
-  while (begin < end && IsBlank(s[begin])) ++begin;
-  return s.substr(begin, end - begin);
-}
 
 size_t EditDistance(const std::string& a, const std::string& b) {
   std::vector<size_t> row(b.size() + 1);
@@ -334,6 +291,8 @@ bool Loader::String(const Field& f, std::string* out) {
     Error(f, "must not contain control characters");
     return false;
   }
+  // Strict UTF-8: yaml-cpp passes invalid bytes through unchanged, and its
+  // emitter would rewrite them, so they are refused at the edge.
   if (!IsValidUtf8(f.node.Scalar())) {
     Error(f, "must be valid UTF-8");
     return false;
@@ -953,7 +912,7 @@ Result<Config> LoadConfigFile(const std::string& path) {
 
 Status ResolveSecrets(Config* cfg) {
   if (const char* env = std::getenv("WORKOS_API_KEY"); env != nullptr && *env != '\0') {
-    std::string key = Trim(env);
+    std::string key = std::string(Trim(env));
     USERSD_RETURN_IF_ERROR(CheckApiKey(key, "environment variable WORKOS_API_KEY"));
     cfg->workos.api_key = std::move(key);
     return Status::Ok();
@@ -966,7 +925,7 @@ Status ResolveSecrets(Config* cfg) {
       std::string key;
       Status read = ReadSmallFile(path, kMaxSecretFileBytes, /*regular_only=*/true, &key);
       if (!read.ok()) return Status::IOError(source + ": cannot read: " + read.message());
-      key = Trim(std::move(key));
+      key = std::string(Trim(key));
       USERSD_RETURN_IF_ERROR(CheckApiKey(key, source));
       cfg->workos.api_key = std::move(key);
       return Status::Ok();
@@ -977,13 +936,13 @@ Status ResolveSecrets(Config* cfg) {
     std::string key;
     Status read = ReadSmallFile(*cfg->workos.api_key_file, kMaxSecretFileBytes, /*regular_only=*/true, &key);
     if (!read.ok()) return Status::IOError(source + ": cannot read: " + read.message());
-    key = Trim(std::move(key));
+    key = std::string(Trim(key));
     USERSD_RETURN_IF_ERROR(CheckApiKey(key, source));
     cfg->workos.api_key = std::move(key);
     return Status::Ok();
   }
   if (cfg->workos.api_key) {
-    std::string key = Trim(*cfg->workos.api_key);
+    std::string key = std::string(Trim(*cfg->workos.api_key));
     USERSD_RETURN_IF_ERROR(CheckApiKey(key, "workos.api_key"));
     cfg->workos.api_key = std::move(key);
   }

@@ -1,6 +1,7 @@
 #include "domain/remote_user.h"
 
 #include "common/log.h"
+#include "common/text.h"
 
 namespace usersd::domain {
 
@@ -21,10 +22,9 @@ const char* RemoteOutcomeName(RemoteOutcome o) {
 
 std::optional<std::string> NormalizePictureUrl(const std::optional<std::string>& url) {
   if (!url) return std::nullopt;
-  size_t b = url->find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return std::nullopt;
-  size_t e = url->find_last_not_of(" \t\r\n");
-  return url->substr(b, e - b + 1);
+  std::string_view trimmed = Trim(*url, kLineBlanks);
+  if (trimmed.empty()) return std::nullopt;
+  return std::string(trimmed);
 }
 
 void AdoptProfilePicture(UserRecord& u, const std::optional<std::string>& picture) {

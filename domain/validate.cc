@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/text.h"
 
 namespace usersd::domain {
 namespace {
@@ -17,51 +18,6 @@ Status Invalid(std::string_view field, std::string_view what) {
   m.reserve(field.size() + 2 + what.size());
   m.append(field).append(": ").append(what);
   return Status::InvalidArgument(std::move(m));
-}
-
-// Decodes the code point starting at s[*pos] and advances *pos past it.
-// Returns false for any ill-formed sequence (Unicode Table 3-7), including a
-// sequence cut off by the end of `s`. REQUIRES: *pos < s.size().
-bool DecodeOne(std::string_view s, size_t* pos, char32_t* out) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  const size_t i = *pos;
-  const unsigned char b0 = p[i];
-  if (b0 < 0x80) {
-    *out = b0;
-    *pos = i + 1;
-    return true;
-  }
-  size_t len;
-  char32_t cp;
-  // The allowed range of the second byte narrows for E0 (no overlongs), ED (no
-  // surrogates), F0 (no overlongs) and F4 (nothing above U+10FFFF).
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    len = 2;
-    cp = b0 & 0x1F;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    len = 3;
-    cp = b0 & 0x0F;
-    if (b0 == 0xE0) lo = 0xA0;
-    if (b0 == 0xED) hi = 0x9F;
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    len = 4;
-    cp = b0 & 0x07;
-    if (b0 == 0xF0) lo = 0x90;
-    if (b0 == 0xF4) hi = 0x8F;
-  } else {
-    return false;  // 80-BF stray continuation, C0/C1 overlong lead, F5-FF
-  }
-  if (n - i < len) return false;
-  for (size_t k = 1; k < len; ++k) {
-    const unsigned char b = p[i + k];
-    if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return false;
-    cp = (cp << 6) | (b & 0x3F);
-  }
-  *out = cp;
-  *pos = i + len;
-  return true;
 }
 
 bool IsControl(char32_t c) { return c <= 0x1F || (c >= 0x7F && c <= 0x9F); }
@@ -114,7 +70,7 @@ bool IsEmailLocalPart(std::string_view local) {
     const char c = local[i];
     if (static_cast<unsigned char>(c) >= 0x80) {
       char32_t cp;
-      if (!DecodeOne(local, &i, &cp)) return false;
+      if (!DecodeUtf8(local, &i, &cp)) return false;
       if (IsControl(cp) || IsBlank(cp)) return false;
       prev = 0;
       continue;
@@ -388,7 +344,7 @@ Status ValidateName(std::string_view field, std::string_view value) {
   size_t i = 0;
   while (i < value.size()) {
     char32_t cp = 0;
-    DecodeOne(value, &i, &cp);  // cannot fail: checked above
+    DecodeUtf8(value, &i, &cp);  // cannot fail: checked above
     if (IsControl(cp)) return Invalid(field, "must not contain control characters");
     if (!IsBlank(cp)) blank = false;
   }
@@ -559,31 +515,6 @@ const TimezoneNames& SystemTimezoneNames() {
     return TimezoneNames::Minimal();
   }();
   return names;
-}
-
-bool IsValidUtf8(std::string_view s) {
-  size_t i = 0;
-  char32_t cp;
-  while (i < s.size()) {
-    if (!DecodeOne(s, &i, &cp)) return false;
-  }
-  return true;
-}
-
-size_t CountCodePoints(std::string_view s) {
-  size_t count = 0;
-  for (char c : s) {
-    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++count;
-  }
-  return count;
-}
-
-std::string ToLowerAscii(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
 }
 
 }  // namespace usersd::domain

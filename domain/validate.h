@@ -48,6 +48,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "common/text.h"
 
 namespace usersd::domain {
 
@@ -119,15 +120,11 @@ const TimezoneNames& SystemTimezoneNames();
 // Same as ValidateTimezone(value) against an explicit set (for tests).
 Status ValidateTimezone(std::string_view value, const TimezoneNames& names);
 
-// Well-formed UTF-8 per Unicode Table 3-7: overlong forms, surrogates
-// (U+D800-U+DFFF) and values above U+10FFFF are refused.
-bool IsValidUtf8(std::string_view s);
-
-// Number of code points. REQUIRES: IsValidUtf8(s).
-size_t CountCodePoints(std::string_view s);
-
-// Folds A-Z to a-z and leaves every other byte alone: the key for email
-// uniqueness.
-std::string ToLowerAscii(std::string_view s);
+// The text helpers the validators use (common/text.h), for the domain's
+// callers: well-formed UTF-8 per Unicode Table 3-7, code points, and A-Z
+// folded to a-z (the key for email uniqueness).
+using usersd::CountCodePoints;
+using usersd::IsValidUtf8;
+using usersd::ToLowerAscii;
 
 }  // namespace usersd::domain

@@ -5,6 +5,8 @@
 #include <emmintrin.h>
 #endif
 
+#include "common/text.h"
+
 namespace usersd::ipc {
 
 namespace {
@@ -12,13 +14,6 @@ namespace {
 // Nesting deeper than this is refused before it can exhaust the stack of
 // anything that walks the value later.
 constexpr int kMaxDepth = 64;
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
 
 // Parses with a depth limit and without exceptions. Returns discarded on error
 // and sets *too_deep when the limit was the reason.
@@ -48,14 +43,14 @@ bool ParseHeaders(Json& h, std::vector<std::pair<std::string, std::string>>* out
     out->reserve(h.size());
     for (auto& pair : h) {
       if (!pair.is_array() || pair.size() != 2 || !pair[0].is_string() || !pair[1].is_string()) return false;
-      out->emplace_back(Lower(pair[0].get_ref<const std::string&>()), std::move(pair[1].get_ref<std::string&>()));
+      out->emplace_back(ToLowerAscii(pair[0].get_ref<const std::string&>()), std::move(pair[1].get_ref<std::string&>()));
     }
     return true;
   }
   if (h.is_object()) {
     for (auto& [k, v] : h.items()) {
       if (!v.is_string()) return false;
-      out->emplace_back(Lower(k), std::move(v.get_ref<std::string&>()));
+      out->emplace_back(ToLowerAscii(k), std::move(v.get_ref<std::string&>()));
     }
     return true;
   }
@@ -231,8 +226,7 @@ class FastParser {
       Ws();
       if (p_ >= end_ || *p_ != ']') return false;
       ++p_;
-      for (char& c : name)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      ToLowerAsciiInPlace(name);
       out->emplace_back(std::move(name), std::move(value));
       bool more;
       if (!Separator(']', &more)) return false;

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "common/text.h"
 #include "store/record_codec.h"
 
 namespace usersd::store {
@@ -27,13 +28,6 @@ constexpr auto kReaderYield = std::chrono::milliseconds(20);
 
 MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
 std::string_view View(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
-
-std::string LowerAscii(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
 
 // Refuses values that nest deeper than `max_levels` (the value itself is
 // level 1), without recursing.
@@ -203,7 +197,7 @@ Result<std::optional<UserRecord>> ReadTxn::FindByWorkosId(std::string_view worko
 
 Result<std::optional<UserRecord>> ReadTxn::FindByEmail(std::string_view email) {
   if (email.empty() || email.size() > kMaxKeyBytes) return std::optional<UserRecord>();
-  auto id = GetRaw(store_->dbi(Table::kByEmail), LowerAscii(email));
+  auto id = GetRaw(store_->dbi(Table::kByEmail), ToLowerAscii(email));
   if (!id.ok()) return id.status();
   if (!id->has_value()) return std::optional<UserRecord>();
   return GetUser(**id);
@@ -422,8 +416,8 @@ Status WriteTxn::PutUser(const UserRecord& u, const std::optional<UserRecord>& p
   if (owner->has_value() && **owner != u.id) return Status::InvalidArgument("workosId already belongs to another user");
 
   // Email index: unique among live users with a non-empty email.
-  std::string old_key = stored && stored->live() ? LowerAscii(stored->email) : std::string();
-  std::string new_key = u.live() ? LowerAscii(u.email) : std::string();
+  std::string old_key = stored && stored->live() ? ToLowerAscii(stored->email) : std::string();
+  std::string new_key = u.live() ? ToLowerAscii(u.email) : std::string();
   bool index_new_email = false;
   if (!new_key.empty()) {
     auto holder = GetRaw(store_->dbi(Table::kByEmail), new_key);

@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "common/log.h"
+#include "common/text.h"
 
 namespace usersd::sync {
 namespace {
@@ -31,25 +32,6 @@ void Guarded(std::string_view where, F&& f) noexcept {
   } catch (...) {
     LogError("http: exception caught at callback boundary", {{"where", std::string(where)}, {"error", "unknown"}});
   }
-}
-
-std::string_view Trim(std::string_view s) {
-  const char* ws = " \t\r\n";
-  size_t b = s.find_first_not_of(ws);
-  if (b == std::string_view::npos) return {};
-  size_t e = s.find_last_not_of(ws);
-  return s.substr(b, e - b + 1);
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
 }
 
 // RFC 9110 token: what a method or header name may consist of.
@@ -81,7 +63,7 @@ void GlobalHttpInit() {
 }
 
 std::optional<int64_t> ParseRetryAfterMs(std::string_view value, int64_t now_ms) {
-  value = Trim(value);
+  value = Trim(value, kLineBlanks);
   if (value.empty()) return std::nullopt;
   if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     if (value.size() > 12) return std::nullopt;  // beyond 30,000 years: not a real delay
@@ -221,8 +203,8 @@ struct HttpClient::Impl {
         // the final response's header counts.
         t->retry_after.clear();
       } else if (size_t colon = line.find(':'); colon != std::string_view::npos &&
-                                               EqualsIgnoreCase(Trim(line.substr(0, colon)), "retry-after")) {
-        t->retry_after = std::string(Trim(line.substr(colon + 1)));
+                                               EqualsIgnoreCaseAscii(Trim(line.substr(0, colon), kLineBlanks), "retry-after")) {
+        t->retry_after = std::string(Trim(line.substr(colon + 1), kLineBlanks));
       }
     } catch (...) {
       return 0;
@@ -460,7 +442,7 @@ struct HttpClient::Impl {
     bool has_content_type = false;
     for (const auto& [name, value] : req.headers) {
       if (!IsToken(name) || !IsSafeHeaderValue(value)) return "invalid request header";
-      if (EqualsIgnoreCase(name, "content-type")) has_content_type = true;
+      if (EqualsIgnoreCaseAscii(name, "content-type")) has_content_type = true;
       // "Name;" is curl's spelling for a header with an empty value ("Name:" removes it).
       std::string line = value.empty() ? name + ";" : name + ": " + value;
       curl_slist* next = curl_slist_append(t.headers, line.c_str());

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/text.h"
 #include "domain/remote_user.h"
 #include "domain/validate.h"
 #include "sync/workos_pages.h"
@@ -68,7 +69,7 @@ std::optional<std::string> FieldsFromAnswerNotTaken(const Json& sent, const std:
     if (got == answer.end()) continue;  // not shown: cannot tell
     bool same = *got == it.value();
     if (!same && it.key() == "email" && got->is_string() && it.value().is_string()) {
-      same = domain::ToLowerAscii(got->get<std::string>()) == domain::ToLowerAscii(it.value().get<std::string>());
+      same = ToLowerAscii(got->get<std::string>()) == ToLowerAscii(it.value().get<std::string>());
     }
     if (!same) mismatches.push_back(Json{{"field", it.key()}, {"sent", it.value()}, {"answered", *got}});
   }

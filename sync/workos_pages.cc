@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <unordered_map>
 
+#include "common/text.h"
 #include "common/timefmt.h"
 
 namespace usersd::sync {
@@ -24,7 +25,7 @@ std::optional<domain::WorkosGateway::Profile> ParseWorkosUser(const Json& u) {
   p.first_name = StrField(u, "first_name");
   p.last_name = StrField(u, "last_name");
   std::string pic = StrField(u, "profile_picture_url");
-  if (pic.find_first_not_of(" \t\r\n") != std::string::npos) p.profile_picture_url = pic;
+  if (!Trim(pic, kLineBlanks).empty()) p.profile_picture_url = pic;
   p.created_at_ms = ParseIso8601Ms(StrField(u, "created_at"));
   p.updated_at_ms = ParseIso8601Ms(StrField(u, "updated_at"));
   return p;
