@@ -68,7 +68,7 @@ bool VisiblyDiffers(const UserRecord& a, const UserRecord& b) {
 
 // ApplyRemoteUser on the stored version of the user (`existing`), as the
 // caller read it in `t`.
-Result<RemoteOutcome> ApplyTo(WriteTxn& t, const WorkosGateway::Profile& p, const std::optional<UserRecord>& existing,
+Result<RemoteOutcome> ApplyTo(WriteTxn& t, const WorkosProfileSource::Profile& p, const std::optional<UserRecord>& existing,
                               const HeldFields& held, const std::string& new_id, int64_t now_ms) {
   if (!existing) {
     UserRecord u;
@@ -112,7 +112,7 @@ Result<RemoteOutcome> ApplyTo(WriteTxn& t, const WorkosGateway::Profile& p, cons
 
 }  // namespace
 
-Result<RemoteOutcome> ApplyRemoteUser(WriteTxn& t, const WorkosGateway::Profile& p, const PendingByUser& pending,
+Result<RemoteOutcome> ApplyRemoteUser(WriteTxn& t, const WorkosProfileSource::Profile& p, const PendingByUser& pending,
                                       const std::string& new_id, int64_t now_ms) {
   static const HeldFields kNone;
   auto existing = t.FindByWorkosId(p.workos_id);

@@ -1,7 +1,7 @@
 // RemoteUser: what WorkOS's view of a user does to the local record (SPEC
 // sections 4 and 4b "Reconciliation"). The one place that decides it for the
 // events poller, reconciliation and `usersctl users resync`; they parse
-// WorkOS's JSON into a WorkosGateway::Profile and call these inside their
+// WorkOS's JSON into a WorkosProfileSource::Profile and call these inside their
 // write transaction.
 //
 // Rules:
@@ -61,7 +61,7 @@ const char* RemoteOutcomeName(RemoteOutcome o);
 // not stored yet gets (chosen by the caller so the WriteOp can be replayed).
 // Fails only on storage errors and on a record the store refuses
 // (InvalidArgument); the caller decides whether to skip it.
-Result<RemoteOutcome> ApplyRemoteUser(store::WriteTxn& t, const WorkosGateway::Profile& p,
+Result<RemoteOutcome> ApplyRemoteUser(store::WriteTxn& t, const WorkosProfileSource::Profile& p,
                                       const PendingByUser& pending, const std::string& new_id, int64_t now_ms);
 
 // WorkOS deleted the user (an event) or no longer has it (reconciliation, a

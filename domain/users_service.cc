@@ -111,7 +111,7 @@ std::string NewUuid() {
   return out;
 }
 
-UsersService::UsersService(store::Store* store, store::Writer* writer, WorkosGateway* workos, const Clock& clock,
+UsersService::UsersService(store::Store* store, store::Writer* writer, WorkosProfileSource* workos, const Clock& clock,
                            ServiceOptions options)
     : store_(store), writer_(writer), workos_(workos), clock_(clock), options_(options) {}
 
@@ -135,12 +135,12 @@ void UsersService::ResolveCaller(const auth::Claims& caller,
     return cb(Status::Unauthorized("unknown"), OpResult::Unauthorized("user is not provisioned on this host"));
   if (workos_ && workos_->Configured() && !workos_->Offline()) {
     auto claims = caller;
-    workos_->GetUser(caller.sub, [this, claims, cb](WorkosGateway::GetResult r) {
+    workos_->GetUser(caller.sub, [this, claims, cb](WorkosProfileSource::GetResult r) {
       switch (r.outcome) {
-        case WorkosGateway::Outcome::kOk:
+        case WorkosProfileSource::Outcome::kOk:
           Provision(claims, r.profile, true, cb);
           return;
-        case WorkosGateway::Outcome::kNotFound:
+        case WorkosProfileSource::Outcome::kNotFound:
           cb(Status::Unauthorized("no such WorkOS user"),
              OpResult::Unauthorized("token subject is not a WorkOS user"));
           return;
@@ -157,7 +157,7 @@ void UsersService::ResolveCaller(const auth::Claims& caller,
   Provision(caller, std::nullopt, false, cb);
 }
 
-void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosGateway::Profile> profile, bool fetched,
+void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosProfileSource::Profile> profile, bool fetched,
                              std::function<void(Result<UserRecord>, OpResult)> cb) {
   auto decision = std::make_shared<Decision>();
   auto created = std::make_shared<std::optional<UserRecord>>();
@@ -395,18 +395,18 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
           [decision, cb](Status st) { cb(Conclude(st, *decision)); });
     };
     if (!workos_ || !workos_->Configured() || workos_->Offline()) return apply(std::nullopt);
-    workos_->GetUser(me->workos_id, [apply, cb](WorkosGateway::GetResult r) {
+    workos_->GetUser(me->workos_id, [apply, cb](WorkosProfileSource::GetResult r) {
       switch (r.outcome) {
-        case WorkosGateway::Outcome::kOk:
+        case WorkosProfileSource::Outcome::kOk:
           apply(std::optional<std::optional<std::string>>(NormalizePictureUrl(r.profile.profile_picture_url)));
           return;
-        case WorkosGateway::Outcome::kUnreachable:
+        case WorkosProfileSource::Outcome::kUnreachable:
           apply(std::nullopt);
           return;
-        case WorkosGateway::Outcome::kNotFound:
+        case WorkosProfileSource::Outcome::kNotFound:
           cb(OpResult::Internal("WorkOS does not know this user"));
           return;
-        case WorkosGateway::Outcome::kError:
+        case WorkosProfileSource::Outcome::kError:
           cb(OpResult::Internal("WorkOS refused the profile request: " + r.error));
           return;
       }

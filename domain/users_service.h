@@ -28,10 +28,13 @@ namespace usersd::domain {
 
 using Json = nlohmann::json;
 
-// What the service needs from WorkOS. Implemented by sync::WorkosClient;
-// tests use a fake. Loop thread only; callbacks run on the loop thread,
-// never synchronously inside the call.
-class WorkosGateway {
+// The request-path side of WorkOS: what UsersService needs to read one
+// user's profile while serving a request (provisioning, resetAvatar).
+// Implemented by sync::WorkosClient; tests use a fake (domain_service_test).
+// The background side (outbox, events poller, reconciler) uses
+// sync::WorkosApi (sync/workos_client.h) instead. Loop thread only;
+// callbacks run on the loop thread, never synchronously inside the call.
+class WorkosProfileSource {
  public:
   // A WorkOS user as WorkOS shows it (its `user` object).
   struct Profile {
@@ -49,7 +52,7 @@ class WorkosGateway {
     Profile profile;
     std::string error;  // for logs; never holds the API key
   };
-  virtual ~WorkosGateway() = default;
+  virtual ~WorkosProfileSource() = default;
   // False when no API key is configured: live calls are not attempted.
   virtual bool Configured() const = 0;
   // True while upstream is known to be down (the outbox is backing off), so
@@ -89,7 +92,7 @@ struct ServiceOptions {
 
 class UsersService {
  public:
-  UsersService(store::Store* store, store::Writer* writer, WorkosGateway* workos, const Clock& clock,
+  UsersService(store::Store* store, store::Writer* writer, WorkosProfileSource* workos, const Clock& clock,
                ServiceOptions options);
 
   void Me(const auth::Claims& caller, OpCallback cb);
@@ -107,12 +110,12 @@ class UsersService {
   // Finds the caller's live user, provisioning it when allowed. Fails with
   // kUnauthorized for deleted or unknown (JIT off) users.
   void ResolveCaller(const auth::Claims& caller, std::function<void(Result<store::UserRecord>, OpResult)> cb);
-  void Provision(const auth::Claims& caller, std::optional<WorkosGateway::Profile> profile, bool fetched,
+  void Provision(const auth::Claims& caller, std::optional<WorkosProfileSource::Profile> profile, bool fetched,
                  std::function<void(Result<store::UserRecord>, OpResult)> cb);
 
   store::Store* store_;
   store::Writer* writer_;
-  WorkosGateway* workos_;
+  WorkosProfileSource* workos_;
   const Clock& clock_;
   ServiceOptions options_;
   std::function<void()> notify_outbox_;

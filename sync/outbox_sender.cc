@@ -388,7 +388,7 @@ struct OutboxSender::Impl {
     JobOp op = head.job.op;
 
     bool ok = Is2xx(r.status) || (op == JobOp::kDelete && r.status == 404);
-    std::optional<domain::WorkosGateway::Profile> profile;
+    std::optional<domain::WorkosProfileSource::Profile> profile;
     if (ok && op == JobOp::kFetch) {
       profile = ParseWorkosUser(Json::parse(r.body, nullptr, false));
       if (!profile) ok = false;  // an unreadable user: not worth retrying
@@ -576,7 +576,7 @@ struct OutboxSender::Impl {
   // picture, and profile_pending; then deletes the job. The user change
   // commits in a nested transaction so that a conflict (another user took
   // the email meanwhile) loses only the change, never the job's deletion.
-  void SubmitFetchApply(const OutboxJob& job, domain::WorkosGateway::Profile p) {
+  void SubmitFetchApply(const OutboxJob& job, domain::WorkosProfileSource::Profile p) {
     int64_t now = clock.NowMs();
     uint64_t job_id = job.id;
     std::string user_id = job.user_id;

@@ -178,7 +178,7 @@ struct Reconciler::Impl {
     }
     auto page = ParseUsersPage(r.body);
     if (!page.ok()) return Fail(page.status().message());
-    std::vector<domain::WorkosGateway::Profile> users = std::move(page->users);
+    std::vector<domain::WorkosProfileSource::Profile> users = std::move(page->users);
     const std::string& next_after = page->next_after;
     const bool full = page->entries >= static_cast<size_t>(opt.page_limit);
     // A full page whose cursor does not move: the server ignores `after`.
@@ -334,7 +334,7 @@ struct Reconciler::Impl {
     workos->GetUserRaw(workos_id, [this, alive = alive, workos_id, done = std::move(done)](HttpResponse&& r) {
       if (!*alive) return;
       if (closed || r.cancelled) return done(Status::Unavailable("shutting down"));
-      std::optional<domain::WorkosGateway::Profile> profile;
+      std::optional<domain::WorkosProfileSource::Profile> profile;
       if (r.status == 200) {
         profile = ParseWorkosUser(Json::parse(r.body, nullptr, false));
         if (!profile || profile->workos_id.empty()) return done(Status::Internal("WorkOS returned an unreadable user"));

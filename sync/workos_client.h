@@ -38,8 +38,10 @@ struct WorkosOptions {
 // timeouts, 408, 429 and 5xx.
 bool IsRetryable(const HttpResponse& r);
 
-// The WorkOS calls the outbox sender and the events poller make, as a seam:
-// WorkosClient implements it and unit tests substitute a fake. Loop thread
+// The background side of WorkOS: the raw calls the outbox sender, the events
+// poller and the reconciler make, as a seam. WorkosClient implements it and
+// unit tests substitute a fake (tests/unit/sync_fake_workos.h). The request
+// path (UsersService) uses domain::WorkosProfileSource instead. Loop thread
 // only; every callback runs exactly once, on the loop thread, never inside
 // the call that started it.
 class WorkosApi {
@@ -59,17 +61,17 @@ class WorkosApi {
   virtual void ListUsers(const std::optional<std::string>& after, int limit, HttpCallback cb) = 0;
 };
 
-class WorkosClient : public domain::WorkosGateway, public WorkosApi {
+class WorkosClient : public domain::WorkosProfileSource, public WorkosApi {
  public:
   WorkosClient(HttpClient* http, const Clock& clock, WorkosOptions options);
 
-  // domain::WorkosGateway
+  // domain::WorkosProfileSource
   bool Configured() const override { return options_.api_key.has_value() && !options_.api_key->empty(); }
   bool Offline() const override;
   void GetUser(const std::string& workos_id, std::function<void(GetResult)> cb) override;
 
-  // WorkosApi: raw calls for the outbox and the events poller. Each updates
-  // the upstream state from its response.
+  // WorkosApi: raw calls for the outbox, the events poller and the
+  // reconciler. Each updates the upstream state from its response.
   void PutUser(const std::string& workos_id, const Json& fields, HttpCallback cb) override;
   void DeleteUser(const std::string& workos_id, HttpCallback cb) override;
   void GetUserRaw(const std::string& workos_id, HttpCallback cb) override;

@@ -17,9 +17,9 @@ std::string StrField(const Json& o, const char* k) {
 
 }  // namespace
 
-std::optional<domain::WorkosGateway::Profile> ParseWorkosUser(const Json& u) {
+std::optional<domain::WorkosProfileSource::Profile> ParseWorkosUser(const Json& u) {
   if (!u.is_object()) return std::nullopt;
-  domain::WorkosGateway::Profile p;
+  domain::WorkosProfileSource::Profile p;
   p.workos_id = StrField(u, "id");
   p.email = StrField(u, "email");
   p.first_name = StrField(u, "first_name");

@@ -70,7 +70,7 @@ std::vector<FeedEvent> EventsAfter(std::vector<FeedEvent> sorted, const std::opt
 std::vector<FeedEvent> LastPerUser(std::vector<FeedEvent> events, uint64_t* dropped);
 
 struct UsersPage {
-  std::vector<domain::WorkosGateway::Profile> users;  // entries with a string id
+  std::vector<domain::WorkosProfileSource::Profile> users;  // entries with a string id
   size_t entries = 0;
   std::string next_after;  // list_metadata.after ("" when null or absent)
 };
@@ -79,6 +79,6 @@ struct UsersPage {
 Result<UsersPage> ParseUsersPage(std::string_view body);
 
 // A WorkOS user object's fields; nullopt when `user` is not an object.
-std::optional<domain::WorkosGateway::Profile> ParseWorkosUser(const Json& user);
+std::optional<domain::WorkosProfileSource::Profile> ParseWorkosUser(const Json& user);
 
 }  // namespace usersd::sync

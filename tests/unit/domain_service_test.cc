@@ -31,14 +31,14 @@ namespace {
 
 namespace fs = std::filesystem;
 using Kind = OpResult::Kind;
-using Outcome = WorkosGateway::Outcome;
+using Outcome = WorkosProfileSource::Outcome;
 
 using usersd::testing::TempDir;
 
 // A WorkOS stand-in. Answers GetUser from `profiles` (missing id: kNotFound),
 // or with `force` when set. Answers are always delivered later, through the
 // loop (the Poster); with `hold` they wait until Release().
-class FakeWorkos final : public WorkosGateway {
+class FakeWorkos final : public WorkosProfileSource {
  public:
   explicit FakeWorkos(Poster* poster) : poster_(poster) {}
 
@@ -85,9 +85,9 @@ class FakeWorkos final : public WorkosGateway {
   std::vector<std::function<void()>> held_;
 };
 
-WorkosGateway::Profile MakeProfile(std::string email, std::string first, std::string last,
+WorkosProfileSource::Profile MakeProfile(std::string email, std::string first, std::string last,
                                    std::optional<std::string> pic) {
-  WorkosGateway::Profile p;
+  WorkosProfileSource::Profile p;
   p.email = std::move(email);
   p.first_name = std::move(first);
   p.last_name = std::move(last);
