@@ -9,7 +9,9 @@ namespace usersd::domain {
 
 namespace {
 
-enum class Method { kMe, kUpdate, kDelete, kFinalize, kResetAvatar, kUnknown };
+using Method = UsersApi::Method;
+static_assert(UsersApi::kNumMethods == 5, "a new method needs a tag in Lookup and MethodName");
+static_assert(OpResult::kNumKinds == 5, "a new OpResult::Kind needs a label in OutcomeLabel (and kInternal last)");
 
 Method Lookup(std::string_view tag) {
   if (tag == "user.me") return Method::kMe;
@@ -67,7 +69,13 @@ const char* MethodName(Method m) {
 }
 
 UsersApi::UsersApi(auth::Authenticator* auth, UsersService* service, Metrics* metrics, const Clock& clock)
-    : auth_(auth), service_(service), metrics_(metrics), clock_(clock) {}
+    : auth_(auth), service_(service), metrics_(metrics), clock_(clock) {
+  metrics_->Describe("usersd_requests_total", "counter", "Application socket requests by method and outcome.");
+  metrics_->Describe("usersd_request_duration_seconds", "histogram", "Application request latency.");
+  metrics_->Describe("usersd_token_failures_total", "counter", "Refused tokens by reason.");
+}
+
+std::unique_ptr<ipc::ConnectionState> UsersApi::NewConnectionState() { return std::make_unique<ConnState>(); }
 
 void UsersApi::Dispatch(const ipc::Request& request, ipc::Responder responder) {
   Method m = Lookup(request.tag);
@@ -76,19 +84,17 @@ void UsersApi::Dispatch(const ipc::Request& request, ipc::Responder responder) {
     responder.Reply(ipc::Outcome::Die("unknown method \"" + request.tag + "\"", ipc::kMethodNotFound));
     return;
   }
-  // The connection's token memo (created on its first request).
+  // The connection's token memo (created on its first request). This is
+  // the server's one dispatcher, so the state is the ConnState made below.
   auth::TokenMemo* memo = nullptr;
-  if (std::shared_ptr<void>* slot = responder.connection_data()) {
-    if (!*slot) *slot = std::make_shared<auth::TokenMemo>();
-    memo = static_cast<auth::TokenMemo*>(slot->get());
-  }
+  if (ipc::ConnectionState* state = responder.connection_state()) memo = &static_cast<ConnState*>(state)->memo;
   int64_t start = clock_.MonotonicMs();
   auto t0 = std::chrono::steady_clock::now();
   // Loop thread only (the Dispatcher contract), so the lazily resolved
   // series need no lock; each one appears in /metrics once first used.
   auto finish = [this, responder = std::move(responder), m, t0, start](OpResult r) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const int mi = static_cast<int>(m), ki = static_cast<int>(r.kind);
+    const size_t mi = static_cast<size_t>(m), ki = static_cast<size_t>(r.kind);
     const char* tag = MethodName(m);
     if (!requests_[mi][ki])
       requests_[mi][ki] = metrics_->CounterRef("usersd_requests_total", {{"method", tag}, {"outcome", OutcomeLabel(r.kind)}});

@@ -10,6 +10,12 @@
 // Loop thread only. Borrows its dependencies.
 #pragma once
 
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
 #include "auth/authenticator.h"
 #include "common/clock.h"
 #include "common/metrics.h"
@@ -20,18 +26,30 @@ namespace usersd::domain {
 
 class UsersApi : public ipc::Dispatcher {
  public:
+  // The methods served; kUnknown (last) stands for every other tag and has
+  // no per-method series.
+  enum class Method { kMe, kUpdate, kDelete, kFinalize, kResetAvatar, kUnknown };
+  static constexpr size_t kNumMethods = static_cast<size_t>(Method::kUnknown);
+
+  // Describes usersd_requests_total, usersd_request_duration_seconds and
+  // usersd_token_failures_total in `metrics`.
   UsersApi(auth::Authenticator* auth, UsersService* service, Metrics* metrics, const Clock& clock);
   void Dispatch(const ipc::Request& request, ipc::Responder responder) override;
+  std::unique_ptr<ipc::ConnectionState> NewConnectionState() override;
 
  private:
+  // Per connection: its token memo (auth::Authenticator::Authenticate).
+  struct ConnState : ipc::ConnectionState {
+    auth::TokenMemo memo;
+  };
   auth::Authenticator* auth_;
   UsersService* service_;
   Metrics* metrics_;
   const Clock& clock_;
   // Series resolved once, so a request updates metrics without a lock:
-  // requests by [method][outcome], durations by [method].
-  std::atomic<uint64_t>* requests_[5][5] = {};
-  Metrics::Hist* durations_[5] = {};
+  // requests by [method][outcome kind], durations by [method].
+  std::atomic<uint64_t>* requests_[kNumMethods][OpResult::kNumKinds] = {};
+  Metrics::Hist* durations_[kNumMethods] = {};
   // The last refused-issuer log line (loop thread).
   std::string last_bad_issuer_;
   int64_t last_bad_issuer_log_ms_ = 0;

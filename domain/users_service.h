@@ -63,7 +63,9 @@ class WorkosProfileSource {
 
 // The result of one operation, before it is put on the wire.
 struct OpResult {
+  // kInternal stays last: kNumKinds (which sizes per-kind tables) follows it.
   enum class Kind { kOk, kUnauthorized, kNotFound, kInvalid, kInternal };
+  static constexpr size_t kNumKinds = static_cast<size_t>(Kind::kInternal) + 1;
   Kind kind = Kind::kOk;
   Json value;           // kOk: the success value (unless `raw` is set)
   std::string raw;      // kOk: the success value as JSON text, instead of `value`

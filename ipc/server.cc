@@ -57,7 +57,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool eof_ = false;  // the client sent Eof or half-closed
   bool dirty_ = false;
   std::unordered_map<std::string, std::weak_ptr<RequestState>> streams_;
-  std::shared_ptr<void> data_;  // Responder::connection_data()
+  // Responder::connection_state(), made by the dispatcher on first use.
+  std::unique_ptr<ConnectionState> state_;
+  bool state_made_ = false;
+  ConnectionState* State() {
+    if (!state_made_) {
+      state_made_ = true;
+      state_ = server_->dispatcher_->NewConnectionState();
+    }
+    return state_.get();
+  }
 
   void Start();
   void Send(std::string_view frame);
@@ -146,10 +155,10 @@ bool Responder::connected() const {
   return c && !c->closing_;
 }
 
-std::shared_ptr<void>* Responder::connection_data() const {
+ConnectionState* Responder::connection_state() const {
   auto c = s_->conn.lock();
   // The Server's connection table keeps the connection alive past `c`.
-  return c && !c->closing_ ? &c->data_ : nullptr;
+  return c && !c->closing_ ? c->State() : nullptr;
 }
 
 const Request& Responder::request() const { return s_->request; }

@@ -6,10 +6,12 @@
 // connection and written once per loop iteration (one uv_write carries every
 // frame that became ready in that iteration).
 //
-// Memory per connection is bounded: a line longer than max_line_bytes closes
-// the connection after a final error frame, and a client whose replies pile
-// up (it does not read) or that has too many requests in flight is not read
-// from until it catches up.
+// Memory per connection is bounded: a line longer than max_line_bytes gets a
+// final -32600 error frame, after which the server shuts down its write side
+// and reads and drops the client's input (up to another max_line_bytes)
+// until the client closes (docs/ARCHITECTURE.md, step 1); a client whose
+// replies pile up (it does not read) or that has too many requests in flight
+// is not read from until it catches up.
 //
 // Threads: loop thread only, including every Responder method.
 // Ownership: the Server owns its listener, its uv_check_t and every
@@ -53,6 +55,13 @@ struct ServerOptions {
 class Connection;
 struct RequestState;
 
+// Base of a Dispatcher's per-connection state; the Server owns each value
+// and destroys it with its connection.
+class ConnectionState {
+ public:
+  virtual ~ConnectionState() = default;
+};
+
 enum class StreamEvent { kAck, kInterrupt, kClosed };
 
 // A handle for answering one request; cheap to copy. Replying more than once
@@ -69,11 +78,13 @@ class Responder {
   // Registers the handler of Ack/Interrupt/closed events for a stream.
   void OnStreamEvent(std::function<void(StreamEvent)> handler) const;
   bool connected() const;
-  // A slot for the dispatcher's per-connection state (one value per
-  // connection, kept until it closes; e.g. the last token it presented). The
-  // server's one Dispatcher owns the slot and decides its type. nullptr when
-  // the connection is gone. Valid during the current callback.
-  std::shared_ptr<void>* connection_data() const;
+  // The dispatcher's state for this request's connection (one value per
+  // connection, kept until it closes; e.g. the last token it presented),
+  // made by Dispatcher::NewConnectionState on first use. The connection data
+  // slot belongs to the server's one dispatcher: only it creates the value,
+  // so it may static_cast it to its own type. nullptr when the connection is
+  // gone or the dispatcher keeps no state. Valid during the current callback.
+  ConnectionState* connection_state() const;
   const Request& request() const;
   const PeerCred& peer() const;
 
@@ -86,6 +97,9 @@ class Dispatcher {
   virtual ~Dispatcher() = default;
   // Loop thread. Must eventually reply through `responder` (now or later).
   virtual void Dispatch(const Request& request, Responder responder) = 0;
+  // A new connection's state (Responder::connection_state), made the first
+  // time a request asks for it; nullptr (the default) keeps none.
+  virtual std::unique_ptr<ConnectionState> NewConnectionState() { return nullptr; }
 };
 
 struct ServerStats {
