@@ -306,73 +306,23 @@ void AdminApi::Impl::RegisterMetrics() {
   m.Describe("usersd_admin_requests_total", "counter", "Admin socket requests by method and outcome.");
   m.Describe("usersd_build_info", "gauge", "Always 1; the version label is the running build.");
   m.Describe("usersd_uptime_seconds", "gauge", "Seconds since usersd started.");
-  m.Describe("usersd_last_transaction_id", "gauge", "The store's last transactionId.");
-  m.Describe("usersd_store_file_bytes", "gauge", "Size of data.mdb on disk.");
-  m.Describe("usersd_store_max_map_bytes", "gauge", "Largest map size the store may grow to (store.max_map_size_mib).");
-  m.Describe("usersd_outbox_oldest_age_seconds", "gauge", "Age of the oldest job waiting for WorkOS (0 when empty).");
-  m.Describe("usersd_outbox_in_flight", "gauge", "Outbox requests to WorkOS in flight.");
-  m.Describe("usersd_outbox_sends_total", "counter", "Outbox requests to WorkOS by HTTP status (0 = transport failure).");
-  m.Describe("usersd_outbox_delivered_total", "counter", "Outbox jobs WorkOS acknowledged.");
-  m.Describe("usersd_outbox_dead_lettered_total", "counter", "Outbox jobs moved to the dead-letter table.");
-  m.Describe("usersd_outbox_not_taken_total", "counter",
-             "Updates WorkOS answered 2xx while showing another value for a field sent (dead-lettered).");
-  m.Describe("usersd_jwks_keys", "gauge", "Signing keys in use.");
-  m.Describe("usersd_jwks_age_seconds", "gauge", "Seconds since the keys in use were fetched or loaded (-1: none).");
-  m.Describe("usersd_writer_batches_total", "counter", "Store write batches committed (one fsync each).");
-  m.Describe("usersd_writer_ops_total", "counter", "Store write operations run.");
-  m.Describe("usersd_writer_replays_total", "counter",
-             "Write batches aborted and run again op by op because an op failed.");
-  m.Describe("usersd_writer_queue_depth", "gauge", "Write operations waiting for the writer thread.");
-  m.Describe("usersd_socket_refused_total", "counter", "Application socket connections refused, by reason.");
   m.Describe("usersd_admin_streams", "gauge", "Open admin.changes streams.");
   // Collectors run on the caller of Render(): the loop thread (admin.metrics
-  // and the textfile writer), which the sync workers' stats() require.
+  // and the textfile writer), which the sync workers' stats() require. Each
+  // component describes and sets its own series; the exposition is sorted
+  // by name, so the order of these calls does not show.
   m.AddCollector([this](Metrics& m) {
     const Clock& clock = *d.clock;
     int64_t now = clock.NowMs();
     m.Set("usersd_build_info", {{"version", d.version}}, 1);
     m.Set("usersd_uptime_seconds", {}, static_cast<double>(now - d.started_at_ms) / 1000.0);
-    {
-      auto txn = d.store->BeginRead();
-      if (txn.ok()) {
-        m.Set("usersd_last_transaction_id", {}, static_cast<double>(txn->LastTxid()));
-        auto oldest = txn->ListJobs(1);
-        double age = 0;
-        if (oldest.ok() && !oldest->empty()) age = std::max<int64_t>(0, now - oldest->front().created_at_ms) / 1000.0;
-        m.Set("usersd_outbox_oldest_age_seconds", {}, age);
-      }
-    }
-    struct stat st{};
-    if (::stat((d.store->path() + "/data.mdb").c_str(), &st) == 0)
-      m.Set("usersd_store_file_bytes", {}, static_cast<double>(st.st_size));
-    m.Set("usersd_store_max_map_bytes", {}, static_cast<double>(d.config->store.max_map_size_mib << 20));
-    if (d.outbox) {
-      auto os = d.outbox->stats();
-      m.Set("usersd_outbox_in_flight", {}, static_cast<double>(os.in_flight));
-      for (const auto& [status, n] : os.sends_by_status)
-        m.Set("usersd_outbox_sends_total", {{"status", std::to_string(status)}}, static_cast<double>(n));
-      m.Set("usersd_outbox_delivered_total", {}, static_cast<double>(os.delivered));
-      m.Set("usersd_outbox_dead_lettered_total", {}, static_cast<double>(os.dead_lettered));
-      m.Set("usersd_outbox_not_taken_total", {}, static_cast<double>(os.not_taken));
-    }
-    if (d.jwks) {
-      m.Set("usersd_jwks_keys", {}, static_cast<double>(d.jwks->keys()));
-      int64_t age = d.jwks->age_ms();
-      m.Set("usersd_jwks_age_seconds", {}, age < 0 ? -1.0 : age / 1000.0);
-    }
+    d.store->ExportMetrics(m);
+    if (d.outbox) d.outbox->ExportMetrics(m);
+    if (d.jwks) d.jwks->ExportMetrics(m);
     if (d.events) d.events->ExportMetrics(m);
     if (d.reconciler) d.reconciler->ExportMetrics(m);
-    if (d.writer) {
-      m.Set("usersd_writer_batches_total", {}, static_cast<double>(d.writer->batches()));
-      m.Set("usersd_writer_ops_total", {}, static_cast<double>(d.writer->ops()));
-      m.Set("usersd_writer_replays_total", {}, static_cast<double>(d.writer->replays()));
-      m.Set("usersd_writer_queue_depth", {}, static_cast<double>(d.writer->queued()));
-    }
-    if (d.app_server) {
-      const auto& ss = d.app_server->stats();
-      m.Set("usersd_socket_refused_total", {{"reason", "peer"}}, static_cast<double>(ss.refused_peer));
-      m.Set("usersd_socket_refused_total", {{"reason", "limit"}}, static_cast<double>(ss.refused_limit));
-    }
+    if (d.writer) d.writer->ExportMetrics(m);
+    if (d.app_server) d.app_server->ExportMetrics(m);
     m.Set("usersd_admin_streams", {}, static_cast<double>(streams.size()));
   });
 }

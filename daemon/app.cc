@@ -284,26 +284,10 @@ Status App::OpenSockets() {
 }
 
 void App::RegisterMetrics() {
-  metrics_.Describe("usersd_requests_total", "counter", "Application socket requests by method and outcome.");
-  metrics_.Describe("usersd_request_duration_seconds", "histogram", "Application request latency.");
-  metrics_.Describe("usersd_token_failures_total", "counter", "Refused tokens by reason.");
-  metrics_.Describe("usersd_store_map_bytes", "gauge", "Size of the LMDB map.");
-  metrics_.Describe("usersd_store_used_bytes", "gauge", "Bytes of the LMDB map in use.");
-  metrics_.Describe("usersd_users", "gauge", "Users in the store (live and deleted).");
-  metrics_.Describe("usersd_outbox_depth", "gauge", "Jobs waiting for WorkOS.");
-  metrics_.Describe("usersd_dead_letters", "gauge", "Jobs WorkOS refused for good.");
-  metrics_.Describe("usersd_connections", "gauge", "Open application socket connections.");
-  metrics_.Describe("usersd_upstream_online", "gauge", "1 when WorkOS answers, 0 when offline.");
-  metrics_.AddCollector([this](Metrics& m) {
-    auto s = store_->Stats();
-    m.Set("usersd_store_map_bytes", {}, static_cast<double>(s.map_size_bytes));
-    m.Set("usersd_store_used_bytes", {}, static_cast<double>(s.used_bytes));
-    m.Set("usersd_users", {}, static_cast<double>(s.users));
-    m.Set("usersd_outbox_depth", {}, static_cast<double>(s.outbox_depth));
-    m.Set("usersd_dead_letters", {}, static_cast<double>(s.dead_letters));
-    m.Set("usersd_connections", {}, static_cast<double>(app_server_ ? app_server_->connections() : 0));
-    m.Set("usersd_upstream_online", {}, workos_->state() == sync::UpstreamState::kOffline ? 0.0 : 1.0);
-  });
+  // The store, writer, outbox, JWKS, events, reconciliation and the
+  // application socket are exported by the admin API's collector (it has
+  // them all as dependencies); the request series are the UsersApi's own.
+  metrics_.AddCollector([this](Metrics& m) { workos_->ExportMetrics(m); });
 }
 
 Status App::Reload(std::vector<std::string>* reloaded, std::vector<std::string>* needs_restart) {

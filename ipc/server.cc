@@ -676,4 +676,12 @@ void Server::MaybeFinishClose() {
   }
 }
 
+void Server::ExportMetrics(Metrics& m) const {
+  m.Describe("usersd_connections", "gauge", "Open application socket connections.");
+  m.Describe("usersd_socket_refused_total", "counter", "Application socket connections refused, by reason.");
+  m.Set("usersd_connections", {}, static_cast<double>(connections()));
+  m.Set("usersd_socket_refused_total", {{"reason", "peer"}}, static_cast<double>(stats_.refused_peer));
+  m.Set("usersd_socket_refused_total", {{"reason", "limit"}}, static_cast<double>(stats_.refused_limit));
+}
+
 }  // namespace usersd::ipc

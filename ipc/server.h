@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/metrics.h"
 #include "common/status.h"
 #include "ipc/protocol.h"
 
@@ -135,6 +136,10 @@ class Server {
   size_t connections() const { return conns_.size(); }
   size_t inflight() const;
   const ServerStats& stats() const { return stats_; }
+  // The application socket's series, usersd_connections and
+  // usersd_socket_refused_total (describes and sets them). Loop thread. The
+  // names are not per server: call it for the application server only.
+  void ExportMetrics(Metrics& m) const;
   const ServerOptions& options() const { return options_; }
   void set_max_line_bytes(size_t n) { options_.max_line_bytes = n; }
 

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -772,6 +773,39 @@ StoreStats Store::Stats() {
     s.dead_letters = txn->CountEntries(Table::kDead);
   }
   return s;
+}
+
+void Store::ExportMetrics(Metrics& m) {
+  m.Describe("usersd_store_map_bytes", "gauge", "Size of the LMDB map.");
+  m.Describe("usersd_store_used_bytes", "gauge", "Bytes of the LMDB map in use.");
+  m.Describe("usersd_users", "gauge", "Users in the store (live and deleted).");
+  m.Describe("usersd_outbox_depth", "gauge", "Jobs waiting for WorkOS.");
+  m.Describe("usersd_dead_letters", "gauge", "Jobs WorkOS refused for good.");
+  m.Describe("usersd_last_transaction_id", "gauge", "The store's last transactionId.");
+  m.Describe("usersd_store_file_bytes", "gauge", "Size of data.mdb on disk.");
+  m.Describe("usersd_store_max_map_bytes", "gauge", "Largest map size the store may grow to (store.max_map_size_mib).");
+  m.Describe("usersd_outbox_oldest_age_seconds", "gauge", "Age of the oldest job waiting for WorkOS (0 when empty).");
+  StoreStats s = Stats();
+  m.Set("usersd_store_map_bytes", {}, static_cast<double>(s.map_size_bytes));
+  m.Set("usersd_store_used_bytes", {}, static_cast<double>(s.used_bytes));
+  m.Set("usersd_users", {}, static_cast<double>(s.users));
+  m.Set("usersd_outbox_depth", {}, static_cast<double>(s.outbox_depth));
+  m.Set("usersd_dead_letters", {}, static_cast<double>(s.dead_letters));
+  {
+    auto txn = BeginRead();
+    if (txn.ok()) {
+      m.Set("usersd_last_transaction_id", {}, static_cast<double>(txn->LastTxid()));
+      auto oldest = txn->ListJobs(1);
+      double age = 0;
+      if (oldest.ok() && !oldest->empty())
+        age = std::max<int64_t>(0, clock().NowMs() - oldest->front().created_at_ms) / 1000.0;
+      m.Set("usersd_outbox_oldest_age_seconds", {}, age);
+    }
+  }
+  struct stat st{};
+  if (::stat((options_.path + "/data.mdb").c_str(), &st) == 0)
+    m.Set("usersd_store_file_bytes", {}, static_cast<double>(st.st_size));
+  m.Set("usersd_store_max_map_bytes", {}, static_cast<double>(max_map_size_.load()));
 }
 
 Status CommitUserChange(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,

@@ -50,6 +50,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "common/status.h"
 
 namespace usersd::store {
@@ -274,6 +275,11 @@ class Store {
   Result<BackupInfo> Backup(const std::string& path);
 
   StoreStats Stats();
+  // The store's series (describes and sets them): usersd_store_*,
+  // usersd_users, usersd_outbox_depth, usersd_dead_letters,
+  // usersd_last_transaction_id and usersd_outbox_oldest_age_seconds (by this
+  // store's clock). Any thread; opens a read transaction, so not const.
+  void ExportMetrics(Metrics& m);
   const std::string& path() const { return options_.path; }
   const Clock& clock() const { return *options_.clock; }
   int64_t created_at_ms() const { return created_at_ms_; }

@@ -39,7 +39,7 @@ void Writer::Submit(WriteOp op, WriteDone done) {
   poster_->Post([done = std::move(done)] { done(Status::Unavailable("shutting down")); });
 }
 
-size_t Writer::queued() {
+size_t Writer::queued() const {
   std::lock_guard<std::mutex> lock(mu_);
   return queue_.size();
 }
@@ -300,6 +300,18 @@ void Writer::Finish(std::vector<Item>& batch) {
   poster_->Post([shared] {
     for (auto& it : *shared) it.done(std::move(it.result));
   });
+}
+
+void Writer::ExportMetrics(Metrics& m) const {
+  m.Describe("usersd_writer_batches_total", "counter", "Store write batches committed (one fsync each).");
+  m.Describe("usersd_writer_ops_total", "counter", "Store write operations run.");
+  m.Describe("usersd_writer_replays_total", "counter",
+             "Write batches aborted and run again op by op because an op failed.");
+  m.Describe("usersd_writer_queue_depth", "gauge", "Write operations waiting for the writer thread.");
+  m.Set("usersd_writer_batches_total", {}, static_cast<double>(batches()));
+  m.Set("usersd_writer_ops_total", {}, static_cast<double>(ops()));
+  m.Set("usersd_writer_replays_total", {}, static_cast<double>(replays()));
+  m.Set("usersd_writer_queue_depth", {}, static_cast<double>(queued()));
 }
 
 }  // namespace usersd::store

@@ -34,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/metrics.h"
 #include "common/poster.h"
 #include "store/store.h"
 
@@ -65,7 +66,9 @@ class Writer {
   // Batches aborted and run again with one nested transaction per op
   // because an op failed: each costs the batch's work twice.
   uint64_t replays() const { return replays_; }
-  size_t queued();
+  size_t queued() const;
+  // The usersd_writer_* series (describes and sets them). Any thread.
+  void ExportMetrics(Metrics& m) const;
 
  private:
   struct Item {
@@ -92,7 +95,7 @@ class Writer {
   Store* store_;
   Poster* poster_;
   size_t max_batch_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Item> queue_;
   // While the writer gathers a batch (guarded by mu_): how many ops it has

@@ -127,4 +127,12 @@ size_t JwksManager::keys() const { return auth_->jwks() ? auth_->jwks()->size() 
 
 int64_t JwksManager::age_ms() const { return loaded_at_ms_ < 0 ? -1 : clock_.NowMs() - loaded_at_ms_; }
 
+void JwksManager::ExportMetrics(Metrics& m) const {
+  m.Describe("usersd_jwks_keys", "gauge", "Signing keys in use.");
+  m.Describe("usersd_jwks_age_seconds", "gauge", "Seconds since the keys in use were fetched or loaded (-1: none).");
+  m.Set("usersd_jwks_keys", {}, static_cast<double>(keys()));
+  int64_t age = age_ms();
+  m.Set("usersd_jwks_age_seconds", {}, age < 0 ? -1.0 : age / 1000.0);
+}
+
 }  // namespace usersd::sync

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "auth/authenticator.h"
+#include "common/metrics.h"
 #include "common/status.h"
 #include "store/writer.h"
 #include "sync/workos_client.h"
@@ -47,6 +48,8 @@ class JwksManager {
   size_t keys() const;
   // Milliseconds since the keys in use were fetched (or loaded); -1 if none.
   int64_t age_ms() const;
+  // The usersd_jwks_* series (describes and sets them). Loop thread.
+  void ExportMetrics(Metrics& m) const;
 
  private:
   void Arm();

@@ -701,4 +701,20 @@ OutboxStats OutboxSender::stats() const {
   return s;
 }
 
+void OutboxSender::ExportMetrics(Metrics& m) const {
+  OutboxStats s = stats();
+  m.Describe("usersd_outbox_in_flight", "gauge", "Outbox requests to WorkOS in flight.");
+  m.Describe("usersd_outbox_sends_total", "counter", "Outbox requests to WorkOS by HTTP status (0 = transport failure).");
+  m.Describe("usersd_outbox_delivered_total", "counter", "Outbox jobs WorkOS acknowledged.");
+  m.Describe("usersd_outbox_dead_lettered_total", "counter", "Outbox jobs moved to the dead-letter table.");
+  m.Describe("usersd_outbox_not_taken_total", "counter",
+             "Updates WorkOS answered 2xx while showing another value for a field sent (dead-lettered).");
+  m.Set("usersd_outbox_in_flight", {}, static_cast<double>(s.in_flight));
+  for (const auto& [status, n] : s.sends_by_status)
+    m.Set("usersd_outbox_sends_total", {{"status", std::to_string(status)}}, static_cast<double>(n));
+  m.Set("usersd_outbox_delivered_total", {}, static_cast<double>(s.delivered));
+  m.Set("usersd_outbox_dead_lettered_total", {}, static_cast<double>(s.dead_lettered));
+  m.Set("usersd_outbox_not_taken_total", {}, static_cast<double>(s.not_taken));
+}
+
 }  // namespace usersd::sync

@@ -55,6 +55,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "store/writer.h"
 #include "sync/workos_client.h"
 
@@ -117,6 +118,10 @@ class OutboxSender {
   void Tick();
   void Close();
   OutboxStats stats() const;
+  // The usersd_outbox_* series of this sender (describes and sets them).
+  // Loop thread: it reads stats(). The store's outbox gauges (depth, oldest
+  // job) come from store::Store::ExportMetrics.
+  void ExportMetrics(Metrics& m) const;
 
  private:
   struct Impl;

@@ -153,4 +153,9 @@ void WorkosClient::Fetch(const std::string& url, HttpCallback cb) {
   http_->Send(std::move(req), std::move(cb));
 }
 
+void WorkosClient::ExportMetrics(Metrics& m) const {
+  m.Describe("usersd_upstream_online", "gauge", "1 when WorkOS answers, 0 when offline.");
+  m.Set("usersd_upstream_online", {}, state() == UpstreamState::kOffline ? 0.0 : 1.0);
+}
+
 }  // namespace usersd::sync

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "domain/users_service.h"
 #include "sync/http_client.h"
 
@@ -86,6 +87,8 @@ class WorkosClient : public domain::WorkosProfileSource, public WorkosApi {
 
   UpstreamState state() const override;
   int64_t state_since_ms() const { return since_ms_; }
+  // usersd_upstream_online (describes and sets it). Loop thread.
+  void ExportMetrics(Metrics& m) const;
   void SetOptions(WorkosOptions options);
   const WorkosOptions& options() const { return options_; }
   // Records the outcome of a call made outside this class.
