@@ -69,7 +69,7 @@ struct AdminDeps {
   sync::OutboxSender* outbox = nullptr;
   sync::EventsPoller* events = nullptr;  // may be null when polling is disabled
   sync::Reconciler* reconciler = nullptr;  // may be null (admin.users.resync then fails)
-  ipc::Server* app_server = nullptr;
+  ipc::Server* app_server = nullptr;  // the application socket (its metrics)
   // Re-reads the config file; fills the changed keys.
   std::function<Status(std::vector<std::string>* reloaded, std::vector<std::string>* needs_restart)> reload;
 };
