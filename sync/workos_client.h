@@ -76,8 +76,9 @@ class WorkosClient : public domain::WorkosProfileSource, public WorkosApi {
   void PutUser(const std::string& workos_id, const Json& fields, HttpCallback cb) override;
   void DeleteUser(const std::string& workos_id, HttpCallback cb) override;
   void GetUserRaw(const std::string& workos_id, HttpCallback cb) override;
-  // GET /events for the three user events, after `after` (event id) or from
-  // `range_start` (ISO 8601) when there is no cursor yet.
+  // GET /events for the three user events (events[]= filters), oldest
+  // first (order=asc: WorkOS lists newest first unless asked), after `after`
+  // (event id) or from `range_start` (ISO 8601) when there is no cursor.
   void ListEvents(const std::optional<std::string>& after, const std::optional<std::string>& range_start,
                   int limit, HttpCallback cb) override;
   // GET /user_management/users?order=asc (reconciliation).
