@@ -217,29 +217,38 @@ export function assertNoSanitizerReport(text, what = 'usersd') {
   }
 }
 
-/** Runs usersd to completion (e.g. --check-config): resolves to {code, signal, stdout, stderr}. */
-export function runUsersd(args, { env, timeoutMs = 15000 } = {}) {
+/**
+ * Runs a program to completion: resolves to {code, signal, stdout, stderr};
+ * rejects on a timeout or a sanitizer report in its output.
+ */
+export function runProgram(cmd, args, { cwd, env, timeoutMs = 15000 } = {}) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(USERSD_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(env ?? {}) } });
+    const proc = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(env ?? {}) } });
     let stdout = '';
     let stderr = '';
     proc.stdout.on('data', (d) => (stdout += d));
     proc.stderr.on('data', (d) => (stderr += d));
+    const what = `${path.basename(cmd)} ${args.join(' ')}`;
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
-      reject(new Error(`usersd ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stderr}`));
+      reject(new Error(`${what} did not exit within ${timeoutMs} ms\n${stderr}`));
     }, timeoutMs);
     proc.once('error', reject);
     proc.once('close', (code, signal) => {
       clearTimeout(timer);
       try {
-        assertNoSanitizerReport(stdout + stderr, `usersd ${args.join(' ')}`);
+        assertNoSanitizerReport(stdout + stderr, what);
       } catch (e) {
         return reject(e);
       }
       resolve({ code, signal, stdout, stderr });
     });
   });
+}
+
+/** Runs usersd to completion (e.g. --check-config): resolves to {code, signal, stdout, stderr}. */
+export function runUsersd(args, opts = {}) {
+  return runProgram(USERSD_BIN, args, opts);
 }
 
 /**

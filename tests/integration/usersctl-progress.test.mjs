@@ -10,11 +10,11 @@
 // $USERSD_BUILD_DIR/usersctl/usersctl).
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { withFake, startDaemon, suiteScope, makeTempDir } from './harness.mjs';
+import { withFake, startDaemon, suiteScope, makeTempDir, runProgram } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BUILD_DIR = process.env.USERSD_BUILD_DIR ?? path.resolve(here, '../../build');
@@ -23,25 +23,7 @@ const haveScript = spawnSync('script', ['--version']).status === 0;
 
 const quote = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`;
 
-function run(cmd, args, { cwd, timeoutMs = 60000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d) => (stdout += d));
-    proc.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`${cmd} ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    proc.once('error', reject);
-    proc.once('close', (code) => {
-      clearTimeout(timer);
-      if (/ERROR: AddressSanitizer|runtime error: /.test(stdout + stderr)) return reject(new Error(`sanitizer report:\n${stdout}${stderr}`));
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const run = (cmd, args, opts = {}) => runProgram(cmd, args, { timeoutMs: 60000, ...opts });
 
 /** usersctl ARGS with pipes: {code, stdout, stderr}. */
 const ctl = (args, opts) => run(USERSCTL, args, opts);

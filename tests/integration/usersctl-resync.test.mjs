@@ -11,37 +11,19 @@
 // $USERSD_BUILD_DIR/usersctl/usersctl).
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { withFake, startDaemon, suiteScope, makeTempDir } from './harness.mjs';
+import { withFake, startDaemon, suiteScope, makeTempDir, runProgram } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BUILD_DIR = process.env.USERSD_BUILD_DIR ?? path.resolve(here, '../../build');
 const USERSCTL = path.join(BUILD_DIR, 'usersctl/usersctl');
 const haveScript = spawnSync('script', ['--version']).status === 0;
 
-function run(cmd, args, { timeoutMs = 30000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d) => (stdout += d));
-    proc.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`${cmd} ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stderr}`));
-    }, timeoutMs);
-    proc.once('error', reject);
-    proc.once('close', (code) => {
-      clearTimeout(timer);
-      if (/ERROR: AddressSanitizer|runtime error: /.test(stdout + stderr)) return reject(new Error(`sanitizer report:\n${stdout}${stderr}`));
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const run = (cmd, args, opts = {}) => runProgram(cmd, args, { timeoutMs: 30000, ...opts });
 const ctl = (args) => run(USERSCTL, args);
 
 const USER = {
