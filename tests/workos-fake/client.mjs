@@ -71,6 +71,15 @@ export function connectFake(baseUrl, { apiKey = 'sk_test_123', clientId = 'clien
       if (r.status >= 400) throw new Error(`workos-fake getUser -> ${r.status}`);
       return r.body;
     },
+    /** The user WorkOS holds under this external_id (the real API: GET /user_management/users/external_id/:id), or null on 404. */
+    getUserByExternalId: async (externalId) => {
+      const r = await call(baseUrl, 'GET', `/user_management/users/external_id/${encodeURIComponent(externalId)}`, undefined, {
+        authorization: `Bearer ${apiKey}`,
+      });
+      if (r.status === 404) return null;
+      if (r.status >= 400) throw new Error(`workos-fake getUserByExternalId -> ${r.status}: ${JSON.stringify(r.body)}`);
+      return r.body;
+    },
     listUsers: () => c('GET', '/__test/users'),
     deleteUser: (id, { emitEvent = false } = {}) => c('DELETE', `/__test/users/${encodeURIComponent(id)}`, { emitEvent }),
     /** Request log; filter is {method?, path? (regex), since? (ms)}. */
@@ -158,6 +167,8 @@ function stopProcess(proc, timeoutMs = 5000) {
  *
  * opts: {port = 0, host, clientId = 'client_123', apiKey = 'sk_test_123',
  *        keyFile, stateFile, portFile, maxEvents, maxLog, verbose,
+ *        eventsDefaultOrder, eventsIgnoreOrder, eventsIgnoreFilters, eventsRetentionMs,
+ *        expiredCursor, tokenIssuer, metadataUpdate, externalIdConflictStatus,
  *        env, stderr ('pipe' | 'inherit'), startTimeoutMs = 15000}
  *
  * Resolves to connectFake()'s helpers plus {port, proc, stop(), restart()}.
@@ -185,6 +196,11 @@ export async function startFake(opts = {}) {
     if (opts.eventsRetentionMs !== undefined) a.push('--events-retention-ms', String(opts.eventsRetentionMs));
     if (opts.expiredCursor) a.push('--expired-cursor', opts.expiredCursor);
     if (opts.tokenIssuer) a.push('--token-issuer', opts.tokenIssuer);
+    // How a PUT applies `metadata` (replace | merge); WORKOS_FAKE_METADATA_UPDATE
+    // switches a whole run (the server reads it too; an explicit option wins).
+    const metadataUpdate = opts.metadataUpdate ?? process.env.WORKOS_FAKE_METADATA_UPDATE;
+    if (metadataUpdate) a.push('--metadata-update', metadataUpdate);
+    if (opts.externalIdConflictStatus !== undefined) a.push('--external-id-conflict-status', String(opts.externalIdConflictStatus));
     return a;
   };
   const spawnOpts = { env: opts.env, stderr: opts.stderr, startTimeoutMs: opts.startTimeoutMs ?? 15000 };

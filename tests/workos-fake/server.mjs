@@ -9,6 +9,8 @@
 // Usage: node server.mjs [--port 0] [--host 127.0.0.1] [--client-id client_123]
 //          [--api-key sk_test_123] [--key-file path.json] [--state-file path.json]
 //          [--port-file path] [--max-events 500000] [--max-log 100000] [--verbose]
+//          [--metadata-update replace|merge] [--external-id-conflict-status 400|409|422]
+//          (and the behaviour switches listed by --help; see README.md)
 //
 // Once listening it prints exactly one line on stdout:
 //   {"port":N,"baseUrl":"http://127.0.0.1:N"}
@@ -198,9 +200,20 @@ function validationError(errors) {
   };
 }
 
+// Limits from WorkOS's "Metadata and External IDs" guide (authkit/metadata):
+// external ids are unique in the environment and at most 64 characters; a
+// user has at most 10 metadata pairs, keys up to 40 and values up to 600 ASCII
+// characters. (WorkOS's OpenAPI description is looser: external_id 128,
+// metadata 50 keys. The fake enforces the guide, the stricter of the two.)
+const LIMITS = Object.freeze({ externalIdMax: 64, metadataMaxKeys: 10, metadataKeyMax: 40, metadataValueMax: 600 });
+const ASCII_RE = /^[\x00-\x7F]*$/;
+
 // Checks a create/update body against the WorkOS DTOs. `nullableNames` is true
 // for create (first_name/last_name may be null there, not on update).
-function checkUserFields(body, { nullableNames }) {
+// `metadataNullValues` lets a metadata value be null (a PUT in merge mode,
+// where null removes the key); otherwise values must be strings. The number of
+// metadata keys is checked by the caller, on the map as it would be stored.
+function checkUserFields(body, { nullableNames, metadataNullValues = false }) {
   const errors = [];
   for (const key of Object.keys(body)) {
     if (!USER_WRITABLE.has(key)) errors.push([key, 'unknown_field', `property ${key} should not exist`]);
@@ -233,22 +246,52 @@ function checkUserFields(body, { nullableNames }) {
   if ('external_id' in body && body.external_id !== null) {
     const v = body.external_id;
     if (typeof v !== 'string') errors.push(['external_id', 'invalid_type', 'external_id must be a string or null']);
-    else if (v.length > 128 || !/^[\x00-\x7F]+$/.test(v)) errors.push(['external_id', 'invalid_format', 'external_id must be 1-128 ASCII characters']);
+    else if (v.length === 0 || !ASCII_RE.test(v)) errors.push(['external_id', 'invalid_format', 'external_id must be 1 or more ASCII characters']);
+    else if (v.length > LIMITS.externalIdMax) errors.push(['external_id', 'too_long', `external_id must be at most ${LIMITS.externalIdMax} characters`]);
   }
   if ('metadata' in body && body.metadata !== null) {
     const m = body.metadata;
     if (!isPlainObject(m)) errors.push(['metadata', 'invalid_type', 'metadata must be an object or null']);
     else {
-      const keys = Object.keys(m);
-      if (keys.length > 50) errors.push(['metadata', 'too_many_properties', 'metadata may have at most 50 keys']);
-      for (const k of keys) {
-        if (k.length > 40) errors.push([`metadata.${k}`, 'too_long', 'metadata keys may be at most 40 characters']);
-        if (typeof m[k] !== 'string') errors.push([`metadata.${k}`, 'invalid_type', 'metadata values must be strings']);
-        else if (m[k].length > 600) errors.push([`metadata.${k}`, 'too_long', 'metadata values may be at most 600 characters']);
+      for (const [k, v] of Object.entries(m)) {
+        const field = `metadata.${k}`;
+        if (!ASCII_RE.test(k)) errors.push([field, 'invalid_format', 'metadata keys must be ASCII']);
+        else if (k.length > LIMITS.metadataKeyMax) errors.push([field, 'too_long', `metadata keys may be at most ${LIMITS.metadataKeyMax} characters`]);
+        if (v === null && metadataNullValues) continue;
+        if (typeof v !== 'string') errors.push([field, 'invalid_type', 'metadata values must be strings']);
+        else if (!ASCII_RE.test(v)) errors.push([field, 'invalid_format', 'metadata values must be ASCII']);
+        else if (v.length > LIMITS.metadataValueMax) errors.push([field, 'too_long', `metadata values may be at most ${LIMITS.metadataValueMax} characters`]);
       }
     }
   }
   return errors;
+}
+
+// The metadata map a PUT leaves behind. `replace`: exactly what was sent.
+// `merge`: the stored map with the sent keys overwritten and null-valued keys
+// removed. `metadata: null` clears the map in both modes. Built with
+// Object.fromEntries so a key such as "__proto__" stays an ordinary key.
+function nextMetadata(current, sent, mode) {
+  if (sent === null) return {};
+  if (mode === 'replace') return Object.fromEntries(Object.entries(sent));
+  const merged = new Map(Object.entries(current ?? {}));
+  for (const [k, v] of Object.entries(sent)) {
+    if (v === null) merged.delete(k);
+    else merged.set(k, v);
+  }
+  return Object.fromEntries(merged);
+}
+function tooManyMetadataKeys(map) {
+  const n = Object.keys(map).length;
+  return n > LIMITS.metadataMaxKeys
+    ? ['metadata', 'too_many_properties', `metadata may have at most ${LIMITS.metadataMaxKeys} keys (the update would leave ${n})`]
+    : null;
+}
+// Same keys with the same values, in any order.
+function metadataEqual(a, b) {
+  const ka = Object.keys(a ?? {});
+  const kb = Object.keys(b ?? {});
+  return ka.length === kb.length && ka.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
 }
 
 // ---------------------------------------------------------------------------
@@ -280,10 +323,12 @@ export async function startServer(options = {}) {
     expiredCursor: 'reject',
     putIgnoresFields: [],
     tokenIssuer: 'workos',
+    metadataUpdate: 'replace',
+    externalIdConflictStatus: 400,
     ...options,
   };
   const BEHAVIOUR_KEYS = ['eventsDefaultOrder', 'eventsIgnoreOrder', 'eventsIgnoreFilters', 'eventsRetentionMs',
-    'expiredCursor', 'putIgnoresFields', 'tokenIssuer'];
+    'expiredCursor', 'putIgnoresFields', 'tokenIssuer', 'metadataUpdate', 'externalIdConflictStatus'];
   const initialBehaviour = Object.fromEntries(BEHAVIOUR_KEYS.map((k) => [k, opts[k]]));
   let behaviour = { ...initialBehaviour };
   let selfUrl = ''; // this server's base URL, once listening (tokenIssuer 'self')
@@ -298,6 +343,8 @@ export async function startServer(options = {}) {
     if (!['reject', 'ignore'].includes(next.expiredCursor)) throw new HttpError(400, 'expiredCursor must be reject or ignore');
     if (!['workos', 'self'].includes(next.tokenIssuer)) throw new HttpError(400, 'tokenIssuer must be workos or self');
     if (!Array.isArray(next.putIgnoresFields)) throw new HttpError(400, 'putIgnoresFields must be an array');
+    if (!['replace', 'merge'].includes(next.metadataUpdate)) throw new HttpError(400, 'metadataUpdate must be replace or merge');
+    if (![400, 409, 422].includes(next.externalIdConflictStatus)) throw new HttpError(400, 'externalIdConflictStatus must be 400, 409 or 422');
     if (next.eventsRetentionMs !== null && !(Number.isInteger(next.eventsRetentionMs) && next.eventsRetentionMs > 0)) {
       throw new HttpError(400, 'eventsRetentionMs must be null or a positive integer');
     }
@@ -333,6 +380,9 @@ export async function startServer(options = {}) {
   // --- state ----------------------------------------------------------------
   const users = new Map(); // id -> WorkOS user object (as served)
   const emailIndex = new Map(); // lower-cased email -> Set of user ids
+  // external_id -> Set of user ids. The API keeps it unique; only the control
+  // API (no validation) can give two users the same one.
+  const externalIdIndex = new Map();
   // Events are kept as {id, type, ts, json}: the JSON text is built once at
   // creation so serving a page is string concatenation, not re-serialisation.
   let events = [];
@@ -356,6 +406,31 @@ export async function startServer(options = {}) {
       if (set.size === 0) emailIndex.delete(key);
     }
   }
+  function indexExternalId(user, add) {
+    const key = user.external_id;
+    if (typeof key !== 'string' || key === '') return;
+    let set = externalIdIndex.get(key);
+    if (add) {
+      if (!set) externalIdIndex.set(key, (set = new Set()));
+      set.add(user.id);
+    } else if (set) {
+      set.delete(user.id);
+      if (set.size === 0) externalIdIndex.delete(key);
+    }
+  }
+  // Compared exactly (case-sensitive), as ids are.
+  function externalIdTaken(externalId, exceptId) {
+    const set = externalIdIndex.get(externalId);
+    if (!set) return false;
+    for (const id of set) if (id !== exceptId) return true;
+    return false;
+  }
+  function userByExternalId(externalId) {
+    const set = externalIdIndex.get(externalId);
+    if (!set) return undefined;
+    for (const id of set) return users.get(id);
+    return undefined;
+  }
   function emailTaken(email, exceptId) {
     const set = emailIndex.get(email.toLowerCase());
     if (!set) return false;
@@ -364,15 +439,20 @@ export async function startServer(options = {}) {
   }
   function putUser(user) {
     const old = users.get(user.id);
-    if (old) indexEmail(old, false);
+    if (old) {
+      indexEmail(old, false);
+      indexExternalId(old, false);
+    }
     users.set(user.id, user);
     indexEmail(user, true);
+    indexExternalId(user, true);
     scheduleSave();
   }
   function removeUser(id) {
     const old = users.get(id);
     if (!old) return null;
     indexEmail(old, false);
+    indexExternalId(old, false);
     users.delete(id);
     scheduleSave();
     return old;
@@ -559,6 +639,10 @@ export async function startServer(options = {}) {
 
   // --- WorkOS API -------------------------------------------------------------------
   const notFoundUser = (id) => ({ status: 404, body: { code: 'entity_not_found', message: `Could not find user with id '${id}'.` } });
+  const notFoundExternalId = (xid) => ({
+    status: 404, body: { code: 'entity_not_found', message: `Could not find user with external_id '${xid}'.` },
+  });
+  const externalIdUsedMessage = (xid) => `The external_id '${xid}' is already used by another user.`;
 
   function api(method, pathname, query, body, rawBody, headers) {
     // JWKS is public, as on api.workos.com.
@@ -581,6 +665,13 @@ export async function startServer(options = {}) {
       if (method === 'GET') return listUsers(query);
       return routeNotFound(method, pathname);
     }
+    m = /^\/user_management\/users\/external_id\/([^/]+)$/.exec(pathname);
+    if (m) {
+      if (method !== 'GET') return routeNotFound(method, pathname);
+      const xid = decodeURIComponent(m[1]);
+      const user = userByExternalId(xid);
+      return user ? { status: 200, body: user } : notFoundExternalId(xid);
+    }
     m = /^\/user_management\/users\/([^/]+)$/.exec(pathname);
     if (m) {
       const id = decodeURIComponent(m[1]);
@@ -598,17 +689,26 @@ export async function startServer(options = {}) {
     if (!isPlainObject(body)) return validationError([['body', 'invalid_type', 'body must be a JSON object']]);
     const errors = checkUserFields(body, { nullableNames: true });
     if (!('email' in body)) errors.push(['email', 'required', 'email is required']);
+    if (isPlainObject(body.metadata) && !errors.some(([f]) => f === 'metadata')) {
+      const tooMany = tooManyMetadataKeys(body.metadata);
+      if (tooMany) errors.push(tooMany);
+    }
     if (errors.length) return validationError(errors);
     if ('password' in body && 'password_hash' in body) {
       return { status: 400, body: { code: 'password_and_password_hash_provided', message: 'Provide either password or password_hash, not both.' } };
     }
-    if (emailTaken(body.email)) {
+    // Clashes with another user: WorkOS answers a taken email with 400
+    // user_creation_error / email_not_available; a taken external_id is
+    // reported the same way with external_id_already_used (status: a switch).
+    const clashes = [];
+    if (emailTaken(body.email)) clashes.push({ code: 'email_not_available', message: 'This email is not available.' });
+    if (typeof body.external_id === 'string' && externalIdTaken(body.external_id)) {
+      clashes.push({ code: 'external_id_already_used', message: externalIdUsedMessage(body.external_id) });
+    }
+    if (clashes.length) {
       return {
-        status: 400,
-        body: {
-          code: 'user_creation_error', message: 'Could not create user.',
-          errors: [{ code: 'email_not_available', message: 'This email is not available.' }],
-        },
+        status: clashes[0].code === 'email_not_available' ? 400 : behaviour.externalIdConflictStatus,
+        body: { code: 'user_creation_error', message: 'Could not create user.', errors: clashes },
       };
     }
     const fields = { ...body };
@@ -621,17 +721,39 @@ export async function startServer(options = {}) {
     return { status: 201, body: user };
   }
 
+  // Timestamps of successive changes must differ, even within a millisecond.
+  function laterThan(previousIso) {
+    const prev = Date.parse(previousIso);
+    const now = Date.now();
+    return new Date(Number.isNaN(prev) || now > prev ? now : prev + 1).toISOString();
+  }
+
   function updateUser(id, body) {
     if (!isPlainObject(body)) return validationError([['body', 'invalid_type', 'body must be a JSON object']]);
-    const errors = checkUserFields(body, { nullableNames: false });
-    if (errors.length) return validationError(errors);
+    const merge = behaviour.metadataUpdate === 'merge';
+    const errors = checkUserFields(body, { nullableNames: false, metadataNullValues: merge });
     const existing = users.get(id);
+    // A server that answers 200 without taking some fields (behaviour
+    // putIgnoresFields): the answer shows the old values.
+    const ignored = new Set(behaviour.putIgnoresFields);
+    const applies = (k) => k in body && !ignored.has(k);
+    // The key limit is on the map as it would be stored after this PUT.
+    let metadata;
+    if (existing && applies('metadata') && !errors.some(([f]) => f === 'metadata' || f.startsWith('metadata.'))) {
+      metadata = nextMetadata(existing.metadata, body.metadata, behaviour.metadataUpdate);
+      const tooMany = tooManyMetadataKeys(metadata);
+      if (tooMany) errors.push(tooMany);
+    }
+    if (errors.length) return validationError(errors);
     if (!existing) return notFoundUser(id);
     if ('password' in body && 'password_hash' in body) {
       return { status: 400, body: { code: 'password_and_password_hash_provided', message: 'Provide either password or password_hash, not both.' } };
     }
     if ('email' in body && emailTaken(body.email, id)) {
       return { status: 400, body: { code: 'email_not_available', message: 'This email is not available.' } };
+    }
+    if (applies('external_id') && typeof body.external_id === 'string' && externalIdTaken(body.external_id, id)) {
+      return { status: behaviour.externalIdConflictStatus, body: { code: 'external_id_already_used', message: externalIdUsedMessage(body.external_id) } };
     }
     const next = { ...existing };
     let changed = false;
@@ -641,11 +763,12 @@ export async function startServer(options = {}) {
         changed = true;
       }
     };
-    // A server that answers 200 without taking some fields (behaviour
-    // putIgnoresFields): the answer shows the old values.
-    const ignored = new Set(behaviour.putIgnoresFields);
-    for (const k of ['first_name', 'last_name', 'external_id', 'locale']) if (k in body && !ignored.has(k)) set(k, body[k]);
-    if ('metadata' in body) set('metadata', body.metadata ?? {});
+    // external_id: null clears it (the update DTO declares it string | null).
+    for (const k of ['first_name', 'last_name', 'external_id', 'locale']) if (applies(k)) set(k, body[k]);
+    if (metadata !== undefined && !metadataEqual(existing.metadata, metadata)) {
+      next.metadata = metadata;
+      changed = true;
+    }
     if ('email' in body && body.email !== existing.email && !ignored.has('email')) {
       set('email', body.email);
       // A changed address is no longer verified unless the caller says so.
@@ -654,8 +777,9 @@ export async function startServer(options = {}) {
     if ('email_verified' in body) set('email_verified', body.email_verified);
     if ('password' in body || 'password_hash' in body) changed = true; // not stored, but an update
     if (!changed) return { status: 200, body: existing };
-    next.updated_at = new Date().toISOString();
+    next.updated_at = laterThan(existing.updated_at);
     putUser(next);
+    // Every change, whatever it touched, is announced with the full user.
     appendEvent({ event: 'user.updated', data: snapshot(next) });
     return { status: 200, body: next };
   }
@@ -825,6 +949,7 @@ export async function startServer(options = {}) {
         droppedThrough = null;
         users.clear();
         emailIndex.clear();
+        externalIdIndex.clear();
         events = [];
         faults = [];
         requestLog = [];
@@ -1047,10 +1172,22 @@ function parseArgs(argv) {
     '--max-events': 'maxEvents', '--max-log': 'maxLog',
     '--events-default-order': 'eventsDefaultOrder', '--events-retention-ms': 'eventsRetentionMs',
     '--expired-cursor': 'expiredCursor', '--token-issuer': 'tokenIssuer',
+    '--metadata-update': 'metadataUpdate', '--external-id-conflict-status': 'externalIdConflictStatus',
+  };
+  const choices = {
+    eventsDefaultOrder: ['desc', 'asc'], expiredCursor: ['reject', 'ignore'], tokenIssuer: ['workos', 'self'],
+    metadataUpdate: ['replace', 'merge'], externalIdConflictStatus: ['400', '409', '422'],
   };
   const flags = { '--events-ignore-order': 'eventsIgnoreOrder', '--events-ignore-filters': 'eventsIgnoreFilters' };
-  const numeric = new Set(['port', 'maxEvents', 'maxLog', 'eventsRetentionMs']);
+  const numeric = new Set(['port', 'maxEvents', 'maxLog', 'eventsRetentionMs', 'externalIdConflictStatus']);
   const out = {};
+  // A whole test run can switch how PUT applies metadata without touching
+  // every place that starts a server; an explicit option wins.
+  if (process.env.WORKOS_FAKE_METADATA_UPDATE) {
+    const v = process.env.WORKOS_FAKE_METADATA_UPDATE;
+    if (!choices.metadataUpdate.includes(v)) throw new Error(`WORKOS_FAKE_METADATA_UPDATE must be one of ${choices.metadataUpdate.join(', ')}`);
+    out.metadataUpdate = v;
+  }
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
     let value;
@@ -1071,13 +1208,15 @@ function parseArgs(argv) {
       process.stderr.write('usage: node server.mjs [--port 0] [--host 127.0.0.1] [--client-id client_123] [--api-key sk_test_123]\n' +
         '         [--key-file path.json] [--state-file path.json] [--port-file path] [--max-events N] [--max-log N] [--verbose]\n' +
         '         [--events-default-order desc|asc] [--events-ignore-order] [--events-ignore-filters]\n' +
-        '         [--events-retention-ms N] [--expired-cursor reject|ignore] [--token-issuer workos|self]\n');
+        '         [--events-retention-ms N] [--expired-cursor reject|ignore] [--token-issuer workos|self]\n' +
+        '         [--metadata-update replace|merge] [--external-id-conflict-status 400|409|422]\n');
       process.exit(0);
     }
     const key = names[arg];
     if (!key) throw new Error(`unknown option ${arg}`);
     if (value === undefined) value = argv[++i];
     if (value === undefined) throw new Error(`${arg} needs a value`);
+    if (choices[key] && !choices[key].includes(value)) throw new Error(`${arg} must be one of ${choices[key].join(', ')}`);
     if (numeric.has(key)) {
       if (!/^\d+$/.test(value)) throw new Error(`${arg} must be a non-negative integer`);
       value = Number(value);
