@@ -234,7 +234,7 @@ describe('workos fake', () => {
         [{ email: 'not-an-email' }, 'email'],
         [{ email_verified: 'yes' }, 'email_verified'],
         [{ metadata: { k: 1 } }, 'metadata.k'],
-        [{ external_id: 'x'.repeat(129) }, 'external_id'],
+        [{ external_id: 'x'.repeat(65) }, 'external_id'],
         [{ firstName: 'camel' }, 'firstName'],
       ];
       for (const [body, field] of cases) {
@@ -277,6 +277,223 @@ describe('workos fake', () => {
       assert.equal(r.body.data.length, 1);
       assert.equal(r.body.data[0].email, 'b@example.com');
       assert.deepEqual(Object.keys(r.body.list_metadata), ['before', 'after']);
+    });
+  });
+
+  // SPEC 4b: usersd keeps its ids in external_id and shared fields in
+  // metadata, so the fake holds both to WorkOS's documented limits.
+  describe('external_id and metadata', () => {
+    const put = (id, body) => fake.api('PUT', `/user_management/users/${id}`, body);
+    const post = (body) => fake.api('POST', '/user_management/users', body);
+    const assert422 = (r, field, code) => {
+      assert.equal(r.status, 422, JSON.stringify(r.body));
+      assert.equal(r.body.code, 'invalid_request_parameters');
+      assert.equal(r.body.message, 'Validation failed.');
+      const e = r.body.errors.find((x) => x.field === field);
+      assert.ok(e, `no error for ${field}: ${JSON.stringify(r.body)}`);
+      if (code) assert.equal(e.code, code);
+      assert.equal(typeof e.message, 'string');
+      return e;
+    };
+    const keys = (n, prefix = 'k') => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}${i}`, `v${i}`]));
+    const eventsOf = async (id) => (await fake.listEvents()).filter((e) => e.data.id === id);
+
+    test('external_id: at most 64 ASCII characters, on create and update', async () => {
+      const at = 'a'.repeat(64);
+      const c = await post({ email: 'x64@example.com', external_id: at });
+      assert.equal(c.status, 201);
+      assert.equal(c.body.external_id, at);
+      assert422(await post({ email: 'x65@example.com', external_id: 'b'.repeat(65) }), 'external_id', 'too_long');
+      const { id } = await fake.createUser({ email: 'xu@example.com' });
+      assert.equal((await put(id, { external_id: 'c'.repeat(64) })).status, 200);
+      const e = assert422(await put(id, { external_id: 'd'.repeat(65) }), 'external_id', 'too_long');
+      assert.match(e.message, /64/);
+      assert422(await put(id, { external_id: '' }), 'external_id');
+      assert422(await put(id, { external_id: 'caf\u00e9' }), 'external_id');
+      assert422(await put(id, { external_id: 42 }), 'external_id', 'invalid_type');
+      assert.equal((await fake.getUser(id)).external_id, 'c'.repeat(64));
+      assert.equal((await fake.listUsers()).length, 2); // the refused POST stored nothing
+    });
+
+    test('external_id is unique: POST and PUT refused with external_id_already_used, null frees it', async () => {
+      const a = (await post({ email: 'a@example.com', external_id: 'ext-1' })).body;
+      const dup = await post({ email: 'b@example.com', external_id: 'ext-1' });
+      assert.equal(dup.status, 400);
+      assert.equal(dup.body.code, 'user_creation_error');
+      assert.deepEqual(dup.body.errors.map((e) => e.code), ['external_id_already_used']);
+      const b = (await post({ email: 'b@example.com' })).body;
+      const before = (await fake.listEvents()).length;
+      const clash = await put(b.id, { external_id: 'ext-1', first_name: 'B' });
+      assert.equal(clash.status, 400);
+      assert.equal(clash.body.code, 'external_id_already_used');
+      assert.match(clash.body.message, /ext-1/);
+      assert.equal((await fake.getUser(b.id)).first_name, null); // nothing of the PUT applied
+      assert.equal((await fake.listEvents()).length, before);
+      // The owner may send its own id again; ids compare exactly (case-sensitive).
+      assert.equal((await put(a.id, { external_id: 'ext-1' })).status, 200);
+      assert.equal((await put(b.id, { external_id: 'EXT-1' })).status, 200);
+      // The conflict status is a switch (WorkOS does not document it).
+      await fake.setBehaviour({ externalIdConflictStatus: 409 });
+      assert.equal((await put(b.id, { external_id: 'ext-1' })).status, 409);
+      assert.equal((await post({ email: 'c@example.com', external_id: 'ext-1' })).status, 409);
+      await assert.rejects(fake.setBehaviour({ externalIdConflictStatus: 500 }), /400/);
+      // null clears a's id, and then b may take it.
+      const cleared = await put(a.id, { external_id: null });
+      assert.equal(cleared.status, 200);
+      assert.equal(cleared.body.external_id, null);
+      assert.equal((await put(b.id, { external_id: 'ext-1' })).status, 200);
+      // A deleted user's id is free again.
+      await fake.api('DELETE', `/user_management/users/${b.id}`);
+      assert.equal((await put(a.id, { external_id: 'ext-1' })).status, 200);
+    });
+
+    test('GET /user_management/users/external_id/:external_id', async () => {
+      const u = (await post({ email: 'g@example.com', external_id: 'id/with space' })).body;
+      const path = (x) => `/user_management/users/external_id/${encodeURIComponent(x)}`;
+      const got = await fake.api('GET', path('id/with space'));
+      assert.equal(got.status, 200);
+      assert.deepEqual(got.body, u);
+      const missing = await fake.api('GET', path('nobody'));
+      assert.equal(missing.status, 404);
+      assert.equal(missing.body.code, 'entity_not_found');
+      assert.match(missing.body.message, /nobody/);
+      assert.equal((await fake.api('GET', path('id/with space'), undefined, { auth: false })).status, 401);
+      assert.equal((await fake.api('PUT', path('id/with space'), { first_name: 'x' })).status, 404);
+      assert.deepEqual(await fake.getUserByExternalId('id/with space'), u);
+      assert.equal(await fake.getUserByExternalId('ID/WITH SPACE'), null);
+      // It follows changes: the new id finds the user, the old one no longer does.
+      const moved = (await put(u.id, { external_id: 'moved' })).body;
+      assert.equal(await fake.getUserByExternalId('id/with space'), null);
+      assert.deepEqual(await fake.getUserByExternalId('moved'), moved);
+      await put(u.id, { external_id: null });
+      assert.equal(await fake.getUserByExternalId('moved'), null);
+      // Seeded through the control API it is found too; reset forgets it.
+      await fake.createUser({ email: 's@example.com', external_id: 'seeded' });
+      assert.equal((await fake.getUserByExternalId('seeded')).email, 's@example.com');
+      await fake.reset();
+      assert.equal(await fake.getUserByExternalId('seeded'), null);
+      assert.equal((await post({ email: 's@example.com', external_id: 'seeded' })).status, 201);
+    });
+
+    test('metadata limits: 10 keys, key 40 and value 600 ASCII characters, string values only', async () => {
+      assert.equal((await post({ email: 'm10@example.com', metadata: keys(10) })).status, 201);
+      assert422(await post({ email: 'm11@example.com', metadata: keys(11) }), 'metadata', 'too_many_properties');
+      const { id } = await fake.createUser({ email: 'm@example.com' });
+      const ok = await put(id, { metadata: keys(10) });
+      assert.equal(ok.status, 200);
+      assert.equal(Object.keys(ok.body.metadata).length, 10);
+      const e = assert422(await put(id, { metadata: keys(11) }), 'metadata', 'too_many_properties');
+      assert.match(e.message, /10/);
+      const k40 = 'k'.repeat(40);
+      assert.equal((await put(id, { metadata: { [k40]: 'x' } })).status, 200);
+      assert422(await put(id, { metadata: { ['k'.repeat(41)]: 'x' } }), `metadata.${'k'.repeat(41)}`, 'too_long');
+      assert.equal((await put(id, { metadata: { v: 'x'.repeat(600) } })).status, 200);
+      assert422(await put(id, { metadata: { v: 'x'.repeat(601) } }), 'metadata.v', 'too_long');
+      assert422(await put(id, { metadata: { n: 1 } }), 'metadata.n', 'invalid_type');
+      assert422(await put(id, { metadata: { o: { a: 'b' } } }), 'metadata.o', 'invalid_type');
+      assert422(await put(id, { metadata: { z: null } }), 'metadata.z', 'invalid_type'); // replace mode: strings only
+      assert422(await put(id, { metadata: { 'cl\u00e9': 'x' } }), 'metadata.cl\u00e9', 'invalid_format');
+      assert422(await put(id, { metadata: { v: '\u00fcber' } }), 'metadata.v', 'invalid_format');
+      assert422(await put(id, { metadata: ['a'] }), 'metadata', 'invalid_type');
+      assert.deepEqual((await fake.getUser(id)).metadata, { v: 'x'.repeat(600) });
+    });
+
+    test('metadataUpdate replace (default): the map becomes what was sent', async () => {
+      assert.equal((await fake.getBehaviour()).metadataUpdate, 'replace');
+      const { id } = await fake.createUser({ email: 'r@example.com', metadata: { a: '1', b: '2' } });
+      assert.deepEqual((await put(id, { metadata: { b: '3', c: '' } })).body.metadata, { b: '3', c: '' });
+      assert.deepEqual((await put(id, { first_name: 'R' })).body.metadata, { b: '3', c: '' }); // omitted: unchanged
+      assert.deepEqual((await put(id, { metadata: {} })).body.metadata, {});
+      await put(id, { metadata: { a: '1' } });
+      assert.deepEqual((await put(id, { metadata: null })).body.metadata, {});
+    });
+
+    test('metadataUpdate merge: sent keys overwrite, others stay, null removes, "" is stored', async () => {
+      await fake.setBehaviour({ metadataUpdate: 'merge' });
+      const { id } = await fake.createUser({ email: 'mg@example.com', metadata: { a: '1', b: '2' } });
+      assert.deepEqual((await put(id, { metadata: { b: '3', c: '' } })).body.metadata, { a: '1', b: '3', c: '' });
+      assert.deepEqual((await put(id, { metadata: { a: null, zz: null } })).body.metadata, { b: '3', c: '' });
+      // The 10-key limit is on the map after the merge.
+      await put(id, { metadata: keys(8) }); // b, c + k0..k7 = 10
+      assert.equal(Object.keys((await fake.getUser(id)).metadata).length, 10);
+      const before = await fake.getUser(id);
+      assert422(await put(id, { metadata: { extra: 'x' } }), 'metadata', 'too_many_properties');
+      assert.deepEqual(await fake.getUser(id), before);
+      const swapped = await put(id, { metadata: { extra: 'x', b: null } });
+      assert.equal(swapped.status, 200);
+      assert.equal(Object.keys(swapped.body.metadata).length, 10);
+      assert.equal(swapped.body.metadata.extra, 'x');
+      assert.equal('b' in swapped.body.metadata, false);
+      // A body of more than 10 keys is fine when the result fits.
+      const many = Object.fromEntries(Object.keys(swapped.body.metadata).map((k) => [k, null]));
+      assert.deepEqual((await put(id, { metadata: { ...many, last: 'y' } })).body.metadata, { last: 'y' });
+      assert.deepEqual((await put(id, { metadata: null })).body.metadata, {});
+      await assert.rejects(fake.setBehaviour({ metadataUpdate: 'patch' }), /400/);
+      await fake.reset();
+      assert.equal((await fake.getBehaviour()).metadataUpdate, 'replace');
+    });
+
+    test('every PUT change emits user.updated with the full user and a later updated_at; no-ops emit nothing', async () => {
+      const u = (await post({ email: 'ev@example.com', metadata: { a: '1', b: '2' }, external_id: 'ev-1' })).body;
+      let last = u;
+      const expectChange = async (body) => {
+        const n = (await eventsOf(u.id)).length;
+        const r = await put(u.id, body);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        const evs = await eventsOf(u.id);
+        assert.equal(evs.length, n + 1, `one event for ${JSON.stringify(body)}`);
+        assert.equal(evs.at(-1).event, 'user.updated');
+        assert.deepEqual(evs.at(-1).data, r.body); // the full user after the change
+        assert.deepEqual((await fake.api('GET', `/user_management/users/${u.id}`)).body, r.body);
+        assert.ok(r.body.updated_at > last.updated_at, `${r.body.updated_at} > ${last.updated_at}`);
+        assert.equal(r.body.created_at, u.created_at);
+        last = r.body;
+      };
+      const expectNoop = async (body) => {
+        const n = (await eventsOf(u.id)).length;
+        const r = await put(u.id, body);
+        assert.equal(r.status, 200);
+        assert.deepEqual(r.body, last);
+        assert.equal((await eventsOf(u.id)).length, n, `no event for ${JSON.stringify(body)}`);
+      };
+      // Changes in quick succession: updated_at still moves every time.
+      await expectChange({ metadata: { a: '1', b: '3' } });
+      await expectChange({ metadata: { a: '1', b: '4' } });
+      await expectChange({ external_id: 'ev-2' });
+      await expectChange({ external_id: null });
+      await expectChange({ external_id: 'ev-3', metadata: { a: '' } });
+      await expectNoop({ metadata: { a: '' } });
+      await expectNoop({ external_id: 'ev-3' });
+      await expectNoop({});
+      await fake.setBehaviour({ metadataUpdate: 'merge' });
+      await expectChange({ metadata: { b: 'x' } });
+      await expectNoop({ metadata: { b: 'x' } });
+      await expectNoop({ metadata: { gone: null } });
+      await expectChange({ metadata: { b: null } });
+      // Same keys in another order are the same map.
+      await fake.setBehaviour({ metadataUpdate: 'replace' });
+      await expectChange({ metadata: { p: '1', q: '2' } });
+      await expectNoop({ metadata: { q: '2', p: '1' } });
+      for (let i = 0; i < 5; i++) await expectChange({ metadata: { p: String(i) } });
+      // Sent all at once, many PUTs land in the same millisecond: each event
+      // still carries a later updated_at than the one before.
+      const n = (await eventsOf(u.id)).length;
+      await Promise.all(Array.from({ length: 50 }, (_, i) => put(u.id, { metadata: { burst: String(i) } })));
+      const burst = (await eventsOf(u.id)).slice(n);
+      assert.equal(burst.length, 50);
+      for (let i = 1; i < burst.length; i++) {
+        assert.ok(burst[i].data.updated_at > burst[i - 1].data.updated_at, `${burst[i].data.updated_at} > ${burst[i - 1].data.updated_at}`);
+      }
+    });
+
+    test('putIgnoresFields covers metadata and external_id', async () => {
+      const { id } = await fake.createUser({ email: 'ig@example.com', metadata: { a: '1' }, external_id: 'ig' });
+      await fake.setBehaviour({ putIgnoresFields: ['metadata', 'external_id'] });
+      const r = await put(id, { metadata: { a: '2' }, external_id: 'other' });
+      assert.equal(r.status, 200);
+      assert.deepEqual(r.body.metadata, { a: '1' });
+      assert.equal(r.body.external_id, 'ig');
+      assert.equal((await fake.listEvents()).length, 0);
     });
   });
 
@@ -603,6 +820,28 @@ describe('process lifecycle and persistence', () => {
     assert.equal(code, 2);
   });
 
+  test('metadata switch from --metadata-update and WORKOS_FAKE_METADATA_UPDATE; bad values exit 2', async () => {
+    const viaEnv = await startFake({ env: { WORKOS_FAKE_METADATA_UPDATE: 'merge' } });
+    try {
+      assert.equal((await viaEnv.getBehaviour()).metadataUpdate, 'merge');
+    } finally {
+      await viaEnv.stop();
+    }
+    const explicit = await startFake({ env: { WORKOS_FAKE_METADATA_UPDATE: 'merge' }, metadataUpdate: 'replace', externalIdConflictStatus: 422 });
+    try {
+      const b = await explicit.getBehaviour();
+      assert.equal(b.metadataUpdate, 'replace');
+      assert.equal(b.externalIdConflictStatus, 422);
+    } finally {
+      await explicit.stop();
+    }
+    for (const [args, env] of [[['--metadata-update', 'patch']], [['--external-id-conflict-status', '500']], [[], { WORKOS_FAKE_METADATA_UPDATE: 'x' }]]) {
+      const proc = spawn(process.execPath, [SERVER, '--port', '0', ...args], { env: { ...process.env, ...(env ?? {}) } });
+      const code = await new Promise((resolve) => proc.once('exit', resolve));
+      assert.equal(code, 2, JSON.stringify(args));
+    }
+  });
+
   test('--key-file keeps tokens valid and --state-file keeps data across restarts', async () => {
     const dir = tmpDir();
     const keyFile = path.join(dir, 'key.json');
@@ -612,7 +851,7 @@ describe('process lifecycle and persistence', () => {
       assert.ok(fs.existsSync(keyFile));
       const kid = (await fake.jwks()).keys[0].kid;
       const token = await fake.mintToken({ sub: 'user_keep' });
-      const created = await fake.api('POST', '/user_management/users', { email: 'p@example.com' });
+      const created = await fake.api('POST', '/user_management/users', { email: 'p@example.com', external_id: 'p-ext' });
       const port = fake.port;
       await fake.restart();
       assert.equal(fake.port, port);
@@ -620,6 +859,9 @@ describe('process lifecycle and persistence', () => {
       assert.equal(jwks.keys[0].kid, kid);
       assert.ok(verifyJwt(token, jwks).ok);
       assert.equal((await fake.getUser(created.body.id)).email, 'p@example.com');
+      // The external_id index is rebuilt from the state file.
+      assert.equal((await fake.getUserByExternalId('p-ext')).id, created.body.id);
+      assert.equal((await fake.api('POST', '/user_management/users', { email: 'q@example.com', external_id: 'p-ext' })).status, 400);
       const evs = await fake.api('GET', '/events');
       assert.equal(evs.body.data.length, 1);
       // New events still sort after the restored ones.
