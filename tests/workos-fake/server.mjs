@@ -274,7 +274,7 @@ function checkUserFields(body, { nullableNames, metadataNullValues = false }) {
 function nextMetadata(current, sent, mode) {
   if (sent === null) return {};
   if (mode === 'replace') return Object.fromEntries(Object.entries(sent));
-  const merged = new Map(Object.entries(current ?? {}));
+  const merged = new Map(Object.entries(isPlainObject(current) ? current : {}));
   for (const [k, v] of Object.entries(sent)) {
     if (v === null) merged.delete(k);
     else merged.set(k, v);
@@ -291,7 +291,7 @@ function tooManyMetadataKeys(map) {
 function metadataEqual(a, b) {
   const ka = Object.keys(a ?? {});
   const kb = Object.keys(b ?? {});
-  return ka.length === kb.length && ka.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
+  return isPlainObject(a) === isPlainObject(b) && ka.length === kb.length && ka.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
 }
 
 // ---------------------------------------------------------------------------
