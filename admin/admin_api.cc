@@ -149,7 +149,10 @@ struct AdminApi::Impl {
   std::unordered_map<ChangeStream*, std::shared_ptr<ChangeStream>> streams;
   bool backup_running = false;
 
-  explicit Impl(AdminDeps deps) : d(std::move(deps)) {}
+  std::shared_ptr<const domain::SyncPolicy> sync_;
+
+  explicit Impl(AdminDeps deps)
+      : d(std::move(deps)), sync_(d.sync ? d.sync : std::make_shared<const domain::SyncPolicy>()) {}
 
   void Reply(const ipc::Responder& r, const std::string& tag, const ipc::Outcome& o) {
     d.metrics->Inc("usersd_admin_requests_total", {{"method", tag}, {"outcome", OutcomeLabel(o)}});
@@ -714,63 +717,29 @@ void AdminApi::Impl::HandleUsersImport(const ipc::Request& q, ipc::Responder r) 
   if (it->size() > kMaxImportUsers)
     return Reply(r, q.tag, Invalid("users: at most " + std::to_string(kMaxImportUsers) + " entries per request"));
   auto entries = std::make_shared<std::vector<ImportEntry>>();
-  auto new_ids = std::make_shared<std::vector<std::string>>();
   for (size_t i = 0; i < it->size(); ++i) {
     auto e = ParseImportEntry((*it)[i], i);
     if (!e.ok()) return Reply(r, q.tag, Invalid(e.status().message()));
     entries->push_back(std::move(*e));
-    // Drawn here, not in the op, so a replayed batch assigns the same ids.
-    new_ids->push_back(domain::NewUuid());
   }
   auto last_txid = std::make_shared<uint64_t>(0);
-  int64_t now = d.clock->NowMs();
+  auto queued = std::make_shared<bool>(false);
+  const domain::MutationContext ctx{d.clock->NowMs(), sync_.get()};
   d.writer->Submit(
-      [entries, new_ids, last_txid, now](WriteTxn& t) -> Status {
+      [entries, last_txid, queued, ctx, sync = sync_](WriteTxn& t) -> Status {
         *last_txid = 0;
+        *queued = false;
         for (size_t i = 0; i < entries->size(); ++i) {
-          const ImportEntry& e = (*entries)[i];
-          std::string at = "users[" + std::to_string(i) + "]";
-          auto existing = t.FindByWorkosId(e.workos_id);
-          if (!existing.ok()) return existing.status();
-          std::optional<UserRecord> before = std::move(*existing);
-          UserRecord after;
-          if (before) {
-            if (e.id && *e.id != before->id)
-              return Status::InvalidArgument(at + ".id: workosId " + e.workos_id + " belongs to user " + before->id);
-            after = *before;
-            if (!e.updated_at_ms) after.updated_at_ms = now;
-          } else {
-            after.id = e.id ? *e.id : (*new_ids)[i];
-            auto taken = t.GetUser(after.id);
-            if (!taken.ok()) return taken.status();
-            if (taken->has_value())
-              return Status::InvalidArgument(at + ".id: " + after.id + " belongs to the user with workosId " +
-                                             (*taken)->workos_id);
-            after.workos_id = e.workos_id;
-            after.created_at_ms = now;
-          }
-          ApplyImportEntry(e, &after);
-          auto txid = t.NextTxid();
-          if (!txid.ok()) return txid.status();
-          after.txid = *txid;
-          Status st = t.PutUser(after, before);
-          if (st.code() == Code::kInvalidArgument) {
-            std::string field = st.message().find("email") != std::string::npos ? ".email: " : ": ";
-            return Status::InvalidArgument(at + field + st.message());
-          }
-          USERSD_RETURN_IF_ERROR(st);
-          store::Change c;
-          c.txid = *txid;
-          c.op = after.live() ? ChangeOp::kUpsert : ChangeOp::kDelete;
-          c.user = after;
-          c.at_ms = now;
-          USERSD_RETURN_IF_ERROR(t.AppendChange(c));
-          *last_txid = *txid;
+          auto m = domain::ImportUser(t, (*entries)[i], i, ctx);
+          if (!m.ok()) return m.status();
+          *last_txid = m->user.txid;
+          *queued = *queued || m->queued_job;
         }
         return Status::Ok();
       },
-      [this, r, tag = q.tag, entries, last_txid](Status st) {
+      [this, r, tag = q.tag, entries, last_txid, queued](Status st) {
         if (!st.ok()) return Reply(r, tag, FromStatus(st, "import"));
+        if (*queued && d.outbox) d.outbox->Kick();
         uint64_t txid = *last_txid;
         if (entries->empty()) {
           auto txn = d.store->BeginRead();

@@ -70,6 +70,8 @@ struct AdminDeps {
   sync::EventsPoller* events = nullptr;  // may be null when polling is disabled
   sync::Reconciler* reconciler = nullptr;  // may be null (admin.users.resync then fails)
   ipc::Server* app_server = nullptr;  // the application socket (its metrics)
+  // identity.namespace, sync.metadata.* (imports); null: the defaults.
+  std::shared_ptr<const domain::SyncPolicy> sync;
   // Re-reads the config file; fills the changed keys.
   std::function<Status(std::vector<std::string>* reloaded, std::vector<std::string>* needs_restart)> reload;
 };

@@ -144,20 +144,4 @@ Result<ImportEntry> ParseImportEntry(const Json& j, size_t index) {
   return e;
 }
 
-void ApplyImportEntry(const ImportEntry& e, store::UserRecord* u) {
-  if (e.email) u->email = *e.email;
-  if (e.first_name) u->first_name = *e.first_name;
-  if (e.last_name) u->last_name = *e.last_name;
-  if (e.user_type) u->user_type = *e.user_type;
-  if (e.role) u->role = *e.role;
-  if (e.avatar_url) u->avatar_url = *e.avatar_url;
-  if (e.timezone) u->timezone = *e.timezone;
-  if (e.organization_id) u->organization_id = *e.organization_id;
-  if (e.settings) u->settings = *e.settings;
-  if (e.is_onboarded) u->is_onboarded = *e.is_onboarded;
-  if (e.created_at_ms) u->created_at_ms = *e.created_at_ms;
-  if (e.updated_at_ms) u->updated_at_ms = *e.updated_at_ms;
-  if (e.deleted_at_ms) u->deleted_at_ms = *e.deleted_at_ms;
-}
-
 }  // namespace usersd::admin

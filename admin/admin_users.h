@@ -15,6 +15,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "domain/user_mutations.h"
 #include "store/store.h"
 
 namespace usersd::admin {
@@ -24,23 +25,8 @@ using Json = nlohmann::json;
 // User + workosId, organizationId, role.
 Json ToAdminUserJson(const store::UserRecord& u);
 
-// One validated import entry. A field left out of the entry is nullopt here
-// and leaves an existing user's value unchanged (a new user gets the
-// default). For nullable fields the inner optional is the value (nullopt =
-// null).
-struct ImportEntry {
-  std::string workos_id;                // required, non-empty
-  std::optional<std::string> id;        // lower-case UUID
-  std::optional<std::string> email;     // "" allowed (profile not known yet)
-  std::optional<std::string> first_name, last_name;  // "" allowed (WorkOS has none)
-  std::optional<std::string> user_type;  // "user" | "machine"
-  std::optional<std::string> role;       // "owner" | "admin" | "member"
-  std::optional<std::optional<std::string>> avatar_url, timezone, organization_id;
-  std::optional<std::optional<Json>> settings;
-  std::optional<bool> is_onboarded;
-  std::optional<int64_t> created_at_ms;
-  std::optional<std::optional<int64_t>> updated_at_ms, deleted_at_ms;
-};
+// One validated import entry (the domain's: it decides what an import does).
+using ImportEntry = domain::UserImport;
 
 // Validates entry number `index` of the `users` array with the same rules as
 // user.update (domain/validate.h), except that empty names and emails are
@@ -48,8 +34,5 @@ struct ImportEntry {
 // export's extra fields import cleanly). Fails with InvalidArgument whose
 // message names the entry and the field: "users[3].email: must be ...".
 Result<ImportEntry> ParseImportEntry(const Json& entry, size_t index);
-
-// Copies the present fields of `e` onto `u` (id and workos_id excepted).
-void ApplyImportEntry(const ImportEntry& e, store::UserRecord* u);
 
 }  // namespace usersd::admin

@@ -142,6 +142,8 @@ class Loader {
   void Group(const Field& f, std::optional<std::string>* out);
   void IdList(const Field& f, std::vector<uint32_t>* out);
   void ClientId(const Field& f, std::string* out);
+  void OptUuid(const Field& f, std::optional<std::string>* out);
+  void MetadataPrefix(const Field& f, std::string* out);
   void Issuers(const Field& f, std::optional<std::vector<std::string>>* out);
   void Algorithms(const Field& f, std::vector<std::string>* out);
 
@@ -489,6 +491,42 @@ void Loader::IdList(const Field& f, std::vector<uint32_t>* out) {
   if (ok) *out = std::move(ids);
 }
 
+void Loader::OptUuid(const Field& f, std::optional<std::string>* out) {
+  if (f.node.IsNull()) {
+    out->reset();
+    return;
+  }
+  std::string s;
+  if (!String(f, &s)) return;
+  bool ok = s.size() == 36;
+  for (size_t i = 0; ok && i < s.size(); ++i) {
+    char ch = s[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) ok = ch == '-';
+    else ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+  }
+  if (!ok) {
+    Error(f, "must be a UUID (8-4-4-4-12 hex digits) or null");
+    return;
+  }
+  for (char& ch : s) ch = (ch >= 'A' && ch <= 'F') ? static_cast<char>(ch - 'A' + 'a') : ch;
+  *out = std::move(s);
+}
+
+void Loader::MetadataPrefix(const Field& f, std::string* out) {
+  std::string s;
+  if (!String(f, &s)) return;
+  // The chunk keys are {prefix}0..{prefix}9: WorkOS allows keys of 40 ASCII
+  // characters; a narrow alphabet keeps them from clashing with JSON or URLs.
+  bool ok = !s.empty() && s.size() <= 30 && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+  if (!ok) {
+    Error(f, "must be 1 to 30 ASCII letters, digits, '_' or '-'");
+    return;
+  }
+  *out = std::move(s);
+}
+
 void Loader::ClientId(const Field& f, std::string* out) {
   std::string s;
   if (!String(f, &s)) return;
@@ -648,9 +686,21 @@ void Loader::Root(const YAML::Node& root) {
                                 {"max_age_seconds", int_field(&c.outbox.max_age_seconds, 1, 3650LL * 86400)},
                             });
                }},
+              {"identity",
+               [&](const Field& f) {
+                 Section(f, {{"namespace", bind(&Loader::OptUuid, &c.identity.namespace_uuid)}});
+               }},
               {"sync",
                [&](const Field& f) {
                  Section(f, {
+                                {"metadata",
+                                 [&](const Field& m) {
+                                   Section(m, {
+                                                  {"enabled", bind(&Loader::Bool, &c.sync.metadata.enabled)},
+                                                  {"prefix", bind(&Loader::MetadataPrefix, &c.sync.metadata.prefix)},
+                                                  {"keys", int_field(&c.sync.metadata.keys, 1, 10)},
+                                              });
+                                 }},
                                 {"reconcile",
                                  [&](const Field& r) {
                                    Section(r, {
@@ -824,6 +874,10 @@ const KeyInfo kKeys[] = {
     USERSD_KEY("outbox.initial_backoff_ms", outbox.initial_backoff_ms, true),
     USERSD_KEY("outbox.max_backoff_ms", outbox.max_backoff_ms, true),
     USERSD_KEY("outbox.max_age_seconds", outbox.max_age_seconds, true),
+    USERSD_KEY("identity.namespace", identity.namespace_uuid, false),
+    USERSD_KEY("sync.metadata.enabled", sync.metadata.enabled, false),
+    USERSD_KEY("sync.metadata.prefix", sync.metadata.prefix, false),
+    USERSD_KEY("sync.metadata.keys", sync.metadata.keys, false),
     USERSD_KEY("sync.reconcile.interval_hours", sync.reconcile.interval_hours, true),
     USERSD_KEY("sync.reconcile.max_cursor_age_days", sync.reconcile.max_cursor_age_days, true),
     USERSD_KEY("sync.reconcile.requests_per_second", sync.reconcile.requests_per_second, true),
@@ -1047,7 +1101,16 @@ std::string ToYaml(const Config& c) {
   num("max_age_seconds", c.outbox.max_age_seconds);
   out << YAML::EndMap;
 
+  section("identity");
+  opt("namespace", c.identity.namespace_uuid);
+  out << YAML::EndMap;
+
   section("sync");
+  section("metadata");
+  boolean("enabled", c.sync.metadata.enabled);
+  str("prefix", c.sync.metadata.prefix);
+  num("keys", c.sync.metadata.keys);
+  out << YAML::EndMap;
   section("reconcile");
   num("interval_hours", c.sync.reconcile.interval_hours);
   num("max_cursor_age_days", c.sync.reconcile.max_cursor_age_days);

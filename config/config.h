@@ -71,8 +71,21 @@ struct ReconcileConfig {
   int64_t requests_per_second = 5;   // list requests per second at most
 };
 
+// SPEC 4b "Fields WorkOS has no column for": the metadata document.
+struct MetadataConfig {
+  bool enabled = true;
+  std::string prefix = "usersd_";  // 1..30 ASCII letters, digits, '_' or '-'
+  int64_t keys = 6;                // 1..10 chunks of 600 characters
+};
+
 struct SyncConfig {
+  MetadataConfig metadata;
   ReconcileConfig reconcile;
+};
+
+// SPEC 4b "Identity".
+struct IdentityConfig {
+  std::optional<std::string> namespace_uuid;  // null: domain::kDefaultIdentityNamespace
 };
 
 struct PolicyConfig {
@@ -100,6 +113,7 @@ struct Config {
   AuthConfig auth;
   WorkosConfig workos;
   OutboxConfig outbox;
+  IdentityConfig identity;
   SyncConfig sync;
   PolicyConfig policy;
   ProvisioningConfig provisioning;

@@ -28,8 +28,19 @@ auth::VerifyOptions VerifyOptionsFrom(const config::Config& cfg) {
   return o;
 }
 
+// identity.namespace and sync.metadata.* (restart-only keys).
+std::shared_ptr<const domain::SyncPolicy> SyncPolicyFrom(const config::Config& cfg) {
+  auto p = std::make_shared<domain::SyncPolicy>();
+  if (cfg.identity.namespace_uuid) p->identity_namespace = *cfg.identity.namespace_uuid;
+  p->metadata.enabled = cfg.sync.metadata.enabled;
+  p->metadata.prefix = cfg.sync.metadata.prefix;
+  p->metadata.keys = static_cast<int>(cfg.sync.metadata.keys);
+  return p;
+}
+
 sync::OutboxOptions OutboxOptionsFrom(const config::Config& cfg) {
   sync::OutboxOptions o;
+  o.sync = SyncPolicyFrom(cfg);
   o.initial_backoff_ms = cfg.outbox.initial_backoff_ms;
   o.max_backoff_ms = cfg.outbox.max_backoff_ms;
   o.max_age_ms = cfg.outbox.max_age_seconds * 1000;
@@ -52,6 +63,7 @@ sync::WorkosOptions WorkosOptionsFrom(const config::Config& cfg) {
 
 sync::EventsOptions EventsOptionsFrom(const config::Config& cfg) {
   sync::EventsOptions o;
+  o.sync = SyncPolicyFrom(cfg);
   o.poll_seconds = cfg.workos.events_poll_seconds;
   o.max_cursor_age_ms = cfg.sync.reconcile.max_cursor_age_days * 86400 * 1000;
   return o;
@@ -59,13 +71,14 @@ sync::EventsOptions EventsOptionsFrom(const config::Config& cfg) {
 
 sync::ReconcileOptions ReconcileOptionsFrom(const config::Config& cfg) {
   sync::ReconcileOptions o;
+  o.sync = SyncPolicyFrom(cfg);
   o.requests_per_second = static_cast<double>(cfg.sync.reconcile.requests_per_second);
   o.interval_ms = cfg.sync.reconcile.interval_hours * 3600 * 1000;
   return o;
 }
 
 domain::ServiceOptions ServiceOptionsFrom(const config::Config& cfg) {
-  return domain::ServiceOptions{cfg.policy.org_admins_manage_members, cfg.provisioning.jit};
+  return domain::ServiceOptions{cfg.policy.org_admins_manage_members, cfg.provisioning.jit, SyncPolicyFrom(cfg)};
 }
 
 void ApplyLogConfig(const config::Config& cfg) {
@@ -143,6 +156,7 @@ Status App::Start() {
   outbox_ = std::make_unique<sync::OutboxSender>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
                                                  OutboxOptionsFrom(cfg_), &Random01);
   outbox_->Start();
+  StartExternalIdBackfill();
   events_ = std::make_unique<sync::EventsPoller>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
                                                  EventsOptionsFrom(cfg_));
   reconciler_ = std::make_unique<sync::Reconciler>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
@@ -238,6 +252,7 @@ Status App::OpenSockets() {
   deps.events = events_.get();
   deps.reconciler = reconciler_.get();
   deps.app_server = app_server_.get();
+  deps.sync = SyncPolicyFrom(cfg_);
   deps.reload = [this](std::vector<std::string>* r, std::vector<std::string>* n) { return Reload(r, n); };
   admin_api_ = std::make_unique<admin::AdminApi>(std::move(deps));
   ipc::ServerOptions mo;
@@ -283,11 +298,61 @@ Status App::OpenSockets() {
   return listen(admin_server_.get(), admin_fd, cfg_.admin_socket.path, "admin");
 }
 
+// SPEC 4b: a store created before ids were shared gets, once, a job per user
+// that publishes its id as WorkOS's external_id. Batches commit with their
+// position (meta external_id_backfill), so a restart resumes; "done" ends it.
+void App::StartExternalIdBackfill() {
+  std::string after;
+  {
+    auto txn = store_->BeginRead();
+    if (!txn.ok()) return;
+    auto v = txn->GetMeta("external_id_backfill");
+    if (v.ok() && v->has_value()) {
+      if (**v == "done") return;
+      after = **v;
+    }
+  }
+  BackfillStep(after, 0);
+}
+
+void App::BackfillStep(std::string after, size_t queued_so_far) {
+  auto next = std::make_shared<std::string>();
+  auto queued = std::make_shared<size_t>(0);
+  domain::MutationContext ctx{SystemClock().NowMs(), nullptr};
+  auto sync = SyncPolicyFrom(cfg_);
+  writer_->Submit(
+      [after, next, queued, ctx, sync](store::WriteTxn& t) -> Status {
+        *queued = 0;
+        domain::MutationContext c = ctx;
+        c.sync = sync.get();
+        auto r = domain::BackfillExternalIds(t, after, 500, c, queued.get());
+        if (!r.ok()) return r.status();
+        *next = *r;
+        return t.PutMeta("external_id_backfill", r->empty() ? std::string("done") : *r);
+      },
+      [this, next, queued, queued_so_far](Status st) {
+        if (!st.ok()) {
+          LogWarn("external_id backfill stopped; it resumes at the next start", {{"error", st.ToString()}});
+          return;
+        }
+        size_t total = queued_so_far + *queued;
+        if (*queued > 0 && outbox_) outbox_->Kick();
+        if (next->empty()) {
+          if (total > 0) LogInfo("external_id backfill queued its jobs", {{"jobs", std::to_string(total)}});
+          return;
+        }
+        if (!stopping_) BackfillStep(*next, total);
+      });
+}
+
 void App::RegisterMetrics() {
   // The store, writer, outbox, JWKS, events, reconciliation and the
   // application socket are exported by the admin API's collector (it has
   // them all as dependencies); the request series are the UsersApi's own.
-  metrics_.AddCollector([this](Metrics& m) { workos_->ExportMetrics(m); });
+  metrics_.AddCollector([this](Metrics& m) {
+    workos_->ExportMetrics(m);
+    domain::ExportSharedFieldsMetrics(m);
+  });
 }
 
 Status App::Reload(std::vector<std::string>* reloaded, std::vector<std::string>* needs_restart) {
@@ -304,6 +369,8 @@ Status App::Reload(std::vector<std::string>* reloaded, std::vector<std::string>*
   applied.auth.jwks_url = cfg_.auth.jwks_url;
   applied.auth.jwks_file = cfg_.auth.jwks_file;
   applied.workos.base_url = cfg_.workos.base_url;
+  applied.identity = cfg_.identity;
+  applied.sync.metadata = cfg_.sync.metadata;
   cfg_ = std::move(applied);
   ApplyLogConfig(cfg_);
   workos_->SetOptions(WorkosOptionsFrom(cfg_));

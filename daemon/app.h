@@ -23,6 +23,7 @@
 #include "common/poster.h"
 #include "config/config.h"
 #include "domain/users_api.h"
+#include "domain/user_mutations.h"
 #include "domain/users_service.h"
 #include "ipc/server.h"
 #include "store/store.h"
@@ -70,6 +71,8 @@ class App {
   Status OpenSockets();
   void FinishStop();
   void RegisterMetrics();
+  void StartExternalIdBackfill();
+  void BackfillStep(std::string after, size_t queued_so_far);
   void Notify(const std::string& state);
 
   config::Config cfg_;

@@ -5,20 +5,7 @@
 
 namespace usersd::domain {
 
-using store::ChangeOp;
 using store::UserRecord;
-using store::WriteTxn;
-
-const char* RemoteOutcomeName(RemoteOutcome o) {
-  switch (o) {
-    case RemoteOutcome::kCreated: return "created";
-    case RemoteOutcome::kUpdated: return "updated";
-    case RemoteOutcome::kUnchanged: return "unchanged";
-    case RemoteOutcome::kStale: return "stale";
-    case RemoteOutcome::kDeleted: return "deleted";
-  }
-  return "unchanged";
-}
 
 std::optional<std::string> NormalizePictureUrl(const std::optional<std::string>& url) {
   if (!url) return std::nullopt;
@@ -34,106 +21,79 @@ void AdoptProfilePicture(UserRecord& u, const std::optional<std::string>& pictur
   u.profile_picture_url = pic.value_or(std::string());
 }
 
-Result<PendingByUser> PendingFieldsByUser(store::ReadTxn& t) {
-  PendingByUser out;
-  auto jobs = t.ListJobs(0);
-  if (!jobs.ok()) return jobs.status();
-  for (const auto& j : *jobs) {
-    if (j.op != store::JobOp::kUpdate || !j.fields.is_object()) continue;
-    auto& s = out[j.user_id];
-    for (auto it = j.fields.begin(); it != j.fields.end(); ++it) s.insert(it.key());
-  }
-  return out;
-}
-
-namespace {
-
-// Whether `email` may go to user `self`: no other live local user holds it.
-Result<bool> EmailFree(WriteTxn& t, const std::string& email, const std::string& self, const std::string& workos_id) {
-  auto holder = t.FindByEmail(email);
-  if (!holder.ok()) return holder.status();
-  if (holder->has_value() && (*holder)->id != self) {
-    LogWarn("WorkOS email is held by another local user; email not changed",
-            {{"workos_id", workos_id}, {"other", (*holder)->id}});
-    return false;
-  }
-  return true;
+bool IsStale(const UserRecord& u, const Profile& p) {
+  return p.updated_at_ms && u.workos_updated_at_ms && *p.updated_at_ms < *u.workos_updated_at_ms;
 }
 
 bool VisiblyDiffers(const UserRecord& a, const UserRecord& b) {
   return a.email != b.email || a.first_name != b.first_name || a.last_name != b.last_name ||
          a.avatar_url != b.avatar_url || a.profile_picture_url != b.profile_picture_url ||
-         a.profile_pending != b.profile_pending;
+         a.profile_pending != b.profile_pending || a.timezone != b.timezone || a.settings != b.settings ||
+         a.is_onboarded != b.is_onboarded || a.external_id != b.external_id || a.id_from_import != b.id_from_import ||
+         a.deleted_at_ms.has_value() != b.deleted_at_ms.has_value() || a.created_at_ms != b.created_at_ms;
 }
 
-// ApplyRemoteUser on the stored version of the user (`existing`), as the
-// caller read it in `t`.
-Result<RemoteOutcome> ApplyTo(WriteTxn& t, const WorkosProfileSource::Profile& p, const std::optional<UserRecord>& existing,
-                              const HeldFields& held, const std::string& new_id, int64_t now_ms) {
-  if (!existing) {
-    UserRecord u;
-    u.id = new_id;
-    u.workos_id = p.workos_id;
-    u.first_name = p.first_name;
-    u.last_name = p.last_name;
-    u.role = "member";
-    u.created_at_ms = p.created_at_ms.value_or(now_ms);
-    u.workos_updated_at_ms = p.updated_at_ms;
-    AdoptProfilePicture(u, p.profile_picture_url);
-    if (!p.email.empty()) {
-      auto free = EmailFree(t, p.email, u.id, p.workos_id);
-      if (!free.ok()) return free.status();
-      if (*free) u.email = p.email;
-    }
-    USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, u, std::nullopt, ChangeOp::kUpsert, now_ms));
-    return RemoteOutcome::kCreated;
-  }
+namespace {
 
-  const UserRecord& before = *existing;
-  if (!before.live()) return RemoteOutcome::kUnchanged;  // deleted here; the DELETE is on its way or done
-  if (p.updated_at_ms && before.workos_updated_at_ms && *p.updated_at_ms < *before.workos_updated_at_ms) {
-    return RemoteOutcome::kStale;
+// The shared fields the document carries, except held ones.
+void ApplyDocument(UserRecord& u, const Profile& p, const HeldFields& held, const MetadataPolicy& metadata,
+                   bool* unreadable) {
+  if (!metadata.enabled) return;
+  auto doc = DecodeDocument(p.metadata, metadata);
+  if (!doc.ok()) {
+    *unreadable = true;
+    LogWarn("ignoring the shared fields in WorkOS metadata", {{"workos_id", p.workos_id},
+                                                               {"error", doc.status().message()}});
+    return;
   }
-  UserRecord after = before;
-  if (!held.count("email") && !p.email.empty() && p.email != after.email) {
-    auto free = EmailFree(t, p.email, after.id, p.workos_id);
-    if (!free.ok()) return free.status();
-    if (*free) after.email = p.email;
+  if (!doc->has_value()) return;
+  for (auto name : kSharedFields) {
+    std::string key(name);
+    if (held.count(key)) continue;
+    auto it = (*doc)->find(key);
+    if (it == (*doc)->end()) continue;
+    if (!SetSharedField(u, name, *it))
+      LogWarn("ignoring a shared field in WorkOS metadata that does not validate",
+              {{"workos_id", p.workos_id}, {"field", key}});
   }
-  if (!held.count("first_name")) after.first_name = p.first_name;
-  if (!held.count("last_name")) after.last_name = p.last_name;
-  AdoptProfilePicture(after, p.profile_picture_url);
-  if (!VisiblyDiffers(after, before)) return RemoteOutcome::kUnchanged;
-  if (p.updated_at_ms) after.workos_updated_at_ms = p.updated_at_ms;
-  after.updated_at_ms = now_ms;
-  USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, existing, ChangeOp::kUpsert, now_ms));
-  return RemoteOutcome::kUpdated;
 }
 
 }  // namespace
 
-Result<RemoteOutcome> ApplyRemoteUser(WriteTxn& t, const WorkosProfileSource::Profile& p, const PendingByUser& pending,
-                                      const std::string& new_id, int64_t now_ms) {
-  static const HeldFields kNone;
-  auto existing = t.FindByWorkosId(p.workos_id);
-  if (!existing.ok()) return existing.status();
-  const HeldFields* held = &kNone;
-  if (existing->has_value()) {
-    auto it = pending.find((*existing)->id);
-    if (it != pending.end()) held = &it->second;
-  }
-  return ApplyTo(t, p, *existing, *held, new_id, now_ms);
+MergeResult MergeProfile(const UserRecord& before, const Profile& p, const HeldFields& held, MergeMode mode,
+                         const MetadataPolicy& metadata) {
+  MergeResult r{before, std::nullopt, false};
+  UserRecord& u = r.after;
+  bool fill = mode == MergeMode::kFill;
+  if (!held.count("email") && !p.email.empty() && p.email != u.email && (!fill || u.email.empty()))
+    r.wanted_email = p.email;
+  if (!held.count("first_name") && (!fill || u.first_name.empty())) u.first_name = p.first_name;
+  if (!held.count("last_name") && (!fill || u.last_name.empty())) u.last_name = p.last_name;
+  AdoptProfilePicture(u, p.profile_picture_url);
+  ApplyDocument(u, p, held, metadata, &r.document_unreadable);
+  u.external_id = p.external_id.value_or(std::string());
+  if (fill) u.profile_pending = false;
+  if (p.updated_at_ms && (!u.workos_updated_at_ms || *p.updated_at_ms > *u.workos_updated_at_ms))
+    u.workos_updated_at_ms = p.updated_at_ms;
+  return r;
 }
 
-Result<RemoteOutcome> ApplyRemoteDelete(WriteTxn& t, std::string_view workos_id, int64_t now_ms) {
-  auto existing = t.FindByWorkosId(workos_id);
-  if (!existing.ok()) return existing.status();
-  if (!existing->has_value() || !(*existing)->live()) return RemoteOutcome::kUnchanged;
-  UserRecord after = **existing;
-  after.deleted_at_ms = now_ms;
-  after.updated_at_ms = now_ms;
-  USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, *existing, ChangeOp::kDelete, now_ms));
-  return RemoteOutcome::kDeleted;
+MergeResult NewFromProfile(const std::string& id, const Profile& p, int64_t now_ms, const MetadataPolicy& metadata) {
+  MergeResult r;
+  UserRecord& u = r.after;
+  u.id = id;
+  u.workos_id = p.workos_id;
+  u.first_name = p.first_name;
+  u.last_name = p.last_name;
+  u.role = "member";
+  // createdAt is WorkOS's, so every host shows the same (SPEC 4b).
+  u.created_at_ms = p.created_at_ms.value_or(now_ms);
+  u.workos_updated_at_ms = p.updated_at_ms;
+  AdoptProfilePicture(u, p.profile_picture_url);
+  ApplyDocument(u, p, {}, metadata, &r.document_unreadable);
+  u.external_id = p.external_id.value_or(std::string());
+  if (!p.email.empty()) r.wanted_email = p.email;
+  return r;
 }
 
 }  // namespace usersd::domain

@@ -1,72 +1,72 @@
 // RemoteUser: what WorkOS's view of a user does to the local record (SPEC
-// sections 4 and 4b "Reconciliation"). The one place that decides it for the
-// events poller, reconciliation and `usersctl users resync`; they parse
-// WorkOS's JSON into a WorkosProfileSource::Profile and call these inside their
-// write transaction.
+// sections 4 and 4b). The one place that decides it; domain/user_mutations
+// applies the decision to the store for the events poller, reconciliation,
+// provisioning and outbox fetches.
 //
-// Rules:
-//   - A user not stored yet is created (new id given by the caller, role
-//     member, no organization, createdAt from WorkOS).
-//   - A live local user takes email and names from WorkOS, except a field
-//     with an undelivered local change (`held`), which keeps its local value
-//     until that change is delivered. An email another live local user holds
-//     is not taken over (logged; the rest applies).
+// Rules (MergeProfile):
+//   - A live local user takes email and names from WorkOS (kFeed), or only
+//     where its own are empty (kFill: a user provisioned offline, whose
+//     local values set since then win). A field with an undelivered local
+//     change (`held`) keeps its local value until that change is delivered.
+//     The email is proposed, not set: whether another local user holds it is
+//     the store's question (user_mutations).
 //   - profile_picture_url always records the WorkOS picture; avatarUrl
 //     follows it only while it still shows the previous WorkOS picture.
-//   - A soft-deleted local user stays deleted.
-//   - Stale states are refused: a profile whose updated_at is older than the
-//     last WorkOS state applied to the record (UserRecord::workos_updated_at_ms)
-//     changes nothing, so a feed that arrives out of order, a replay from an
-//     old cursor or a slow reconciliation page cannot put an older state over
-//     a newer one. Both times are WorkOS's, so the comparison is meaningful
-//     (the local updatedAt comes from another clock and is not used).
-//   - Nothing is committed when no visible field changes.
+//   - With metadata sharing on, the document in WorkOS's metadata sets every
+//     shared field it carries (timezone, settings, isOnboarded, avatarUrl),
+//     except held ones; after the picture rule, so a shared avatarUrl wins.
+//     A document that does not parse is ignored (logged, counted) and the
+//     rest applies.
+//   - external_id is recorded as WorkOS shows it.
+//   - Stale states (IsStale) are refused: a profile whose updated_at is older
+//     than the last WorkOS state applied (UserRecord::workos_updated_at_ms).
+//     Both times are WorkOS's, so the comparison is meaningful.
 //
-// Writer thread only (they take a WriteTxn). No I/O besides the transaction.
+// No I/O, no clock: pure functions over records.
 #pragma once
 
+#include <optional>
 #include <set>
 #include <string>
-#include <string_view>
-#include <unordered_map>
 
-#include "common/status.h"
+#include "domain/shared_fields.h"
 #include "domain/users_service.h"
 #include "store/store.h"
 
 namespace usersd::domain {
 
-// WorkOS-owned fields ("email", "first_name", "last_name") with an
-// undelivered local change.
+using Profile = WorkosProfileSource::Profile;
+
+// Fields with an undelivered local change: WorkOS-owned ("email",
+// "first_name", "last_name") and shared (kSharedFields names).
 using HeldFields = std::set<std::string>;
 
-// Held fields by local user id.
-using PendingByUser = std::unordered_map<std::string, HeldFields>;
-
-// Held fields of every user with pending update jobs: one scan of the outbox.
-Result<PendingByUser> PendingFieldsByUser(store::ReadTxn& t);
-
-enum class RemoteOutcome {
-  kCreated,    // a new local user
-  kUpdated,    // a visible field changed
-  kUnchanged,  // nothing to change
-  kStale,      // older than what the record already shows
-  kDeleted,    // soft-deleted here
+enum class MergeMode {
+  kFeed,  // an event, a reconciliation page, a provisioning GET: WorkOS wins
+  kFill,  // a fetch for a user provisioned offline: only empty fields fill
 };
-const char* RemoteOutcomeName(RemoteOutcome o);
 
-// Applies WorkOS's state of a user. REQUIRES: !p.workos_id.empty().
-// `pending` holds the fields with undelivered local changes
-// (PendingFieldsByUser, read once for many users). `new_id` is the id a user
-// not stored yet gets (chosen by the caller so the WriteOp can be replayed).
-// Fails only on storage errors and on a record the store refuses
-// (InvalidArgument); the caller decides whether to skip it.
-Result<RemoteOutcome> ApplyRemoteUser(store::WriteTxn& t, const WorkosProfileSource::Profile& p,
-                                      const PendingByUser& pending, const std::string& new_id, int64_t now_ms);
+struct MergeResult {
+  store::UserRecord after;                 // every field decided except email
+  std::optional<std::string> wanted_email;  // WorkOS's email, when it should replace the local one
+  bool document_unreadable = false;
+};
 
-// WorkOS deleted the user (an event) or no longer has it (reconciliation, a
-// 404): soft-deletes a live local user. kUnchanged when there is none.
-Result<RemoteOutcome> ApplyRemoteDelete(store::WriteTxn& t, std::string_view workos_id, int64_t now_ms);
+// REQUIRES: before.live().
+MergeResult MergeProfile(const store::UserRecord& before, const Profile& p, const HeldFields& held, MergeMode mode,
+                         const MetadataPolicy& metadata);
+
+// A new record for a WorkOS user first seen here: id `id`, role member, no
+// organization, createdAt from WorkOS (else now_ms). Email not set (see
+// MergeResult::wanted_email, which is p.email when not empty).
+MergeResult NewFromProfile(const std::string& id, const Profile& p, int64_t now_ms, const MetadataPolicy& metadata);
+
+// True when `p` is older than the WorkOS state `u` last applied.
+bool IsStale(const store::UserRecord& u, const Profile& p);
+
+// True when a field an application or another host can see differs
+// (everything but txid and updatedAt), or external_id does.
+bool VisiblyDiffers(const store::UserRecord& a, const store::UserRecord& b);
 
 // Trims whitespace from a profile picture URL; nullopt when nothing is left
 // (WorkOS has no picture).

@@ -6,13 +6,11 @@
 
 #include "common/log.h"
 #include "domain/remote_user.h"
+#include "domain/user_mutations.h"
 #include "domain/validate.h"
 
 namespace usersd::domain {
 
-using store::ChangeOp;
-using store::JobOp;
-using store::OutboxJob;
 using store::UserRecord;
 using store::WriteTxn;
 
@@ -71,29 +69,6 @@ bool ActsAsOrgAdmin(const ServiceOptions& o, const auth::Claims& caller) {
   return o.org_admins_manage_members && IsAdminRole(caller.role) && caller.org_id.has_value();
 }
 
-// The answer for a target the caller may not manage or that is gone; nullopt
-// when the operation may go on. Policy comes before existence, so an id of
-// another organization is refused the same way whether it exists or not.
-std::optional<OpResult> CheckTarget(bool self, const auth::Claims& caller, const std::optional<UserRecord>& target,
-                                    const std::string& id) {
-  if (!self && (!target || target->organization_id != caller.org_id))
-    return OpResult::Unauthorized("you may not manage this user");
-  if (!target || !target->live()) return OpResult::NotFound(id);
-  return std::nullopt;
-}
-
-// A new outbox job for `u` created by the change with u.txid.
-OutboxJob NewJob(const UserRecord& u, JobOp op, int64_t now_ms) {
-  OutboxJob job;
-  job.user_id = u.id;
-  job.workos_id = u.workos_id;
-  job.op = op;
-  job.txid = u.txid;
-  job.created_at_ms = now_ms;
-  job.next_attempt_at_ms = now_ms;
-  return job;
-}
-
 }  // namespace
 
 std::string NewUuid() {
@@ -113,7 +88,14 @@ std::string NewUuid() {
 
 UsersService::UsersService(store::Store* store, store::Writer* writer, WorkosProfileSource* workos, const Clock& clock,
                            ServiceOptions options)
-    : store_(store), writer_(writer), workos_(workos), clock_(clock), options_(options) {}
+    : store_(store), writer_(writer), workos_(workos), clock_(clock) {
+  SetOptions(std::move(options));
+}
+
+void UsersService::SetOptions(ServiceOptions options) {
+  options_ = std::move(options);
+  if (!options_.sync) options_.sync = std::make_shared<const SyncPolicy>();
+}
 
 // ------------------------------------------------------------ caller
 
@@ -138,7 +120,7 @@ void UsersService::ResolveCaller(const auth::Claims& caller,
     workos_->GetUser(caller.sub, [this, claims, cb](WorkosProfileSource::GetResult r) {
       switch (r.outcome) {
         case WorkosProfileSource::Outcome::kOk:
-          Provision(claims, r.profile, true, cb);
+          Provision(claims, r.profile, cb);
           return;
         case WorkosProfileSource::Outcome::kNotFound:
           cb(Status::Unauthorized("no such WorkOS user"),
@@ -148,67 +130,29 @@ void UsersService::ResolveCaller(const auth::Claims& caller,
           // WorkOS did not answer usefully: provision from the token and
           // fill the profile in later.
           LogInfo("provisioning without WorkOS profile", {{"reason", r.error}});
-          Provision(claims, std::nullopt, false, cb);
+          Provision(claims, std::nullopt, cb);
           return;
       }
     });
     return;
   }
-  Provision(caller, std::nullopt, false, cb);
+  Provision(caller, std::nullopt, cb);
 }
 
-void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosProfileSource::Profile> profile, bool fetched,
+void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosProfileSource::Profile> profile,
                              std::function<void(Result<UserRecord>, OpResult)> cb) {
   auto decision = std::make_shared<Decision>();
   auto created = std::make_shared<std::optional<UserRecord>>();
-  int64_t now = clock_.NowMs();
-  std::string new_id = NewUuid();
+  MutationContext ctx{clock_.NowMs(), options_.sync.get()};
+  ProvisionRequest req{caller.sub, caller.org_id, caller.role, std::move(profile)};
   writer_->Submit(
-      [caller, profile, fetched, decision, created, now, new_id](WriteTxn& t) -> Status {
+      [req = std::move(req), decision, created, ctx, sync = options_.sync](WriteTxn& t) -> Status {
         decision->Reset();
-        // Another request may have provisioned the same user meanwhile.
-        auto existing = t.FindByWorkosId(caller.sub);
-        if (!existing.ok()) return existing.status();
-        if (existing->has_value()) {
-          *created = **existing;
-          return Status::Ok();
-        }
-        UserRecord u;
-        u.id = new_id;
-        u.workos_id = caller.sub;
-        u.organization_id = caller.org_id;
-        // Only the three roles of SPEC section 1 are stored.
-        u.role = IsAdminRole(caller.role) ? caller.role : "member";
-        u.created_at_ms = now;
-        if (profile) {
-          u.email = profile->email;
-          u.first_name = profile->first_name;
-          u.last_name = profile->last_name;
-          u.avatar_url = NormalizePictureUrl(profile->profile_picture_url);
-          // createdAt is WorkOS's, so every host shows the same (SPEC 4b).
-          if (profile->created_at_ms) u.created_at_ms = *profile->created_at_ms;
-          u.workos_updated_at_ms = profile->updated_at_ms;
-          // "" records "WorkOS has no picture", as opposed to never asked.
-          u.profile_picture_url = u.avatar_url ? *u.avatar_url : std::string();
-        }
-        u.profile_pending = !fetched;
-        if (!u.email.empty()) {
-          auto holder = t.FindByEmail(u.email);
-          if (!holder.ok()) return holder.status();
-          if (holder->has_value()) {
-            LogWarn("provisioned user's email is held by another local user; left empty",
-                    {{"user", u.id}, {"other", (*holder)->id}});
-            u.email.clear();
-          }
-        }
-        USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, u, std::nullopt, ChangeOp::kUpsert, now));
-        if (!fetched) {
-          auto id = t.EnqueueJob(NewJob(u, JobOp::kFetch, now));
-          if (!id.ok()) return id.status();
-          decision->queued_job = true;
-        }
-        decision->created_new = true;
-        *created = u;
+        auto m = ProvisionUser(t, req, ctx);
+        if (!m.ok()) return m.status();
+        decision->queued_job = m->queued_job;
+        decision->created_new = m->created;
+        *created = std::move(m->user);
         return Status::Ok();
       },
       [this, decision, created, cb](Status st) {
@@ -247,6 +191,18 @@ void UsersService::Me(const auth::Claims& caller, OpCallback cb) {
   });
 }
 
+namespace {
+// Records a mutation's outcome in the op's decision; a refusal is an answer,
+// not a failure (see Refuse).
+Status Record(Result<Mutation> m, Decision& d, bool mutation_result) {
+  if (!m.ok()) return m.status();
+  if (m->kind == Mutation::Kind::kRefused) return Refuse(&d, std::move(m->refusal));
+  d.queued_job = m->queued_job;
+  d.result = mutation_result ? MutationResult(m->user) : OpResult::Ok(Json{{"transactionId", m->user.txid}});
+  return Status::Ok();
+}
+}  // namespace
+
 void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCallback cb) {
   auto parsed = ParseUpdatePayload(payload);
   if (!parsed.ok()) return cb(OpResult::Invalid(parsed.status().message()));
@@ -255,43 +211,16 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
   ResolveCaller(caller, [this, patch, claims = std::move(claims), cb = std::move(cb)](Result<UserRecord> me,
                                                                                     OpResult err) mutable {
     if (!me.ok()) return cb(std::move(err));
-    bool self = patch->id == me->id;
-    bool org_admin = ActsAsOrgAdmin(options_, claims);
+    Actor actor{me->id, claims.org_id, ActsAsOrgAdmin(options_, claims)};
     // Policy before existence: an id one may not manage is refused without
     // looking it up.
-    if (!self && !org_admin) return cb(OpResult::Unauthorized("you may only update your own user"));
+    if (patch->id != actor.user_id && !actor.org_admin) return cb(OpResult::Unauthorized("you may only update your own user"));
     auto decision = std::make_shared<Decision>();
-    int64_t now = clock_.NowMs();
+    MutationContext ctx{clock_.NowMs(), options_.sync.get()};
     writer_->Submit(
-        [patch, claims = std::move(claims), self, decision, now](WriteTxn& t) -> Status {
+        [patch, actor = std::move(actor), decision, ctx, sync = options_.sync](WriteTxn& t) -> Status {
           decision->Reset();
-          auto cur = t.GetUser(patch->id);
-          if (!cur.ok()) return cur.status();
-          const std::optional<UserRecord>& before = *cur;
-          if (auto refusal = CheckTarget(self, claims, before, patch->id)) return Refuse(decision.get(), *refusal);
-          UserRecord after = *before;
-          if (patch->first_name) after.first_name = *patch->first_name;
-          if (patch->last_name) after.last_name = *patch->last_name;
-          if (patch->email) after.email = *patch->email;
-          if (patch->avatar_url) after.avatar_url = *patch->avatar_url;
-          if (patch->timezone) after.timezone = *patch->timezone;
-          if (patch->settings) after.settings = *patch->settings;
-          after.updated_at_ms = now;
-          USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, before, ChangeOp::kUpsert, now));
-          // Only WorkOS-owned fields that really changed go to WorkOS.
-          Json fields = Json::object();
-          if (after.first_name != before->first_name) fields["first_name"] = after.first_name;
-          if (after.last_name != before->last_name) fields["last_name"] = after.last_name;
-          if (after.email != before->email) fields["email"] = after.email;
-          if (!fields.empty()) {
-            OutboxJob job = NewJob(after, JobOp::kUpdate, now);
-            job.fields = std::move(fields);
-            auto id = t.EnqueueJob(std::move(job));
-            if (!id.ok()) return id.status();
-            decision->queued_job = true;
-          }
-          decision->result = MutationResult(after);
-          return Status::Ok();
+          return Record(ApplyPatch(t, actor, *patch, ctx), *decision, true);
         },
         [this, decision, cb = std::move(cb)](Status st) {
           if (st.ok() && decision->queued_job && notify_outbox_) notify_outbox_();
@@ -304,31 +233,18 @@ void UsersService::Delete(const auth::Claims& caller, const Json& payload, OpCal
   auto parsed = ParseDeletePayload(payload);
   if (!parsed.ok()) return cb(OpResult::Invalid(parsed.status().message()));
   std::string target = std::move(*parsed);
-  auto claims = caller;
+  auto claims = SessionOf(caller);
   ResolveCaller(caller, [this, target, claims = std::move(claims), cb = std::move(cb)](Result<UserRecord> me,
                                                                                      OpResult err) mutable {
     if (!me.ok()) return cb(std::move(err));
-    bool self = target == me->id;
-    bool org_admin = ActsAsOrgAdmin(options_, claims);
-    if (!self && !org_admin) return cb(OpResult::Unauthorized("you may only delete your own user"));
+    Actor actor{me->id, claims.org_id, ActsAsOrgAdmin(options_, claims)};
+    if (target != actor.user_id && !actor.org_admin) return cb(OpResult::Unauthorized("you may only delete your own user"));
     auto decision = std::make_shared<Decision>();
-    int64_t now = clock_.NowMs();
+    MutationContext ctx{clock_.NowMs(), options_.sync.get()};
     writer_->Submit(
-        [target, claims, self, decision, now](WriteTxn& t) -> Status {
+        [target, actor = std::move(actor), decision, ctx, sync = options_.sync](WriteTxn& t) -> Status {
           decision->Reset();
-          auto cur = t.GetUser(target);
-          if (!cur.ok()) return cur.status();
-          const std::optional<UserRecord>& before = *cur;
-          if (auto refusal = CheckTarget(self, claims, before, target)) return Refuse(decision.get(), *refusal);
-          UserRecord after = *before;
-          after.deleted_at_ms = now;
-          after.updated_at_ms = now;
-          USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, before, ChangeOp::kDelete, now));
-          auto id = t.EnqueueJob(NewJob(after, JobOp::kDelete, now));
-          if (!id.ok()) return id.status();
-          decision->queued_job = true;
-          decision->result = OpResult::Ok(Json{{"transactionId", after.txid}});
-          return Status::Ok();
+          return Record(SoftDelete(t, actor, target, ctx), *decision, false);
         },
         [this, decision, cb = std::move(cb)](Status st) {
           if (st.ok() && decision->queued_job && notify_outbox_) notify_outbox_();
@@ -341,23 +257,17 @@ void UsersService::FinalizeOnboarding(const auth::Claims& caller, OpCallback cb)
   ResolveCaller(caller, [this, cb](Result<UserRecord> me, OpResult err) {
     if (!me.ok()) return cb(std::move(err));
     auto decision = std::make_shared<Decision>();
-    int64_t now = clock_.NowMs();
+    MutationContext ctx{clock_.NowMs(), options_.sync.get()};
     std::string id = me->id;
     writer_->Submit(
-        [id, decision, now](WriteTxn& t) -> Status {
+        [id, decision, ctx, sync = options_.sync](WriteTxn& t) -> Status {
           decision->Reset();
-          auto cur = t.GetUser(id);
-          if (!cur.ok()) return cur.status();
-          if (!cur->has_value() || !(*cur)->live())
-            return Refuse(decision.get(), OpResult::Unauthorized("user has been deleted"));
-          UserRecord after = **cur;
-          after.is_onboarded = true;
-          after.updated_at_ms = now;
-          USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, *cur, ChangeOp::kUpsert, now));
-          decision->result = MutationResult(after);
-          return Status::Ok();
+          return Record(FinishOnboarding(t, id, ctx), *decision, true);
         },
-        [decision, cb](Status st) { cb(Conclude(st, *decision)); });
+        [this, decision, cb](Status st) {
+          if (st.ok() && decision->queued_job && notify_outbox_) notify_outbox_();
+          cb(Conclude(st, *decision));
+        });
   });
 }
 
@@ -369,30 +279,16 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
     // means WorkOS could not be asked and the stored fallback applies.
     auto apply = [this, id, cb](std::optional<std::optional<std::string>> live) {
       auto decision = std::make_shared<Decision>();
-      int64_t now = clock_.NowMs();
+      MutationContext ctx{clock_.NowMs(), options_.sync.get()};
       writer_->Submit(
-          [id, live, decision, now](WriteTxn& t) -> Status {
+          [id, live, decision, ctx, sync = options_.sync](WriteTxn& t) -> Status {
             decision->Reset();
-            auto cur = t.GetUser(id);
-            if (!cur.ok()) return cur.status();
-            if (!cur->has_value() || !(*cur)->live())
-              return Refuse(decision.get(), OpResult::Unauthorized("user has been deleted"));
-            UserRecord after = **cur;
-            if (live) {
-              after.avatar_url = *live;
-              after.profile_picture_url = *live ? **live : std::string();
-            } else if (!after.profile_picture_url) {
-              return Refuse(decision.get(),
-                              OpResult::Internal("WorkOS is unreachable and no profile picture is known for this user"));
-            } else {
-              after.avatar_url = NormalizePictureUrl(after.profile_picture_url);
-            }
-            after.updated_at_ms = now;
-            USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, *cur, ChangeOp::kUpsert, now));
-            decision->result = MutationResult(after);
-            return Status::Ok();
+            return Record(domain::ResetAvatar(t, id, live, ctx), *decision, true);
           },
-          [decision, cb](Status st) { cb(Conclude(st, *decision)); });
+          [this, decision, cb](Status st) {
+            if (st.ok() && decision->queued_job && notify_outbox_) notify_outbox_();
+            cb(Conclude(st, *decision));
+          });
     };
     if (!workos_ || !workos_->Configured() || workos_->Offline()) return apply(std::nullopt);
     workos_->GetUser(me->workos_id, [apply, cb](WorkosProfileSource::GetResult r) {

@@ -45,6 +45,8 @@ class WorkosProfileSource {
     std::optional<std::string> profile_picture_url;  // nullopt: WorkOS has none
     std::optional<int64_t> created_at_ms;            // WorkOS's created_at / updated_at
     std::optional<int64_t> updated_at_ms;
+    std::optional<std::string> external_id;  // nullopt: none (null or "")
+    Json metadata = Json::object();          // WorkOS's metadata map as shown
   };
   enum class Outcome { kOk, kNotFound, kUnreachable, kError };
   struct GetResult {
@@ -87,9 +89,13 @@ struct OpResult {
 
 using OpCallback = std::function<void(OpResult)>;
 
+struct SyncPolicy;  // domain/user_mutations.h
+
 struct ServiceOptions {
   bool org_admins_manage_members = false;
   bool jit_provisioning = true;
+  // identity.namespace, sync.metadata.* (never null; fixed at startup).
+  std::shared_ptr<const SyncPolicy> sync;
 };
 
 class UsersService {
@@ -103,7 +109,7 @@ class UsersService {
   void FinalizeOnboarding(const auth::Claims& caller, OpCallback cb);
   void ResetAvatar(const auth::Claims& caller, OpCallback cb);
 
-  void SetOptions(ServiceOptions options) { options_ = options; }
+  void SetOptions(ServiceOptions options);
   // Called on the loop thread after a commit that queued an outbox job.
   void SetOutboxNotifier(std::function<void()> notify) { notify_outbox_ = std::move(notify); }
   uint64_t provisioned() const { return provisioned_; }
@@ -112,7 +118,7 @@ class UsersService {
   // Finds the caller's live user, provisioning it when allowed. Fails with
   // kUnauthorized for deleted or unknown (JIT off) users.
   void ResolveCaller(const auth::Claims& caller, std::function<void(Result<store::UserRecord>, OpResult)> cb);
-  void Provision(const auth::Claims& caller, std::optional<WorkosProfileSource::Profile> profile, bool fetched,
+  void Provision(const auth::Claims& caller, std::optional<WorkosProfileSource::Profile> profile,
                  std::function<void(Result<store::UserRecord>, OpResult)> cb);
 
   store::Store* store_;

@@ -240,7 +240,7 @@ class MsgpackOut {
 // The fields of a user record, by stored key.
 enum class Field : uint8_t {
   kNone, kV, kId, kWorkos, kEmail, kFirst, kLast, kType, kOnb, kCreated, kRole, kPending, kTx,
-  kAvatar, kSettings, kTz, kUpdated, kDeleted, kOrg, kPic, kWupd, kUnknown,
+  kAvatar, kSettings, kTz, kUpdated, kDeleted, kOrg, kPic, kWupd, kXid, kImp, kUnknown,
 };
 
 Field FieldOf(std::string_view k) {
@@ -255,6 +255,8 @@ Field FieldOf(std::string_view k) {
       if (k == "onb") return Field::kOnb;
       if (k == "org") return Field::kOrg;
       if (k == "pic") return Field::kPic;
+      if (k == "xid") return Field::kXid;
+      if (k == "imp") return Field::kImp;
       break;
     case 4:
       if (k == "last") return Field::kLast;
@@ -304,6 +306,8 @@ const char* NameOf(Field f) {
     case Field::kOrg: return "org";
     case Field::kPic: return "pic";
     case Field::kWupd: return "wupd";
+    case Field::kXid: return "xid";
+    case Field::kImp: return "imp";
     default: return "?";
   }
 }
@@ -333,6 +337,7 @@ class UserSax {
       case Field::kOrg: u_.organization_id.reset(); break;
       case Field::kPic: u_.profile_picture_url.reset(); break;
       case Field::kWupd: u_.workos_updated_at_ms.reset(); break;
+      case Field::kXid: u_.external_id.reset(); break;
       case Field::kUnknown: break;
       default: return Fail(" is null");
     }
@@ -344,6 +349,7 @@ class UserSax {
     switch (field_) {
       case Field::kOnb: u_.is_onboarded = v; break;
       case Field::kPending: u_.profile_pending = v; break;
+      case Field::kImp: u_.id_from_import = v; break;
       case Field::kSettings: u_.settings = Json(v); break;
       case Field::kUnknown: break;
       default: return Fail(" has the wrong type (boolean)");
@@ -382,6 +388,7 @@ class UserSax {
       case Field::kTz: u_.timezone = std::move(s); break;
       case Field::kOrg: u_.organization_id = std::move(s); break;
       case Field::kPic: u_.profile_picture_url = std::move(s); break;
+      case Field::kXid: u_.external_id = std::move(s); break;
       case Field::kSettings: u_.settings = Json(std::move(s)); break;
       case Field::kUnknown: break;
       default: return Fail(" has the wrong type (string)");
@@ -732,6 +739,8 @@ bool FastDecodeUser(std::string_view bytes, UserRecord* u) {
       case Field::kTz: ok = opt_str(u->timezone); break;
       case Field::kOrg: ok = opt_str(u->organization_id); break;
       case Field::kPic: ok = opt_str(u->profile_picture_url); break;
+      case Field::kXid: ok = opt_str(u->external_id); break;
+      case Field::kImp: ok = in.Bool(&u->id_from_import); break;
       case Field::kOnb: ok = in.Bool(&u->is_onboarded); break;
       case Field::kPending: ok = in.Bool(&u->profile_pending); break;
       case Field::kCreated: ok = in.Int64(&u->created_at_ms); break;
@@ -768,13 +777,15 @@ void AppendUserMsgpack(std::string& out, const UserRecord& u) {
   // Keys in std::map order, as nlohmann writes the DOM form.
   w.Map(12 + u.avatar_url.has_value() + u.settings.has_value() + u.timezone.has_value() +
         u.updated_at_ms.has_value() + u.deleted_at_ms.has_value() + u.organization_id.has_value() +
-        u.profile_picture_url.has_value() + u.workos_updated_at_ms.has_value());
+        u.profile_picture_url.has_value() + u.workos_updated_at_ms.has_value() + u.external_id.has_value() +
+        u.id_from_import);
   if (u.avatar_url) w.Str("avatar"), w.Str(*u.avatar_url);
   w.Str("created"), w.Int(u.created_at_ms);
   if (u.deleted_at_ms) w.Str("deleted"), w.Int(*u.deleted_at_ms);
   w.Str("email"), w.Str(u.email);
   w.Str("first"), w.Str(u.first_name);
   w.Str("id"), w.Str(u.id);
+  if (u.id_from_import) w.Str("imp"), w.Bool(true);
   w.Str("last"), w.Str(u.last_name);
   w.Str("onb"), w.Bool(u.is_onboarded);
   if (u.organization_id) w.Str("org"), w.Str(*u.organization_id);
@@ -789,6 +800,7 @@ void AppendUserMsgpack(std::string& out, const UserRecord& u) {
   w.Str("v"), w.Int(kRecordVersion);
   w.Str("workos"), w.Str(u.workos_id);
   if (u.workos_updated_at_ms) w.Str("wupd"), w.Int(*u.workos_updated_at_ms);
+  if (u.external_id) w.Str("xid"), w.Str(*u.external_id);
 }
 
 }  // namespace
@@ -840,6 +852,8 @@ Json UserToJson(const UserRecord& u) {
   PutOpt(j, "org", u.organization_id);
   PutOpt(j, "pic", u.profile_picture_url);
   PutOpt(j, "wupd", u.workos_updated_at_ms);
+  PutOpt(j, "xid", u.external_id);
+  if (u.id_from_import) j["imp"] = true;
   return j;
 }
 
@@ -865,6 +879,8 @@ UserRecord UserFromJson(const Json& j) {
   u.organization_id = OptStr(j, "org");
   u.profile_picture_url = OptStr(j, "pic");
   u.workos_updated_at_ms = OptI64(j, "wupd");
+  u.external_id = OptStr(j, "xid");
+  if (auto it = j.find("imp"); it != j.end()) u.id_from_import = it->get<bool>();
   return u;
 }
 

@@ -115,6 +115,7 @@ const char* TableName(Table table) {
     case Table::kChanges: return "changes";
     case Table::kOutbox: return "outbox";
     case Table::kDead: return "dead";
+    case Table::kJobsByUser: return "jobs_by_user";
   }
   return "?";
 }
@@ -151,6 +152,15 @@ uint64_t U64FromKey(std::string_view key) {
   for (size_t i = 0; i < key.size() && i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(key[i]);
   return v;
 }
+
+namespace {
+std::string JobIndexPrefix(std::string_view user_id) {
+  std::string k(user_id);
+  k.push_back('\0');
+  return k;
+}
+std::string JobIndexKey(std::string_view user_id, uint64_t job_id) { return JobIndexPrefix(user_id) + U64Key(job_id); }
+}  // namespace
 
 // ---------------------------------------------------------------- ReadTxn
 
@@ -284,11 +294,22 @@ Result<std::vector<OutboxJob>> ReadTxn::ListJobs(size_t limit) {
 }
 
 Result<std::vector<OutboxJob>> ReadTxn::JobsOfUser(std::string_view user_id) {
-  auto all = ListJobs(0);
-  if (!all.ok()) return all.status();
   std::vector<OutboxJob> out;
-  for (auto& j : *all)
-    if (j.user_id == user_id) out.push_back(std::move(j));
+  if (user_id.empty()) return out;
+  std::string prefix = JobIndexPrefix(user_id);
+  std::vector<uint64_t> ids;
+  Status st = Scan(txn_, store_->dbi(Table::kJobsByUser), prefix, [&](std::string_view k, std::string_view) {
+    if (k.size() != prefix.size() + 8 || k.substr(0, prefix.size()) != prefix) return false;
+    ids.push_back(U64FromKey(k.substr(prefix.size())));
+    return true;
+  });
+  if (!st.ok()) return st;
+  for (uint64_t id : ids) {
+    auto j = GetJob(id);
+    if (!j.ok()) return j.status();
+    // An entry without its job cannot be written by WriteTxn; skip it.
+    if (j->has_value()) out.push_back(std::move(**j));
+  }
   return out;
 }
 
@@ -454,6 +475,23 @@ Status WriteTxn::AppendChange(const Change& c) {
   return Put(store_->dbi(Table::kChanges), U64Key(c.txid), EncodeChange(c));
 }
 
+Status WriteTxn::RemoveUser(std::string_view id) {
+  auto cur = GetUser(id);
+  if (!cur.ok()) return cur.status();
+  if (!cur->has_value()) return Status::Ok();
+  const UserRecord& u = **cur;
+  auto drop = [&](MDB_dbi dbi, const std::string& key) -> Status {
+    if (key.empty()) return Status::Ok();
+    auto holder = GetRaw(dbi, key);
+    if (!holder.ok()) return holder.status();
+    if (holder->has_value() && **holder == u.id) return Del(dbi, key);
+    return Status::Ok();
+  };
+  USERSD_RETURN_IF_ERROR(drop(store_->dbi(Table::kByWorkos), u.workos_id));
+  if (u.live()) USERSD_RETURN_IF_ERROR(drop(store_->dbi(Table::kByEmail), ToLowerAscii(u.email)));
+  return Del(store_->dbi(Table::kUsers), u.id);
+}
+
 Result<uint64_t> WriteTxn::EnqueueJob(OutboxJob job) {
   USERSD_RETURN_IF_ERROR(CheckDepth(job.fields, kMaxStoredDepth, "job fields"));
   auto next = CounterFrom(GetMeta("next_job_id"), "next_job_id");
@@ -462,6 +500,7 @@ Result<uint64_t> WriteTxn::EnqueueJob(OutboxJob job) {
   USERSD_RETURN_IF_ERROR(PutMeta("next_job_id", U64Key(id + 1)));
   job.id = id;
   USERSD_RETURN_IF_ERROR(Put(store_->dbi(Table::kOutbox), U64Key(id), EncodeJob(job)));
+  USERSD_RETURN_IF_ERROR(Put(store_->dbi(Table::kJobsByUser), JobIndexKey(job.user_id, id), {}));
   return id;
 }
 
@@ -470,10 +509,23 @@ Status WriteTxn::UpdateJob(const OutboxJob& job) {
   auto raw = GetRaw(store_->dbi(Table::kOutbox), U64Key(job.id));
   if (!raw.ok()) return raw.status();
   if (!raw->has_value()) return Status::NotFound("outbox job " + std::to_string(job.id));
+  auto old = DecodeJob(**raw);
+  if (!old.ok() || old->user_id != job.user_id) {
+    if (old.ok()) USERSD_RETURN_IF_ERROR(Del(store_->dbi(Table::kJobsByUser), JobIndexKey(old->user_id, job.id)));
+    USERSD_RETURN_IF_ERROR(Put(store_->dbi(Table::kJobsByUser), JobIndexKey(job.user_id, job.id), {}));
+  }
   return Put(store_->dbi(Table::kOutbox), U64Key(job.id), EncodeJob(job));
 }
 
-Status WriteTxn::DeleteJob(uint64_t id) { return Del(store_->dbi(Table::kOutbox), U64Key(id)); }
+Status WriteTxn::DeleteJob(uint64_t id) {
+  auto raw = GetRaw(store_->dbi(Table::kOutbox), U64Key(id));
+  if (!raw.ok()) return raw.status();
+  if (!raw->has_value()) return Status::Ok();
+  // An undecodable job leaves its index entry behind; JobsOfUser skips it.
+  if (auto j = DecodeJob(**raw); j.ok())
+    USERSD_RETURN_IF_ERROR(Del(store_->dbi(Table::kJobsByUser), JobIndexKey(j->user_id, id)));
+  return Del(store_->dbi(Table::kOutbox), U64Key(id));
+}
 
 Status WriteTxn::MoveToDeadLetter(const OutboxJob& job, int status, std::string_view body, int64_t now_ms) {
   // Bodies are kept for operators, but bounded: a hostile upstream must not
@@ -585,6 +637,35 @@ Status Store::Init() {
   } else {
     mdb_txn_abort(txn);
     return FromMdb(rc, "reading schema version");
+  }
+  // Stores from before the jobs_by_user index get it built once, here.
+  MDB_val ik = Val("jobs_by_user_index"), iv;
+  rc = mdb_get(txn, dbi(Table::kMeta), &ik, &iv);
+  if (rc == MDB_NOTFOUND) {
+    size_t indexed = 0;
+    std::vector<std::pair<std::string, uint64_t>> entries;
+    Status st = Scan(txn, dbi(Table::kOutbox), {}, [&](std::string_view k, std::string_view v) {
+      if (auto j = DecodeJob(v); j.ok()) entries.emplace_back(j->user_id, U64FromKey(k));
+      return true;
+    });
+    for (const auto& [user, id] : entries) {
+      if (!st.ok()) break;
+      std::string key = JobIndexKey(user, id);
+      MDB_val k = Val(key), v = Val(std::string_view());
+      rc = mdb_put(txn, dbi(Table::kJobsByUser), &k, &v, 0);
+      if (rc != 0) st = FromMdb(rc, "indexing outbox jobs by user");
+      ++indexed;
+    }
+    MDB_val one = Val(std::string_view("1"));
+    if (st.ok() && (rc = mdb_put(txn, dbi(Table::kMeta), &ik, &one, 0)) != 0) st = FromMdb(rc, "indexing outbox jobs");
+    if (!st.ok()) {
+      mdb_txn_abort(txn);
+      return st;
+    }
+    if (indexed > 0) LogInfo("indexed outbox jobs by user", {{"jobs", std::to_string(indexed)}});
+  } else if (rc != 0) {
+    mdb_txn_abort(txn);
+    return FromMdb(rc, "reading the job index marker");
   }
   MDB_val ck = Val("created_at"), cv;
   if (mdb_get(txn, dbi(Table::kMeta), &ck, &cv) == 0)

@@ -17,6 +17,10 @@
 //   kOutbox    outbox     job id (u64 BE)        -> OutboxJob (to deliver to
 //                                                   WorkOS)
 //   kDead      dead       job id (u64 BE)        -> DeadLetter
+//   kJobsByUser jobs_by_user  user id, NUL, job id (u64 BE) -> "" (the
+//                                                   outbox by user: a user's
+//                                                   pending jobs without a
+//                                                   scan of the outbox)
 // The Store encodes and decodes the values only through store/record_codec.h,
 // which defines their stored form (versioned MessagePack); keys, indexes,
 // meta counters and LMDB are the Store's own.
@@ -83,6 +87,12 @@ struct UserRecord {
   // (events, reconciliation, fetches): a state older than this is stale and
   // is not applied, whatever order the feed delivered it in.
   std::optional<int64_t> workos_updated_at_ms;
+  // WorkOS's external_id for this user as last seen or set by this host
+  // (SPEC 4b); nullopt while unknown. Equal to `id` once the id is shared.
+  std::optional<std::string> external_id;
+  // The id came from an import (an earlier system's id) and WorkOS refused
+  // to carry it: it stays on this host and is not re-keyed away.
+  bool id_from_import = false;
   uint64_t txid = 0;  // transactionId of the last change
 
   bool live() const { return !deleted_at_ms.has_value(); }
@@ -129,8 +139,8 @@ struct Change {
 inline constexpr size_t kMaxStoredDepth = 64;
 
 // The store's tables (see the file comment).
-enum class Table { kUsers, kByWorkos, kByEmail, kMeta, kChanges, kOutbox, kDead };
-inline constexpr size_t kTableCount = 7;
+enum class Table { kUsers, kByWorkos, kByEmail, kMeta, kChanges, kOutbox, kDead, kJobsByUser };
+inline constexpr size_t kTableCount = 8;
 // The LMDB database name of a table (part of the on-disk format).
 const char* TableName(Table table);
 
@@ -178,7 +188,8 @@ class ReadTxn {
   Result<std::vector<UserRecord>> ListUsers(std::string_view after, size_t limit);
   // Outbox jobs in id order (oldest first), at most `limit` (0 = all).
   Result<std::vector<OutboxJob>> ListJobs(size_t limit);
-  // Jobs of one user, in order.
+  // Jobs of one user, in id order, through the jobs_by_user index: the
+  // cost grows with that user's jobs, not with the outbox.
   Result<std::vector<OutboxJob>> JobsOfUser(std::string_view user_id);
   // Outbox jobs with id > after_id in id order, at most `limit` (0 = all):
   // lets the outbox sender read only what is new since its last look.
@@ -225,6 +236,10 @@ class WriteTxn : public ReadTxn {
   // id or WorkOS id is empty, when id, WorkOS id or email is longer than 255
   // bytes, or when settings nest deeper than kMaxStoredDepth levels.
   Status PutUser(const UserRecord& u, const std::optional<UserRecord>& previous);
+  // Removes the user stored under `id` and its index entries (those still
+  // pointing at it). Ok when there is none. Used only to re-key a user
+  // (domain/user_mutations.h); soft deletes keep the record.
+  Status RemoveUser(std::string_view id);
   Status PutMeta(std::string_view key, std::string_view value);
   // Removes a meta entry; Ok when there is none.
   Status DeleteMeta(std::string_view key);
@@ -232,6 +247,8 @@ class WriteTxn : public ReadTxn {
   // Assigns job.id and stores the job. Job fields, like settings, may nest at
   // most kMaxStoredDepth levels (InvalidArgument otherwise).
   Result<uint64_t> EnqueueJob(OutboxJob job);
+  // Replaces a stored job (NotFound when there is none); a changed user_id
+  // moves its jobs_by_user entry.
   Status UpdateJob(const OutboxJob& job);
   Status DeleteJob(uint64_t id);
   Status MoveToDeadLetter(const OutboxJob& job, int status, std::string_view body, int64_t now_ms);

@@ -21,11 +21,9 @@ namespace {
 // written only when the stored one is older than this.
 constexpr int64_t kCaughtUpPersistMs = 3600 * 1000;
 
-// A user event to apply, with the id its user gets if it is new (chosen up
-// front so the WriteOp can be replayed).
+// A user event to apply.
 struct Event {
   FeedEvent ev;
-  std::string new_user_id;
 };
 
 struct PageOutcome {
@@ -44,13 +42,12 @@ std::optional<int64_t> MetaInt(store::ReadTxn& t, const char* key) {
 }
 
 // Applies one event in `t` (a nested transaction of the page).
-Result<RemoteOutcome> ApplyEvent(WriteTxn& t, const FeedEvent& ev, const domain::PendingByUser& pending,
-                                 const std::string& new_id, int64_t now) {
+Result<RemoteOutcome> ApplyEvent(WriteTxn& t, const FeedEvent& ev, const domain::MutationContext& ctx) {
   if (ev.workos_id.empty()) return Status::InvalidArgument("event data has no user id");
-  if (ev.type == "user.deleted") return domain::ApplyRemoteDelete(t, ev.workos_id, now);
+  if (ev.type == "user.deleted") return domain::ApplyRemoteDelete(t, ev.workos_id, ctx);
   auto profile = ParseWorkosUser(ev.data);
   if (!profile) return Status::InvalidArgument("event data is not a user");
-  return domain::ApplyRemoteUser(t, *profile, pending, new_id, now);
+  return domain::ApplyRemoteUser(t, *profile, ctx);
 }
 
 }  // namespace
@@ -211,25 +208,20 @@ struct EventsPoller::Impl {
     // whole user); applying just that one, in the order of these last
     // occurrences, keeps email hand-overs between users in order.
     std::vector<Event> events;
-    for (auto& ev : LastPerUser(std::move(ahead), &ignored)) events.push_back(Event{std::move(ev), domain::NewUuid()});
+    for (auto& ev : LastPerUser(std::move(ahead), &ignored)) events.push_back(Event{std::move(ev)});
     stats.ignored += ignored;
 
     int64_t now = clock.NowMs();
     auto outcome = std::make_shared<PageOutcome>();
     const bool full = page_size >= static_cast<size_t>(kPageLimit);
     writer->Submit(
-        [events = std::move(events), new_pos, now, outcome, full](WriteTxn& t) -> Status {
+        [events = std::move(events), new_pos, now, outcome, full, sync = opt.sync](WriteTxn& t) -> Status {
           *outcome = PageOutcome{};
-          domain::PendingByUser pending;
-          if (std::any_of(events.begin(), events.end(), [](const Event& e) { return e.ev.type != "user.deleted"; })) {
-            auto p = domain::PendingFieldsByUser(t);
-            if (!p.ok()) return p.status();
-            pending = std::move(*p);
-          }
+          const domain::MutationContext ctx{now, sync.get()};
           for (const auto& ev : events) {
             auto child = t.BeginNested();
             if (!child.ok()) return child.status();
-            auto r = ApplyEvent(*child, ev.ev, pending, ev.new_user_id, now);
+            auto r = ApplyEvent(*child, ev.ev, ctx);
             if (r.ok()) {
               USERSD_RETURN_IF_ERROR(child->Commit());
               switch (*r) {

@@ -49,6 +49,7 @@
 
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "domain/user_mutations.h"
 #include "store/writer.h"
 #include "sync/workos_client.h"
 
@@ -84,6 +85,8 @@ struct EventsOptions {
   // A feed position older than this is repaired by a reconciliation instead
   // of being read (0: never).
   int64_t max_cursor_age_ms = 25LL * 86400 * 1000;
+  // identity.namespace, sync.metadata.* (never null).
+  std::shared_ptr<const domain::SyncPolicy> sync = std::make_shared<const domain::SyncPolicy>();
 };
 
 class EventsPoller {

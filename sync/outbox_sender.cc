@@ -68,6 +68,16 @@ std::optional<std::string> FieldsFromAnswerNotTaken(const Json& sent, const std:
     auto got = answer.find(it.key());
     if (got == answer.end()) continue;  // not shown: cannot tell
     bool same = *got == it.value();
+    if (!same && it.key() == "metadata" && got->is_object() && it.value().is_object()) {
+      // Under merge semantics WorkOS may show more keys than were sent (and
+      // may drop keys sent as ""): compare what was sent.
+      same = true;
+      for (auto kv = it.value().begin(); kv != it.value().end(); ++kv) {
+        auto g = got->find(kv.key());
+        bool empty_sent = kv.value().is_string() && kv.value().get_ref<const std::string&>().empty();
+        if (g == got->end() ? !empty_sent : *g != kv.value()) same = false;
+      }
+    }
     if (!same && it.key() == "email" && got->is_string() && it.value().is_string()) {
       same = ToLowerAscii(got->get<std::string>()) == ToLowerAscii(it.value().get<std::string>());
     }
@@ -82,6 +92,73 @@ std::optional<std::string> FieldsFromAnswerNotTaken(const Json& sent, const std:
 }
 
 }  // namespace
+
+bool NeedsRead(const Json& fields, const domain::SyncPolicy& sync) {
+  if (!fields.is_object()) return false;
+  if (fields.contains("external_id")) return true;
+  if (!sync.metadata.enabled) return false;
+  for (auto name : domain::kSharedFields)
+    if (fields.contains(std::string(name))) return true;
+  return false;
+}
+
+PutPlan PlanPut(const Json& fields, const domain::WorkosProfileSource::Profile& shown, const domain::SyncPolicy& sync) {
+  PutPlan plan;
+  if (!fields.is_object()) return plan;
+  for (const char* k : {"first_name", "last_name", "email"})
+    if (auto it = fields.find(k); it != fields.end()) plan.body[k] = *it;
+
+  if (sync.metadata.enabled) {
+    bool any = false;
+    for (auto name : domain::kSharedFields) any = any || fields.contains(std::string(name));
+    if (any) {
+      Json doc = Json::object();
+      auto shown_doc = domain::DecodeDocument(shown.metadata, sync.metadata);
+      if (!shown_doc.ok()) {
+        LogWarn("outbox: WorkOS holds an unreadable shared-fields document; writing a new one",
+                {{"workos_id", shown.workos_id}, {"error", shown_doc.status().message()}});
+      } else if (shown_doc->has_value()) {
+        doc = std::move(**shown_doc);
+      }
+      for (auto name : domain::kSharedFields) {
+        std::string key(name);
+        if (auto it = fields.find(key); it != fields.end()) doc[key] = *it;
+      }
+      auto md = domain::MetadataForPut(shown.metadata, doc, sync.metadata);
+      if (!md.ok()) {
+        plan.refusal = Json{{"error", "the shared fields cannot be written to WorkOS metadata: " + md.status().message()}}
+                           .dump(-1, ' ', false, Json::error_handler_t::replace);
+        return plan;
+      }
+      plan.body["metadata"] = std::move(*md);
+    }
+  }
+
+  if (auto it = fields.find("external_id"); it != fields.end() && it->is_string()) {
+    const std::string& want = it->get_ref<const std::string&>();
+    bool imported = fields.value("external_id_import", false);
+    const std::optional<std::string>& have = shown.external_id;
+    if (!have) {
+      plan.body["external_id"] = want;
+      plan.sets_external_id = true;
+    } else if (ToLowerAscii(*have) == ToLowerAscii(want)) {
+      plan.learned_external_id = have;
+    } else if (imported) {
+      plan.refusal = Json{{"error", "WorkOS already holds another external_id for this user; the imported id stays "
+                                    "on this host only"},
+                          {"external_id", *have},
+                          {"imported_id", want}}
+                         .dump(-1, ' ', false, Json::error_handler_t::replace);
+      plan.keep_imported_id = true;
+      return plan;
+    } else {
+      // Another host published its id first (a UUID: this host re-keys), or
+      // the application owns external_id (never changed).
+      plan.learned_external_id = have;
+    }
+  }
+  return plan;
+}
 
 int64_t BackoffDelayMs(const OutboxOptions& o, uint32_t attempt, double random01,
                        std::optional<int64_t> retry_after_ms) {
@@ -353,6 +430,40 @@ struct OutboxSender::Impl {
     ++in_flight;
     ++requests;
     if (probe) probe_in_flight = true;
+    if (op == JobOp::kUpdate && opt.sync->metadata.enabled == false) {
+      for (auto name : domain::kSharedFields) fields.erase(std::string(name));
+    }
+    if (op == JobOp::kUpdate && NeedsRead(fields, *opt.sync)) {
+      // Read-modify-write (SPEC 4b): the document and external_id are
+      // written over what WorkOS shows now.
+      workos->GetUserRaw(workos_id, [this, alive = alive, uid, batch, probe, workos_id, fields](HttpResponse&& g) {
+        if (!*alive) return;
+        if (closed || g.cancelled || !Is2xx(g.status)) return OnResponse(uid, batch, probe, std::move(g), nullptr);
+        auto shown = ParseWorkosUser(Json::parse(g.body, nullptr, false));
+        if (!shown) {
+          std::string why = Json{{"error", "WorkOS returned an unreadable user"}}.dump();
+          return OnResponse(uid, batch, probe, std::move(g), nullptr, why);
+        }
+        PutPlan plan = PlanPut(fields, *shown, *opt.sync);
+        if (plan.learned_external_id || plan.keep_imported_id) SubmitLearn(workos_id, plan);
+        if (plan.refusal) return OnResponse(uid, batch, probe, std::move(g), nullptr, plan.refusal);
+        if (plan.body.empty()) return OnResponse(uid, batch, probe, std::move(g), nullptr);
+        ++requests;
+        auto sent = std::make_shared<Json>(plan.body);
+        bool sets = plan.sets_external_id;
+        workos->PutUser(workos_id, plan.body,
+                        [this, alive, uid, batch, probe, sent, sets, workos_id, fields](HttpResponse&& r) {
+                          if (!*alive) return;
+                          if (sets && Is2xx(r.status) && !closed && !r.cancelled) {
+                            PutPlan learned;
+                            learned.learned_external_id = fields["external_id"].get<std::string>();
+                            SubmitLearn(workos_id, learned);
+                          }
+                          OnResponse(uid, batch, probe, std::move(r), sent.get());
+                        });
+      });
+      return;
+    }
     auto sent = op == JobOp::kUpdate ? std::make_shared<Json>(fields) : nullptr;
     auto cb = [this, alive = alive, uid, batch, probe, sent](HttpResponse&& r) {
       if (!*alive) return;
@@ -360,6 +471,12 @@ struct OutboxSender::Impl {
     };
     switch (op) {
       case JobOp::kUpdate:
+        if (fields.empty()) {
+          // Everything it carried is off (sharing disabled): nothing to send.
+          HttpResponse none;
+          none.status = 200;
+          return OnResponse(uid, batch, probe, std::move(none), nullptr);
+        }
         workos->PutUser(workos_id, fields, std::move(cb));
         break;
       case JobOp::kDelete:
@@ -371,8 +488,10 @@ struct OutboxSender::Impl {
     }
   }
 
+  // `refusal`: the job cannot be applied to the user WorkOS showed (the
+  // answer of the read in a read-modify-write); it becomes a dead letter.
   void OnResponse(const std::string& uid, const std::vector<uint64_t>& batch, bool probe, HttpResponse&& r,
-                  const Json* sent) {
+                  const Json* sent, std::optional<std::string> refusal = std::nullopt) {
     --in_flight;
     if (probe) probe_in_flight = false;
     // Cancelled at shutdown: the jobs stay in the store and go out after the
@@ -397,7 +516,16 @@ struct OutboxSender::Impl {
     std::optional<std::string> not_taken;
     if (ok && op == JobOp::kUpdate && sent) not_taken = FieldsFromAnswerNotTaken(*sent, r.body);
 
-    if (ok && not_taken) {
+    if (ok && refusal) {
+      if (paused) Resume("a request succeeded");
+      std::vector<OutboxJob> dead;
+      for (uint64_t id : batch) dead.push_back(jobs.at(id).job);
+      LogWarn("outbox: the change cannot be applied to the user WorkOS shows; moved to dead letters",
+              {{"job", std::to_string(batch.front())}, {"user", uid}, {"detail", *refusal}});
+      SubmitDeadLetter(std::move(dead), r.status, *refusal);
+      dead_lettered += batch.size();
+      Forget(uid, batch);
+    } else if (ok && not_taken) {
       // WorkOS said yes but shows another value: the change did not take.
       // A dead letter naming the field, instead of a silent revert when the
       // next event arrives (SPEC 4).
@@ -548,8 +676,16 @@ struct OutboxSender::Impl {
   void SubmitUpdate(const OutboxJob& job) {
     Submit(
         [job](WriteTxn& t) -> Status {
-          Status st = t.UpdateJob(job);
-          return st.code() == Code::kNotFound ? Status::Ok() : st;
+          // Only the retry state: the stored job may have moved to another
+          // user id meanwhile (a re-key).
+          auto cur = t.GetJob(job.id);
+          if (!cur.ok()) return cur.status();
+          if (!cur->has_value()) return Status::Ok();
+          OutboxJob updated = std::move(**cur);
+          updated.attempts = job.attempts;
+          updated.next_attempt_at_ms = job.next_attempt_at_ms;
+          updated.last_error = job.last_error;
+          return t.UpdateJob(updated);
         },
         {}, "record a retry");
   }
@@ -571,60 +707,47 @@ struct OutboxSender::Impl {
         std::move(ids), "move to dead letters");
   }
 
-  // Fills in what a user provisioned without WorkOS is missing: fields that
-  // are still empty (a value set locally since then wins), the profile
-  // picture, and profile_pending; then deletes the job. The user change
-  // commits in a nested transaction so that a conflict (another user took
-  // the email meanwhile) loses only the change, never the job's deletion.
+  // Applies a fetched profile to a user provisioned without WorkOS
+  // (domain::ApplyFetchedProfile), then deletes the job. The user change
+  // commits in a nested transaction so that a conflict loses only the
+  // change, never the job's deletion.
   void SubmitFetchApply(const OutboxJob& job, domain::WorkosProfileSource::Profile p) {
     int64_t now = clock.NowMs();
     uint64_t job_id = job.id;
     std::string user_id = job.user_id;
     Submit(
-        [job_id, user_id, p, now](WriteTxn& t) -> Status {
+        [job_id, user_id, p, now, sync = opt.sync](WriteTxn& t) -> Status {
           auto still = t.GetJob(job_id);
           if (!still.ok()) return still.status();
           if (!still->has_value()) return Status::Ok();
-          auto cur = t.GetUser(user_id);
-          if (!cur.ok()) return cur.status();
-          if (cur->has_value() && (*cur)->live()) {
-            const UserRecord& before = **cur;
-            UserRecord after = before;
-            if (after.email.empty() && !p.email.empty()) {
-              auto holder = t.FindByEmail(p.email);
-              if (!holder.ok()) return holder.status();
-              if (holder->has_value() && (*holder)->id != after.id) {
-                LogWarn("outbox: fetched email is held by another local user; left empty",
-                        {{"user", after.id}, {"other", (*holder)->id}});
-              } else {
-                after.email = p.email;
-              }
-            }
-            if (after.first_name.empty()) after.first_name = p.first_name;
-            if (after.last_name.empty()) after.last_name = p.last_name;
-            domain::AdoptProfilePicture(after, p.profile_picture_url);
-            after.profile_pending = false;
-            bool changed = after.email != before.email || after.first_name != before.first_name ||
-                           after.last_name != before.last_name || after.avatar_url != before.avatar_url ||
-                           after.profile_picture_url != before.profile_picture_url ||
-                           after.profile_pending != before.profile_pending;
-            if (changed) {
-              after.updated_at_ms = now;
-              auto child = t.BeginNested();
-              if (!child.ok()) return child.status();
-              Status st = store::CommitUserChange(*child, after, before, store::ChangeOp::kUpsert, now);
-              if (st.ok()) {
-                USERSD_RETURN_IF_ERROR(child->Commit());
-              } else {
-                child->Abort();
-                if (st.code() == Code::kMapFull) return st;
-                LogWarn("outbox: could not apply the fetched profile", {{"user", user_id}, {"error", st.ToString()}});
-              }
-            }
-          }
-          return t.DeleteJob(job_id);
+          // Deleted first: the job must not count as a pending change.
+          USERSD_RETURN_IF_ERROR(t.DeleteJob(job_id));
+          auto child = t.BeginNested();
+          if (!child.ok()) return child.status();
+          auto r = domain::ApplyFetchedProfile(*child, p, domain::MutationContext{now, sync.get()});
+          if (r.ok()) return child->Commit();
+          child->Abort();
+          if (r.status().code() == Code::kMapFull) return r.status();
+          LogWarn("outbox: could not apply the fetched profile", {{"user", user_id}, {"error", r.status().ToString()}});
+          return Status::Ok();
         },
-        {job_id}, "apply a fetched profile");
+        {job_id}, "apply a fetched profile", [this] { kick_pending = true; Arm(clock.NowMs()); });
+  }
+
+  // Records what the read of a read-modify-write taught about external_id
+  // (domain::LearnExternalId, which may re-key the user), or keeps an
+  // imported id WorkOS refused.
+  void SubmitLearn(const std::string& workos_id, const PutPlan& plan) {
+    int64_t now = clock.NowMs();
+    auto learned = plan.learned_external_id;
+    bool keep = plan.keep_imported_id;
+    Submit(
+        [workos_id, learned, keep, now, sync = opt.sync](WriteTxn& t) -> Status {
+          domain::MutationContext ctx{now, sync.get()};
+          if (keep) return domain::KeepImportedId(t, workos_id, ctx);
+          return domain::LearnExternalId(t, workos_id, *learned, ctx);
+        },
+        {}, "record WorkOS's external_id");
   }
 };
 

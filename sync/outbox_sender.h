@@ -56,6 +56,7 @@
 
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "domain/user_mutations.h"
 #include "store/writer.h"
 #include "sync/workos_client.h"
 
@@ -66,7 +67,31 @@ struct OutboxOptions {
   int64_t max_backoff_ms = 300000;
   int64_t max_age_ms = 604800LL * 1000;
   size_t max_in_flight = 8;  // usually workos.max_concurrency; 0 is treated as 1
+  // identity.namespace, sync.metadata.* (never null).
+  std::shared_ptr<const domain::SyncPolicy> sync = std::make_shared<const domain::SyncPolicy>();
 };
+
+// What a read-modify-write sends, decided from the job's merged fields and
+// the user WorkOS shows (SPEC 4b "Writes and conflicts"). Pure; for tests.
+struct PutPlan {
+  Json body = Json::object();  // the PUT; empty: nothing to send
+  // The job cannot apply (a dead letter with this JSON text): the shared
+  // fields do not fit, or WorkOS holds another external_id than an imported id.
+  std::optional<std::string> refusal;
+  bool keep_imported_id = false;  // the refusal keeps the imported id on this host
+  bool sets_external_id = false;  // the body publishes the id
+  // WorkOS's external_id, to record (and re-key to when it is a UUID).
+  std::optional<std::optional<std::string>> learned_external_id;
+};
+
+// True when the job's fields need the read first: the document or external_id.
+bool NeedsRead(const Json& fields, const domain::SyncPolicy& sync);
+
+// The body: WorkOS-owned fields as the job carries them; with shared fields,
+// the document WorkOS shows with only the job's fields replaced, chunked with
+// the application's metadata keys carried as shown; external_id only when
+// WorkOS has none.
+PutPlan PlanPut(const Json& fields, const domain::WorkosProfileSource::Profile& shown, const domain::SyncPolicy& sync);
 
 // Returns a uniform double in [0, 1).
 using Random = std::function<double()>;

@@ -198,23 +198,20 @@ struct Reconciler::Impl {
     } else {
       next.after = next_after;
     }
-    std::vector<std::string> new_ids;
-    for (size_t i = 0; i < users.size(); ++i) new_ids.push_back(domain::NewUuid());
     auto applied = std::make_shared<uint64_t>(0);
     int64_t now = clock.NowMs();
     step_in_flight = true;
     writer->Submit(
-        [users = std::move(users), new_ids = std::move(new_ids), next, applied, now](WriteTxn& t) -> Status {
+        [users = std::move(users), next, applied, now, sync = opt.sync](WriteTxn& t) -> Status {
           *applied = 0;
-          auto pending = domain::PendingFieldsByUser(t);
-          if (!pending.ok()) return pending.status();
+          const domain::MutationContext ctx{now, sync.get()};
           const std::string run_id = std::to_string(next.run_id);
           for (size_t i = 0; i < users.size(); ++i) {
             const auto& p = users[i];
             USERSD_RETURN_IF_ERROR(t.PutMeta(SeenKey(p.workos_id), run_id));
             auto child = t.BeginNested();
             if (!child.ok()) return child.status();
-            auto r = domain::ApplyRemoteUser(*child, p, *pending, new_ids[i], now);
+            auto r = domain::ApplyRemoteUser(*child, p, ctx);
             if (r.ok()) {
               USERSD_RETURN_IF_ERROR(child->Commit());
               if (*r == RemoteOutcome::kCreated || *r == RemoteOutcome::kUpdated) ++*applied;
@@ -256,8 +253,9 @@ struct Reconciler::Impl {
     size_t batch = static_cast<size_t>(std::max(1, opt.sweep_batch));
     step_in_flight = true;
     writer->Submit(
-        [cur, out, now, batch](WriteTxn& t) -> Status {
+        [cur, out, now, batch, sync = opt.sync](WriteTxn& t) -> Status {
           *out = BatchOut{};
+          const domain::MutationContext ctx{now, sync.get()};
           auto users = t.ListUsers(cur.after, batch);
           if (!users.ok()) return users.status();
           const std::string run_id = std::to_string(cur.run_id);
@@ -269,7 +267,7 @@ struct Reconciler::Impl {
             bool seen = mark->has_value() && **mark == run_id;
             if (mark->has_value()) USERSD_RETURN_IF_ERROR(t.DeleteMeta(key));
             if (seen || !u.live() || u.created_at_ms >= cur.started_at_ms) continue;
-            auto r = domain::ApplyRemoteDelete(t, u.workos_id, now);
+            auto r = domain::ApplyRemoteDelete(t, u.workos_id, ctx);
             if (!r.ok()) return r.status();
             if (*r == RemoteOutcome::kDeleted) {
               ++out->deleted;
@@ -345,16 +343,14 @@ struct Reconciler::Impl {
       auto result = std::make_shared<ResyncResult>();
       result->in_workos = profile.has_value();
       int64_t now = clock.NowMs();
-      std::string new_id = domain::NewUuid();
       writer->Submit(
-          [profile, workos_id, result, now, new_id](WriteTxn& t) -> Status {
+          [profile, workos_id, result, now, sync = opt.sync](WriteTxn& t) -> Status {
+            const domain::MutationContext ctx{now, sync.get()};
             Result<RemoteOutcome> r = RemoteOutcome::kUnchanged;
             if (profile) {
-              auto pending = domain::PendingFieldsByUser(t);
-              if (!pending.ok()) return pending.status();
-              r = domain::ApplyRemoteUser(t, *profile, *pending, new_id, now);
+              r = domain::ApplyRemoteUser(t, *profile, ctx);
             } else {
-              r = domain::ApplyRemoteDelete(t, workos_id, now);
+              r = domain::ApplyRemoteDelete(t, workos_id, ctx);
             }
             if (!r.ok()) return r.status();
             result->outcome = *r;

@@ -40,7 +40,7 @@
 
 #include "common/clock.h"
 #include "common/metrics.h"
-#include "domain/remote_user.h"
+#include "domain/user_mutations.h"
 #include "store/writer.h"
 #include "sync/workos_client.h"
 
@@ -53,6 +53,8 @@ struct ReconcileOptions {
   int64_t max_backoff_ms = 60000;
   int page_limit = 100;    // users per list request (WorkOS allows 1..100)
   int sweep_batch = 500;   // local users per sweep transaction
+  // identity.namespace, sync.metadata.* (never null).
+  std::shared_ptr<const domain::SyncPolicy> sync = std::make_shared<const domain::SyncPolicy>();
 };
 
 struct ReconcileStatus {

@@ -28,6 +28,9 @@ std::optional<domain::WorkosProfileSource::Profile> ParseWorkosUser(const Json& 
   if (!Trim(pic, kLineBlanks).empty()) p.profile_picture_url = pic;
   p.created_at_ms = ParseIso8601Ms(StrField(u, "created_at"));
   p.updated_at_ms = ParseIso8601Ms(StrField(u, "updated_at"));
+  std::string xid = StrField(u, "external_id");
+  if (!xid.empty()) p.external_id = std::move(xid);
+  if (auto md = u.find("metadata"); md != u.end() && md->is_object()) p.metadata = *md;
   return p;
 }
 

@@ -68,7 +68,7 @@ TEST_CASE("admin users: an exported user imports back to the same record", "[adm
   store::UserRecord back;
   back.id = u.id;
   back.workos_id = u.workos_id;
-  ApplyImportEntry(*e, &back);
+  domain::CopyImportedFields(*e, &back);
   CHECK(ToAdminUserJson(back) == ToAdminUserJson(u));
 }
 
@@ -79,7 +79,7 @@ TEST_CASE("admin users: absent fields stay unchanged, null clears nullable ones"
   u.avatar_url = "https://a.example.com/x.png";
   auto e = ParseImportEntry(Json{{"workosId", "user_1"}, {"timezone", nullptr}}, 0);
   REQUIRE(e.ok());
-  ApplyImportEntry(*e, &u);
+  domain::CopyImportedFields(*e, &u);
   CHECK(u.first_name == "Ada");
   CHECK_FALSE(u.timezone.has_value());
   CHECK(u.avatar_url == "https://a.example.com/x.png");

@@ -22,6 +22,8 @@
 #include "common/clock.h"
 #include "common/poster.h"
 #include "common/timefmt.h"
+#include "domain/identity.h"
+#include "domain/user_mutations.h"
 #include "domain/users_service.h"
 #include "store/store.h"
 #include "store/writer.h"
@@ -53,6 +55,11 @@ class FakeWorkos final : public WorkosProfileSource {
     } else if (auto it = profiles.find(workos_id); it != profiles.end()) {
       r.outcome = Outcome::kOk;
       r.profile = it->second;
+      // Most tests see users whose id other hosts already published (SPEC
+      // 4b), so provisioning queues nothing; ids_published = false shows a
+      // WorkOS user without external_id.
+      if (ids_published && !r.profile.external_id)
+        r.profile.external_id = UuidV5(kDefaultIdentityNamespace, workos_id);
     } else {
       r.outcome = Outcome::kNotFound;
       r.error = "404";
@@ -75,6 +82,7 @@ class FakeWorkos final : public WorkosProfileSource {
   bool configured = true;
   bool offline = false;
   bool hold = false;
+  bool ids_published = true;
   std::optional<Outcome> force;
   std::map<std::string, Profile> profiles;
   std::vector<std::string> calls;
@@ -251,8 +259,10 @@ TEST_CASE("JIT provisioning fills the user from the WorkOS profile and the claim
   Rig rig(dir.path());
   rig.workos->profiles["user_01"] =
       MakeProfile("ada@example.com", "Ada", "Lovelace", std::string("https://img.example.com/ada.png"));
+  rig.workos->ids_published = false;
 
   auto r = rig.Me(C("user_01", "org_1", "admin"));
+  INFO(r.message << " / " << r.detail);
   REQUIRE(r.kind == Kind::kOk);
   CHECK(rig.workos->calls == std::vector<std::string>{"user_01"});
   CHECK(r.value["email"] == "ada@example.com");
@@ -266,8 +276,8 @@ TEST_CASE("JIT provisioning fills the user from the WorkOS profile and the claim
   CHECK(r.value["settings"].is_null());
   CHECK_FALSE(r.value.contains("workosId"));
   std::string id = r.value["id"];
-  CHECK(id.size() == 36);
-  CHECK(id[14] == '4');
+  // SPEC 4b: the version-5 id of the WorkOS id, the same on every host.
+  CHECK(id == UuidV5(kDefaultIdentityNamespace, "user_01"));
 
   auto u = rig.ByWorkos("user_01");
   REQUIRE(u);
@@ -278,8 +288,10 @@ TEST_CASE("JIT provisioning fills the user from the WorkOS profile and the claim
   CHECK_FALSE(u->profile_pending);
   CHECK(u->created_at_ms == rig.clock.NowMs());
   CHECK(u->txid == 1);
-  CHECK(rig.Jobs().empty());
-  CHECK(rig.notified == 0);
+  // WorkOS has no external_id for the user: one job publishes the id.
+  REQUIRE(rig.Jobs().size() == 1);
+  CHECK(rig.Jobs()[0].fields == Json{{"external_id", id}});
+  CHECK(rig.notified == 1);
   CHECK(rig.svc->provisioned() == 1);
 
   // Known now: no second WorkOS call, no new transaction.
@@ -414,8 +426,10 @@ TEST_CASE("two concurrent first requests provision exactly one user", "[domain][
   std::string id1 = Json::parse(results[1].raw)["data"]["id"];
   CHECK(id0 == id1);
   CHECK(rig.Users() == 1);
-  CHECK(rig.Jobs().size() == (online ? 0u : 1u));
-  CHECK(rig.notified == (online ? 0 : 1));
+  // Offline: the fetch. Then, either way, the onboarding flag for the
+  // other hosts (SPEC 4b).
+  CHECK(rig.Jobs().size() == (online ? 1u : 2u));
+  CHECK(rig.notified == (online ? 1 : 2));
   // provisioning + finalizeOnboarding
   CHECK(rig.LastTxid() == 2);
   // Counts users created, not requests that resolved to one. Fails today:
@@ -710,11 +724,13 @@ TEST_CASE("update queues an outbox job only for changed WorkOS-owned fields", "[
   CHECK(jobs[0].txid == r.value["transactionId"].get<uint64_t>());
   CHECK(rig.notified == 1);
 
-  SECTION("timezone only: no job") {
+  SECTION("shared fields only: one job with them, for the metadata document (SPEC 4b)") {
     auto t = rig.Update(me, Json{{"id", id}, {"timezone", "UTC"}, {"settings", {{"theme", Json::object()}}}});
     REQUIRE(t.kind == Kind::kOk);
-    CHECK(rig.Jobs().size() == 1);
-    CHECK(rig.notified == 1);
+    auto j = rig.Jobs();
+    REQUIRE(j.size() == 2);
+    CHECK(j[1].fields == Json{{"timezone", "UTC"}, {"settings", {{"theme", Json::object()}}}});
+    CHECK(rig.notified == 2);
   }
   SECTION("a name set to its current value: no job, still a new transaction") {
     uint64_t tx = rig.LastTxid();
@@ -724,12 +740,12 @@ TEST_CASE("update queues an outbox job only for changed WorkOS-owned fields", "[
     CHECK(rig.Jobs().size() == 1);
     CHECK(rig.notified == 1);
   }
-  SECTION("last name and email: one job with exactly those") {
+  SECTION("last name, email and timezone: one job with exactly those") {
     auto t = rig.Update(me, Json{{"id", id}, {"lastName", "Hopper"}, {"email", "grace@example.com"}, {"timezone", "UTC"}});
     REQUIRE(t.kind == Kind::kOk);
     auto j = rig.Jobs();
     REQUIRE(j.size() == 2);
-    CHECK(j[1].fields == Json{{"last_name", "Hopper"}, {"email", "grace@example.com"}});
+    CHECK(j[1].fields == Json{{"last_name", "Hopper"}, {"email", "grace@example.com"}, {"timezone", "UTC"}});
     CHECK(rig.notified == 2);
   }
 }
@@ -831,8 +847,48 @@ TEST_CASE("finalizeOnboarding is idempotent with a new transactionId", "[domain]
   CHECK(b.value["data"]["isOnboarded"] == true);
   CHECK(b.value["transactionId"].get<uint64_t>() > a.value["transactionId"].get<uint64_t>());
   CHECK(b.value["data"]["updatedAt"] == FormatIso8601Ms(rig.clock.NowMs()));
-  CHECK(rig.Jobs().empty());
+  // The flag goes to the other hosts once; the second call changes nothing.
+  auto jobs = rig.Jobs();
+  REQUIRE(jobs.size() == 1);
+  CHECK(jobs[0].fields == Json{{"isOnboarded", true}});
   CHECK(rig.ById(id)->is_onboarded);
+}
+
+TEST_CASE("sync.metadata.enabled false: shared fields stay on this host, no job", "[domain][update][outbox]") {
+  TempDir dir;
+  ServiceOptions opts;
+  auto sync = std::make_shared<SyncPolicy>();
+  sync->metadata.enabled = false;
+  opts.sync = sync;
+  Rig rig(dir.path(), opts);
+  std::string id = rig.Provision("user_l", std::nullopt, {}, "l@example.com");
+  auto me = C("user_l");
+  REQUIRE(rig.Update(me, Json{{"id", id}, {"timezone", "UTC"}, {"settings", {{"a", 1}}}}).kind == Kind::kOk);
+  REQUIRE(rig.Finalize(me).kind == Kind::kOk);
+  REQUIRE(rig.Update(me, Json{{"id", id}, {"avatarUrl", "https://x.example.com/a.png"}}).kind == Kind::kOk);
+  CHECK(rig.Jobs().empty());
+  // Nor is the size of the shared fields limited then.
+  Json big = Json::object();
+  for (int i = 0; i < 60; ++i) big["key" + std::to_string(i)] = std::string(100, 'x');
+  CHECK(rig.Update(me, Json{{"id", id}, {"settings", big}}).kind == Kind::kOk);
+}
+
+TEST_CASE("update: shared fields that would not fit in WorkOS metadata are refused, nothing stored",
+          "[domain][update]") {
+  TempDir dir;
+  Rig rig(dir.path());
+  std::string id = rig.Provision("user_b", std::nullopt, {}, "b@example.com");
+  auto me = C("user_b");
+  uint64_t tx = rig.LastTxid();
+  Json big = Json::object();
+  for (int i = 0; i < 60; ++i) big["key" + std::to_string(i)] = std::string(100, 'x');  // > 6 x 600
+  auto r = rig.Update(me, Json{{"id", id}, {"settings", big}, {"firstName", "Changed"}});
+  CHECK(r.kind == Kind::kInvalid);
+  CHECK(r.message.rfind("settings", 0) == 0);
+  CHECK(r.message.find("3600") != std::string::npos);
+  CHECK(rig.LastTxid() == tx);
+  CHECK(rig.Jobs().empty());
+  CHECK(rig.ById(id)->first_name != "Changed");
 }
 
 TEST_CASE("resetAvatar", "[domain][avatar]") {
@@ -851,7 +907,8 @@ TEST_CASE("resetAvatar", "[domain][avatar]") {
     auto u = rig.ById(id);
     CHECK(u->avatar_url == std::optional<std::string>("https://p/new.png"));
     CHECK(u->profile_picture_url == std::optional<std::string>("https://p/new.png"));
-    CHECK(rig.Jobs().empty());  // avatarUrl is not a WorkOS-owned field
+    // avatarUrl is shared through the metadata document (SPEC 4b).
+    CHECK(rig.Jobs().back().fields == Json{{"avatarUrl", "https://p/new.png"}});
     // Now unreachable: falls back to the picture just seen.
     REQUIRE(rig.Update(me, Json{{"id", id}, {"avatarUrl", nullptr}}).kind == Kind::kOk);
     rig.workos->force = Outcome::kUnreachable;

@@ -1072,7 +1072,7 @@ TEST_CASE("store: tables keep their on-disk LMDB names", "[store]") {
   const std::pair<Table, const char*> names[] = {
       {Table::kUsers, "users"},     {Table::kByWorkos, "by_workos"}, {Table::kByEmail, "by_email"},
       {Table::kMeta, "meta"},       {Table::kChanges, "changes"},    {Table::kOutbox, "outbox"},
-      {Table::kDead, "dead"}};
+      {Table::kDead, "dead"},       {Table::kJobsByUser, "jobs_by_user"}};
   REQUIRE(std::size(names) == kTableCount);
   TempDir dir;
   {

@@ -1,0 +1,56 @@
+#include "domain/identity.h"
+
+#include <openssl/evp.h>
+
+#include <cstdio>
+
+#include "common/text.h"
+#include "domain/validate.h"
+
+namespace usersd::domain {
+
+namespace {
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return 0;
+}
+}  // namespace
+
+std::string UuidV5(std::string_view namespace_uuid, std::string_view name) {
+  unsigned char ns[16] = {};
+  size_t n = 0;
+  for (size_t i = 0; i + 1 < namespace_uuid.size() && n < 16;) {
+    if (namespace_uuid[i] == '-') {
+      ++i;
+      continue;
+    }
+    ns[n++] = static_cast<unsigned char>(HexValue(namespace_uuid[i]) << 4 | HexValue(namespace_uuid[i + 1]));
+    i += 2;
+  }
+  std::string input(reinterpret_cast<const char*>(ns), sizeof ns);
+  input.append(name);
+  unsigned char h[EVP_MAX_MD_SIZE] = {};
+  unsigned int len = 0;
+  EVP_Digest(input.data(), input.size(), h, &len, EVP_sha1(), nullptr);
+  h[6] = static_cast<unsigned char>((h[6] & 0x0f) | 0x50);
+  h[8] = static_cast<unsigned char>((h[8] & 0x3f) | 0x80);
+  char out[37];
+  snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", h[0], h[1], h[2],
+           h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]);
+  return out;
+}
+
+std::optional<std::string> IdFromExternalId(const std::optional<std::string>& external_id) {
+  if (!external_id || !IsUuid(*external_id)) return std::nullopt;
+  return ToLowerAscii(*external_id);
+}
+
+std::string IdForWorkosUser(std::string_view ns, std::string_view workos_id,
+                            const std::optional<std::string>& external_id) {
+  if (auto id = IdFromExternalId(external_id)) return *id;
+  return UuidV5(ns, workos_id);
+}
+
+}  // namespace usersd::domain
