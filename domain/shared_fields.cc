@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "domain/remote_user.h"
 #include "domain/validate.h"
 
 namespace usersd::domain {
@@ -30,7 +31,11 @@ Json SharedFieldValue(const UserRecord& u, std::string_view name) {
   if (name == "timezone") return u.timezone ? Json(*u.timezone) : Json(nullptr);
   if (name == "settings") return u.settings ? *u.settings : Json(nullptr);
   if (name == "isOnboarded") return Json(u.is_onboarded);
-  if (name == "avatarUrl") return u.avatar_url ? Json(*u.avatar_url) : Json(nullptr);
+  if (name == "avatarUrl") {
+    // An avatar that shows the WorkOS picture follows it on every host.
+    if (u.profile_picture_url && u.avatar_url == NormalizePictureUrl(u.profile_picture_url)) return kFollowsPicture();
+    return u.avatar_url ? Json(*u.avatar_url) : Json(nullptr);
+  }
   return nullptr;
 }
 
@@ -44,6 +49,10 @@ bool SetSharedField(UserRecord& u, std::string_view name, const Json& v) {
     if (v.is_null()) return u.settings.reset(), true;
     if (!v.is_object() || !ValidateSettings(v).ok()) return false;
     u.settings = v;
+    return true;
+  }
+  if (name == "avatarUrl" && v == kFollowsPicture()) {
+    u.avatar_url = NormalizePictureUrl(u.profile_picture_url);
     return true;
   }
   std::optional<std::string>* dst = name == "timezone" ? &u.timezone : name == "avatarUrl" ? &u.avatar_url : nullptr;

@@ -44,6 +44,15 @@ struct MetadataPolicy {
 inline constexpr std::array<std::string_view, 4> kSharedFields = {"timezone", "settings", "isOnboarded", "avatarUrl"};
 bool IsSharedField(std::string_view name);
 
+// avatarUrl's document value for "the WorkOS profile picture": an avatar
+// that shows it (never set, or reset) follows the picture on every host, so
+// a later picture change in WorkOS shows everywhere; any other value is the
+// URL (or null) the user chose.
+inline const Json& kFollowsPicture() {
+  static const Json v = Json{{"picture", true}};
+  return v;
+}
+
 // The document value of shared field `name` of `u` (null for an absent
 // optional). REQUIRES: IsSharedField(name).
 Json SharedFieldValue(const store::UserRecord& u, std::string_view name);

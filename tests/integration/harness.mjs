@@ -16,6 +16,7 @@
 // stop() and the final cleanup also fail on ASan/LSan/UBSan reports in the
 // daemon's output.
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import { after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -128,6 +129,22 @@ export async function seedUser(fake, { email, firstName = 'Ada', lastName = 'Lov
     ...raw,
   });
 }
+
+/** identity.namespace's default (domain/identity.h). */
+export const DEFAULT_IDENTITY_NAMESPACE = '2d0a2811-61d1-50ed-bfc0-e2ac6ad2e741';
+
+/** RFC 9562 version-5 UUID of `name` in namespace `ns`. */
+export function uuidV5(ns, name) {
+  const bytes = Buffer.from(ns.replace(/-/g, ''), 'hex');
+  const h = crypto.createHash('sha1').update(bytes).update(Buffer.from(name, 'utf8')).digest();
+  h[6] = (h[6] & 0x0f) | 0x50;
+  h[8] = (h[8] & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
+}
+
+/** The id every host gives a WorkOS user (SPEC 4b), in the default namespace. */
+export const sharedId = (workosId, ns = DEFAULT_IDENTITY_NAMESPACE) => uuidV5(ns, workosId);
 
 /** An access token for a WorkOS user (claims: org_id, role, expiresIn, alg, ... as POST /__test/token takes). */
 export function tokenFor(fake, workosUser, claims = {}) {
@@ -558,8 +575,12 @@ export function rpcFailure(resp, code, tag) {
  * Seeds a WorkOS user, mints a token and provisions the local user with
  * user.me. Resolves to {workos, token, me, claims}.
  */
-export async function newUser(fake, client, { claims = {}, ...seed } = {}) {
-  const workos = await seedUser(fake, seed);
+export async function newUser(fake, client, { claims = {}, publishedId = true, ...seed } = {}) {
+  let workos = await seedUser(fake, seed);
+  // Most suites test one host, so the user's id is taken as already
+  // published (SPEC 4b: external_id set by another host) and provisioning
+  // queues nothing; publishedId: false leaves external_id empty.
+  if (publishedId && !workos.external_id) workos = await fake.createUser({ ...workos, external_id: sharedId(workos.id) });
   const token = await tokenFor(fake, workos, claims);
   const me = ok(await client.request('user.me', undefined, { token }));
   return { workos, token, me, claims };

@@ -13,6 +13,7 @@ import {
   waitFor,
   UUID_RE,
 } from './harness.mjs';
+import { sharedId } from './harness.mjs';
 
 const fake = await withFake();
 const d = await startDaemon({ fake });
@@ -37,16 +38,19 @@ describe('with WorkOS reachable', () => {
       timezone: null,
       settings: null,
     });
+    // SPEC 4b: the id is the version-5 id of the WorkOS id, which every host
+    // computes, and the outbox publishes it as external_id.
+    assert.equal(me.id, sharedId(wu.id));
     const gets = await fake.requests({ method: 'GET', path: `^/user_management/users/${wu.id}$`, since });
-    assert.equal(gets.length, 1, 'the WorkOS user was fetched once');
+    assert.ok(gets.length >= 1, 'the WorkOS user was fetched');
     assert.equal(gets[0].authOk, true, 'with the API key');
+    await waitFor(async () => (await fake.getUser(wu.id)).external_id === me.id, { what: 'external_id published' });
 
-    // Known now: no second fetch, same id, new User is createdAt-stamped.
+    // Known now: same answer, and createdAt is WorkOS's.
     const again = ok(await c.request('user.me', undefined, { token }));
     assert.deepEqual(again, me);
     const upd = ok(await c.request('user.finalizeOnboarding', undefined, { token }));
-    assert.ok(Math.abs(Date.parse(upd.data.createdAt) - Date.now()) < 60000);
-    assert.equal((await fake.requests({ method: 'GET', path: `^/user_management/users/${wu.id}$`, since })).length, 1);
+    assert.equal(upd.data.createdAt, wu.created_at);
   });
 
   test('role defaults to member; organizationId to null', async () => {
