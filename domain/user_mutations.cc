@@ -194,7 +194,11 @@ Result<RemoteOutcome> ApplyMerge(WriteTxn& t, const Profile& p, const UserRecord
   USERSD_RETURN_IF_ERROR(SettleEmail(t, r));
   UserRecord& after = r.after;
   if (!VisiblyDiffers(after, before)) return RemoteOutcome::kUnchanged;
-  after.updated_at_ms = c.now_ms;
+  // updatedAt says when this host last changed what an application sees.
+  UserRecord seen = after;
+  seen.external_id = before.external_id;
+  seen.id_from_import = before.id_from_import;
+  if (VisiblyDiffers(seen, before)) after.updated_at_ms = c.now_ms;
   USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kUpsert, c));
   if (auto target = RekeyTarget(after)) USERSD_RETURN_IF_ERROR(RekeyUser(t, after, *target, c));
   return RemoteOutcome::kUpdated;
@@ -384,10 +388,8 @@ Status LearnExternalId(WriteTxn& t, std::string_view workos_id, const std::optio
   const UserRecord& before = **cur;
   UserRecord after = before;
   after.external_id = external_id.value_or(std::string());
-  if (after.external_id != before.external_id) {
-    after.updated_at_ms = c.now_ms;
-    USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kUpsert, c));
-  }
+  // Bookkeeping, not a change an application sees: updatedAt stays.
+  if (after.external_id != before.external_id) USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kUpsert, c));
   if (auto target = RekeyTarget(after)) return RekeyUser(t, after, *target, c);
   return Status::Ok();
 }
@@ -398,7 +400,6 @@ Status KeepImportedId(WriteTxn& t, std::string_view workos_id, const MutationCon
   if (!cur->has_value() || (*cur)->id_from_import) return Status::Ok();
   UserRecord after = **cur;
   after.id_from_import = true;
-  after.updated_at_ms = c.now_ms;
   return Commit(t, after, *cur, ChangeOp::kUpsert, c);
 }
 

@@ -16,7 +16,9 @@ import { withFake, startDaemon, connect, newUser, ok, failure, sleep, waitFor, m
 import { adminOk, cpuTicks, openFds } from '../soak/lib.mjs';
 import { restart } from '../soak/crash-lib.mjs';
 
-const BASE = { workos: { events_poll_seconds: 0 }, log: { level: 'warn' } };
+// Big settings fill the store; sharing them through WorkOS metadata would
+// refuse them (SPEC 4b budget), so these hosts keep them local.
+const BASE = { workos: { events_poll_seconds: 0 }, sync: { metadata: { enabled: false } }, log: { level: 'warn' } };
 
 // Writes big settings until InternalServerError; returns the acked values.
 async function fillUntilFull(c, u, limit = 2000) {

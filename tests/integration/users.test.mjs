@@ -175,7 +175,10 @@ describe('user.update', () => {
     assert.equal(r.data.lastName, 'Ñandú');
   });
 
-  test('values at the limits are accepted (255-byte email, 2048-byte URL, 16 KiB settings)', async () => {
+  test('values at the limits are accepted (255-byte email, 2048-byte URL, 16 KiB settings)', async (t) => {
+    // 16 KiB of settings fit only while they stay on this host.
+    const local = await startDaemon({ fake, t, configExtra: { sync: { metadata: { enabled: false } } } });
+    const c = await connect(local.socketPath, { t });
     const u = await newUser(fake, c);
     const email = `${'a'.repeat(60)}@${'b'.repeat(60)}.${'c'.repeat(60)}.${'d'.repeat(60)}.example.com`;
     assert.equal(Buffer.byteLength(email), 255);
@@ -189,6 +192,20 @@ describe('user.update', () => {
     assert.deepEqual(r.data.settings, settings);
     const over = defect(await c.request('user.update', { id: u.me.id, settings: { blob: `${settings.blob}x` } }, { token: u.token }));
     assert.match(over.message, /settings/);
+  });
+
+  test('shared fields must fit in WorkOS metadata: over the budget is a ValidationError naming field and limit', async () => {
+    const u = await newUser(fake, c);
+    const before = ok(await c.request('user.me', undefined, { token: u.token }));
+    // The document {"timezone":null,"settings":{"blob":"…"},...} must stay
+    // within 6 x 600 characters.
+    const fits = ok(await c.request('user.update', { id: u.me.id, settings: { blob: 'x'.repeat(3400) } }, { token: u.token }));
+    assert.equal(fits.data.settings.blob.length, 3400);
+    const over = defect(await c.request('user.update', { id: u.me.id, settings: { blob: 'x'.repeat(3700) }, firstName: 'Nope' }, { token: u.token }));
+    assert.match(over.message, /^settings: .*3600/);
+    const after = ok(await c.request('user.me', undefined, { token: u.token }));
+    assert.equal(after.firstName, before.firstName);
+    assert.equal(after.settings.blob.length, 3400);
   });
 
   test('JSON-RPC update returns {data, transactionId}', async () => {

@@ -30,6 +30,9 @@ import { admin, adminOk, readChanges, rng, log } from './lib.mjs';
 export const CRASH_CONFIG = {
   workos: { timeout_ms: 2000, events_poll_seconds: 0 },
   outbox: { initial_backoff_ms: 50, max_backoff_ms: 500 },
+  // Big settings fill the map fast; shared through WorkOS metadata they
+  // would be refused (SPEC 4b budget), so this one host keeps them local.
+  sync: { metadata: { enabled: false } },
   log: { level: 'warn' },
 };
 

@@ -552,3 +552,77 @@ TEST_CASE("outbox: a fetch of a user WorkOS does not know is a dead letter", "[s
 
 }  // namespace
 }  // namespace usersd::sync
+
+// ------------------------------------------------ read-modify-write (4b)
+
+namespace usersd::sync {
+namespace {
+
+domain::WorkosProfileSource::Profile Shown(std::optional<std::string> external_id, Json metadata) {
+  domain::WorkosProfileSource::Profile p;
+  p.workos_id = "user_rmw";
+  p.external_id = std::move(external_id);
+  p.metadata = std::move(metadata);
+  return p;
+}
+
+TEST_CASE("PlanPut: only this job's shared fields replace WorkOS's document; the app's keys are carried",
+          "[sync][outbox][metadata]") {
+  domain::SyncPolicy sync;
+  auto other_host = domain::MetadataForPut(Json::object(), Json{{"timezone", "UTC"}, {"isOnboarded", true}},
+                                           sync.metadata);
+  REQUIRE(other_host.ok());
+  Json shown_md = *other_host;
+  shown_md["app_flag"] = "on";
+  PutPlan plan = PlanPut(Json{{"settings", {{"theme", "dark"}}}, {"first_name", "Ada"}},
+                         Shown(std::string("e2742de3-688c-5bdd-9717-24adfa4f3524"), shown_md), sync);
+  REQUIRE_FALSE(plan.refusal);
+  CHECK(plan.body["first_name"] == "Ada");
+  CHECK(plan.body["metadata"]["app_flag"] == "on");
+  auto doc = domain::DecodeDocument(plan.body["metadata"], sync.metadata);
+  REQUIRE(doc.ok());
+  CHECK(**doc == Json({{"timezone", "UTC"}, {"isOnboarded", true}, {"settings", {{"theme", "dark"}}}}));
+  CHECK_FALSE(plan.body.contains("external_id"));
+}
+
+TEST_CASE("PlanPut: external_id is set only when WorkOS has none", "[sync][outbox][identity]") {
+  domain::SyncPolicy sync;
+  const std::string mine = "c1150f05-2fe1-5cf3-993b-8506b7a2acb4";
+  const std::string theirs = "e2742de3-688c-5bdd-9717-24adfa4f3524";
+  Json publish = {{"external_id", mine}};
+  PutPlan empty = PlanPut(publish, Shown(std::nullopt, Json::object()), sync);
+  CHECK(empty.body == Json{{"external_id", mine}});
+  CHECK(empty.sets_external_id);
+
+  PutPlan same = PlanPut(publish, Shown(mine, Json::object()), sync);
+  CHECK(same.body.empty());
+  CHECK(same.learned_external_id == std::optional<std::optional<std::string>>(mine));
+
+  PutPlan other = PlanPut(publish, Shown(theirs, Json::object()), sync);  // another host was first: re-key
+  CHECK(other.body.empty());
+  CHECK(other.learned_external_id == std::optional<std::optional<std::string>>(theirs));
+  CHECK_FALSE(other.refusal);
+
+  PutPlan app = PlanPut(publish, Shown(std::string("crm-7"), Json::object()), sync);  // the application's
+  CHECK(app.body.empty());
+  CHECK_FALSE(app.refusal);
+
+  PutPlan imported = PlanPut(Json{{"external_id", mine}, {"external_id_import", true}, {"last_name", "X"}},
+                             Shown(theirs, Json::object()), sync);
+  REQUIRE(imported.refusal);
+  CHECK(imported.keep_imported_id);
+  CHECK(imported.refusal->find(theirs) != std::string::npos);
+  CHECK(imported.refusal->find(mine) != std::string::npos);
+}
+
+TEST_CASE("PlanPut: shared fields that do not fit are a refusal, not a PUT", "[sync][outbox][metadata]") {
+  domain::SyncPolicy sync;
+  sync.metadata.keys = 1;
+  PutPlan plan = PlanPut(Json{{"settings", {{"a", std::string(800, 'x')}}}}, Shown(std::nullopt, Json::object()),
+                         sync);
+  REQUIRE(plan.refusal);
+  CHECK(plan.body.find("metadata") == plan.body.end());
+}
+
+}  // namespace
+}  // namespace usersd::sync
