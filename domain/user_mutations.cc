@@ -544,7 +544,14 @@ Result<std::string> BackfillExternalIds(WriteTxn& t, const std::string& after_id
     if (!u.live() || u.id_from_import || u.external_id == u.id) continue;
     // An application's own external_id is never changed; nothing to publish.
     if (u.external_id && !u.external_id->empty() && !IdFromExternalId(u.external_id)) continue;
-    USERSD_RETURN_IF_ERROR(EnqueuePublishId(t, u, c, nullptr));
+    // The shared fields this host kept before they were shared go with it,
+    // so other hosts learn them without waiting for a change.
+    Json fields = ChangedFields(std::nullopt, u, *c.sync);
+    fields.erase("first_name");
+    fields.erase("last_name");
+    fields.erase("email");
+    fields["external_id"] = u.id;
+    USERSD_RETURN_IF_ERROR(Enqueue(t, u, JobOp::kUpdate, std::move(fields), c, nullptr));
     if (queued) ++*queued;
   }
   if (users->size() < limit) return std::string();

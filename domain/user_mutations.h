@@ -182,9 +182,11 @@ void CopyImportedFields(const UserImport& e, store::UserRecord* u);
 // too large); the import is all or nothing.
 Result<Mutation> ImportUser(store::WriteTxn& t, const UserImport& e, size_t index, const MutationContext& c);
 
-// The SPEC 4b backfill: enqueues a job publishing the id of each user
+// The SPEC 4b backfill: enqueues a job publishing the id of each live user
 // after `after_id` (at most `limit`) whose external_id is not known to be
-// set. Returns the last user id looked at, or "" when the table is done.
+// set, with its shared fields when sharing is on (the values this host kept
+// before they were shared). Returns the last user id looked at, or "" when
+// the table is done.
 Result<std::string> BackfillExternalIds(store::WriteTxn& t, const std::string& after_id, size_t limit,
                                         const MutationContext& c, size_t* queued);
 

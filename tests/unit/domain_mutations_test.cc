@@ -289,7 +289,11 @@ TEST_CASE("mutations: the backfill publishes every id not known to be set, once,
   } while (!after.empty());
   CHECK(batches == 3);
   CHECK(queued == 4);  // 0, 4, 5, 6
-  for (const auto& j : db.Jobs()) CHECK(j.fields["external_id"] == j.user_id);
+  for (const auto& j : db.Jobs()) {
+    CHECK(j.fields["external_id"] == j.user_id);
+    CHECK(j.fields["isOnboarded"] == false);  // the shared fields go with it
+    CHECK_FALSE(j.fields.contains("email"));
+  }
 }
 
 // The per-user index: the held-fields read of one user touches that user's
