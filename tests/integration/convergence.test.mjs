@@ -10,7 +10,11 @@
 // Knobs: CONVERGENCE_SEED (replay a run), CONVERGENCE_DURATION_MS (workload,
 // default 25000), CONVERGENCE_SLACK_MS (default 10000, for a loaded 2-core
 // machine), CONVERGENCE_SPEC4B_CONFIG=0 (leave out identity.namespace and
-// sync.metadata for a binary that refuses them), WORKOS_FAKE_METADATA_UPDATE.
+// sync.metadata for a binary that refuses them), CONVERGENCE_DELETES (users
+// deleted during the run, default 1), CONVERGENCE_DELETED_FIELDS=skip (compare
+// deleted users on id and deleted state only), WORKOS_FAKE_METADATA_UPDATE,
+// CONVERGENCE_FIELDS=columns (harness self-check against a daemon without
+// SPEC 4b: WorkOS columns only; not a test of SPEC 4b).
 import { test } from 'node:test';
 import { convergenceRun } from '../soak/convergence-lib.mjs';
 
@@ -32,7 +36,7 @@ test(`three hosts converge after concurrent writes, a partition and a kill -9 (s
     pollSeconds: 1,
     slackMs: Number(process.env.CONVERGENCE_SLACK_MS ?? 10000),
     probeSlackMs: Number(process.env.CONVERGENCE_PROBE_SLACK_MS ?? 3000),
-    deletes: 1,
+    deletes: Number(process.env.CONVERGENCE_DELETES ?? 1),
     log,
   });
   t.diagnostic(JSON.stringify(figures));

@@ -62,6 +62,25 @@ export function uuidv5(ns, name) {
 
 export const spec4bConfigEnabled = () => process.env.CONVERGENCE_SPEC4B_CONFIG !== '0';
 
+/**
+ * CONVERGENCE_FIELDS=columns is a self-check of this harness against a
+ * daemon without SPEC 4b: writes and compares only what SPEC 4 already syncs
+ * (email, firstName, lastName, deleted state), no ids, no metadata fields,
+ * no import/resetAvatar/finalizeOnboarding. It is not a test of SPEC 4b and
+ * no ctest entry uses it.
+ */
+export const fieldsMode = () => (process.env.CONVERGENCE_FIELDS === 'columns' ? 'columns' : 'all');
+const COLUMN_FIELDS = ['email', 'firstName', 'lastName', 'deleted'];
+
+/**
+ * A user deleted while other hosts were writing to it keeps, on those hosts,
+ * the values their refused PUTs (404) carried unless applying `user.deleted`
+ * also applies its fields. SPEC 4b compares "every user", so the fields of
+ * deleted users are compared by default; CONVERGENCE_DELETED_FIELDS=skip
+ * compares a user deleted on every host on id and deleted state only.
+ */
+export const deletedFieldsMode = () => (process.env.CONVERGENCE_DELETED_FIELDS === 'skip' ? 'skip' : 'compare');
+
 export function convergenceConfig({ pollSeconds = 1, spec4b = spec4bConfigEnabled() } = {}) {
   const c = {
     workos: { timeout_ms: 2000, events_poll_seconds: pollSeconds },
@@ -108,6 +127,7 @@ export async function startCluster({ t, hosts = 3, pollSeconds = 1, metadataUpda
     hosts: [],
     pollMs: pollSeconds * 1000,
     spec4b,
+    columnsOnly: fieldsMode() === 'columns',
     metadataUpdate: behaviour?.metadataUpdate ?? metadataUpdate ?? 'unknown (fake does not report it)',
   };
   const configExtra = convergenceConfig({ pollSeconds, spec4b });
@@ -129,7 +149,7 @@ export async function startCluster({ t, hosts = 3, pollSeconds = 1, metadataUpda
       await sleep(100);
     }
   }
-  log(`cluster: ${hosts} hosts, poll ${pollSeconds}s, spec4b config ${spec4b ? 'on' : 'OFF (CONVERGENCE_SPEC4B_CONFIG=0)'}, metadata update ${cluster.metadataUpdate}`);
+  log(`cluster: ${hosts} hosts, poll ${pollSeconds}s, spec4b config ${spec4b ? 'on' : 'OFF (CONVERGENCE_SPEC4B_CONFIG=0)'}, metadata update ${cluster.metadataUpdate}${cluster.columnsOnly ? ', HARNESS SELF-CHECK: WorkOS columns only (CONVERGENCE_FIELDS=columns)' : ''}`);
   return cluster;
 }
 
@@ -224,7 +244,7 @@ export async function setupUsers(cluster, { count = 6, failures, log = () => {} 
   for (const h of hosts.slice(1)) for (const u of users.slice(0, half)) await provision(h, u);
   heal(h0);
   for (const h of hosts) for (const u of users.slice(half)) await provision(h, u);
-  for (const u of users) {
+  for (const u of cluster.columnsOnly ? [] : users) {
     const ids = Object.values(u.ids);
     const tagOffline = u.offlineOn ? ` (provisioned offline on ${u.offlineOn})` : '';
     if (new Set(ids).size !== 1) failures.push(`ids: user ${u.k} (${u.workosId}) has different ids per host${tagOffline}: ${JSON.stringify(u.ids)}`);
@@ -248,6 +268,7 @@ function newStats() {
     ok: 0,
     refused: { deletedUser: 0, validationDeliberate: 0, emailInUse: 0, resetAvatarOffline: 0, interruptedByKill: 0 },
     skippedHostDown: 0,
+    acceptedAfterDelete: {},
     failures: [],
   };
 }
@@ -320,6 +341,13 @@ export async function runWorkload(cluster, { users, anchor }, opts) {
     const partitionedDuring = wasPartitioned || h.partitioned || h.partitionEpoch !== part0;
     if (res.ok) {
       stats.ok++;
+      if (u.deletedAt && kind !== 'import') {
+        // A deleted user's token still accepted here (the host has not
+        // applied the delete yet): how often, and for how long after it.
+        const a = (stats.acceptedAfterDelete[h.name] ??= { count: 0, maxMsAfterDelete: 0 });
+        a.count++;
+        a.maxMsAfterDelete = Math.max(a.maxMsAfterDelete, Date.now() - u.deletedAt);
+      }
       const v = res.value;
       if (kind === 'user.update' && extra.expect === 'ok') {
         for (const [f, want] of Object.entries(extra.fields)) {
@@ -382,11 +410,12 @@ export async function runWorkload(cluster, { users, anchor }, opts) {
       return s;
     },
   };
+  const genNames = cluster.columnsOnly ? ['firstName', 'lastName', 'email'] : Object.keys(gen);
   const genFields = (n, maxCount = 3) => {
     const out = {};
     const k = 1 + r.int(maxCount);
     for (let i = 0; i < k; i++) {
-      const f = r.pick(Object.keys(gen));
+      const f = r.pick(genNames);
       out[f] = gen[f](n);
     }
     return out;
@@ -409,7 +438,7 @@ export async function runWorkload(cluster, { users, anchor }, opts) {
     if (x < 0.12) return runOp('user.me', h, u);
     if (x < 0.50) return runOp('user.update', h, u, { fields: genFields(opNo + 1), expect: 'ok' });
     if (x < 0.53) {
-      const bad = r.pick([
+      const bad = r.pick(cluster.columnsOnly ? [['firstName', { firstName: '' }]] : [
         ['timezone', { timezone: 'Mars/Olympus_Mons' }],
         ['firstName', { firstName: '' }],
         ['avatarUrl', { avatarUrl: 'ftp://img.example.com/a.png' }],
@@ -421,11 +450,12 @@ export async function runWorkload(cluster, { users, anchor }, opts) {
       const email = r() < 0.5 ? anchor.email : anchor.email.toUpperCase();
       return runOp('user.update', h, u, { fields: { email }, expect: 'emailInUse' });
     }
+    if (cluster.columnsOnly && (x < 0.73 || x >= 0.85)) return runOp('user.update', h, u, { fields: genFields(opNo + 1), expect: 'ok' });
     if (x < 0.63) return runOp('user.finalizeOnboarding', h, u);
     if (x < 0.73) return runOp('user.resetAvatar', h, u);
     if (x < 0.85) {
       // The same field of one user written from every host at once.
-      const f = r.pick(['firstName', 'lastName', 'timezone', 'settings', 'avatarUrl']);
+      const f = r.pick(cluster.columnsOnly ? ['firstName', 'lastName'] : ['firstName', 'lastName', 'timezone', 'settings', 'avatarUrl']);
       const w = users.filter((v) => !v.deleting);
       if (!w.length) return;
       const v = r.pick(w);
@@ -540,10 +570,11 @@ export async function snapshot(cluster, users) {
 
 /**
  * Per-user, per-field differences between hosts: [{user, workosId, field,
- * values: {host: value}}]. A user's fields are compared on every host,
- * deleted or not; a deleted user is also compared on its deleted state.
+ * values: {host: value}, deletedUser}]. A user's fields are compared on
+ * every host, deleted or not (SPEC 4b: "for every user"); a deleted user is
+ * also compared on its deleted state.
  */
-export function diffSnapshots(snap, users) {
+export function diffSnapshots(snap, users, fields = FIELDS) {
   const hostNames = Object.keys(snap);
   const out = [];
   for (const u of users) {
@@ -553,9 +584,11 @@ export function diffSnapshots(snap, users) {
       out.push({ user: u.k, workosId: u.workosId, field: '(lookup)', values: Object.fromEntries(hostNames.map((hn, i) => [hn, views[i].missing ? 'UserNotFoundError' : views[i].error ?? 'found'])) });
       continue;
     }
-    for (const f of FIELDS) {
+    const deletedUser = views.some((v) => v.deleted);
+    const deletedEverywhere = views.every((v) => v.deleted);
+    for (const f of deletedEverywhere && deletedFieldsMode() === 'skip' ? fields.filter((x) => x === 'id' || x === 'deleted') : fields) {
       const vals = views.map((v) => canon(v[f]));
-      if (new Set(vals).size > 1) out.push({ user: u.k, workosId: u.workosId, field: f, values: Object.fromEntries(hostNames.map((hn, i) => [hn, views[i][f]])) });
+      if (new Set(vals).size > 1) out.push({ user: u.k, workosId: u.workosId, field: f, deletedUser, values: Object.fromEntries(hostNames.map((hn, i) => [hn, views[i][f]])) });
     }
   }
   return out;
@@ -581,7 +614,7 @@ export function formatDiff(diff, origins = new Map(), workosUsers = new Map()) {
       let wl = '';
       if (workosUsers.has(d.workosId) && w === null) wl = '\n      WorkOS: (no such user)';
       else if (w && WORKOS_COLUMN[d.field]) wl = `\n      WorkOS ${WORKOS_COLUMN[d.field]}: ${JSON.stringify(w[WORKOS_COLUMN[d.field]] ?? null)}`;
-      return `  user ${d.user} (${d.workosId}) ${d.field}:\n${vals}${wl}`;
+      return `  user ${d.user} (${d.workosId})${d.deletedUser ? ' [deleted on some host]' : ''} ${d.field}:\n${vals}${wl}`;
     })
     .join('\n');
 }
@@ -604,7 +637,7 @@ export async function diffWorkos(cluster, users, snap) {
     for (const [f, wf] of [['email', 'email'], ['firstName', 'first_name'], ['lastName', 'last_name']]) {
       if ((w[wf] ?? '') !== (v[f] ?? '')) out.push(`user ${u.k} (${u.workosId}) ${f}: hosts ${JSON.stringify(v[f])}, WorkOS ${wf} ${JSON.stringify(w[wf])}`);
     }
-    if (cluster.spec4b && w.external_id !== v.id) out.push(`user ${u.k} (${u.workosId}): WorkOS external_id ${JSON.stringify(w.external_id)}, hosts' id ${v.id}`);
+    if (cluster.spec4b && !cluster.columnsOnly && w.external_id !== v.id) out.push(`user ${u.k} (${u.workosId}): WorkOS external_id ${JSON.stringify(w.external_id)}, hosts' id ${v.id}`);
   }
   return out;
 }
@@ -650,7 +683,7 @@ export async function waitConverged(cluster, users, timeoutMs) {
   for (;;) {
     const snap = await snapshot(cluster, users);
     polls++;
-    const diff = diffSnapshots(snap, users);
+    const diff = diffSnapshots(snap, users, cluster.columnsOnly ? COLUMN_FIELDS : FIELDS);
     if (!diff.length) return { at: Date.now(), diff, snap, polls };
     if (Date.now() > deadline) return { at: null, diff, snap, polls };
     await sleep(200);
@@ -663,6 +696,7 @@ export async function checkDeadLetters(cluster, users) {
   for (const u of users) if (u.deleting) for (const id of Object.values(u.ids)) deletedIds.add(id);
   const unexpected = [];
   let expected = 0;
+  const expectedBy = {};
   for (const h of cluster.hosts) {
     const r = await adminValue(h, 'admin.deadLetters.list', { limit: 1000 });
     if (!r.ok) {
@@ -670,11 +704,15 @@ export async function checkDeadLetters(cluster, users) {
       continue;
     }
     for (const dl of r.value.deadLetters) {
-      if (deletedIds.has(dl.userId) && dl.status === 404 && dl.op !== 'delete') expected++;
+      if (deletedIds.has(dl.userId) && dl.status === 404 && dl.op !== 'delete') {
+        expected++;
+        const k = `${h.name}/${dl.op}`;
+        expectedBy[k] = (expectedBy[k] ?? 0) + 1;
+      }
       else unexpected.push(`${h.name}: ${JSON.stringify(dl).slice(0, 600)}`);
     }
   }
-  return { expected, unexpected };
+  return { expected, expectedBy, unexpected };
 }
 
 /** A deleted user's token is refused on every host. */
@@ -710,7 +748,7 @@ export async function probePropagation(cluster, users, { boundMs, giveUpMs, seed
     }
     const firstName = `Probe-${seed}-${i}`;
     const meta = i % 2 ? { timezone: me.value.timezone === 'Asia/Kolkata' ? 'Africa/Nairobi' : 'Asia/Kolkata' } : { settings: { probe: `${seed}-${i}-${r.int(1e6)}` } };
-    const w = await appCall(src, 'user.update', { id: me.value.id, firstName, ...meta }, u.token);
+    const w = await appCall(src, 'user.update', { id: me.value.id, firstName, ...(cluster.columnsOnly ? {} : meta) }, u.token);
     if (!w.ok) {
       late.push(`probe user ${u.k}: user.update on ${src.name} failed: ${JSON.stringify(w.error)}`);
       return;
@@ -724,7 +762,8 @@ export async function probePropagation(cluster, users, { boundMs, giveUpMs, seed
         const v = g.ok ? g.value : {};
         const ms = Date.now() - t0;
         if (colMs === null && v.firstName === firstName) colMs = ms;
-        if (metaMs === null && ('timezone' in meta ? v.timezone === meta.timezone : canon(v.settings) === canon(meta.settings))) metaMs = ms;
+        if (cluster.columnsOnly) metaMs = -1;
+        else if (metaMs === null && ('timezone' in meta ? v.timezone === meta.timezone : canon(v.settings) === canon(meta.settings))) metaMs = ms;
         if (colMs !== null && metaMs !== null) break;
         if (ms > giveUpMs) {
           late.push(`probe user ${u.k}: written on ${src.name} (firstName ${firstName}, ${canon(meta)}); after ${giveUpMs} ms ${h.name} shows firstName ${JSON.stringify(v.firstName)}${colMs !== null ? ` (since ${colMs} ms)` : ''}, timezone ${JSON.stringify(v.timezone)}, settings ${canon(v.settings)}${metaMs !== null ? ` (since ${metaMs} ms)` : ''}`);
@@ -733,7 +772,7 @@ export async function probePropagation(cluster, users, { boundMs, giveUpMs, seed
         await sleep(50);
       }
       if (colMs !== null) column.push(colMs);
-      if (metaMs !== null) metadata.push(metaMs);
+      if (metaMs !== null && metaMs >= 0) metadata.push(metaMs);
       for (const [what, ms] of [['firstName', colMs], [Object.keys(meta)[0], metaMs]]) {
         if (ms !== null && ms > boundMs) late.push(`probe user ${u.k}: ${what} written on ${src.name}, read on ${h.name} after ${ms} ms (bound ${boundMs} ms)`);
       }
@@ -813,11 +852,13 @@ export async function convergenceRun(opts) {
       operations: stats.ops,
       timeline: stats.timeline,
       upstreamDuringPartition: stats.upstreamDuringPartition,
+      acceptedAfterDelete: stats.acceptedAfterDelete,
       drainMs: drained.at ? drained.at - tHeal : null,
       feedCaughtUpMsAfterDrain: feed.at ? feed.at - tDrained : null,
       convergedMsAfterHeal: conv.at ? conv.at - tHeal : null,
       convergedMsAfterDrain: conv.at ? conv.at - tDrained : null,
       mismatches: conv.diff.length,
+      mismatchesOfDeletedUsers: conv.diff.filter((d) => d.deletedUser).length,
     };
     perRound.push(rf);
     log(`round ${round + 1}: ${JSON.stringify(rf)}`);
@@ -835,7 +876,7 @@ export async function convergenceRun(opts) {
     if (conv.at) {
       failures.push(...(await diffWorkos(cluster, users, conv.snap)).map((s) => `workos (round ${round + 1}): ${s}`));
       // The agreed id is still the provisioned one (nothing here re-keys).
-      for (const u of users) {
+      for (const u of cluster.columnsOnly ? [] : users) {
         const id = conv.snap[cluster.hosts[0].name][u.workosId].id;
         const first = Object.values(u.ids)[0];
         if (id !== first) failures.push(`ids (round ${round + 1}): user ${u.k} now has id ${id}, provisioned as ${first}`);
@@ -843,6 +884,7 @@ export async function convergenceRun(opts) {
     }
     const dead = await checkDeadLetters(cluster, users);
     rf.deadLettersExpected = dead.expected;
+    rf.deadLettersExpectedBy = dead.expectedBy;
     failures.push(...dead.unexpected.map((s) => `dead letter (round ${round + 1}): ${s}`));
     failures.push(...(await checkDeletedRefused(cluster, users)).map((s) => `deleted (round ${round + 1}): ${s}`));
     // Run even when the hosts disagree: it is a promise of its own.
@@ -861,6 +903,8 @@ export async function convergenceRun(opts) {
     rounds,
     metadataUpdate: cluster.metadataUpdate,
     spec4bConfig: cluster.spec4b,
+    fields: cluster.columnsOnly ? 'columns only (harness self-check)' : 'all',
+    deletedUsersFields: deletedFieldsMode(),
     ...totals,
     partitions: cluster.hosts.reduce((a, h) => a + h.partitions, 0),
     kills: cluster.hosts.reduce((a, h) => a + h.kills, 0),
@@ -868,6 +912,7 @@ export async function convergenceRun(opts) {
     convergeMsAfterDrain: { n: convergeAfterDrain.length, p50: median(convergeAfterDrain), max: convergeAfterDrain.length ? Math.max(...convergeAfterDrain) : null, bound: boundMs },
     convergeMsAfterHeal: { n: convergeAfterHeal.length, p50: median(convergeAfterHeal), max: convergeAfterHeal.length ? Math.max(...convergeAfterHeal) : null },
     mismatches: perRound.reduce((a, x) => a + x.mismatches, 0),
+    mismatchesOfDeletedUsers: perRound.reduce((a, x) => a + x.mismatchesOfDeletedUsers, 0),
     deadLettersExpected: perRound.reduce((a, x) => a + x.deadLettersExpected, 0),
     propagateMs: Object.fromEntries(['column', 'metadata'].map((k) => {
       const l = latencies[k];
