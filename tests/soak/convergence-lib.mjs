@@ -255,6 +255,20 @@ export async function setupUsers(cluster, { count = 6, failures, log = () => {} 
       }
     }
   }
+  // The offline-provisioned users get their profile from a queued fetch once
+  // WorkOS answers (SPEC 1); after that every host has seen every user's
+  // picture (all have one), which resetAvatar relies on when offline.
+  const drained = await waitDrained(cluster, 30000);
+  if (!drained.at) failures.push(`setup: outboxes not empty 30 s after provisioning: ${JSON.stringify(drained.depths)}`);
+  for (const h of hosts) {
+    for (const u of users) {
+      const g = await adminValue(h, 'admin.users.get', { workosId: u.workosId });
+      const w = await fake.getUser(u.workosId);
+      if (!g.ok) failures.push(`setup: ${h.name} admin.users.get of user ${u.k}: ${JSON.stringify(g.error)}`);
+      else if (g.value.email !== w.email) failures.push(`setup: ${h.name} has email ${JSON.stringify(g.value.email)} for user ${u.k}${u.offlineOn === h.name ? ' (provisioned offline)' : ''}, WorkOS ${JSON.stringify(w.email)} (SPEC 1: the queued fetch fills it in)`);
+      else (u.pictureSeen ??= {})[h.name] = true;
+    }
+  }
   log(`users: ${count} (+ anchor), ${half} provisioned offline on ${h0.name} first`);
   return { users, anchor };
 }
@@ -282,7 +296,7 @@ function newStats() {
  */
 export async function runWorkload(cluster, { users, anchor }, opts) {
   const { hosts } = cluster;
-  const { seed, durationMs, workers = 6, partitions = [], kills = [], deletes = 1, log = () => {}, maxOps = Infinity, origins = new Map(), thinkMs = 10 } = opts;
+  const { seed, durationMs, workers = 6, partitions = [], kills = [], deletes = 1, log = () => {}, maxOps = Infinity, origins = new Map(), thinkMs = 10, opBase = 0 } = opts;
   const r = rng(seed);
   const stats = newStats();
   // origins: `${field}=${canon(value)}` -> description of the write
@@ -292,7 +306,8 @@ export async function runWorkload(cluster, { users, anchor }, opts) {
       if (f !== 'timezone' && f !== 'isOnboarded' && v !== null) origins.set(`${f}=${canon(v)}`, desc);
     }
   };
-  let opNo = 0;
+  // Operation numbers go on across rounds (opBase), so written values stay unique.
+  let opNo = opBase;
   const start = Date.now();
   const elapsed = () => Date.now() - start;
   const upHosts = () => hosts.filter((h) => !h.down);
@@ -305,6 +320,7 @@ export async function runWorkload(cluster, { users, anchor }, opts) {
   const runOp = async (kind, h, u, extra = {}) => {
     const n = ++opNo;
     stats.ops++;
+    stats.lastOpNo = n;
     stats.byOp[kind] = (stats.byOp[kind] ?? 0) + 1;
     const desc = `op#${n} ${h.name} ${kind} user ${u.k}`;
     const epoch0 = h.epoch;
@@ -387,7 +403,11 @@ export async function runWorkload(cluster, { users, anchor }, opts) {
         return { refused: true };
       }
     }
-    if (kind === 'user.resetAvatar' && res.kind === 'fail' && tag === 'InternalServerError' && partitionedDuring) {
+    // SPEC 1: offline, resetAvatar uses the last picture URL seen from WorkOS
+    // and fails only when it knows none. Every user here has a picture that
+    // every host saw before the workload (setupUsers waits for it), so this
+    // stays a failure unless that changes.
+    if (kind === 'user.resetAvatar' && res.kind === 'fail' && tag === 'InternalServerError' && partitionedDuring && !u.pictureSeen?.[h.name]) {
       stats.refused.resetAvatarOffline++;
       return { refused: true };
     }
@@ -406,7 +426,7 @@ export async function runWorkload(cluster, { users, anchor }, opts) {
       if (r() < 0.1) return null;
       const s = { doNotDisturb: r() < 0.5, note: `op${n}` };
       if (r() < 0.5) Object.assign(s, { quietHoursStart: '22:00', quietHoursEnd: '07:30', showQuietHoursInStatus: r() < 0.5 });
-      if (r() < 0.5) s.theme = { mode: r.pick(['dark', 'light']), accent: n % 7 };
+      if (r() < 0.5) s.theme = { mode: r.pick(['dark', 'light']), accent: r.int(7) };
       return s;
     },
   };
@@ -460,7 +480,7 @@ export async function runWorkload(cluster, { users, anchor }, opts) {
       if (!w.length) return;
       const v = r.pick(w);
       const base = opNo + 1;
-      await Promise.all(upHosts().map((hh, i) => runOp('user.update', hh, v, { fields: { [f]: gen[f](base * 10 + i) }, expect: 'ok' })));
+      await Promise.all(upHosts().map((hh, i) => runOp('user.update', hh, v, { fields: { [f]: gen[f](`${base}c${i}`) }, expect: 'ok' })));
       return;
     }
     if (x < 1.0) {
@@ -826,7 +846,7 @@ export async function convergenceRun(opts) {
       kills.push({ host: kh, at: Math.floor(c * cycleMs + cycleMs * 0.5), downMs: 1000 });
     }
     log(`round ${round + 1}/${rounds}: seed ${roundSeed}, ${durationMs} ms, ${workers} workers, partitions ${partitions.map((p) => cluster.hosts[p.host].name).join(',') || '-'}, kills ${kills.map((k) => cluster.hosts[k.host].name).join(',') || '-'}`);
-    const stats = await runWorkload(cluster, setup, { seed: roundSeed, durationMs, workers, deletes, log, maxOps, partitions, kills, origins });
+    const stats = await runWorkload(cluster, setup, { seed: roundSeed, durationMs, workers, deletes, log, maxOps, partitions, kills, origins, opBase: round * 10000000 });
     failures.push(...stats.failures);
     for (const p of stats.upstreamDuringPartition) {
       if (p.state !== 'offline') failures.push(`partition: ${p.host} reported upstream ${JSON.stringify(p.state)} at the end of its partition, not "offline" (SPEC 4); the proxy refused ${p.proxyRefused} connections meanwhile`);
