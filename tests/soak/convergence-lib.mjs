@@ -113,9 +113,9 @@ const LAST = ['Lovelace', 'Hopper', 'Müller', '王', 'Nguyễn', "O'Neil"];
  * partitionEpoch}], pollMs, spec4b, metadataUpdate}.
  */
 export async function startCluster({ t, hosts = 3, pollSeconds = 1, metadataUpdate, spec4b = spec4bConfigEnabled(), log = () => {} }) {
-  const env = {};
-  if (metadataUpdate) env.WORKOS_FAKE_METADATA_UPDATE = metadataUpdate;
-  const fake = await withFake({ t, env });
+  // metadataUpdate (replace | merge) or WORKOS_FAKE_METADATA_UPDATE: how the
+  // fake applies a PUT's metadata.
+  const fake = await withFake({ t, ...(metadataUpdate ? { metadataUpdate } : {}) });
   let behaviour = null;
   try {
     behaviour = await fake.getBehaviour();
@@ -634,6 +634,13 @@ export function formatDiff(diff, origins = new Map(), workosUsers = new Map()) {
       let wl = '';
       if (workosUsers.has(d.workosId) && w === null) wl = '\n      WorkOS: (no such user)';
       else if (w && WORKOS_COLUMN[d.field]) wl = `\n      WorkOS ${WORKOS_COLUMN[d.field]}: ${JSON.stringify(w[WORKOS_COLUMN[d.field]] ?? null)}`;
+      else if (w && ['timezone', 'settings', 'isOnboarded', 'avatarUrl'].includes(d.field)) {
+        // The shared document as WorkOS holds it (SPEC 4b: usersd_0 … usersd_{n-1}, concatenated).
+        const m = w.metadata ?? {};
+        const keys = Object.keys(m).filter((k) => /^usersd_\d+$/.test(k)).sort((a, b) => Number(a.slice(7)) - Number(b.slice(7)));
+        const doc = keys.map((k) => m[k]).join('');
+        wl = `\n      WorkOS metadata document: ${doc ? doc.slice(0, 400) : '(none)'}${w.profile_picture_url && d.field === 'avatarUrl' ? `; profile_picture_url ${JSON.stringify(w.profile_picture_url)}` : ''}`;
+      }
       return `  user ${d.user} (${d.workosId})${d.deletedUser ? ' [deleted on some host]' : ''} ${d.field}:\n${vals}${wl}`;
     })
     .join('\n');
