@@ -12,7 +12,9 @@
 // machine), CONVERGENCE_SPEC4B_CONFIG=0 (leave out identity.namespace and
 // sync.metadata for a binary that refuses them), CONVERGENCE_DELETES (users
 // deleted during the run, default 1), CONVERGENCE_DELETED_FIELDS=skip (compare
-// deleted users on id and deleted state only), WORKOS_FAKE_METADATA_UPDATE,
+// deleted users on id and deleted state only), CONVERGENCE_LEGACY_ID=1 (one
+// more user, imported with an earlier system's id while another host
+// provisioned it offline: SPEC 4b re-keying), WORKOS_FAKE_METADATA_UPDATE,
 // CONVERGENCE_FIELDS=columns (harness self-check against a daemon without
 // SPEC 4b: WorkOS columns only; not a test of SPEC 4b).
 import { test } from 'node:test';
@@ -37,6 +39,7 @@ test(`three hosts converge after concurrent writes, a partition and a kill -9 (s
     slackMs: Number(process.env.CONVERGENCE_SLACK_MS ?? 10000),
     probeSlackMs: Number(process.env.CONVERGENCE_PROBE_SLACK_MS ?? 3000),
     deletes: Number(process.env.CONVERGENCE_DELETES ?? 1),
+    legacyId: process.env.CONVERGENCE_LEGACY_ID === '1',
     log,
   });
   t.diagnostic(JSON.stringify(figures));

@@ -42,7 +42,7 @@
 import crypto from 'node:crypto';
 import { call, seedUser, sleep, startDaemon, tokenFor, withFake } from '../integration/harness.mjs';
 import { startProxy } from '../integration/netproxy.mjs';
-import { admin, median, percentile, rng } from './lib.mjs';
+import { admin, median, percentile, readChanges, rng } from './lib.mjs';
 
 /** identity.namespace used on every host (any fixed UUID). */
 export const NAMESPACE = '3b241101-e2bb-4255-8caf-4136c566a962';
@@ -207,7 +207,7 @@ export async function adminValue(h, tag, payload) {
  * on the others), the rest everywhere online. Records id mismatches in
  * `failures`.
  */
-export async function setupUsers(cluster, { count = 6, failures, log = () => {} }) {
+export async function setupUsers(cluster, { count = 6, failures, log = () => {}, legacyId = false }) {
   const { fake, hosts } = cluster;
   const tag = `${process.pid}-${Date.now().toString(36)}`;
   const anchorW = await seedUser(fake, { email: `anchor-${tag}@conv.example.com`, firstName: 'Anchor', lastName: 'User' });
@@ -242,9 +242,11 @@ export async function setupUsers(cluster, { count = 6, failures, log = () => {} 
     u.offlineOn = h0.name;
   }
   for (const h of hosts.slice(1)) for (const u of users.slice(0, half)) await provision(h, u);
+  let legacy = null;
+  if (legacyId && hosts.length >= 2) legacy = await setupLegacyUser(cluster, { tag, users, provision, failures, log });
   heal(h0);
   for (const h of hosts) for (const u of users.slice(half)) await provision(h, u);
-  for (const u of cluster.columnsOnly ? [] : users) {
+  for (const u of cluster.columnsOnly ? [] : users.filter((x) => x !== legacy)) {
     const ids = Object.values(u.ids);
     const tagOffline = u.offlineOn ? ` (provisioned offline on ${u.offlineOn})` : '';
     if (new Set(ids).size !== 1) failures.push(`ids: user ${u.k} (${u.workosId}) has different ids per host${tagOffline}: ${JSON.stringify(u.ids)}`);
@@ -269,8 +271,76 @@ export async function setupUsers(cluster, { count = 6, failures, log = () => {} 
       else (u.pictureSeen ??= {})[h.name] = true;
     }
   }
-  log(`users: ${count} (+ anchor), ${half} provisioned offline on ${h0.name} first`);
+  if (legacy) await checkRekeyed(cluster, legacy, { failures, log });
+  log(`users: ${count} (+ anchor${legacy ? ', + one imported with a legacy id' : ''}), ${half} provisioned offline on ${h0.name} first`);
   return { users, anchor };
+}
+
+/**
+ * SPEC 4b's re-keying case, with host 0 cut off from WorkOS: a WorkOS user
+ * provisioned offline on host 0 (version-5 id), then imported on host 1 with
+ * the id of an earlier system; host 1's outbox sets external_id to it, host 2
+ * (when there is one) provisions the user online and adopts it, and host 0,
+ * once healed, must re-key. Adds the user to `users` (expected id:
+ * u.expectId).
+ */
+async function setupLegacyUser(cluster, { tag, users, provision, failures, log }) {
+  const { fake, hosts } = cluster;
+  const [h0, h1, h2] = hosts;
+  const w = await seedUser(fake, { email: `legacy-${tag}@conv.example.com`, firstName: 'Legacy', lastName: 'User' });
+  const u = {
+    k: users.length,
+    workosId: w.id,
+    token: await tokenFor(fake, w, { expiresIn: 86400 }),
+    ids: {},
+    offlineOn: h0.name,
+    legacy: true,
+    expectId: crypto.randomUUID(),
+    deleting: false,
+    deletedAt: null,
+  };
+  users.push(u);
+  await provision(h0, u);
+  const imp = await adminValue(h1, 'admin.users.import', { users: [{ workosId: w.id, id: u.expectId, email: w.email, firstName: w.first_name, lastName: w.last_name }] });
+  if (!imp.ok) {
+    failures.push(`legacy id: admin.users.import on ${h1.name} failed: ${JSON.stringify(imp.error)}`);
+    return u;
+  }
+  u.ids[h1.name] = u.expectId;
+  const deadline = Date.now() + 2 * cluster.pollMs + 10000;
+  let xid;
+  while ((xid = (await fake.getUser(w.id))?.external_id) !== u.expectId && Date.now() < deadline) await sleep(100);
+  if (xid !== u.expectId) failures.push(`legacy id: WorkOS external_id of user ${u.k} is ${JSON.stringify(xid)} after the import on ${h1.name}, want ${u.expectId} (SPEC 4b: the imported id becomes the external_id)`);
+  if (h2) {
+    await provision(h2, u);
+    if (u.ids[h2.name] !== u.expectId) failures.push(`legacy id: ${h2.name} provisioned user ${u.k} as ${u.ids[h2.name]}, not the external_id ${u.expectId}`);
+  }
+  log(`legacy id: user ${u.k} offline on ${h0.name} as ${u.ids[h0.name]}, imported on ${h1.name} as ${u.expectId}`);
+  return u;
+}
+
+/** Host 0 re-keys the legacy user within 2 polls (+ slack); its change feed shows the delete of the old id and the upsert of the new. */
+async function checkRekeyed(cluster, u, { failures, log }) {
+  const h0 = cluster.hosts[0];
+  const t0 = Date.now();
+  const deadline = t0 + 2 * cluster.pollMs + 10000;
+  let id;
+  for (;;) {
+    const g = await adminValue(h0, 'admin.users.get', { workosId: u.workosId });
+    id = g.ok ? g.value.id : `(${JSON.stringify(g.error)})`;
+    if (id === u.expectId || Date.now() > deadline) break;
+    await sleep(100);
+  }
+  if (id !== u.expectId) {
+    failures.push(`legacy id: ${h0.name} still holds user ${u.k} as ${id} ${Date.now() - t0} ms after the setup drain, want the external_id ${u.expectId} (SPEC 4b re-keying)`);
+    return;
+  }
+  log(`legacy id: ${h0.name} re-keyed user ${u.k} to ${u.expectId} (${Date.now() - t0} ms after the setup drain)`);
+  const feed = await readChanges(h0.d, 0);
+  const old = u.ids[h0.name];
+  const del = feed.findIndex((c) => c.op === 'delete' && c.user?.id === old);
+  const ups = feed.findIndex((c, i) => i > del && c.op === 'upsert' && c.user?.id === u.expectId);
+  if (del < 0 || ups < 0) failures.push(`legacy id: ${h0.name}'s change feed lacks the delete of ${old} followed by the upsert of ${u.expectId} (SPEC 4b)`);
 }
 
 // ------------------------------------------------------------- workload
@@ -375,7 +445,7 @@ export async function runWorkload(cluster, { users, anchor }, opts) {
       } else if (kind === 'user.finalizeOnboarding') {
         if (v.data?.isOnboarded !== true) fail(desc, `isOnboarded is ${v.data?.isOnboarded} after finalizeOnboarding`);
       } else if (kind === 'user.resetAvatar') {
-        noteWrite(`${desc}${partitionedDuring ? ' (partitioned)' : ''}`, { avatarUrl: v.data?.avatarUrl ?? null });
+        // Its value (WorkOS's picture) is not unique to one write: not noted.
       } else if (kind === 'user.delete') {
         u.deletedAt ??= Date.now();
         log(`  ${desc}: deleted at +${elapsed()} ms`);
@@ -823,12 +893,12 @@ export async function probePropagation(cluster, users, { boundMs, giveUpMs, seed
 export async function convergenceRun(opts) {
   const {
     t, seed, hosts: nHosts = 3, users: nUsers = 6, rounds = 1, durationMs = 30000, cycles = 1, workers = 6, pollSeconds = 1, metadataUpdate,
-    slackMs = 10000, probeSlackMs = 3000, deletes = 1, drainTimeoutMs = 60000, log = () => {}, maxOps,
+    slackMs = 10000, probeSlackMs = 3000, deletes = 1, drainTimeoutMs = 60000, log = () => {}, maxOps, legacyId = false,
   } = opts;
   const failures = [];
   const cluster = await startCluster({ t, hosts: nHosts, pollSeconds, metadataUpdate, log });
   const pollMs = cluster.pollMs;
-  const setup = await setupUsers(cluster, { count: nUsers, failures, log });
+  const setup = await setupUsers(cluster, { count: nUsers, failures, log, legacyId });
   const { users } = setup;
   const boundMs = 2 * pollMs + slackMs;
   const probeBound = 2 * pollMs + probeSlackMs;
@@ -905,7 +975,7 @@ export async function convergenceRun(opts) {
       // The agreed id is still the provisioned one (nothing here re-keys).
       for (const u of cluster.columnsOnly ? [] : users) {
         const id = conv.snap[cluster.hosts[0].name][u.workosId].id;
-        const first = Object.values(u.ids)[0];
+        const first = u.expectId ?? Object.values(u.ids)[0];
         if (id !== first) failures.push(`ids (round ${round + 1}): user ${u.k} now has id ${id}, provisioned as ${first}`);
       }
     }
@@ -927,6 +997,7 @@ export async function convergenceRun(opts) {
     seed,
     hosts: nHosts,
     users: nUsers,
+    legacyIdUser: legacyId,
     rounds,
     metadataUpdate: cluster.metadataUpdate,
     spec4bConfig: cluster.spec4b,

@@ -5,7 +5,7 @@
 //
 //   USERSD_BIN=build/daemon/usersd node tests/soak/convergence.mjs \
 //     [--hosts 3] [--users 12] [--rounds 5] [--duration-ms 60000] [--cycles 2]
-//     [--workers 8] [--ops N (per round, default unbounded)] [--deletes 1]
+//     [--workers 8] [--ops N (per round, default unbounded)] [--deletes 1] [--legacy-id]
 //     [--metadata replace|merge] [--poll-seconds 1] [--slack-ms 10000]
 //     [--probe-slack-ms 3000] [--seed N]
 //
@@ -14,7 +14,8 @@
 // off from WorkOS and another killed with SIGKILL; then writes stop, the
 // partition heals and the hosts must agree. --metadata starts the WorkOS test
 // server with WORKOS_FAKE_METADATA_UPDATE (metadata replaced or merged on
-// PUT). Environment: CONVERGENCE_SEED (as --seed), CONVERGENCE_SPEC4B_CONFIG=0
+// PUT). --legacy-id adds a user imported on one host with an earlier
+// system's id while another host provisioned it offline (SPEC 4b re-keying). Environment: CONVERGENCE_SEED (as --seed), CONVERGENCE_SPEC4B_CONFIG=0
 // (leave out identity.namespace / sync.metadata), SOAK_QUIET=1.
 // Prints one JSON line of figures; exit status 1 on any failure.
 import { parseArgs } from 'node:util';
@@ -31,6 +32,7 @@ const { values: o } = parseArgs({
     workers: { type: 'string', default: '8' },
     ops: { type: 'string', default: '0' },
     deletes: { type: 'string', default: '1' },
+    'legacy-id': { type: 'boolean', default: false },
     metadata: { type: 'string' },
     'poll-seconds': { type: 'string', default: '1' },
     'slack-ms': { type: 'string', default: '10000' },
@@ -58,6 +60,7 @@ try {
     workers: +o.workers,
     maxOps: +o.ops > 0 ? +o.ops : Infinity,
     deletes: +o.deletes,
+    legacyId: o['legacy-id'],
     metadataUpdate: o.metadata ?? process.env.WORKOS_FAKE_METADATA_UPDATE,
     pollSeconds: +o['poll-seconds'],
     slackMs: +o['slack-ms'],
