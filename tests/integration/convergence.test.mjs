@@ -14,7 +14,8 @@
 // deleted during the run, default 1), CONVERGENCE_DELETED_FIELDS=skip (compare
 // deleted users on id and deleted state only), CONVERGENCE_LEGACY_ID=1 (one
 // more user, imported with an earlier system's id while another host
-// provisioned it offline: SPEC 4b re-keying), WORKOS_FAKE_METADATA_UPDATE,
+// provisioned it offline: SPEC 4b re-keying), CONVERGENCE_IMPORT=0 (no
+// admin.users.import in the workload), WORKOS_FAKE_METADATA_UPDATE,
 // CONVERGENCE_FIELDS=columns (harness self-check against a daemon without
 // SPEC 4b: WorkOS columns only; not a test of SPEC 4b).
 import { test } from 'node:test';

@@ -40,6 +40,9 @@
 // `identity.namespace` and `sync.metadata` (a binary without SPEC 4b refuses
 // them); the version-5 id check is skipped then.
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { call, seedUser, sleep, startDaemon, tokenFor, withFake } from '../integration/harness.mjs';
 import { startProxy } from '../integration/netproxy.mjs';
 import { admin, median, percentile, readChanges, rng } from './lib.mjs';
@@ -540,7 +543,10 @@ export async function runWorkload(cluster, { users, anchor }, opts) {
       const email = r() < 0.5 ? anchor.email : anchor.email.toUpperCase();
       return runOp('user.update', h, u, { fields: { email }, expect: 'emailInUse' });
     }
-    if (cluster.columnsOnly && (x < 0.73 || x >= 0.85)) return runOp('user.update', h, u, { fields: genFields(opNo + 1), expect: 'ok' });
+    // admin.users.import is a write like user.update here (SPEC 4b: "every
+    // field" agrees, and import gets the same metadata checks);
+    // CONVERGENCE_IMPORT=0 leaves it out to tell its effect apart.
+    if ((cluster.columnsOnly && (x < 0.73 || x >= 0.85)) || (x >= 0.85 && process.env.CONVERGENCE_IMPORT === '0')) return runOp('user.update', h, u, { fields: genFields(opNo + 1), expect: 'ok' });
     if (x < 0.63) return runOp('user.finalizeOnboarding', h, u);
     if (x < 0.73) return runOp('user.resetAvatar', h, u);
     if (x < 0.85) {
@@ -1020,5 +1026,13 @@ export async function convergenceRun(opts) {
     perRound,
   };
   figures.failures = failures.length;
+  // On failure, keep every host's log (the temp dirs go with the cleanup).
+  if (failures.length) {
+    const dir = process.env.CONVERGENCE_LOG_DIR ?? path.join(os.tmpdir(), `usersd-convergence-${seed}-${process.pid}`);
+    fs.mkdirSync(dir, { recursive: true });
+    for (const h of cluster.hosts) fs.writeFileSync(path.join(dir, `${h.name}.log`), h.d.logs());
+    fs.writeFileSync(path.join(dir, 'users.json'), JSON.stringify(users.map((u) => ({ k: u.k, workosId: u.workosId, ids: u.ids, expectId: u.expectId, deletedAt: u.deletedAt })), null, 2));
+    figures.logs = dir;
+  }
   return { figures, failures, cluster, users };
 }
