@@ -24,11 +24,7 @@ import { convergenceRun } from '../soak/convergence-lib.mjs';
 const seed = Number(process.env.CONVERGENCE_SEED ?? Date.now() % 1e9);
 
 test(`three hosts converge after concurrent writes, a partition and a kill -9 (seed ${seed})`, { timeout: 400000 }, async (t) => {
-  const lines = [];
-  const log = (s) => {
-    lines.push(s);
-    t.diagnostic(s);
-  };
+  const log = (s) => t.diagnostic(s);
   const { figures, failures } = await convergenceRun({
     t,
     seed,
