@@ -72,6 +72,9 @@ MergeResult MergeProfile(const UserRecord& before, const Profile& p, const HeldF
   AdoptProfilePicture(u, p.profile_picture_url);
   ApplyDocument(u, p, held, metadata, &r.document_unreadable);
   u.external_id = p.external_id.value_or(std::string());
+  // createdAt is WorkOS's on every host (SPEC 4b), also for a user this
+  // host provisioned offline or imported with its own clock.
+  if (p.created_at_ms) u.created_at_ms = *p.created_at_ms;
   if (fill) u.profile_pending = false;
   if (p.updated_at_ms && (!u.workos_updated_at_ms || *p.updated_at_ms > *u.workos_updated_at_ms))
     u.workos_updated_at_ms = p.updated_at_ms;

@@ -17,7 +17,7 @@
 //     except held ones; after the picture rule, so a shared avatarUrl wins.
 //     A document that does not parse is ignored (logged, counted) and the
 //     rest applies.
-//   - external_id is recorded as WorkOS shows it.
+//   - external_id is recorded as WorkOS shows it; createdAt is WorkOS's.
 //   - Stale states (IsStale) are refused: a profile whose updated_at is older
 //     than the last WorkOS state applied (UserRecord::workos_updated_at_ms).
 //     Both times are WorkOS's, so the comparison is meaningful.

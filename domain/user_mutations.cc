@@ -186,11 +186,33 @@ std::optional<std::string> RekeyTarget(const UserRecord& u) {
   return id;
 }
 
+HeldFields HeldBy(const std::vector<OutboxJob>& jobs) {
+  HeldFields held;
+  for (const auto& j : jobs) {
+    if (j.op != JobOp::kUpdate || !j.fields.is_object()) continue;
+    for (auto it = j.fields.begin(); it != j.fields.end(); ++it) held.insert(it.key());
+  }
+  return held;
+}
+
+bool IsResync(const OutboxJob& j) { return j.op == JobOp::kFetch && j.fields.value("resync", false); }
+
 Result<RemoteOutcome> ApplyMerge(WriteTxn& t, const Profile& p, const UserRecord& before, MergeMode mode,
                                  const MutationContext& c) {
-  auto held = PendingFields(t, before.id);
-  if (!held.ok()) return held.status();
-  MergeResult r = MergeProfile(before, p, *held, mode, c.sync->metadata);
+  auto jobs = t.JobsOfUser(before.id);
+  if (!jobs.ok()) return jobs.status();
+  HeldFields held = HeldBy(*jobs);
+  MergeResult r = MergeProfile(before, p, held, mode, c.sync->metadata);
+  if (!held.empty() && mode == MergeMode::kFeed && !(!jobs->empty() && IsResync(jobs->back()))) {
+    // WorkOS shows another value for a field this host still has to
+    // deliver. The job may already be delivered (its row not yet deleted),
+    // and another host's write may have come after it: read the user again
+    // once this host's jobs are through, so the last write to WorkOS wins
+    // here too (SPEC 4b).
+    MergeResult unheld = MergeProfile(before, p, {}, mode, c.sync->metadata);
+    if (VisiblyDiffers(unheld.after, r.after) || unheld.wanted_email != r.wanted_email)
+      USERSD_RETURN_IF_ERROR(Enqueue(t, before, JobOp::kFetch, Json{{"resync", true}}, c, nullptr));
+  }
   USERSD_RETURN_IF_ERROR(SettleEmail(t, r));
   UserRecord& after = r.after;
   if (!VisiblyDiffers(after, before)) return RemoteOutcome::kUnchanged;
@@ -207,14 +229,9 @@ Result<RemoteOutcome> ApplyMerge(WriteTxn& t, const Profile& p, const UserRecord
 }  // namespace
 
 Result<HeldFields> PendingFields(store::ReadTxn& t, std::string_view user_id) {
-  HeldFields held;
   auto jobs = t.JobsOfUser(user_id);
   if (!jobs.ok()) return jobs.status();
-  for (const auto& j : *jobs) {
-    if (j.op != JobOp::kUpdate || !j.fields.is_object()) continue;
-    for (auto it = j.fields.begin(); it != j.fields.end(); ++it) held.insert(it.key());
-  }
-  return held;
+  return HeldBy(*jobs);
 }
 
 // ------------------------------------------------------------ operations
@@ -354,18 +371,29 @@ Result<RemoteOutcome> ApplyRemoteUser(WriteTxn& t, const Profile& p, const Mutat
   return ApplyMerge(t, p, before, MergeMode::kFeed, c);
 }
 
-Result<RemoteOutcome> ApplyRemoteDelete(WriteTxn& t, std::string_view workos_id, const MutationContext& c) {
+Result<RemoteOutcome> ApplyRemoteDelete(WriteTxn& t, std::string_view workos_id, const MutationContext& c,
+                                        const Profile* last) {
   auto existing = t.FindByWorkosId(workos_id);
   if (!existing.ok()) return existing.status();
-  if (!existing->has_value() || !(*existing)->live()) return RemoteOutcome::kUnchanged;
-  UserRecord after = **existing;
-  after.deleted_at_ms = c.now_ms;
+  if (!existing->has_value()) return RemoteOutcome::kUnchanged;
+  const UserRecord& before = **existing;
+  UserRecord after = before;
+  if (last && !IsStale(before, *last)) {
+    MergeResult r = MergeProfile(before, *last, {}, MergeMode::kFeed, c.sync->metadata);
+    // A deleted user holds no email in the index: it is taken as shown.
+    if (r.wanted_email) r.after.email = *r.wanted_email;
+    after = std::move(r.after);
+  }
+  bool was_live = before.live();
+  if (was_live) after.deleted_at_ms = c.now_ms;
+  if (!was_live && !VisiblyDiffers(after, before)) return RemoteOutcome::kUnchanged;
   after.updated_at_ms = c.now_ms;
-  USERSD_RETURN_IF_ERROR(Commit(t, after, *existing, ChangeOp::kDelete, c));
-  return RemoteOutcome::kDeleted;
+  USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kDelete, c));
+  return was_live ? RemoteOutcome::kDeleted : RemoteOutcome::kUpdated;
 }
 
-Result<RemoteOutcome> ApplyFetchedProfile(WriteTxn& t, const Profile& p, const MutationContext& c) {
+Result<RemoteOutcome> ApplyFetchedProfile(WriteTxn& t, const Profile& p, bool resync, const MutationContext& c) {
+  if (resync) return ApplyRemoteUser(t, p, c);
   auto cur = t.FindByWorkosId(p.workos_id);
   if (!cur.ok()) return cur.status();
   if (!cur->has_value() || !(*cur)->live()) return RemoteOutcome::kUnchanged;

@@ -122,13 +122,21 @@ const char* RemoteOutcomeName(RemoteOutcome o);
 Result<RemoteOutcome> ApplyRemoteUser(store::WriteTxn& t, const Profile& p, const MutationContext& c);
 
 // WorkOS deleted the user or no longer has it: soft-deletes a live local
-// user. kUnchanged when there is none.
-Result<RemoteOutcome> ApplyRemoteDelete(store::WriteTxn& t, std::string_view workos_id, const MutationContext& c);
+// user. `last` is the user's last state when the event carries it (a
+// `user.deleted` event does): its fields are applied too, even to a user
+// already deleted here, so every host keeps the same last state (SPEC 4b
+// compares deleted users too; pending jobs of a deleted user can no longer
+// be delivered, so nothing is held). kUnchanged when nothing changed.
+Result<RemoteOutcome> ApplyRemoteDelete(store::WriteTxn& t, std::string_view workos_id, const MutationContext& c,
+                                        const Profile* last = nullptr);
 
-// An outbox fetch for a user provisioned offline (kFill mode), then the
-// id published when WorkOS has no external_id. kUnchanged when the user is
-// gone or deleted.
-Result<RemoteOutcome> ApplyFetchedProfile(store::WriteTxn& t, const Profile& p, const MutationContext& c);
+// An outbox fetch: for a user provisioned offline (kFill mode), then the id
+// published when WorkOS has no external_id; or, with `resync`, the re-read
+// ApplyRemoteUser queues when it kept a held field that WorkOS shows with
+// another value (applied like an event, once this host's jobs before it are
+// delivered). kUnchanged when the user is gone or deleted.
+Result<RemoteOutcome> ApplyFetchedProfile(store::WriteTxn& t, const Profile& p, bool resync,
+                                          const MutationContext& c);
 
 // The outbox learned WorkOS's external_id for `workos_id` (the GET of a
 // read-modify-write): records it, and re-keys the user when it is a UUID

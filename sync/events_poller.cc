@@ -44,8 +44,11 @@ std::optional<int64_t> MetaInt(store::ReadTxn& t, const char* key) {
 // Applies one event in `t` (a nested transaction of the page).
 Result<RemoteOutcome> ApplyEvent(WriteTxn& t, const FeedEvent& ev, const domain::MutationContext& ctx) {
   if (ev.workos_id.empty()) return Status::InvalidArgument("event data has no user id");
-  if (ev.type == "user.deleted") return domain::ApplyRemoteDelete(t, ev.workos_id, ctx);
   auto profile = ParseWorkosUser(ev.data);
+  if (ev.type == "user.deleted") {
+    if (profile && profile->workos_id.empty()) profile->workos_id = ev.workos_id;
+    return domain::ApplyRemoteDelete(t, ev.workos_id, ctx, profile ? &*profile : nullptr);
+  }
   if (!profile) return Status::InvalidArgument("event data is not a user");
   return domain::ApplyRemoteUser(t, *profile, ctx);
 }

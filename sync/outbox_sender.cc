@@ -507,6 +507,13 @@ struct OutboxSender::Impl {
     JobOp op = head.job.op;
 
     bool ok = Is2xx(r.status) || (op == JobOp::kDelete && r.status == 404);
+    // A re-read of a user WorkOS no longer has: the feed brings the delete.
+    bool gone = op == JobOp::kFetch && r.status == 404 && head.job.fields.is_object() &&
+                head.job.fields.value("resync", false);
+    if (gone) {
+      ok = true;
+      op = JobOp::kDelete;  // nothing to apply: delivered
+    }
     std::optional<domain::WorkosProfileSource::Profile> profile;
     if (ok && op == JobOp::kFetch) {
       profile = ParseWorkosUser(Json::parse(r.body, nullptr, false));
@@ -715,8 +722,9 @@ struct OutboxSender::Impl {
     int64_t now = clock.NowMs();
     uint64_t job_id = job.id;
     std::string user_id = job.user_id;
+    bool resync = job.fields.is_object() && job.fields.value("resync", false);
     Submit(
-        [job_id, user_id, p, now, sync = opt.sync](WriteTxn& t) -> Status {
+        [job_id, user_id, p, now, resync, sync = opt.sync](WriteTxn& t) -> Status {
           auto still = t.GetJob(job_id);
           if (!still.ok()) return still.status();
           if (!still->has_value()) return Status::Ok();
@@ -724,7 +732,7 @@ struct OutboxSender::Impl {
           USERSD_RETURN_IF_ERROR(t.DeleteJob(job_id));
           auto child = t.BeginNested();
           if (!child.ok()) return child.status();
-          auto r = domain::ApplyFetchedProfile(*child, p, domain::MutationContext{now, sync.get()});
+          auto r = domain::ApplyFetchedProfile(*child, p, resync, domain::MutationContext{now, sync.get()});
           if (r.ok()) return child->Commit();
           child->Abort();
           if (r.status().code() == Code::kMapFull) return r.status();
