@@ -61,17 +61,19 @@ sync::WorkosOptions WorkosOptionsFrom(const config::Config& cfg) {
   return o;
 }
 
-sync::EventsOptions EventsOptionsFrom(const config::Config& cfg) {
+sync::EventsOptions EventsOptionsFrom(const config::Config& cfg, std::function<void()> kick_outbox) {
   sync::EventsOptions o;
   o.sync = SyncPolicyFrom(cfg);
+  o.kick_outbox = kick_outbox;
   o.poll_seconds = cfg.workos.events_poll_seconds;
   o.max_cursor_age_ms = cfg.sync.reconcile.max_cursor_age_days * 86400 * 1000;
   return o;
 }
 
-sync::ReconcileOptions ReconcileOptionsFrom(const config::Config& cfg) {
+sync::ReconcileOptions ReconcileOptionsFrom(const config::Config& cfg, std::function<void()> kick_outbox) {
   sync::ReconcileOptions o;
   o.sync = SyncPolicyFrom(cfg);
+  o.kick_outbox = kick_outbox;
   o.requests_per_second = static_cast<double>(cfg.sync.reconcile.requests_per_second);
   o.interval_ms = cfg.sync.reconcile.interval_hours * 3600 * 1000;
   return o;
@@ -158,9 +160,9 @@ Status App::Start() {
   outbox_->Start();
   StartExternalIdBackfill();
   events_ = std::make_unique<sync::EventsPoller>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
-                                                 EventsOptionsFrom(cfg_));
+                                                 EventsOptionsFrom(cfg_, KickOutbox()));
   reconciler_ = std::make_unique<sync::Reconciler>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
-                                                   ReconcileOptionsFrom(cfg_));
+                                                   ReconcileOptionsFrom(cfg_, KickOutbox()));
   events_->SetReconcileHooks([this](const std::string& reason) { (void)reconciler_->StartAll(reason); },
                              [this] { return reconciler_->running(); });
   reconciler_->SetOnFinished([this] {
@@ -301,6 +303,12 @@ Status App::OpenSockets() {
 // SPEC 4b: a store created before ids were shared gets, once, a job per user
 // that publishes its id as WorkOS's external_id. Batches commit with their
 // position (meta external_id_backfill), so a restart resumes; "done" ends it.
+std::function<void()> App::KickOutbox() {
+  return [this] {
+    if (outbox_) outbox_->Kick();
+  };
+}
+
 void App::StartExternalIdBackfill() {
   std::string after;
   {
@@ -380,8 +388,8 @@ Status App::Reload(std::vector<std::string>* reloaded, std::vector<std::string>*
   jwks_->SetRefreshSeconds(cfg_.auth.jwks_refresh_seconds);
   service_->SetOptions(ServiceOptionsFrom(cfg_));
   outbox_->SetOptions(OutboxOptionsFrom(cfg_));
-  events_->SetOptions(EventsOptionsFrom(cfg_));
-  reconciler_->SetOptions(ReconcileOptionsFrom(cfg_));
+  events_->SetOptions(EventsOptionsFrom(cfg_, KickOutbox()));
+  reconciler_->SetOptions(ReconcileOptionsFrom(cfg_, KickOutbox()));
   std::string r, n;
   for (const auto& k : *reloaded) r += (r.empty() ? "" : ",") + k;
   for (const auto& k : *needs_restart) n += (n.empty() ? "" : ",") + k;

@@ -72,6 +72,8 @@ class App {
   void FinishStop();
   void RegisterMetrics();
   void StartExternalIdBackfill();
+  // Tells the outbox that jobs were queued outside the request path.
+  std::function<void()> KickOutbox();
   void BackfillStep(std::string after, size_t queued_so_far);
   void Notify(const std::string& state);
 

@@ -255,6 +255,7 @@ struct EventsPoller::Impl {
           cursor = new_pos.id;
           stats.cursor_at_ms = new_pos.at_ms;
           stats.stuck = false;
+          if (!outcome->applied.empty() && opt.kick_outbox) opt.kick_outbox();
           for (const auto& [type, n] : outcome->applied) {
             stats.applied += n;
             stats.applied_by_type[type] += n;

@@ -87,6 +87,9 @@ struct EventsOptions {
   int64_t max_cursor_age_ms = 25LL * 86400 * 1000;
   // identity.namespace, sync.metadata.* (never null).
   std::shared_ptr<const domain::SyncPolicy> sync = std::make_shared<const domain::SyncPolicy>();
+  // Applying WorkOS's state may queue outbox jobs (a re-read behind a held
+  // field); the outbox is told after each committed page that applied any.
+  std::function<void()> kick_outbox;
 };
 
 class EventsPoller {

@@ -234,6 +234,7 @@ struct Reconciler::Impl {
           run = next;
           run.applied += *applied;
           run.last_error.clear();
+          if (*applied > 0 && opt.kick_outbox) opt.kick_outbox();
           backoff_ms = 0;
           Step();
         });

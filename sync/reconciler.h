@@ -55,6 +55,9 @@ struct ReconcileOptions {
   int sweep_batch = 500;   // local users per sweep transaction
   // identity.namespace, sync.metadata.* (never null).
   std::shared_ptr<const domain::SyncPolicy> sync = std::make_shared<const domain::SyncPolicy>();
+  // Applying WorkOS's state may queue outbox jobs (a re-read behind a held
+  // field); the outbox is told after each committed page that applied any.
+  std::function<void()> kick_outbox;
 };
 
 struct ReconcileStatus {
