@@ -17,10 +17,10 @@ TEST_FUZZ_SECONDS ?= 10
 # needed; Debian's nodejs package is installed only when no node is on PATH.
 DEB_PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev liblmdb-dev \
   libyaml-cpp-dev nlohmann-json3-dev catch2 libssl-dev libsystemd-dev tzdata lmdb-utils \
-  clang libclang-rt-14-dev systemd ca-certificates scdoc
+  clang libclang-rt-14-dev clang-format systemd ca-certificates scdoc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps promtool build build-daemon build-test build-fuzz build-client-ts test tsan run fuzz bench install clean deb-deps deb test-package
+.PHONY: format-check deps promtool build build-daemon build-test build-fuzz build-client-ts test tsan run fuzz bench install clean deb-deps deb test-package
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -49,7 +49,7 @@ build: deps
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
 build-test: deps promtool
-	cmake -S . -B $(TEST_BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 -DUSERSD_SANITIZE=ON >/dev/null
+	cmake -S . -B $(TEST_BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 -DUSERSD_SANITIZE=ON -DUSERSD_WERROR=ON >/dev/null
 	cmake --build $(TEST_BUILD_DIR) -j$(JOBS)
 
 tests/interop/node_modules/.package-lock.json: tests/interop/package.json tests/interop/package-lock.json
@@ -73,9 +73,14 @@ TSAN_BUILD_DIR ?= build-tsan
 TSAN_TESTS_SHORT := test_store_writer_test test_store_store_test
 TSAN_TESTS ?= test_store_writer_test test_store_store_test test_sync_http_test test_sync_outbox_test test_admin_api_test
 tsan: deps
-	cmake -S . -B $(TSAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 -DUSERSD_TSAN=ON >/dev/null
+	cmake -S . -B $(TSAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 -DUSERSD_TSAN=ON -DUSERSD_WERROR=ON >/dev/null
 	cmake --build $(TSAN_BUILD_DIR) -j$(JOBS) --target $(TSAN_TESTS)
 	set -e; for t in $(TSAN_TESTS); do echo "tsan: $$t"; TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD_DIR)/tests/$$t; done
+
+# C++ lines changed since FORMAT_BASE (default HEAD~1) must be formatted as
+# .clang-format says (CONTRIBUTING.md "Naming and style").
+format-check: deps
+	tools/format-check.sh $(FORMAT_BASE)
 
 # Only what `make run` needs: the daemon and usersctl.
 build-daemon: deps
@@ -87,7 +92,7 @@ run: build-daemon
 
 # Only the fuzzers and the libraries they link, not the daemon (docs/FUZZING.md).
 build-fuzz: deps
-	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUSERSD_FUZZ=ON -DUSERSD_TESTS=OFF >/dev/null
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUSERSD_FUZZ=ON -DUSERSD_TESTS=OFF -DUSERSD_WERROR=ON >/dev/null
 	cmake --build $(FUZZ_BUILD_DIR) -j$(JOBS) --target fuzz_all
 
 fuzz: build-fuzz

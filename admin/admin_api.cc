@@ -580,12 +580,7 @@ void AdminApi::Impl::HandleDeadLettersChange(const ipc::Request& q, ipc::Respond
               auto u = t.GetUser(job.user_id);
               if (!u.ok()) return u.status();
               if (u->has_value()) {
-                const UserRecord& cur = **u;
-                for (auto& [k, v] : job.fields.items()) {
-                  if (k == "first_name") v = cur.first_name;
-                  else if (k == "last_name") v = cur.last_name;
-                  else if (k == "email") v = cur.email;
-                }
+                domain::RefreshJobFields(**u, &job.fields);
               }
             }
             auto nid = t.EnqueueJob(std::move(job));

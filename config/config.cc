@@ -719,7 +719,9 @@ void Loader::Root(const YAML::Node& root) {
                  Section(f, {{"org_admins_manage_members", bind(&Loader::Bool, &c.policy.org_admins_manage_members)}});
                }},
               {"provisioning",
-               [&](const Field& f) { Section(f, {{"jit", bind(&Loader::Bool, &c.provisioning.jit)}}); }},
+               [&](const Field& f) {
+                 Section(f, {{"jit", bind(&Loader::Bool, &c.provisioning.jit)}});
+               }},
               {"log",
                [&](const Field& f) {
                  Section(f, {

@@ -42,8 +42,8 @@ void ApplyDocument(UserRecord& u, const Profile& p, const HeldFields& held, cons
   auto doc = DecodeDocument(p.metadata, metadata);
   if (!doc.ok()) {
     *unreadable = true;
-    LogWarn("ignoring the shared fields in WorkOS metadata", {{"workos_id", p.workos_id},
-                                                               {"error", doc.status().message()}});
+    LogWarn("ignoring the shared fields in WorkOS metadata",
+            {{"workos_id", p.workos_id}, {"error", doc.status().message()}});
     return;
   }
   if (!doc->has_value()) return;

@@ -47,7 +47,7 @@ enum class MergeMode {
 };
 
 struct MergeResult {
-  store::UserRecord after;                 // every field decided except email
+  store::UserRecord after;                  // every field decided except email
   std::optional<std::string> wanted_email;  // WorkOS's email, when it should replace the local one
   bool document_unreadable = false;
 };

@@ -108,8 +108,8 @@ Result<std::optional<Json>> DecodeDocument(const Json& metadata, const MetadataP
 Result<Json> MetadataForPut(const Json& shown, const Json& doc, const MetadataPolicy& policy) {
   std::string text = EncodeDocument(doc);
   if (text.size() > policy.capacity())
-    return Status::InvalidArgument("the shared fields take " + std::to_string(text.size()) +
-                                   " characters, at most " + std::to_string(policy.capacity()) + " fit");
+    return Status::InvalidArgument("the shared fields take " + std::to_string(text.size()) + " characters, at most " +
+                                   std::to_string(policy.capacity()) + " fit");
   Json out = Json::object();
   if (shown.is_object()) {
     for (auto it = shown.begin(); it != shown.end(); ++it) {

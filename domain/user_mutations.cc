@@ -41,7 +41,9 @@ Mutation Done(UserRecord u, Mutation::Kind kind = Mutation::Kind::kCommitted) {
   return m;
 }
 
-bool IsAdminRole(const std::string& role) { return role == "owner" || role == "admin"; }
+bool IsAdminRole(const std::string& role) {
+  return role == "owner" || role == "admin";
+}
 
 // The answer for a target the actor may not manage or that is gone; nullopt
 // when the operation may go on. Policy comes before existence, so an id of
@@ -195,7 +197,9 @@ HeldFields HeldBy(const std::vector<OutboxJob>& jobs) {
   return held;
 }
 
-bool IsResync(const OutboxJob& j) { return j.op == JobOp::kFetch && j.fields.value("resync", false); }
+bool IsResync(const OutboxJob& j) {
+  return j.op == JobOp::kFetch && j.fields.value("resync", false);
+}
 
 Result<RemoteOutcome> ApplyMerge(WriteTxn& t, const Profile& p, const UserRecord& before, MergeMode mode,
                                  const MutationContext& c) {
@@ -227,6 +231,16 @@ Result<RemoteOutcome> ApplyMerge(WriteTxn& t, const Profile& p, const UserRecord
 }
 
 }  // namespace
+
+void RefreshJobFields(const UserRecord& u, Json* fields) {
+  if (!fields->is_object()) return;
+  for (auto& [k, v] : fields->items()) {
+    if (k == "first_name") v = u.first_name;
+    else if (k == "last_name") v = u.last_name;
+    else if (k == "email") v = u.email;
+    else if (IsSharedField(k)) v = SharedFieldValue(u, k);
+  }
+}
 
 Result<HeldFields> PendingFields(store::ReadTxn& t, std::string_view user_id) {
   auto jobs = t.JobsOfUser(user_id);
@@ -439,8 +453,8 @@ Status RekeyUser(WriteTxn& t, const UserRecord& before, const std::string& new_i
             {{"user", before.id}, {"external_id", new_id}, {"other", (*taken)->workos_id}});
     return Status::Ok();
   }
-  LogInfo("re-keying a user to the id WorkOS carries", {{"from", before.id}, {"to", new_id},
-                                                        {"workos_id", before.workos_id}});
+  LogInfo("re-keying a user to the id WorkOS carries",
+          {{"from", before.id}, {"to", new_id}, {"workos_id", before.workos_id}});
   auto jobs = t.JobsOfUser(before.id);
   if (!jobs.ok()) return jobs.status();
   // The old id leaves the feed as a delete...

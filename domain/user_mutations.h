@@ -65,8 +65,8 @@ struct Actor {
 struct Mutation {
   enum class Kind { kCommitted, kUnchanged, kRefused };
   Kind kind = Kind::kUnchanged;
-  OpResult refusal;        // kRefused: the answer
-  store::UserRecord user;  // kCommitted/kUnchanged: the user as stored now
+  OpResult refusal;         // kRefused: the answer
+  store::UserRecord user;   // kCommitted/kUnchanged: the user as stored now
   bool queued_job = false;  // an outbox job was enqueued
   bool created = false;     // the user is new
 };
@@ -76,8 +76,8 @@ struct Mutation {
 struct ProvisionRequest {
   std::string workos_id;  // the token's sub
   std::optional<std::string> org_id;
-  std::string role;                 // the token's role; stored only if owner/admin
-  std::optional<Profile> profile;   // WorkOS's answer, when it gave one
+  std::string role;                // the token's role; stored only if owner/admin
+  std::optional<Profile> profile;  // WorkOS's answer, when it gave one
 };
 
 // Stores the caller on first use (SPEC 1 provisioning, 4b identity): the id
@@ -135,8 +135,7 @@ Result<RemoteOutcome> ApplyRemoteDelete(store::WriteTxn& t, std::string_view wor
 // ApplyRemoteUser queues when it kept a held field that WorkOS shows with
 // another value (applied like an event, once this host's jobs before it are
 // delivered). kUnchanged when the user is gone or deleted.
-Result<RemoteOutcome> ApplyFetchedProfile(store::WriteTxn& t, const Profile& p, bool resync,
-                                          const MutationContext& c);
+Result<RemoteOutcome> ApplyFetchedProfile(store::WriteTxn& t, const Profile& p, bool resync, const MutationContext& c);
 
 // The outbox learned WorkOS's external_id for `workos_id` (the GET of a
 // read-modify-write): records it, and re-keys the user when it is a UUID
@@ -155,6 +154,10 @@ Status KeepImportedId(store::WriteTxn& t, std::string_view workos_id, const Muta
 Status RekeyUser(store::WriteTxn& t, const store::UserRecord& before, const std::string& new_id,
                  const MutationContext& c);
 
+// Sets each field an update job names to `u`'s current value (a dead letter
+// re-queued must not send WorkOS something older than the store holds).
+void RefreshJobFields(const store::UserRecord& u, Json* fields);
+
 // Fields with an undelivered local change for `user_id`.
 Result<HeldFields> PendingFields(store::ReadTxn& t, std::string_view user_id);
 
@@ -165,12 +168,12 @@ Result<HeldFields> PendingFields(store::ReadTxn& t, std::string_view user_id);
 // new user gets the default). For nullable fields the inner optional is the
 // value (nullopt = null).
 struct UserImport {
-  std::string workos_id;                // required, non-empty
-  std::optional<std::string> id;        // lower-case UUID of an earlier system
-  std::optional<std::string> email;     // "" allowed (profile not known yet)
+  std::string workos_id;                             // required, non-empty
+  std::optional<std::string> id;                     // lower-case UUID of an earlier system
+  std::optional<std::string> email;                  // "" allowed (profile not known yet)
   std::optional<std::string> first_name, last_name;  // "" allowed (WorkOS has none)
-  std::optional<std::string> user_type;  // "user" | "machine"
-  std::optional<std::string> role;       // "owner" | "admin" | "member"
+  std::optional<std::string> user_type;              // "user" | "machine"
+  std::optional<std::string> role;                   // "owner" | "admin" | "member"
   std::optional<std::optional<std::string>> avatar_url, timezone, organization_id;
   std::optional<std::optional<Json>> settings;
   std::optional<bool> is_onboarded;

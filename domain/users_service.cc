@@ -119,9 +119,7 @@ void UsersService::ResolveCaller(const auth::Claims& caller,
     auto claims = caller;
     workos_->GetUser(caller.sub, [this, claims, cb](WorkosProfileSource::GetResult r) {
       switch (r.outcome) {
-        case WorkosProfileSource::Outcome::kOk:
-          Provision(claims, r.profile, cb);
-          return;
+        case WorkosProfileSource::Outcome::kOk: Provision(claims, r.profile, cb); return;
         case WorkosProfileSource::Outcome::kNotFound:
           cb(Status::Unauthorized("no such WorkOS user"),
              OpResult::Unauthorized("token subject is not a WorkOS user"));
@@ -160,7 +158,8 @@ void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosPro
           OpResult r = Conclude(st, *decision);
           return cb(st.ok() ? Status::Internal("provisioning produced no user") : st, r);
         }
-        if (!(*created)->live()) return cb(Status::Unauthorized("deleted"), OpResult::Unauthorized("user has been deleted"));
+        if (!(*created)->live())
+          return cb(Status::Unauthorized("deleted"), OpResult::Unauthorized("user has been deleted"));
         if (decision->created_new) provisioned_++;
         if (decision->queued_job && notify_outbox_) notify_outbox_();
         cb(std::move(**created), OpResult::Ok(nullptr));
@@ -214,7 +213,8 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
     Actor actor{me->id, claims.org_id, ActsAsOrgAdmin(options_, claims)};
     // Policy before existence: an id one may not manage is refused without
     // looking it up.
-    if (patch->id != actor.user_id && !actor.org_admin) return cb(OpResult::Unauthorized("you may only update your own user"));
+    if (patch->id != actor.user_id && !actor.org_admin)
+      return cb(OpResult::Unauthorized("you may only update your own user"));
     auto decision = std::make_shared<Decision>();
     MutationContext ctx{clock_.NowMs(), options_.sync.get()};
     writer_->Submit(
@@ -238,7 +238,8 @@ void UsersService::Delete(const auth::Claims& caller, const Json& payload, OpCal
                                                                                      OpResult err) mutable {
     if (!me.ok()) return cb(std::move(err));
     Actor actor{me->id, claims.org_id, ActsAsOrgAdmin(options_, claims)};
-    if (target != actor.user_id && !actor.org_admin) return cb(OpResult::Unauthorized("you may only delete your own user"));
+    if (target != actor.user_id && !actor.org_admin)
+      return cb(OpResult::Unauthorized("you may only delete your own user"));
     auto decision = std::make_shared<Decision>();
     MutationContext ctx{clock_.NowMs(), options_.sync.get()};
     writer_->Submit(

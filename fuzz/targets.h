@@ -44,6 +44,10 @@ int FuzzStoreRecord(const uint8_t* data, size_t size);
 // sorted, filtered by feed position and reduced to the last event per user.
 int FuzzWorkosPages(const uint8_t* data, size_t size);
 
+// domain/shared_fields.h and remote_user.h: the metadata document of shared
+// fields in a WorkOS user's metadata, decoded, written back and applied.
+int FuzzSharedFields(const uint8_t* data, size_t size);
+
 struct FuzzTarget {
   std::string_view name;  // the corpus directory: fuzz/corpus/<name>/
   int (*run)(const uint8_t* data, size_t size);

@@ -239,8 +239,30 @@ class MsgpackOut {
 
 // The fields of a user record, by stored key.
 enum class Field : uint8_t {
-  kNone, kV, kId, kWorkos, kEmail, kFirst, kLast, kType, kOnb, kCreated, kRole, kPending, kTx,
-  kAvatar, kSettings, kTz, kUpdated, kDeleted, kOrg, kPic, kWupd, kXid, kImp, kUnknown,
+  kNone,
+  kV,
+  kId,
+  kWorkos,
+  kEmail,
+  kFirst,
+  kLast,
+  kType,
+  kOnb,
+  kCreated,
+  kRole,
+  kPending,
+  kTx,
+  kAvatar,
+  kSettings,
+  kTz,
+  kUpdated,
+  kDeleted,
+  kOrg,
+  kPic,
+  kWupd,
+  kXid,
+  kImp,
+  kUnknown,
 };
 
 Field FieldOf(std::string_view k) {
@@ -775,10 +797,9 @@ bool FastDecodeUser(std::string_view bytes, UserRecord* u) {
 void AppendUserMsgpack(std::string& out, const UserRecord& u) {
   MsgpackOut w(out);
   // Keys in std::map order, as nlohmann writes the DOM form.
-  w.Map(12 + u.avatar_url.has_value() + u.settings.has_value() + u.timezone.has_value() +
-        u.updated_at_ms.has_value() + u.deleted_at_ms.has_value() + u.organization_id.has_value() +
-        u.profile_picture_url.has_value() + u.workos_updated_at_ms.has_value() + u.external_id.has_value() +
-        u.id_from_import);
+  w.Map(12 + u.avatar_url.has_value() + u.settings.has_value() + u.timezone.has_value() + u.updated_at_ms.has_value() +
+        u.deleted_at_ms.has_value() + u.organization_id.has_value() + u.profile_picture_url.has_value() +
+        u.workos_updated_at_ms.has_value() + u.external_id.has_value() + u.id_from_import);
   if (u.avatar_url) w.Str("avatar"), w.Str(*u.avatar_url);
   w.Str("created"), w.Int(u.created_at_ms);
   if (u.deleted_at_ms) w.Str("deleted"), w.Int(*u.deleted_at_ms);

@@ -159,7 +159,9 @@ std::string JobIndexPrefix(std::string_view user_id) {
   k.push_back('\0');
   return k;
 }
-std::string JobIndexKey(std::string_view user_id, uint64_t job_id) { return JobIndexPrefix(user_id) + U64Key(job_id); }
+std::string JobIndexKey(std::string_view user_id, uint64_t job_id) {
+  return JobIndexPrefix(user_id) + U64Key(job_id);
+}
 }  // namespace
 
 // ---------------------------------------------------------------- ReadTxn

@@ -126,8 +126,9 @@ PutPlan PlanPut(const Json& fields, const domain::WorkosProfileSource::Profile& 
       }
       auto md = domain::MetadataForPut(shown.metadata, doc, sync.metadata);
       if (!md.ok()) {
-        plan.refusal = Json{{"error", "the shared fields cannot be written to WorkOS metadata: " + md.status().message()}}
-                           .dump(-1, ' ', false, Json::error_handler_t::replace);
+        plan.refusal =
+            Json{{"error", "the shared fields cannot be written to WorkOS metadata: " + md.status().message()}}.dump(
+                -1, ' ', false, Json::error_handler_t::replace);
         return plan;
       }
       plan.body["metadata"] = std::move(*md);
@@ -144,11 +145,13 @@ PutPlan PlanPut(const Json& fields, const domain::WorkosProfileSource::Profile& 
     } else if (ToLowerAscii(*have) == ToLowerAscii(want)) {
       plan.learned_external_id = have;
     } else if (imported) {
-      plan.refusal = Json{{"error", "WorkOS already holds another external_id for this user; the imported id stays "
-                                    "on this host only"},
-                          {"external_id", *have},
-                          {"imported_id", want}}
-                         .dump(-1, ' ', false, Json::error_handler_t::replace);
+      plan.refusal = Json{
+          {"error",
+           "WorkOS already holds another external_id for this user; the imported id stays "
+           "on this host only"},
+          {"external_id", *have},
+          {"imported_id",
+           want}}.dump(-1, ' ', false, Json::error_handler_t::replace);
       plan.keep_imported_id = true;
       return plan;
     } else {
@@ -508,8 +511,8 @@ struct OutboxSender::Impl {
 
     bool ok = Is2xx(r.status) || (op == JobOp::kDelete && r.status == 404);
     // A re-read of a user WorkOS no longer has: the feed brings the delete.
-    bool gone = op == JobOp::kFetch && r.status == 404 && head.job.fields.is_object() &&
-                head.job.fields.value("resync", false);
+    bool gone =
+        op == JobOp::kFetch && r.status == 404 && head.job.fields.is_object() && head.job.fields.value("resync", false);
     if (gone) {
       ok = true;
       op = JobOp::kDelete;  // nothing to apply: delivered
@@ -739,7 +742,11 @@ struct OutboxSender::Impl {
           LogWarn("outbox: could not apply the fetched profile", {{"user", user_id}, {"error", r.status().ToString()}});
           return Status::Ok();
         },
-        {job_id}, "apply a fetched profile", [this] { kick_pending = true; Arm(clock.NowMs()); });
+        {job_id}, "apply a fetched profile",
+        [this] {
+          kick_pending = true;
+          Arm(clock.NowMs());
+        });
   }
 
   // Records what the read of a read-modify-write taught about external_id

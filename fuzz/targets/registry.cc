@@ -14,6 +14,7 @@ std::span<const FuzzTarget> AllTargets() {
       {"domain_validate", &FuzzDomainValidate},
       {"store_record", &FuzzStoreRecord},
       {"workos_pages", &FuzzWorkosPages},
+      {"shared_fields", &FuzzSharedFields},
   };
   return kTargets;
 }

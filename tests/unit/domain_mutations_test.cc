@@ -107,8 +107,10 @@ TEST_CASE("identity: a UUID external_id is the id; anything else gives the versi
 
 TEST_CASE("shared fields: the document is ASCII, chunked under every key, and reads back", "[domain][metadata]") {
   MetadataPolicy m;
-  Json doc = {{"timezone", "Europe/Paris"}, {"settings", {{"note", std::string(900, 'x') + "é☃"}}},
-              {"isOnboarded", true}, {"avatarUrl", nullptr}};
+  Json doc = {{"timezone", "Europe/Paris"},
+              {"settings", {{"note", std::string(900, 'x') + "é☃"}}},
+              {"isOnboarded", true},
+              {"avatarUrl", nullptr}};
   Json shown = {{"app", "mine"}, {"usersd_7", "stale chunk of a host with keys: 8"}};
   auto md = MetadataForPut(shown, doc, m);
   REQUIRE(md.ok());
@@ -163,7 +165,9 @@ TEST_CASE("mutations: a user first seen in an event gets the shared id and the d
           "[domain][mutations]") {
   Db db;
   Json doc = {{"timezone", "UTC"}, {"isOnboarded", true}, {"settings", {{"k", 1}}}};
-  auto r = db.Write([&](store::WriteTxn& t) { return ApplyRemoteUser(t, P("user_a", "a@example.com", std::nullopt, MetadataWith(doc)), db.Ctx()); });
+  auto r = db.Write([&](store::WriteTxn& t) {
+    return ApplyRemoteUser(t, P("user_a", "a@example.com", std::nullopt, MetadataWith(doc)), db.Ctx());
+  });
   REQUIRE(r.ok());
   CHECK(*r == RemoteOutcome::kCreated);
   auto u = db.ByWorkos("user_a");
@@ -178,7 +182,8 @@ TEST_CASE("mutations: a user first seen in an event gets the shared id and the d
 
 TEST_CASE("mutations: a field with an undelivered local change keeps its local value", "[domain][mutations]") {
   Db db;
-  REQUIRE(db.Write([&](store::WriteTxn& t) { return ApplyRemoteUser(t, P("user_h", "h@example.com"), db.Ctx()); }).ok());
+  REQUIRE(
+      db.Write([&](store::WriteTxn& t) { return ApplyRemoteUser(t, P("user_h", "h@example.com"), db.Ctx()); }).ok());
   auto u = db.ByWorkos("user_h");
   Actor self{u->id, std::nullopt, false};
   UserPatch patch;
@@ -187,18 +192,20 @@ TEST_CASE("mutations: a field with an undelivered local change keeps its local v
   auto m = db.Write([&](store::WriteTxn& t) { return ApplyPatch(t, self, patch, db.Ctx()); });
   REQUIRE(m.ok());
   REQUIRE(m->queued_job);
-  Profile later = P("user_h", "h@example.com", std::nullopt, MetadataWith({{"timezone", "UTC"}, {"isOnboarded", true}}));
+  Profile later =
+      P("user_h", "h@example.com", std::nullopt, MetadataWith({{"timezone", "UTC"}, {"isOnboarded", true}}));
   later.updated_at_ms = 1'700'000'009'000;
   REQUIRE(db.Write([&](store::WriteTxn& t) { return ApplyRemoteUser(t, later, db.Ctx()); }).ok());
   u = db.ByWorkos("user_h");
   CHECK(u->timezone == std::optional<std::string>("Asia/Tokyo"));  // held
-  CHECK(u->is_onboarded);                                           // not held: applied
+  CHECK(u->is_onboarded);                                          // not held: applied
 }
 
 TEST_CASE("mutations: a UUID external_id other than the local id re-keys the user in one transaction",
           "[domain][mutations][rekey]") {
   Db db;
-  REQUIRE(db.Write([&](store::WriteTxn& t) { return ApplyRemoteUser(t, P("user_k", "k@example.com"), db.Ctx()); }).ok());
+  REQUIRE(
+      db.Write([&](store::WriteTxn& t) { return ApplyRemoteUser(t, P("user_k", "k@example.com"), db.Ctx()); }).ok());
   std::string old_id = db.ByWorkos("user_k")->id;
   Actor self{old_id, std::nullopt, false};
   UserPatch patch;
@@ -256,9 +263,13 @@ TEST_CASE("mutations: an imported id WorkOS refused stays on this host", "[domai
 TEST_CASE("mutations: an email held by another local user is given once that user releases it",
           "[domain][mutations][email]") {
   Db db;
-  REQUIRE(db.Write([&](store::WriteTxn& t) { return ApplyRemoteUser(t, P("user_y", "shared@example.com"), db.Ctx()); }).ok());
+  REQUIRE(db.Write([&](store::WriteTxn& t) {
+              return ApplyRemoteUser(t, P("user_y", "shared@example.com"), db.Ctx());
+            }).ok());
   // WorkOS moved the address to user_x; this host has not seen user_y's change yet.
-  REQUIRE(db.Write([&](store::WriteTxn& t) { return ApplyRemoteUser(t, P("user_x", "shared@example.com"), db.Ctx()); }).ok());
+  REQUIRE(db.Write([&](store::WriteTxn& t) {
+              return ApplyRemoteUser(t, P("user_x", "shared@example.com"), db.Ctx());
+            }).ok());
   CHECK(db.ByWorkos("user_x")->email.empty());
   Profile y = P("user_y", "new-y@example.com");
   y.updated_at_ms = 1'700'000'002'000;
@@ -333,8 +344,8 @@ TEST_CASE("mutations: held fields with 100,000 queued jobs of other users", "[.b
   auto s2 = std::chrono::steady_clock::now();
   auto all = t->ListJobs(0);  // what the poller scanned per page before the index
   double scan_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s2).count();
-  WARN("PendingFields with 100,001 queued jobs: " << us << " us per user; a scan of the outbox: " << scan_ms
-                                                   << " ms (" << all->size() << " jobs)");
+  WARN("PendingFields with 100,001 queued jobs: " << us << " us per user; a scan of the outbox: " << scan_ms << " ms ("
+                                                  << all->size() << " jobs)");
 }
 
 }  // namespace

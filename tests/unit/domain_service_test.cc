@@ -58,8 +58,7 @@ class FakeWorkos final : public WorkosProfileSource {
       // Most tests see users whose id other hosts already published (SPEC
       // 4b), so provisioning queues nothing; ids_published = false shows a
       // WorkOS user without external_id.
-      if (ids_published && !r.profile.external_id)
-        r.profile.external_id = UuidV5(kDefaultIdentityNamespace, workos_id);
+      if (ids_published && !r.profile.external_id) r.profile.external_id = UuidV5(kDefaultIdentityNamespace, workos_id);
     } else {
       r.outcome = Outcome::kNotFound;
       r.error = "404";

@@ -1069,10 +1069,10 @@ TEST_CASE("store: Stats counts users, outbox and dead letters", "[store]") {
 
 TEST_CASE("store: tables keep their on-disk LMDB names", "[store]") {
   // Renaming one would orphan the data of every existing store.
-  const std::pair<Table, const char*> names[] = {
-      {Table::kUsers, "users"},     {Table::kByWorkos, "by_workos"}, {Table::kByEmail, "by_email"},
-      {Table::kMeta, "meta"},       {Table::kChanges, "changes"},    {Table::kOutbox, "outbox"},
-      {Table::kDead, "dead"},       {Table::kJobsByUser, "jobs_by_user"}};
+  const std::pair<Table, const char*> names[] = {{Table::kUsers, "users"},      {Table::kByWorkos, "by_workos"},
+                                                 {Table::kByEmail, "by_email"}, {Table::kMeta, "meta"},
+                                                 {Table::kChanges, "changes"},  {Table::kOutbox, "outbox"},
+                                                 {Table::kDead, "dead"},        {Table::kJobsByUser, "jobs_by_user"}};
   REQUIRE(std::size(names) == kTableCount);
   TempDir dir;
   {

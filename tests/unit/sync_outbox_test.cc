@@ -569,8 +569,8 @@ domain::WorkosProfileSource::Profile Shown(std::optional<std::string> external_i
 TEST_CASE("PlanPut: only this job's shared fields replace WorkOS's document; the app's keys are carried",
           "[sync][outbox][metadata]") {
   domain::SyncPolicy sync;
-  auto other_host = domain::MetadataForPut(Json::object(), Json{{"timezone", "UTC"}, {"isOnboarded", true}},
-                                           sync.metadata);
+  auto other_host =
+      domain::MetadataForPut(Json::object(), Json{{"timezone", "UTC"}, {"isOnboarded", true}}, sync.metadata);
   REQUIRE(other_host.ok());
   Json shown_md = *other_host;
   shown_md["app_flag"] = "on";
@@ -618,8 +618,7 @@ TEST_CASE("PlanPut: external_id is set only when WorkOS has none", "[sync][outbo
 TEST_CASE("PlanPut: shared fields that do not fit are a refusal, not a PUT", "[sync][outbox][metadata]") {
   domain::SyncPolicy sync;
   sync.metadata.keys = 1;
-  PutPlan plan = PlanPut(Json{{"settings", {{"a", std::string(800, 'x')}}}}, Shown(std::nullopt, Json::object()),
-                         sync);
+  PutPlan plan = PlanPut(Json{{"settings", {{"a", std::string(800, 'x')}}}}, Shown(std::nullopt, Json::object()), sync);
   REQUIRE(plan.refusal);
   CHECK(plan.body.find("metadata") == plan.body.end());
 }
