@@ -20,7 +20,8 @@
 #
 # Environment: CONNECTIONS (32), DURATION seconds per measured run (5),
 # ROUNDS (5), USERS (1000), BIG_USERS (1000000; 0 skips the scale check),
-# FIELD (timezone), PG (1; 0 leaves PostgreSQL out).
+# FIELD (timezone), PG (1; 0 leaves PostgreSQL out), METADATA (0: shared fields
+# stay local, bench/lib.sh).
 set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

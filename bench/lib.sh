@@ -34,4 +34,8 @@ auth: { client_id: client_123 }
 workos: { base_url: "$FAKE", api_key: sk_test_123, events_poll_seconds: 10 }
 log: { level: warn }
 YAML
+  # METADATA=0: the shared fields stay on the host (sync.metadata.enabled
+  # false), as before SPEC 4b; unset, the binary's default applies (a binary
+  # from before SPEC 4b refuses the key).
+  if [ "${METADATA:-}" = 0 ]; then echo "sync: { metadata: { enabled: false } }" >>"$1/usersd.yaml"; fi
 }

@@ -26,6 +26,7 @@ const char* RemoteOutcomeName(RemoteOutcome o) {
 namespace {
 
 constexpr std::string_view kEmailWaitPrefix = "email_wait:";
+constexpr std::string_view kResyncPrefix = "resync:";
 
 Mutation Refused(OpResult r) {
   Mutation m;
@@ -197,25 +198,21 @@ HeldFields HeldBy(const std::vector<OutboxJob>& jobs) {
   return held;
 }
 
-bool IsResync(const OutboxJob& j) {
-  return j.op == JobOp::kFetch && j.fields.value("resync", false);
-}
-
 Result<RemoteOutcome> ApplyMerge(WriteTxn& t, const Profile& p, const UserRecord& before, MergeMode mode,
                                  const MutationContext& c) {
   auto jobs = t.JobsOfUser(before.id);
   if (!jobs.ok()) return jobs.status();
   HeldFields held = HeldBy(*jobs);
   MergeResult r = MergeProfile(before, p, held, mode, c.sync->metadata);
-  if (!held.empty() && mode == MergeMode::kFeed && !(!jobs->empty() && IsResync(jobs->back()))) {
+  if (!held.empty() && mode == MergeMode::kFeed) {
     // WorkOS shows another value for a field this host still has to
     // deliver. The job may already be delivered (its row not yet deleted),
-    // and another host's write may have come after it: read the user again
-    // once this host's jobs are through, so the last write to WorkOS wins
-    // here too (SPEC 4b).
+    // and another host's write may have come after it: the user is marked,
+    // and read again once this host's jobs are through (QueueResyncIfMarked),
+    // so the last write to WorkOS wins here too (SPEC 4b).
     MergeResult unheld = MergeProfile(before, p, {}, mode, c.sync->metadata);
     if (VisiblyDiffers(unheld.after, r.after) || unheld.wanted_email != r.wanted_email)
-      USERSD_RETURN_IF_ERROR(Enqueue(t, before, JobOp::kFetch, Json{{"resync", true}}, c, nullptr));
+      USERSD_RETURN_IF_ERROR(t.PutMeta(std::string(kResyncPrefix) + before.id, "1"));
   }
   USERSD_RETURN_IF_ERROR(SettleEmail(t, r));
   UserRecord& after = r.after;
@@ -231,6 +228,22 @@ Result<RemoteOutcome> ApplyMerge(WriteTxn& t, const Profile& p, const UserRecord
 }
 
 }  // namespace
+
+Result<bool> QueueResyncIfMarked(WriteTxn& t, const std::string& user_id, const MutationContext& c) {
+  std::string key = std::string(kResyncPrefix) + user_id;
+  auto mark = t.GetMeta(key);
+  if (!mark.ok()) return mark.status();
+  if (!mark->has_value()) return false;
+  auto jobs = t.JobsOfUser(user_id);
+  if (!jobs.ok()) return jobs.status();
+  if (!HeldBy(*jobs).empty()) return false;  // not through yet: the last delivery queues it
+  USERSD_RETURN_IF_ERROR(t.DeleteMeta(key));
+  auto u = t.GetUser(user_id);
+  if (!u.ok()) return u.status();
+  if (!u->has_value() || !(*u)->live()) return false;
+  USERSD_RETURN_IF_ERROR(Enqueue(t, **u, JobOp::kFetch, Json{{"resync", true}}, c, nullptr));
+  return true;
+}
 
 void RefreshJobFields(const UserRecord& u, Json* fields) {
   if (!fields->is_object()) return;

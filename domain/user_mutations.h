@@ -154,6 +154,14 @@ Status KeepImportedId(store::WriteTxn& t, std::string_view workos_id, const Muta
 Status RekeyUser(store::WriteTxn& t, const store::UserRecord& before, const std::string& new_id,
                  const MutationContext& c);
 
+// After this host's jobs of `user_id` were delivered: when an event showed
+// WorkOS with another value of a field those jobs held (ApplyRemoteUser
+// marks the user), and no update job of the user is left, queues one re-read
+// of the user (a fetch job with {"resync": true}, applied like an event), so
+// a write another host made after this host's last delivery is not lost.
+// Returns whether it queued one.
+Result<bool> QueueResyncIfMarked(store::WriteTxn& t, const std::string& user_id, const MutationContext& c);
+
 // Sets each field an update job names to `u`'s current value (a dead letter
 // re-queued must not send WorkOS something older than the store holds).
 void RefreshJobFields(const store::UserRecord& u, Json* fields);

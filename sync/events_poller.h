@@ -21,7 +21,7 @@
 // The page's events and the new cursor (the newest event read, with its
 // created_at) commit in one write transaction, so a crash never loses or
 // half-applies a page. What an event does to a record is decided by
-// domain/remote_user.h (ApplyRemoteUser / ApplyRemoteDelete).
+// domain/user_mutations.h (ApplyRemoteUser / ApplyRemoteDelete).
 //
 // Stuck and old cursors. A page that had events but none newer than the
 // cursor means the server is not serving the feed in the order asked:

@@ -662,14 +662,30 @@ struct OutboxSender::Impl {
     std::vector<uint64_t> ids = std::move(delete_buf);
     delete_buf.clear();
     delete_in_flight = true;
+    auto resyncs = std::make_shared<size_t>(0);
+    int64_t now = clock.NowMs();
     Submit(
-        [ids](WriteTxn& t) -> Status {
-          for (uint64_t id : ids) USERSD_RETURN_IF_ERROR(t.DeleteJob(id));
+        [ids, resyncs, now, sync = opt.sync](WriteTxn& t) -> Status {
+          *resyncs = 0;
+          std::set<std::string> delivered_users;
+          for (uint64_t id : ids) {
+            auto j = t.GetJob(id);
+            if (!j.ok()) return j.status();
+            if (j->has_value()) delivered_users.insert((*j)->user_id);
+            USERSD_RETURN_IF_ERROR(t.DeleteJob(id));
+          }
+          const domain::MutationContext ctx{now, sync.get()};
+          for (const auto& uid : delivered_users) {
+            auto q = domain::QueueResyncIfMarked(t, uid, ctx);
+            if (!q.ok()) return q.status();
+            if (*q) ++*resyncs;
+          }
           return Status::Ok();
         },
         ids, "delete delivered jobs",
-        [this, ids] {
+        [this, ids, resyncs] {
           delete_in_flight = false;
+          if (*resyncs > 0) kick_pending = true;
           for (uint64_t id : ids) {
             auto o = removal_owner.find(id);
             if (o == removal_owner.end()) continue;

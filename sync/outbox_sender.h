@@ -4,10 +4,15 @@
 // (store/store.h, table "outbox"). The sender keeps at most one request in
 // flight per user, in job order; consecutive update jobs of one user are
 // merged into one PUT (later fields win) and removed together when it
-// succeeds. Delete jobs send DELETE (404 counts as done). Fetch jobs (users
-// provisioned while WorkOS was unreachable) GET the WorkOS profile and fill
-// in the local fields that are still empty, record the profile picture and
-// clear profile_pending.
+// succeeds. An update carrying shared fields or an id to publish (SPEC 4b)
+// first GETs the user and PUTs the metadata document with only its own
+// fields replaced, and external_id only while WorkOS has none (PlanPut);
+// what the GET shows about external_id is recorded, which may re-key the
+// user (domain/user_mutations.h). Delete jobs send DELETE (404 counts as
+// done). Fetch jobs GET the WorkOS profile: for users provisioned while
+// WorkOS was unreachable they fill in the local fields that are still
+// empty, record the profile picture and clear profile_pending; re-reads
+// ("resync", queued behind a held field) apply it like an event.
 //
 // Failures: network errors, timeouts, 408, 429 and 5xx are retried with
 // exponential backoff and full jitter (initial_backoff_ms doubling up to

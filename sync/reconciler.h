@@ -4,7 +4,7 @@
 // longer; a server may also change or delete a user without an event. A full
 // run lists every WorkOS user
 //   GET /user_management/users?order=asc&limit=100&after={last id}
-// and applies each one as an event would (domain/remote_user.h: pending
+// and applies each one as an event would (domain/user_mutations.h: pending
 // local changes still win, stale states are refused), then sweeps the local
 // users: a live local user that the listing did not show, and that existed
 // before the run started, is soft-deleted (WorkOS no longer has it). When

@@ -232,13 +232,41 @@ TEST_CASE("mutations: a UUID external_id other than the local id re-keys the use
   CHECK(changes.back().user.id == legacy);
   auto jobs = t->JobsOfUser(legacy);
   REQUIRE(jobs.ok());
-  // The jobs followed their user: the update, and the re-read queued because
-  // WorkOS showed another first name than the one still to deliver.
-  REQUIRE(jobs->size() == 2);
+  // The job followed its user.
+  REQUIRE(jobs->size() == 1);
   CHECK((*jobs)[0].op == JobOp::kUpdate);
-  CHECK((*jobs)[1].op == JobOp::kFetch);
-  CHECK((*jobs)[1].fields == Json{{"resync", true}});
   CHECK(t->JobsOfUser(old_id)->empty());
+}
+
+TEST_CASE("mutations: a held field WorkOS shows otherwise is read again once this host's jobs are delivered",
+          "[domain][mutations][held]") {
+  Db db;
+  REQUIRE(
+      db.Write([&](store::WriteTxn& t) { return ApplyRemoteUser(t, P("user_r", "r@example.com"), db.Ctx()); }).ok());
+  std::string id = db.ByWorkos("user_r")->id;
+  Actor self{id, std::nullopt, false};
+  UserPatch patch;
+  patch.id = id;
+  patch.last_name = "Mine";
+  REQUIRE(db.Write([&](store::WriteTxn& t) { return ApplyPatch(t, self, patch, db.Ctx()); }).ok());
+  // Another host's value arrives while this host's job is still in the outbox.
+  Profile theirs = P("user_r", "r@example.com");
+  theirs.last_name = "Theirs";
+  theirs.updated_at_ms = 1'700'000'005'000;
+  REQUIRE(db.Write([&](store::WriteTxn& t) { return ApplyRemoteUser(t, theirs, db.Ctx()); }).ok());
+  CHECK(db.ByWorkos("user_r")->last_name == "Mine");
+  auto jobs = db.Jobs();
+  REQUIRE(jobs.size() == 1);
+  // Not yet: the job is still there.
+  CHECK_FALSE(*db.Write([&](store::WriteTxn& t) { return QueueResyncIfMarked(t, id, db.Ctx()); }));
+  // Delivered: one re-read, once.
+  db.Write([&](store::WriteTxn& t) { return t.DeleteJob(jobs[0].id).ok(); });
+  CHECK(*db.Write([&](store::WriteTxn& t) { return QueueResyncIfMarked(t, id, db.Ctx()); }));
+  CHECK_FALSE(*db.Write([&](store::WriteTxn& t) { return QueueResyncIfMarked(t, id, db.Ctx()); }));
+  jobs = db.Jobs();
+  REQUIRE(jobs.size() == 1);
+  CHECK(jobs[0].op == JobOp::kFetch);
+  CHECK(jobs[0].fields == Json{{"resync", true}});
 }
 
 TEST_CASE("mutations: an imported id WorkOS refused stays on this host", "[domain][mutations][rekey]") {
