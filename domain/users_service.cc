@@ -291,8 +291,17 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
             cb(Conclude(st, *decision));
           });
     };
+    auto deleted = [this, cb](std::string workos_id) {
+      MutationContext ctx{clock_.NowMs(), options_.sync.get()};
+      writer_->Submit([workos_id, ctx, sync = options_.sync](
+                          WriteTxn& t) -> Status { return ApplyRemoteDelete(t, workos_id, ctx).status(); },
+                      [cb](Status st) {
+                        if (!st.ok()) return cb(OpResult::Internal(st.message()));
+                        cb(OpResult::Unauthorized("user has been deleted"));
+                      });
+    };
     if (!workos_ || !workos_->Configured() || workos_->Offline()) return apply(std::nullopt);
-    workos_->GetUser(me->workos_id, [apply, cb](WorkosProfileSource::GetResult r) {
+    workos_->GetUser(me->workos_id, [apply, deleted, cb, workos_id = me->workos_id](WorkosProfileSource::GetResult r) {
       switch (r.outcome) {
         case WorkosProfileSource::Outcome::kOk:
           apply(std::optional<std::optional<std::string>>(NormalizePictureUrl(r.profile.profile_picture_url)));
@@ -301,7 +310,10 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
           apply(std::nullopt);
           return;
         case WorkosProfileSource::Outcome::kNotFound:
-          cb(OpResult::Internal("WorkOS does not know this user"));
+          // WorkOS deleted the user (another host did, and this host's feed
+          // has not shown it yet): deleted here too, and the token is refused
+          // as it will be on every host (SPEC 4b).
+          deleted(workos_id);
           return;
         case WorkosProfileSource::Outcome::kError:
           cb(OpResult::Internal("WorkOS refused the profile request: " + r.error));
