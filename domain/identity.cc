@@ -18,6 +18,15 @@ int HexValue(char c) {
 }
 }  // namespace
 
+std::string FormatUuid(const unsigned char* b, int version) {
+  unsigned char v = static_cast<unsigned char>((b[6] & 0x0f) | (version << 4));
+  unsigned char r = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+  char out[37];
+  snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+           b[3], b[4], b[5], v, b[7], r, b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  return out;
+}
+
 std::string UuidV5(std::string_view namespace_uuid, std::string_view name) {
   unsigned char ns[16] = {};
   size_t n = 0;
@@ -34,12 +43,7 @@ std::string UuidV5(std::string_view namespace_uuid, std::string_view name) {
   unsigned char h[EVP_MAX_MD_SIZE] = {};
   unsigned int len = 0;
   EVP_Digest(input.data(), input.size(), h, &len, EVP_sha1(), nullptr);
-  h[6] = static_cast<unsigned char>((h[6] & 0x0f) | 0x50);
-  h[8] = static_cast<unsigned char>((h[8] & 0x3f) | 0x80);
-  char out[37];
-  snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", h[0], h[1], h[2],
-           h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]);
-  return out;
+  return FormatUuid(h, 5);
 }
 
 std::optional<std::string> IdFromExternalId(const std::optional<std::string>& external_id) {

@@ -19,6 +19,10 @@ namespace usersd::domain {
 // changing it changes every id a new host computes.
 inline constexpr std::string_view kDefaultIdentityNamespace = "2d0a2811-61d1-50ed-bfc0-e2ac6ad2e741";
 
+// The canonical lower-case text of the 16 bytes `b` as a UUID of `version`
+// (its version and RFC 9562 variant bits set; `b` itself is not changed).
+std::string FormatUuid(const unsigned char* b, int version);
+
 // The version-5 UUID of `name` in `namespace_uuid` (lower case).
 // REQUIRES: IsUuid(namespace_uuid).
 std::string UuidV5(std::string_view namespace_uuid, std::string_view name);

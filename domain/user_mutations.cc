@@ -153,6 +153,18 @@ Status Commit(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& b
   return Status::Ok();
 }
 
+// How an operation on a live user ends: the change commits and its job
+// (what WorkOS should learn, if anything) is queued.
+Result<Mutation> CommitUpdate(WriteTxn& t, UserRecord after, const std::optional<UserRecord>& before,
+                              const MutationContext& c) {
+  Mutation out;
+  USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kUpsert, c));
+  USERSD_RETURN_IF_ERROR(EnqueueUpdate(t, after, ChangedFields(before, after, *c.sync), c, &out));
+  out.kind = Mutation::Kind::kCommitted;
+  out.user = std::move(after);
+  return out;
+}
+
 // A free id for a new user of `workos_id`: the identity rule's, unless a
 // user of another WorkOS id holds it (an imported id); then a random one.
 Result<std::string> FreeIdFor(WriteTxn& t, const std::string& workos_id, const std::optional<std::string>& external_id,
@@ -317,12 +329,7 @@ Result<Mutation> ApplyPatch(WriteTxn& t, const Actor& actor, const UserPatch& pa
     if (!fits.ok()) return Refused(OpResult::Invalid(fits.message()));
   }
   after.updated_at_ms = c.now_ms;
-  Mutation out;
-  USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kUpsert, c));
-  USERSD_RETURN_IF_ERROR(EnqueueUpdate(t, after, ChangedFields(before, after, *c.sync), c, &out));
-  out.kind = Mutation::Kind::kCommitted;
-  out.user = std::move(after);
-  return out;
+  return CommitUpdate(t, std::move(after), before, c);
 }
 
 Result<Mutation> SoftDelete(WriteTxn& t, const Actor& actor, const std::string& id, const MutationContext& c) {
@@ -348,12 +355,7 @@ Result<Mutation> FinishOnboarding(WriteTxn& t, const std::string& id, const Muta
   UserRecord after = **cur;
   after.is_onboarded = true;
   after.updated_at_ms = c.now_ms;
-  Mutation out;
-  USERSD_RETURN_IF_ERROR(Commit(t, after, *cur, ChangeOp::kUpsert, c));
-  USERSD_RETURN_IF_ERROR(EnqueueUpdate(t, after, ChangedFields(*cur, after, *c.sync), c, &out));
-  out.kind = Mutation::Kind::kCommitted;
-  out.user = std::move(after);
-  return out;
+  return CommitUpdate(t, std::move(after), *cur, c);
 }
 
 Result<Mutation> ResetAvatar(WriteTxn& t, const std::string& id, const std::optional<std::optional<std::string>>& live,
@@ -371,12 +373,7 @@ Result<Mutation> ResetAvatar(WriteTxn& t, const std::string& id, const std::opti
     after.avatar_url = NormalizePictureUrl(after.profile_picture_url);
   }
   after.updated_at_ms = c.now_ms;
-  Mutation out;
-  USERSD_RETURN_IF_ERROR(Commit(t, after, *cur, ChangeOp::kUpsert, c));
-  USERSD_RETURN_IF_ERROR(EnqueueUpdate(t, after, ChangedFields(*cur, after, *c.sync), c, &out));
-  out.kind = Mutation::Kind::kCommitted;
-  out.user = std::move(after);
-  return out;
+  return CommitUpdate(t, std::move(after), *cur, c);
 }
 
 // --------------------------------------------------- WorkOS's view
