@@ -22,7 +22,7 @@ build="$(cd "$build" && pwd)"
 seconds="${FUZZ_SECONDS:-30}"
 work="${FUZZ_WORK_DIR:-$build/fuzz-work}"
 targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then targets=(ipc_protocol ipc_framing auth_jwt config domain_validate store_record workos_pages); fi
+if [ ${#targets[@]} -eq 0 ]; then targets=(ipc_protocol ipc_framing auth_jwt config domain_validate store_record workos_pages shared_fields); fi
 
 failed=0
 for name in "${targets[@]}"; do
