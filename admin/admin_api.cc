@@ -380,7 +380,8 @@ Json AdminApi::Impl::StatusJson() {
                      {"usersSeen", rs.users_seen},
                      {"usersApplied", rs.users_applied},
                      {"usersDeleted", rs.users_deleted},
-                     {"lastError", rs.last_error.empty() ? Json(nullptr) : Json(rs.last_error)}};
+                     {"lastError", rs.last_error.empty() ? Json(nullptr) : Json(rs.last_error)},
+                     {"nextAutomaticStartAt", ms_or_null(rs.next_auto_start_ms)}};
   }
   return Json{{"version", d.version},
               {"uptimeSeconds", std::max<int64_t>(0, now - d.started_at_ms) / 1000},

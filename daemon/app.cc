@@ -163,7 +163,7 @@ Status App::Start() {
                                                  EventsOptionsFrom(cfg_, KickOutbox()));
   reconciler_ = std::make_unique<sync::Reconciler>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
                                                    ReconcileOptionsFrom(cfg_, KickOutbox()));
-  events_->SetReconcileHooks([this](const std::string& reason) { (void)reconciler_->StartAll(reason); },
+  events_->SetReconcileHooks([this](const std::string& reason) { return reconciler_->StartAll(reason).status(); },
                              [this] { return reconciler_->running(); });
   reconciler_->SetOnFinished([this] {
     events_->Reload();

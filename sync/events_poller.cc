@@ -65,7 +65,8 @@ struct EventsPoller::Impl {
   store::Writer* writer;
   const Clock& clock;
   EventsOptions opt;
-  std::function<void(const std::string&)> request_reconcile;
+  std::function<Status(const std::string&)> request_reconcile;
+  bool cursor_rejected = false;  // the server refused the cursor; not sent again until Load()
   std::function<bool()> reconciling;
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
@@ -83,6 +84,7 @@ struct EventsPoller::Impl {
 
   void Load() {
     cursor.reset();
+    cursor_rejected = false;
     stats.cursor_at_ms = 0;
     range_start_ms = store->created_at_ms();
     auto txn = store->BeginRead();
@@ -127,15 +129,25 @@ struct EventsPoller::Impl {
       return;
     }
     int64_t now = clock.NowMs();
-    if (opt.max_cursor_age_ms > 0 && now - stats.caught_up_ms > opt.max_cursor_age_ms) {
-      LogWarn("events: the feed position is older than sync.reconcile.max_cursor_age_days; reconciling instead",
-              {{"cursor", cursor.value_or("")}, {"caught_up_at", FormatIso8601Ms(stats.caught_up_ms)}});
-      if (request_reconcile) {
-        request_reconcile("cursor_too_old");
-        done(Status::Unavailable("the events cursor is too old; a reconciliation runs"));
-        Arm(opt.poll_seconds * 1000);
-        return;
+    bool too_old = opt.max_cursor_age_ms > 0 && now - stats.caught_up_ms > opt.max_cursor_age_ms;
+    if ((too_old || cursor_rejected) && request_reconcile) {
+      const char* reason = cursor_rejected ? "cursor_rejected" : "cursor_too_old";
+      Status st = request_reconcile(reason);
+      if (st.ok() && too_old && !cursor_rejected) {
+        LogWarn("events: the feed position is older than sync.reconcile.max_cursor_age_days; reconciling instead",
+                {{"cursor", cursor.value_or("")}, {"caught_up_at", FormatIso8601Ms(stats.caught_up_ms)}});
+      } else if (!st.ok()) {
+        LogDebug("events: waiting for a reconciliation", {{"reason", reason}, {"error", st.message()}});
       }
+      done(Status::Unavailable(st.ok() ? std::string("the events cursor is ") +
+                                             (cursor_rejected ? "rejected" : "too old") + "; a reconciliation runs"
+                                       : "the events cursor needs a reconciliation: " + st.message()));
+      Arm(opt.poll_seconds * 1000);
+      return;
+    }
+    if (too_old) {
+      LogWarn("events: the feed position is older than sync.reconcile.max_cursor_age_days",
+              {{"cursor", cursor.value_or("")}, {"caught_up_at", FormatIso8601Ms(stats.caught_up_ms)}});
     }
     waiting.push_back(std::move(done));
     if (polling) return;
@@ -163,7 +175,11 @@ struct EventsPoller::Impl {
       if (rejected) {
         LogWarn("events: WorkOS rejected the cursor; reconciling",
                 {{"cursor", cursor.value_or("")}, {"status", std::to_string(r.status)}, {"body", r.body.substr(0, 200)}});
-        if (request_reconcile) request_reconcile("cursor_rejected");
+        if (request_reconcile) {
+          cursor_rejected = true;
+          Status st = request_reconcile("cursor_rejected");
+          if (!st.ok()) LogDebug("events: waiting for a reconciliation", {{"error", st.message()}});
+        }
       }
       return Finish(Status::Unavailable(r.status == 0 ? "events poll failed: " + r.error
                                                       : "events poll returned HTTP " + std::to_string(r.status)));
@@ -313,7 +329,7 @@ EventsPoller::~EventsPoller() {
   *impl_->alive = false;
 }
 
-void EventsPoller::SetReconcileHooks(std::function<void(const std::string&)> request_reconcile,
+void EventsPoller::SetReconcileHooks(std::function<Status(const std::string&)> request_reconcile,
                                      std::function<bool()> reconciling) {
   impl_->request_reconcile = std::move(request_reconcile);
   impl_->reconciling = std::move(reconciling);

@@ -32,7 +32,10 @@
 // rejects the cursor (400, 404, 410 or 422 to a request with `after`), the
 // poller asks for a reconciliation (SPEC 4b) through `request_reconcile`
 // and does not poll while `reconciling()` says one runs; the reconciler
-// clears the cursor when it finishes (Reload() picks that up).
+// clears the cursor when it finishes (Reload() picks that up). A rejected
+// cursor is not sent again: until Reload(), each poll asks for the
+// reconciliation instead, which the reconciler may refuse for a while after
+// a failed run (then the poll ends Unavailable, logged at debug).
 //
 // Loop thread only. Owns one uv_timer_t; Close() before destruction, then
 // let the loop run once so the handle's close callback runs. Borrows
@@ -103,9 +106,10 @@ class EventsPoller {
   EventsPoller& operator=(const EventsPoller&) = delete;
 
   // The reconciliation hooks (sync/reconciler.h). request_reconcile(reason)
-  // starts one unless one runs; reconciling() tells whether one runs. Unset:
-  // an old or rejected cursor is only logged.
-  void SetReconcileHooks(std::function<void(const std::string& reason)> request_reconcile,
+  // starts one unless one runs and says Ok, or says why it did not start;
+  // reconciling() tells whether one runs. Unset: an old or rejected cursor
+  // is only logged.
+  void SetReconcileHooks(std::function<Status(const std::string& reason)> request_reconcile,
                          std::function<bool()> reconciling);
 
   // Reads the stored position and starts polling (the first poll right away).

@@ -86,6 +86,8 @@ struct Reconciler::Impl {
   int64_t last_request_ms = INT64_MIN / 2;  // monotonic; the last list request's start
   int64_t retry_at_ms = 0;                  // monotonic; not before this after a failure
   int64_t backoff_ms = 0;
+  int64_t auto_wait_ms = 0;     // the wait after the last failed run (0: the last run did not fail)
+  int64_t auto_not_before = 0;  // monotonic; automatic triggers wait until then
   uint64_t runs_completed = 0, runs_failed = 0;
 
   // ---------------------------------------------------------------- timer
@@ -102,10 +104,7 @@ struct Reconciler::Impl {
     if (run.running) return Step();
     if (opt.interval_ms > 0 && workos->Configured()) {
       int64_t since = last_finished_ms ? last_finished_ms : store->created_at_ms();
-      if (clock.NowMs() - since >= opt.interval_ms) {
-        (void)StartAll("interval");
-        return;
-      }
+      if (clock.NowMs() - since >= opt.interval_ms && StartAll("interval").ok()) return;
     }
     Arm(kIdleCheckMs);
   }
@@ -116,6 +115,11 @@ struct Reconciler::Impl {
     if (closed) return Status::Unavailable("shutting down");
     if (!workos->Configured()) return Status::Unavailable("WorkOS is not configured");
     if (run.running) return run.run_id;
+    int64_t wait = auto_not_before - clock.MonotonicMs();
+    if (reason != "admin" && auto_wait_ms > 0 && wait > 0) {
+      return Status::Unavailable("the last reconciliation failed (" + run.last_error +
+                                 "); the next automatic one starts in " + std::to_string((wait + 999) / 1000) + " s");
+    }
     RunState next;
     next.running = true;
     next.reason = reason;
@@ -306,6 +310,7 @@ struct Reconciler::Impl {
           run.phase.clear();
           run.after.clear();
           last_finished_ms = now;
+          auto_wait_ms = 0;
           ++runs_completed;
           LogInfo("reconcile: done", {{"run", std::to_string(run.run_id)},
                                       {"users", std::to_string(run.seen)},
@@ -318,7 +323,11 @@ struct Reconciler::Impl {
   }
 
   void Fail(const std::string& error) {
-    LogWarn("reconcile: run failed", {{"run", std::to_string(run.run_id)}, {"error", error}});
+    auto_wait_ms = auto_wait_ms ? std::min(opt.failed_run_max_wait_ms, auto_wait_ms * 2) : opt.failed_run_wait_ms;
+    auto_not_before = clock.MonotonicMs() + auto_wait_ms;
+    LogWarn("reconcile: run failed", {{"run", std::to_string(run.run_id)},
+                                      {"error", error},
+                                      {"next_automatic_in_s", std::to_string(auto_wait_ms / 1000)}});
     ++runs_failed;
     run.running = false;
     run.last_error = error;
@@ -452,6 +461,8 @@ ReconcileStatus Reconciler::status() const {
   s.runs_completed = m.runs_completed;
   s.runs_failed = m.runs_failed;
   s.last_error = m.run.last_error;
+  int64_t wait = m.auto_not_before - m.clock.MonotonicMs();
+  if (!m.run.running && m.auto_wait_ms > 0 && wait > 0) s.next_auto_start_ms = m.clock.NowMs() + wait;
   return s;
 }
 

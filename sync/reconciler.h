@@ -19,11 +19,16 @@
 // Pacing and resumption: list requests start at most requests_per_second;
 // a retryable failure (transport, 408, 429, 5xx) waits with exponential
 // backoff (honouring Retry-After) and retries the same page; another answer
-// ends the run with last_error (the next trigger starts over). The run's
-// state (phase, position, counters) is committed with every page and every
-// sweep batch (meta "reconcile"), and which WorkOS users the listing showed
-// is recorded per user (meta "rcs:{workosId}" = run id), so a restart
-// resumes where it stopped.
+// ends the run with last_error. After a failed run the automatic triggers
+// (the poller's, the timer's) wait: 1 minute after the first failure,
+// doubling up to 1 hour, reset by a completed run, so a key without the
+// permission or a broken proxy costs WorkOS one list request per wait, not
+// one per poll; an admin request starts at once. The next run starts over.
+// The run's state (phase, position, counters) is committed with every page
+// and every sweep batch (meta "reconcile"), and which WorkOS users the
+// listing showed is recorded per user (meta "rcs:{workosId}" = run id), so a
+// restart resumes where it stopped. The wait after a failure is not kept: a
+// restarted daemon may start at once.
 //
 // ResyncOne: the same for one user (GET; 404 soft-deletes the local user).
 //
@@ -51,6 +56,10 @@ struct ReconcileOptions {
   int64_t interval_ms = 24LL * 3600 * 1000;  // 0: no timer (sync.reconcile.interval_hours)
   int64_t initial_backoff_ms = 1000;
   int64_t max_backoff_ms = 60000;
+  // After a failed run, automatic triggers wait this long, doubling per
+  // failed run up to failed_run_max_wait_ms.
+  int64_t failed_run_wait_ms = 60 * 1000;
+  int64_t failed_run_max_wait_ms = 3600 * 1000;
   int page_limit = 100;    // users per list request (WorkOS allows 1..100)
   int sweep_batch = 500;   // local users per sweep transaction
   // identity.namespace, sync.metadata.* (never null).
@@ -74,6 +83,7 @@ struct ReconcileStatus {
   uint64_t runs_completed = 0;  // this process
   uint64_t runs_failed = 0;     // this process
   std::string last_error;
+  int64_t next_auto_start_ms = 0;  // wall clock; after a failed run, automatic triggers wait until then (0: none)
 };
 
 struct ResyncResult {
@@ -95,8 +105,10 @@ class Reconciler {
   // Loads the persisted state, resumes a run that a stop interrupted, and
   // arms the interval timer.
   void Start();
-  // Starts a full run unless one runs; returns the run's id. Unavailable when
-  // WorkOS is not configured or the reconciler is closed.
+  // Starts a full run unless one runs (then joins it); returns the run's id.
+  // Unavailable when WorkOS is not configured, the reconciler is closed, or
+  // the reason is automatic (not "admin") and the wait after a failed run
+  // has not passed (the message says when it does).
   Result<uint64_t> StartAll(const std::string& reason);
   // One user by WorkOS id.
   void ResyncOne(const std::string& workos_id, std::function<void(Result<ResyncResult>)> done);

@@ -112,8 +112,14 @@ std::string ReconcileStatus(const Json& reconcile) {
     if (has("startedAt")) s += " since " + Str(reconcile["startedAt"]);
     return s + ": " + ReconcileSummary(reconcile);
   }
-  if (!has("finishedAt")) return state;
-  return state + ", last run finished " + Str(reconcile["finishedAt"]) + ": " + ReconcileSummary(reconcile);
+  std::string s = state;
+  if (has("finishedAt")) {
+    s += ", last run finished " + Str(reconcile["finishedAt"]) + ": " + ReconcileSummary(reconcile);
+  } else if (has("lastError")) {
+    s += ", last run failed: " + Str(reconcile["lastError"]);
+  }
+  if (has("nextAutomaticStartAt")) s += "; next automatic run not before " + Str(reconcile["nextAutomaticStartAt"]);
+  return s;
 }
 
 }  // namespace usersd::usersctl

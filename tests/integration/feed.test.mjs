@@ -162,6 +162,42 @@ test('a cursor the server no longer has starts a reconciliation by itself', asyn
   await waitFor(async () => (await env.me(u.token))?.firstName === 'After', { what: 'events after the reconciliation' });
 });
 
+test('a reconciliation WorkOS refuses is not restarted by every poll; an operator can start one at once', async (t) => {
+  const env = await setup(t);
+  const u = await newUser(env.fake, env.conn);
+  await env.fake.createUser({ id: u.workos.id, first_name: 'Seen', emitEvent: true });
+  await waitFor(async () => (await env.me(u.token))?.firstName === 'Seen', { what: 'the event' });
+  await env.daemon.stop();
+  await env.fake.createUser({ id: u.workos.id, first_name: 'WhileAway' });
+  await env.fake.setBehaviour({ eventsRetentionMs: 500 });
+  await sleep(1000);
+  await env.fake.addEvent({ event: 'session.created', data: {} });
+  // A key without the permission to list users.
+  await env.fake.setFaults([{ method: 'GET', path: '^/user_management/users$', status: 403, body: { code: 'forbidden' } }]);
+  await env.fake.clearRequests();
+  await env.restart();
+  await waitFor(async () => (await env.admin('admin.status')).reconcile.lastError !== null, { what: 'the failed run' });
+  await sleep(3500);  // three polls and more
+  const lists = await env.fake.requests({ method: 'GET', path: '^/user_management/users$' });
+  const rejected = (await env.fake.requests({ method: 'GET', path: '^/events$' })).filter((r) => r.query?.after);
+  assert.equal(lists.length, 1, 'one list request, not one per poll');
+  assert.equal(rejected.length, 1, 'the rejected cursor is not sent again');
+  const status = await env.admin('admin.status');
+  assert.match(status.reconcile.lastError, /403/);
+  assert.equal(status.reconcile.state, 'idle');
+  assert.ok(Date.parse(status.reconcile.nextAutomaticStartAt) > Date.now() + 30_000, status.reconcile.nextAutomaticStartAt);
+  assert.equal((await env.me(u.token)).firstName, 'Seen');
+
+  // The key is fixed; the operator does not wait for the next automatic run.
+  await env.fake.clearFaults();
+  await env.fake.setBehaviour({ eventsRetentionMs: null });
+  await env.admin('admin.users.resync', { all: true });
+  await waitFor(async () => (await env.me(u.token))?.firstName === 'WhileAway', { what: 'the reconciliation', timeoutMs: 15000 });
+  await waitFor(async () => (await env.admin('admin.status')).reconcile.nextAutomaticStartAt === null, { what: 'the wait ended' });
+  await env.fake.createUser({ id: u.workos.id, first_name: 'After', emitEvent: true });
+  await waitFor(async () => (await env.me(u.token))?.firstName === 'After', { what: 'events after the reconciliation' });
+});
+
 test('a reconciliation killed midway resumes after the restart instead of starting over', async (t) => {
   const env = await setup(t, { config: { sync: { reconcile: { requests_per_second: 2 } } } });
   const users = [];

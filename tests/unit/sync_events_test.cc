@@ -91,8 +91,12 @@ struct Rig {
     o.max_cursor_age_ms = max_cursor_age_ms;
     poller = std::make_unique<EventsPoller>(&base.loop, &base.workos, base.store.get(), base.writer.get(), base.clock,
                                             o);
-    poller->SetReconcileHooks([this](const std::string& reason) { reconcile_requests.push_back(reason); },
-                              [this] { return reconciling; });
+    poller->SetReconcileHooks(
+        [this](const std::string& reason) {
+          reconcile_requests.push_back(reason);
+          return reconcile_answer;
+        },
+        [this] { return reconciling; });
     poller->Start();
   }
 
@@ -136,6 +140,7 @@ struct Rig {
   Feed feed;
   int64_t max_cursor_age_ms = 25LL * 86400 * 1000;
   std::vector<std::string> reconcile_requests;
+  Status reconcile_answer;  // what request_reconcile says (Ok: a run started)
   bool reconciling = false;
   std::unique_ptr<EventsPoller> poller;
 };
@@ -463,6 +468,33 @@ TEST_CASE("events: a rejected cursor asks for a reconciliation; none is polled w
   size_t calls = rig.base.workos.calls.size();
   CHECK_FALSE(rig.Poll().ok());
   CHECK(rig.base.workos.calls.size() == calls);  // no request while reconciling
+}
+
+TEST_CASE("events: a rejected cursor is not sent again until a reconciliation replaced it, also while one is refused",
+          "[sync][events]") {
+  Rig rig;
+  rig.feed.Add("user.created", WorkosUser("user_a", "a@example.com", "A", "L"));
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  auto feed_answers = rig.base.workos.responder;
+  rig.base.workos.responder = [](const FakeWorkos::Call& c) {
+    return c.after ? Reply(400, R"({"code":"invalid_cursor"})") : Reply(200, R"({"data":[]})");
+  };
+  rig.reconcile_answer = Status::Unavailable("the last reconciliation failed (HTTP 403)");
+  CHECK_FALSE(rig.Poll().ok());
+  size_t calls = rig.base.workos.calls.size();
+  for (int i = 0; i < 3; ++i) CHECK_FALSE(rig.Poll().ok());
+  CHECK(rig.base.workos.calls.size() == calls);  // the refused cursor is not polled again
+  CHECK(rig.reconcile_requests == std::vector<std::string>(4, "cursor_rejected"));
+
+  // The reconciliation ran and replaced the position: polling resumes.
+  rig.base.workos.responder = feed_answers;
+  rig.feed.Add("user.created", WorkosUser("user_b", "b@example.com", "B", "L"));
+  rig.poller->Reload();
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.base.workos.calls.size() > calls);
+  CHECK(rig.ByWorkosId("user_b"));
+  CHECK(rig.reconcile_requests.size() == 4);
 }
 
 TEST_CASE("events: a feed position older than max_cursor_age is reconciled instead of read, also after a restart",

@@ -246,6 +246,61 @@ TEST_CASE("reconcile: a 503 is retried with backoff on the same page; a 403 ends
   CHECK(rig.finished == 1);  // only the first run completed
 }
 
+TEST_CASE("reconcile: after a failed run automatic triggers wait, doubling; an admin request starts at once",
+          "[sync][reconcile]") {
+  Rig rig;
+  rig.opt.failed_run_wait_ms = 60'000;
+  rig.opt.failed_run_max_wait_ms = 150'000;
+  rig.dir.Add("user_0", "u0@example.com", "U");
+  bool forbidden = true;
+  rig.base.workos.responder = [&](const FakeWorkos::Call& c) {
+    return forbidden ? Reply(403, R"({"code":"forbidden"})") : rig.dir.List(c);
+  };
+  rig.Start();
+  REQUIRE(rig.rec->StartAll("cursor_rejected").ok());
+  rig.RunToEnd();
+  CHECK(rig.rec->status().runs_failed == 1);
+  const int64_t failed_at = rig.base.clock.NowMs();
+  CHECK(rig.rec->status().next_auto_start_ms == failed_at + 60'000);
+
+  // Within the wait the poller's and the timer's triggers are refused, with
+  // the reason; no request goes out.
+  size_t calls = rig.Calls("USERS");
+  auto refused = rig.rec->StartAll("cursor_rejected");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().message().find("HTTP 403") != std::string::npos);
+  CHECK(refused.status().message().find("60 s") != std::string::npos);
+  CHECK_FALSE(rig.rec->StartAll("interval").ok());
+  rig.base.clock.Advance(59'000);
+  CHECK_FALSE(rig.rec->StartAll("cursor_too_old").ok());
+  CHECK(rig.Calls("USERS") == calls);
+
+  // After it, one attempt; it fails again and the wait doubles.
+  rig.base.clock.Advance(1'000);
+  REQUIRE(rig.rec->StartAll("cursor_rejected").ok());
+  rig.RunToEnd();
+  CHECK(rig.rec->status().runs_failed == 2);
+  CHECK(rig.rec->status().next_auto_start_ms == rig.base.clock.NowMs() + 120'000);
+  rig.base.clock.Advance(119'000);
+  CHECK_FALSE(rig.rec->StartAll("cursor_rejected").ok());
+
+  // A third failure waits the maximum, not 240 s.
+  rig.base.clock.Advance(1'000);
+  REQUIRE(rig.rec->StartAll("cursor_rejected").ok());
+  rig.RunToEnd();
+  CHECK(rig.rec->status().next_auto_start_ms == rig.base.clock.NowMs() + 150'000);
+
+  // An operator's request does not wait; a completed run ends the waiting.
+  forbidden = false;
+  REQUIRE(rig.rec->StartAll("admin").ok());
+  rig.RunToEnd();
+  CHECK(rig.finished == 1);
+  CHECK(rig.rec->status().next_auto_start_ms == 0);
+  REQUIRE(rig.rec->StartAll("cursor_rejected").ok());
+  rig.RunToEnd();
+  CHECK(rig.finished == 2);
+}
+
 TEST_CASE("reconcile: a server that ignores after ends the run without sweeping anyone", "[sync][reconcile]") {
   Rig rig;
   auto local = rig.base.MakeUser("local-9", "user_9");  // not in the first page

@@ -63,5 +63,16 @@ TEST_CASE("reconcile: the counters, the error, and the status line per state", "
         "idle, last run finished 2026-12-03T10:01:00.000Z: 1200 users seen, 1100 applied, 3 deleted, 12 pages; "
         "last error: WorkOS answered 500");
   CHECK(ReconcileStatus(Json{{"state", "idle"}, {"finishedAt", nullptr}}) == "idle");
+  // A failed run that waits before the poller's next trigger may start one.
+  CHECK(ReconcileStatus(Json{{"state", "idle"},
+                             {"finishedAt", nullptr},
+                             {"lastError", "listing users failed: HTTP 403"},
+                             {"nextAutomaticStartAt", "2026-12-03T10:02:00.000Z"}}) ==
+        "idle, last run failed: listing users failed: HTTP 403; next automatic run not before "
+        "2026-12-03T10:02:00.000Z");
+  failed["nextAutomaticStartAt"] = "2026-12-03T10:03:00.000Z";
+  CHECK(ReconcileStatus(failed) ==
+        "idle, last run finished 2026-12-03T10:01:00.000Z: 1200 users seen, 1100 applied, 3 deleted, 12 pages; "
+        "last error: WorkOS answered 500; next automatic run not before 2026-12-03T10:03:00.000Z");
   CHECK(ReconcileSummary(Json::object()) == "- users seen, - applied, - deleted, - pages");
 }
