@@ -188,8 +188,8 @@ struct OutboxSender::Impl {
     int64_t due_ms = 0;
     int last_status = 0;
   };
-  // The loaded jobs of one user, in id order. `busy` while a request for it
-  // is in flight; `key` is its entry in `ready` when it has one.
+  // The loaded jobs of one WorkOS user, in id order. `busy` while a request
+  // for it is in flight; `key` is its entry in `ready` when it has one.
   struct UserQ {
     std::deque<uint64_t> ids;
     bool busy = false;
@@ -243,9 +243,16 @@ struct OutboxSender::Impl {
 
   // ------------------------------------------------------------ window
 
+  // Queues are per WorkOS user, not per local id: a re-key moves the stored
+  // jobs to the new id, but the window still holds some under the old one,
+  // and both must go one at a time, in job order.
+  static std::string QueueOf(const OutboxJob& job) {
+    return job.workos_id.empty() ? "local:" + job.user_id : job.workos_id;
+  }
+
   void Add(OutboxJob job) {
     uint64_t id = job.id;
-    std::string uid = job.user_id;
+    std::string uid = QueueOf(job);
     int64_t due = job.next_attempt_at_ms;
     if (!jobs.emplace(id, Entry{std::move(job), due, 0}).second) return;
     UserQ& q = users[uid];
@@ -531,7 +538,7 @@ struct OutboxSender::Impl {
       std::vector<OutboxJob> dead;
       for (uint64_t id : batch) dead.push_back(jobs.at(id).job);
       LogWarn("outbox: the change cannot be applied to the user WorkOS shows; moved to dead letters",
-              {{"job", std::to_string(batch.front())}, {"user", uid}, {"detail", *refusal}});
+              {{"job", std::to_string(batch.front())}, {"user", head.job.user_id}, {"detail", *refusal}});
       SubmitDeadLetter(std::move(dead), r.status, *refusal);
       dead_lettered += batch.size();
       Forget(uid, batch);
@@ -543,7 +550,7 @@ struct OutboxSender::Impl {
       std::vector<OutboxJob> dead;
       for (uint64_t id : batch) dead.push_back(jobs.at(id).job);
       LogWarn("outbox: WorkOS answered the update without taking a field; moved to dead letters",
-              {{"job", std::to_string(batch.front())}, {"user", uid}, {"detail", *not_taken}});
+              {{"job", std::to_string(batch.front())}, {"user", head.job.user_id}, {"detail", *not_taken}});
       SubmitDeadLetter(std::move(dead), r.status, *not_taken);
       dead_lettered += batch.size();
       ++not_taken_count;
@@ -597,7 +604,7 @@ struct OutboxSender::Impl {
       for (uint64_t id : batch) dead.push_back(jobs.at(id).job);
       LogWarn("outbox: WorkOS refused a change; moved to dead letters", {{"job", std::to_string(batch.front())},
                                                                          {"jobs", std::to_string(batch.size())},
-                                                                         {"user", uid},
+                                                                         {"user", head.job.user_id},
                                                                          {"op", store::JobOpName(op)},
                                                                          {"status", std::to_string(r.status)}});
       SubmitDeadLetter(std::move(dead), r.status, r.body.substr(0, 4096));
@@ -617,7 +624,7 @@ struct OutboxSender::Impl {
         "job is older than outbox.max_age_seconds (" + std::to_string((now - e.job.created_at_ms) / 1000) + " s)";
     if (!e.job.last_error.empty()) body += "; last error: " + e.job.last_error;
     LogWarn("outbox: job expired; moved to dead letters",
-            {{"job", std::to_string(id)}, {"user", uid}, {"op", store::JobOpName(e.job.op)}});
+            {{"job", std::to_string(id)}, {"user", e.job.user_id}, {"op", store::JobOpName(e.job.op)}});
     SubmitDeadLetter({e.job}, e.last_status, body);
     ++dead_lettered;
     Forget(uid, {id});

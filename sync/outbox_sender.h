@@ -2,7 +2,8 @@
 //
 // Jobs are written by the operations in the same transaction as their change
 // (store/store.h, table "outbox"). The sender keeps at most one request in
-// flight per user, in job order; consecutive update jobs of one user are
+// flight per WorkOS user (also across a re-key, when the window holds jobs
+// under the old local id and the new one), in job order; consecutive update jobs of one user are
 // merged into one PUT (later fields win) and removed together when it
 // succeeds. An update carrying shared fields or an id to publish (SPEC 4b)
 // first GETs the user and PUTs the metadata document with only its own

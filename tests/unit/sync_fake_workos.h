@@ -193,10 +193,12 @@ struct StoreRig {
     return *u;
   }
 
-  uint64_t Enqueue(const std::string& user_id, store::JobOp op, Json fields = Json::object()) {
+  // The job's WorkOS id is "user_{user_id}" unless `workos_id` is given.
+  uint64_t Enqueue(const std::string& user_id, store::JobOp op, Json fields = Json::object(),
+                   const std::string& workos_id = "") {
     store::OutboxJob j;
     j.user_id = user_id;
-    j.workos_id = "user_" + user_id;
+    j.workos_id = workos_id.empty() ? "user_" + user_id : workos_id;
     j.op = op;
     j.fields = std::move(fields);
     j.created_at_ms = clock.NowMs();

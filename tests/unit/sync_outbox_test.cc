@@ -312,6 +312,36 @@ TEST_CASE("outbox: never two requests of one user in flight; users go in paralle
   CHECK(rig.base.Jobs().empty());
 }
 
+TEST_CASE("outbox: jobs of one WorkOS user queued under two local ids (a re-key) go one at a time, in order",
+          "[sync][outbox][identity]") {
+  // A re-key moves a user's stored jobs to the new id in one transaction,
+  // but jobs already in the sender's window still carry the old id, and
+  // jobs written after it carry the new one.
+  Rig rig;
+  rig.base.Enqueue("old-id", JobOp::kUpdate, {{"first_name", "A"}}, "user_w");
+  rig.base.Enqueue("new-id", JobOp::kDelete, Json::object(), "user_w");
+  rig.base.Enqueue("new-id", JobOp::kUpdate, {{"first_name", "B"}}, "user_w");
+  rig.base.Enqueue("other", JobOp::kDelete);
+  rig.Start();
+  size_t max_for_w = 0;
+  for (int round = 0; round < 100 && rig.base.workos.pending() > 0; ++round) {
+    size_t for_w = 0;
+    for (size_t i = 0; i < rig.base.workos.pending(); ++i)
+      for_w += rig.base.workos.pending_call(i).workos_id == "user_w";
+    max_for_w = std::max(max_for_w, for_w);
+    rig.base.workos.Answer(Reply(200, ""));
+    rig.Settle();
+  }
+  CHECK(max_for_w == 1);
+  std::vector<std::string> w_calls;
+  for (const auto& c : rig.base.workos.calls) {
+    if (c.workos_id == "user_w") w_calls.push_back(c.method + (c.fields.is_object() ? c.fields.dump() : ""));
+  }
+  CHECK(w_calls == std::vector<std::string>{R"(PUT{"first_name":"A"})", "DELETE", R"(PUT{"first_name":"B"})"});
+  CHECK(rig.Calls("DELETE") == 2);  // "other" went in parallel
+  CHECK(rig.base.Jobs().empty());
+}
+
 TEST_CASE("outbox: pauses as a whole while WorkOS is unreachable, one probe at a time, then drains", "[sync][outbox]") {
   Rig rig(Opts(1000, 30000));
   for (int i = 0; i < 200; ++i) rig.base.Enqueue("u" + std::to_string(i), JobOp::kUpdate, {{"first_name", "x"}});
