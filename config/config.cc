@@ -982,9 +982,13 @@ Status ResolveSecrets(Config* cfg) {
       Status read = ReadSmallFile(path, kMaxSecretFileBytes, /*regular_only=*/true, &key);
       if (!read.ok()) return Status::IOError(source + ": cannot read: " + read.message());
       key = std::string(Trim(key));
-      USERSD_RETURN_IF_ERROR(CheckApiKey(key, source));
-      cfg->workos.api_key = std::move(key);
-      return Status::Ok();
+      // Empty: the placeholder the package creates so that LoadCredential=
+      // finds a file before the administrator wrote the key.
+      if (!key.empty()) {
+        USERSD_RETURN_IF_ERROR(CheckApiKey(key, source));
+        cfg->workos.api_key = std::move(key);
+        return Status::Ok();
+      }
     }
   }
   if (cfg->workos.api_key_file) {

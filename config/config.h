@@ -136,11 +136,11 @@ Result<Config> LoadConfigFile(const std::string& path);
 
 // Applies the environment/credential/file lookups for the API key to `cfg`.
 // First match wins: a non-empty WORKOS_API_KEY, then
-// $CREDENTIALS_DIRECTORY/workos_api_key if that file exists, then
-// workos.api_key_file, then the inline workos.api_key. Surrounding whitespace
-// is trimmed. Errors name the source but never contain the key or the file's
-// contents. Reads the environment, so it must not run concurrently with
-// setenv().
+// $CREDENTIALS_DIRECTORY/workos_api_key if that file exists and is not
+// empty (the package installs an empty one, so that LoadCredential= does not
+// fail the start before the key is written), then workos.api_key_file, then
+// the inline workos.api_key. Surrounding whitespace is trimmed. Errors name the source but never contain the key or the
+// file's contents. Reads the environment, so it must not run concurrently with setenv().
 Status ResolveSecrets(Config* cfg);
 
 // Compares two configurations key by key, for SIGHUP / admin config.reload.

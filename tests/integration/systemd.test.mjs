@@ -314,6 +314,21 @@ describe('systemd units', { skip: ANALYZE ? false : NO_SYSTEMD }, () => {
     assert.ok(st.isDirectory());
     assert.equal(st.uid, Number(user[1]), '/run/usersd belongs to usersd, as RuntimeDirectory= will want it');
     assert.equal(st.mode & 0o7777, 0o755);
+    // The API key's placeholder: LoadCredential= needs a file; usersd reads an
+    // empty one as no key. A key written later is never truncated.
+    fs.mkdirSync(path.join(root, 'etc/usersd'), { recursive: true });
+    const key = path.join(root, 'etc/usersd/workos_api_key');
+    const tf2 = run(which('systemd-tmpfiles') ?? 'systemd-tmpfiles', [`--root=${root}`, '--create', path.join(UNIT_DIR, 'usersd.tmpfiles')]);
+    assert.equal(tf2.status, 0, `systemd-tmpfiles failed:\n${tf2.stderr}`);
+    const ks = fs.statSync(key);
+    assert.ok(ks.isFile());
+    assert.equal(ks.size, 0);
+    assert.equal(ks.mode & 0o7777, 0o600);
+    assert.equal(ks.uid, 0);
+    fs.writeFileSync(key, 'sk_written_by_the_admin\n');
+    const tf3 = run(which('systemd-tmpfiles') ?? 'systemd-tmpfiles', [`--root=${root}`, '--create', path.join(UNIT_DIR, 'usersd.tmpfiles')]);
+    assert.equal(tf3.status, 0, `systemd-tmpfiles failed:\n${tf3.stderr}`);
+    assert.equal(fs.readFileSync(key, 'utf8'), 'sk_written_by_the_admin\n');
     fs.rmSync(root, { recursive: true, force: true });
   });
 

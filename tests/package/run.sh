@@ -121,6 +121,10 @@ check "the usersd system user exists (home /var/lib/usersd, no login shell)" \
   bash -c "getent passwd usersd | grep -Eq '^usersd:x:[0-9]+:[0-9]+:[^:]*:/var/lib/usersd:/usr/sbin/nologin$' && [ \$(id -u usersd) -lt 1000 ]"
 check "the usersd-clients group exists with usersd in it" bash -c "getent group usersd-clients | grep -Eq '^usersd-clients:x:[0-9]+:usersd$'"
 check "/run/usersd exists, owned by usersd, mode 0755" bash -c "[ \"\$(stat -c '%U %G %a %F' /run/usersd)\" = 'usersd usersd 755 directory' ]"
+check "/etc/usersd/workos_api_key exists, empty, root's, mode 0600 (LoadCredential= finds it)" \
+  bash -c "[ \"\$(stat -c '%U %G %a %s %F' /etc/usersd/workos_api_key)\" = 'root root 600 0 regular empty file' ]"
+check "the empty credential is no key: the configuration is valid and usersd runs without WorkOS" \
+  env CREDENTIALS_DIRECTORY=/etc/usersd /usr/sbin/usersd --config /etc/usersd/usersd.yaml --check-config
 
 # Enabled on install: deb-systemd-helper made the [Install] symlinks even
 # though systemd is not running (and started nothing).

@@ -601,6 +601,23 @@ TEST_CASE("config: the API key comes from env, then credential, then file, then 
   }
 }
 
+TEST_CASE("config: an empty credential (the package's placeholder) counts as none, not as an error",
+          "[config][secrets]") {
+  TempDir dir, cred_dir;
+  cred_dir.Write("workos_api_key", " \n");
+  ScopedEnv env("WORKOS_API_KEY", nullptr);
+  ScopedEnv creds("CREDENTIALS_DIRECTORY", cred_dir.path().c_str());
+
+  Config none;
+  REQUIRE(ResolveSecrets(&none).ok());
+  CHECK_FALSE(none.workos.api_key.has_value());  // the daemon runs without WorkOS
+
+  Config with_file;
+  with_file.workos.api_key_file = dir.Write("key", "sk_from_file\n");
+  REQUIRE(ResolveSecrets(&with_file).ok());
+  CHECK(with_file.workos.api_key == std::optional<std::string>("sk_from_file"));
+}
+
 TEST_CASE("config: secret errors name the source but never the key", "[config][secrets]") {
   TempDir dir;
   ScopedEnv env("WORKOS_API_KEY", nullptr);
