@@ -100,6 +100,8 @@ struct EventsPoller::Impl {
                                                 : (cursor && stats.cursor_at_ms ? stats.cursor_at_ms : range_start_ms);
   }
 
+  void ArmNextPoll() { Arm(PollDelayMs(opt.poll_seconds, opt.random ? opt.random() : 0.0)); }
+
   void Arm(int64_t delay_ms) {
     if (!timer_open || closed) return;
     if (opt.poll_seconds <= 0) {
@@ -119,13 +121,13 @@ struct EventsPoller::Impl {
     if (closed) return done(Status::Unavailable("shutting down"));
     if (!workos->Configured()) {
       done(Status::Unavailable("WorkOS is not configured"));
-      Arm(opt.poll_seconds * 1000);
+      ArmNextPoll();
       return;
     }
     if (reconciling && reconciling()) {
       // The reconciliation replaces the feed position when it finishes.
       done(Status::Unavailable("a reconciliation is running"));
-      Arm(opt.poll_seconds * 1000);
+      ArmNextPoll();
       return;
     }
     int64_t now = clock.NowMs();
@@ -142,7 +144,7 @@ struct EventsPoller::Impl {
       done(Status::Unavailable(st.ok() ? std::string("the events cursor is ") +
                                              (cursor_rejected ? "rejected" : "too old") + "; a reconciliation runs"
                                        : "the events cursor needs a reconciliation: " + st.message()));
-      Arm(opt.poll_seconds * 1000);
+      ArmNextPoll();
       return;
     }
     if (too_old) {
@@ -313,9 +315,15 @@ struct EventsPoller::Impl {
     auto w = std::move(waiting);
     waiting.clear();
     for (auto& f : w) f(st);
-    Arm(opt.poll_seconds * 1000);
+    ArmNextPoll();
   }
 };
+
+int64_t PollDelayMs(int64_t poll_seconds, double r) {
+  const int64_t full = poll_seconds * 1000;
+  r = std::clamp(r, 0.0, 1.0);
+  return full - static_cast<int64_t>(static_cast<double>(full / 10) * r);
+}
 
 EventsPoller::EventsPoller(uv_loop_t* loop, WorkosApi* workos, store::Store* store, store::Writer* writer,
                            const Clock& clock, EventsOptions options)
@@ -358,7 +366,11 @@ void EventsPoller::SetOptions(EventsOptions o) {
   bool was_off = m.opt.poll_seconds <= 0;
   m.opt = o;
   if (m.polling) return;  // re-armed when the poll ends
-  m.Arm(was_off ? 0 : o.poll_seconds * 1000);
+  if (was_off) {
+    m.Arm(0);
+  } else {
+    m.ArmNextPoll();
+  }
 }
 
 void EventsPoller::Close() {

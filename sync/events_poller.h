@@ -93,7 +93,16 @@ struct EventsOptions {
   // Applying WorkOS's state may queue outbox jobs (a re-read behind a held
   // field); the outbox is told after each committed page that applied any.
   std::function<void()> kick_outbox;
+  // Uniform in [0, 1): spreads the polls of hosts started together
+  // (PollDelayMs). Unset: every wait is exactly poll_seconds.
+  std::function<double()> random;
 };
+
+// The wait between polls: poll_seconds shortened by up to a tenth (r in
+// [0, 1) picks how much), so that a fleet restarted together drifts apart
+// instead of calling WorkOS in the same instant at every poll. Never longer
+// than poll_seconds, so SPEC 4b's bound of two poll intervals holds.
+int64_t PollDelayMs(int64_t poll_seconds, double r);
 
 class EventsPoller {
  public:

@@ -518,6 +518,16 @@ TEST_CASE("events: a feed position older than max_cursor_age is reconciled inste
   CHECK(rig.base.workos.calls.size() == calls);
 }
 
+TEST_CASE("events: the wait between polls is shortened by up to a tenth, never lengthened", "[sync][events]") {
+  CHECK(PollDelayMs(10, 0.0) == 10'000);
+  CHECK(PollDelayMs(10, 0.5) == 9'500);
+  CHECK(PollDelayMs(10, 0.999999) == 9'001);
+  CHECK(PollDelayMs(10, 1.0) == 9'000);
+  CHECK(PollDelayMs(10, -3.0) == 10'000);  // out of range is clamped
+  CHECK(PollDelayMs(1, 0.25) == 975);
+  CHECK(PollDelayMs(86'400, 0.999) > 86'400'000 * 9 / 10);
+}
+
 TEST_CASE("events: events are counted by type in the metrics", "[sync][events]") {
   Rig rig;
   rig.feed.Add("user.created", WorkosUser("user_a", "a@example.com", "A", "L"));
