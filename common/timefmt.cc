@@ -56,7 +56,7 @@ bool Digits(std::string_view s, size_t pos, size_t n, int* out) {
 }
 }  // namespace
 
-std::optional<int64_t> ParseIso8601Ms(std::string_view s) {
+std::optional<int64_t> ParseIso8601Ms(std::string_view s, bool missing_zone_is_utc) {
   int y, mo, d, h, mi, sec;
   if (!Digits(s, 0, 4, &y) || s.size() < 19 || s[4] != '-' || !Digits(s, 5, 2, &mo) || s[7] != '-' ||
       !Digits(s, 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !Digits(s, 11, 2, &h) ||
@@ -85,7 +85,7 @@ std::optional<int64_t> ParseIso8601Ms(std::string_view s) {
       return std::nullopt;
     offset_s = (oh * 3600 + om * 60) * (s[pos] == '+' ? 1 : -1);
     pos += 6;
-  } else {
+  } else if (!(missing_zone_is_utc && pos == s.size())) {
     return std::nullopt;
   }
   if (pos != s.size()) return std::nullopt;

@@ -77,7 +77,7 @@ sync::ReconcileOptions ReconcileOptionsFrom(const config::Config& cfg, std::func
   o.kick_outbox = kick_outbox;
   o.requests_per_second = static_cast<double>(cfg.sync.reconcile.requests_per_second);
   o.interval_ms = cfg.sync.reconcile.interval_hours * 3600 * 1000;
-  o.interval_extra_ms = static_cast<int64_t>(static_cast<double>(o.interval_ms / 10) * Random01());
+  o.interval_early_ms = static_cast<int64_t>(static_cast<double>(o.interval_ms / 10) * Random01());
   return o;
 }
 

@@ -104,7 +104,7 @@ struct Reconciler::Impl {
     if (run.running) return Step();
     if (opt.interval_ms > 0 && workos->Configured()) {
       int64_t since = last_finished_ms ? last_finished_ms : store->created_at_ms();
-      if (clock.NowMs() - since >= opt.interval_ms + opt.interval_extra_ms && StartAll("interval").ok()) return;
+      if (clock.NowMs() - since >= opt.interval_ms - opt.interval_early_ms && StartAll("interval").ok()) return;
     }
     Arm(kIdleCheckMs);
   }

@@ -12,8 +12,8 @@
 // run's start (events_range_start), so the poller reads on from there.
 //
 // Triggers: the events poller (cursor too old, cursor rejected), a timer
-// (every interval plus this host's extra since the last run finished; the
-// first one that long after the store was created), and
+// (every interval, less this host's early share, since the last run
+// finished; the first one that long after the store was created), and
 // `admin.users.resync {all: true}`. One run at a
 // time; a trigger during a run joins it.
 //
@@ -55,10 +55,11 @@ namespace usersd::sync {
 struct ReconcileOptions {
   double requests_per_second = 5;       // list requests (sync.reconcile.requests_per_second)
   int64_t interval_ms = 24LL * 3600 * 1000;  // 0: no timer (sync.reconcile.interval_hours)
-  // Added to interval_ms: the daemon draws a random share of up to a tenth of
-  // it at start, so that hosts set up together do not all list WorkOS at the
-  // same hour every day.
-  int64_t interval_extra_ms = 0;
+  // Taken off interval_ms (never added, so a run is never later than the
+  // interval SPEC 4b names): the daemon draws a random share of up to a
+  // tenth of it at start, so that hosts set up together do not all list
+  // WorkOS at the same hour every day.
+  int64_t interval_early_ms = 0;
   int64_t initial_backoff_ms = 1000;
   int64_t max_backoff_ms = 60000;
   // After a failed run, automatic triggers wait this long, doubling per

@@ -10,6 +10,10 @@ namespace usersd::sync {
 
 namespace {
 
+// WorkOS documents its times as ISO 8601, but the event samples of its
+// data-syncing guide (and its Node SDK's fixtures) have no zone: UTC.
+constexpr bool kNoZoneIsUtc = true;
+
 std::string StrField(const Json& o, const char* k) {
   auto it = o.find(k);
   return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -26,8 +30,8 @@ std::optional<domain::WorkosProfileSource::Profile> ParseWorkosUser(const Json& 
   p.last_name = StrField(u, "last_name");
   std::string pic = StrField(u, "profile_picture_url");
   if (!Trim(pic, kLineBlanks).empty()) p.profile_picture_url = pic;
-  p.created_at_ms = ParseIso8601Ms(StrField(u, "created_at"));
-  p.updated_at_ms = ParseIso8601Ms(StrField(u, "updated_at"));
+  p.created_at_ms = ParseIso8601Ms(StrField(u, "created_at"), kNoZoneIsUtc);
+  p.updated_at_ms = ParseIso8601Ms(StrField(u, "updated_at"), kNoZoneIsUtc);
   std::string xid = StrField(u, "external_id");
   if (!xid.empty()) p.external_id = std::move(xid);
   if (auto md = u.find("metadata"); md != u.end() && md->is_object()) p.metadata = *md;
@@ -54,7 +58,7 @@ Result<EventsPage> ParseEventsPage(std::string_view body) {
     }
     FeedEvent ev;
     ev.pos.id = StrField(e, "id");
-    ev.pos.at_ms = ParseIso8601Ms(StrField(e, "created_at")).value_or(0);
+    ev.pos.at_ms = ParseIso8601Ms(StrField(e, "created_at"), kNoZoneIsUtc).value_or(0);
     ev.type = StrField(e, "event");
     if (auto d = e.find("data"); d != e.end()) ev.data = std::move(*d);
     if (IsUserEvent(ev.type) && ev.data.is_object()) ev.workos_id = StrField(ev.data, "id");

@@ -28,6 +28,22 @@ std::string Reference(int64_t epoch_ms) {
 
 }  // namespace
 
+TEST_CASE("ParseIso8601Ms: zones, a space for the T, and times without a zone only when asked", "[common][time]") {
+  using usersd::ParseIso8601Ms;
+  CHECK(ParseIso8601Ms("2026-01-01T00:00:00.123Z") == 1767225600123);
+  CHECK(ParseIso8601Ms("2026-01-01 00:00:00.123Z") == 1767225600123);
+  CHECK(ParseIso8601Ms("2026-01-01T01:30:00.123+01:30") == 1767225600123);
+  CHECK(ParseIso8601Ms("2026-01-01T00:00:00.123456Z") == 1767225600123);  // truncated to ms
+  CHECK_FALSE(ParseIso8601Ms("2026-01-01 00:00:00.123"));                 // no zone: strict by default
+  CHECK(ParseIso8601Ms("2026-01-01 00:00:00.123", true) == 1767225600123);
+  CHECK(ParseIso8601Ms("2020-05-06 04:21:48.649164", true) == 1588738908649);  // workos-node's fixtures
+  CHECK(ParseIso8601Ms("2026-01-01T00:00:00", true) == 1767225600000);
+  CHECK(ParseIso8601Ms("2026-01-01T00:00:00+02:00", true) == 1767218400000);  // a zone still counts
+  CHECK_FALSE(ParseIso8601Ms("2026-01-01 00:00:00.123 UTC", true));
+  CHECK_FALSE(ParseIso8601Ms("2026-01-01 00:00:00.", true));
+  CHECK_FALSE(ParseIso8601Ms("2026-01-01", true));
+}
+
 TEST_CASE("FormatIso8601Ms writes what gmtime_r and snprintf write", "[common][time]") {
   CHECK(usersd::FormatIso8601Ms(0) == "1970-01-01T00:00:00.000Z");
   CHECK(usersd::FormatIso8601Ms(1767225600123) == "2026-01-01T00:00:00.123Z");

@@ -42,6 +42,9 @@ struct Feed {
   int next = 1;
   bool newest_first = false;
   bool ignore_after = false;
+  // created_at as WorkOS's data-syncing guide shows it: "2023-04-28
+  // 20:05:31.093", a space and no zone.
+  bool naive_times = false;
 
   std::string Add(const std::string& type, Json data, std::optional<int64_t> at_ms = std::nullopt) {
     char id[40];
@@ -52,8 +55,15 @@ struct Feed {
                           {"id", id},
                           {"event", type},
                           {"data", std::move(data)},
-                          {"created_at", FormatIso8601Ms(at)}});
+                          {"created_at", naive_times ? NaiveTime(at) : FormatIso8601Ms(at)}});
     return id;
+  }
+
+  static std::string NaiveTime(int64_t at) {
+    std::string t = FormatIso8601Ms(at);
+    t[10] = ' ';
+    t.pop_back();  // the Z
+    return t;
   }
 
   HttpResponse Page(const FakeWorkos::Call& c) const {
@@ -516,6 +526,22 @@ TEST_CASE("events: a feed position older than max_cursor_age is reconciled inste
   CHECK_FALSE(rig.Poll().ok());
   CHECK(rig.reconcile_requests == std::vector<std::string>{"cursor_too_old"});
   CHECK(rig.base.workos.calls.size() == calls);
+}
+
+TEST_CASE("events: times without a zone (WorkOS's own samples) are UTC, so the first poll keeps them",
+          "[sync][events]") {
+  Rig rig;
+  rig.feed.naive_times = true;
+  rig.feed.Add("user.created", WorkosUser("user_a", "a@example.com", "A", "L"));
+  rig.feed.Add("user.updated", WorkosUser("user_a", "a@example.com", "Ann", "L"));
+  rig.Start();  // no cursor yet: events before range_start would be skipped
+  REQUIRE(rig.Poll().ok());
+  auto a = rig.ByWorkosId("user_a");
+  REQUIRE(a);
+  CHECK(a->first_name == "Ann");
+  CHECK(rig.poller->stats().behind_cursor == 0);
+  CHECK_FALSE(rig.poller->stats().stuck);
+  CHECK(rig.poller->cursor() == std::optional<std::string>("event_00000002"));
 }
 
 TEST_CASE("events: the wait between polls is shortened by up to a tenth, never lengthened", "[sync][events]") {

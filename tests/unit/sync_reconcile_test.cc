@@ -301,18 +301,18 @@ TEST_CASE("reconcile: after a failed run automatic triggers wait, doubling; an a
   CHECK(rig.finished == 2);
 }
 
-TEST_CASE("reconcile: the timer waits the interval plus this host's extra", "[sync][reconcile]") {
+TEST_CASE("reconcile: the timer waits the interval less this host's early share", "[sync][reconcile]") {
   Rig rig;
   rig.opt.interval_ms = 3600 * 1000;
-  rig.opt.interval_extra_ms = 6 * 60 * 1000;
+  rig.opt.interval_early_ms = 6 * 60 * 1000;
   rig.dir.Add("user_0", "u0@example.com", "U");
-  rig.base.clock.Advance(61 * 60 * 1000);  // past the interval, not past the extra
+  rig.base.clock.Advance(53 * 60 * 1000);  // not yet 54 minutes
   rig.Start();                             // the timer checks at once
   for (int i = 0; i < 20; ++i) uv_run(&rig.base.loop, UV_RUN_NOWAIT);
   CHECK_FALSE(rig.rec->running());
   CHECK(rig.Calls("USERS") == 0);
 
-  rig.base.clock.Advance(5 * 60 * 1000);
+  rig.base.clock.Advance(60 * 1000);
   rig.Restart();
   rig.base.SpinUntil([&] { return rig.Calls("USERS") > 0; });
   CHECK(rig.rec->status().reason == "interval");

@@ -201,6 +201,9 @@ export async function startFake(opts = {}) {
     const metadataUpdate = opts.metadataUpdate ?? process.env.WORKOS_FAKE_METADATA_UPDATE;
     if (metadataUpdate) a.push('--metadata-update', metadataUpdate);
     if (opts.externalIdConflictStatus !== undefined) a.push('--external-id-conflict-status', String(opts.externalIdConflictStatus));
+    // The form of events' created_at (iso | naive); the server also reads
+    // WORKOS_FAKE_EVENTS_TIME_FORMAT, for a whole run.
+    if (opts.eventsTimeFormat) a.push('--events-time-format', opts.eventsTimeFormat);
     return a;
   };
   const spawnOpts = { env: opts.env, stderr: opts.stderr, startTimeoutMs: opts.startTimeoutMs ?? 15000 };

@@ -498,6 +498,22 @@ describe('workos fake', () => {
   });
 
   describe('events API', () => {
+    test('eventsTimeFormat naive stamps created_at as WorkOS\'s guide shows it, still filtered as UTC', async () => {
+      await fake.setBehaviour({ eventsTimeFormat: 'naive' });
+      try {
+        const before = Date.now() - 1;
+        await fake.api('POST', '/user_management/users', { email: 'naive-time@example.com' });
+        const r = await fake.api('GET', `/events?events[]=user.created&order=asc&limit=100&range_start=${new Date(before).toISOString()}`);
+        assert.equal(r.status, 200);
+        const ev = r.body.data.find((e) => e.data.email === 'naive-time@example.com');
+        assert.ok(ev, 'the event is inside range_start');
+        assert.match(ev.created_at, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$/);
+        assert.ok(Math.abs(Date.parse(`${ev.created_at.replace(' ', 'T')}Z`) - Date.now()) < 60_000);
+      } finally {
+        await fake.setBehaviour({ eventsTimeFormat: 'iso' });
+      }
+    });
+
     test('pagination with after and list_metadata.after', async () => {
       for (let i = 0; i < 25; i++) await fake.api('POST', '/user_management/users', { email: `e${i}@example.com` });
       const seen = [];

@@ -325,10 +325,11 @@ export async function startServer(options = {}) {
     tokenIssuer: 'workos',
     metadataUpdate: 'replace',
     externalIdConflictStatus: 400,
+    eventsTimeFormat: 'iso',
     ...options,
   };
   const BEHAVIOUR_KEYS = ['eventsDefaultOrder', 'eventsIgnoreOrder', 'eventsIgnoreFilters', 'eventsRetentionMs',
-    'expiredCursor', 'putIgnoresFields', 'tokenIssuer', 'metadataUpdate', 'externalIdConflictStatus'];
+    'expiredCursor', 'putIgnoresFields', 'tokenIssuer', 'metadataUpdate', 'externalIdConflictStatus', 'eventsTimeFormat'];
   const initialBehaviour = Object.fromEntries(BEHAVIOUR_KEYS.map((k) => [k, opts[k]]));
   let behaviour = { ...initialBehaviour };
   let selfUrl = ''; // this server's base URL, once listening (tokenIssuer 'self')
@@ -345,6 +346,7 @@ export async function startServer(options = {}) {
     if (!Array.isArray(next.putIgnoresFields)) throw new HttpError(400, 'putIgnoresFields must be an array');
     if (!['replace', 'merge'].includes(next.metadataUpdate)) throw new HttpError(400, 'metadataUpdate must be replace or merge');
     if (![400, 409, 422].includes(next.externalIdConflictStatus)) throw new HttpError(400, 'externalIdConflictStatus must be 400, 409 or 422');
+    if (!['iso', 'naive'].includes(next.eventsTimeFormat)) throw new HttpError(400, 'eventsTimeFormat must be iso or naive');
     if (next.eventsRetentionMs !== null && !(Number.isInteger(next.eventsRetentionMs) && next.eventsRetentionMs > 0)) {
       throw new HttpError(400, 'eventsRetentionMs must be null or a positive integer');
     }
@@ -488,7 +490,11 @@ export async function startServer(options = {}) {
 
   function appendEvent({ event, data, created_at, id, context }) {
     const ts = created_at ? Date.parse(created_at) : Date.now();
-    const ev = { object: 'event', id: id ?? newEventId(), event, data, created_at: new Date(ts).toISOString() };
+    // WorkOS's reference calls created_at ISO 8601; the samples of its
+    // data-syncing guide read "2023-04-28 20:05:31.093" (no zone, UTC).
+    const iso = new Date(ts).toISOString();
+    const stamp = behaviour.eventsTimeFormat === 'naive' ? iso.replace('T', ' ').replace(/Z$/, '') : iso;
+    const ev = { object: 'event', id: id ?? newEventId(), event, data, created_at: stamp };
     if (context !== undefined) ev.context = context;
     const rec = { id: ev.id, type: event, ts, json: JSON.stringify(ev) };
     if (events.length === 0 || events[events.length - 1].id < rec.id) events.push(rec);
@@ -528,7 +534,9 @@ export async function startServer(options = {}) {
   if (opts.stateFile && fs.existsSync(opts.stateFile)) {
     const saved = JSON.parse(fs.readFileSync(opts.stateFile, 'utf8'));
     for (const u of saved.users ?? []) putUser(u);
-    events = (saved.events ?? []).map((ev) => ({ id: ev.id, type: ev.event, ts: Date.parse(ev.created_at), json: JSON.stringify(ev) }));
+    // A naive stamp (eventsTimeFormat 'naive') is UTC, not local time.
+    const stampMs = (s) => Date.parse(/(Z|[+-]\d\d:\d\d)$/.test(s) ? s : `${s.replace(' ', 'T')}Z`);
+    events = (saved.events ?? []).map((ev) => ({ id: ev.id, type: ev.event, ts: stampMs(ev.created_at), json: JSON.stringify(ev) }));
     events.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
   // Debounced: under an outbox benchmark thousands of mutations arrive per
@@ -1173,10 +1181,12 @@ function parseArgs(argv) {
     '--events-default-order': 'eventsDefaultOrder', '--events-retention-ms': 'eventsRetentionMs',
     '--expired-cursor': 'expiredCursor', '--token-issuer': 'tokenIssuer',
     '--metadata-update': 'metadataUpdate', '--external-id-conflict-status': 'externalIdConflictStatus',
+    '--events-time-format': 'eventsTimeFormat',
   };
   const choices = {
     eventsDefaultOrder: ['desc', 'asc'], expiredCursor: ['reject', 'ignore'], tokenIssuer: ['workos', 'self'],
     metadataUpdate: ['replace', 'merge'], externalIdConflictStatus: ['400', '409', '422'],
+    eventsTimeFormat: ['iso', 'naive'],
   };
   const flags = { '--events-ignore-order': 'eventsIgnoreOrder', '--events-ignore-filters': 'eventsIgnoreFilters' };
   const numeric = new Set(['port', 'maxEvents', 'maxLog', 'eventsRetentionMs', 'externalIdConflictStatus']);
@@ -1187,6 +1197,11 @@ function parseArgs(argv) {
     const v = process.env.WORKOS_FAKE_METADATA_UPDATE;
     if (!choices.metadataUpdate.includes(v)) throw new Error(`WORKOS_FAKE_METADATA_UPDATE must be one of ${choices.metadataUpdate.join(', ')}`);
     out.metadataUpdate = v;
+  }
+  if (process.env.WORKOS_FAKE_EVENTS_TIME_FORMAT) {
+    const v = process.env.WORKOS_FAKE_EVENTS_TIME_FORMAT;
+    if (!choices.eventsTimeFormat.includes(v)) throw new Error(`WORKOS_FAKE_EVENTS_TIME_FORMAT must be one of ${choices.eventsTimeFormat.join(', ')}`);
+    out.eventsTimeFormat = v;
   }
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
@@ -1209,7 +1224,8 @@ function parseArgs(argv) {
         '         [--key-file path.json] [--state-file path.json] [--port-file path] [--max-events N] [--max-log N] [--verbose]\n' +
         '         [--events-default-order desc|asc] [--events-ignore-order] [--events-ignore-filters]\n' +
         '         [--events-retention-ms N] [--expired-cursor reject|ignore] [--token-issuer workos|self]\n' +
-        '         [--metadata-update replace|merge] [--external-id-conflict-status 400|409|422]\n');
+        '         [--metadata-update replace|merge] [--external-id-conflict-status 400|409|422]\n' +
+        '         [--events-time-format iso|naive]\n');
       process.exit(0);
     }
     const key = names[arg];
