@@ -380,6 +380,7 @@ Json AdminApi::Impl::StatusJson() {
                      {"usersSeen", rs.users_seen},
                      {"usersApplied", rs.users_applied},
                      {"usersDeleted", rs.users_deleted},
+                     {"usersNotListed", rs.users_not_listed},
                      {"lastError", rs.last_error.empty() ? Json(nullptr) : Json(rs.last_error)},
                      {"nextAutomaticStartAt", ms_or_null(rs.next_auto_start_ms)}};
   }

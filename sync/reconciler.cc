@@ -35,13 +35,20 @@ struct RunState {
   uint64_t run_id = 0;
   int64_t started_at_ms = 0;
   std::string after;  // list: last WorkOS user id; sweep: last local user id
+  // sweep: WorkOS ids of local users the listing did not show, each asked
+  // for on its own before anything is deleted; listed_all once every local
+  // user was looked at.
+  std::vector<std::string> confirm;
+  bool listed_all = false;
   uint64_t pages = 0, seen = 0, applied = 0, deleted = 0;
+  uint64_t not_listed = 0;  // not in the listing, but WorkOS still had them
   std::string last_error;
 
   Json ToJson() const {
-    return Json{{"running", running}, {"reason", reason},   {"phase", phase}, {"run", run_id},
-                {"started", started_at_ms}, {"after", after}, {"pages", pages}, {"seen", seen},
-                {"applied", applied}, {"deleted", deleted}, {"error", last_error}};
+    return Json{{"running", running},       {"reason", reason},   {"phase", phase},     {"run", run_id},
+                {"started", started_at_ms}, {"after", after},     {"confirm", confirm}, {"listedAll", listed_all},
+                {"pages", pages},           {"seen", seen},       {"applied", applied}, {"deleted", deleted},
+                {"notListed", not_listed},  {"error", last_error}};
   }
   static RunState FromJson(const Json& j) {
     RunState s;
@@ -52,6 +59,12 @@ struct RunState {
     s.run_id = j.value("run", uint64_t{0});
     s.started_at_ms = j.value("started", int64_t{0});
     s.after = j.value("after", "");
+    if (auto c = j.find("confirm"); c != j.end() && c->is_array()) {
+      for (const auto& id : *c)
+        if (id.is_string()) s.confirm.push_back(id.get<std::string>());
+    }
+    s.listed_all = j.value("listedAll", false);
+    s.not_listed = j.value("notListed", uint64_t{0});
     s.pages = j.value("pages", uint64_t{0});
     s.seen = j.value("seen", uint64_t{0});
     s.applied = j.value("applied", uint64_t{0});
@@ -146,16 +159,47 @@ struct Reconciler::Impl {
                    });
   }
 
-  // The next request or batch, paced.
-  void Step() {
-    if (closed || !run.running || step_in_flight) return;
-    if (run.phase == "sweep") return Sweep();
-    if (!workos->Configured()) return Arm(kIdleCheckMs);  // resumes once a key is configured
+  // True when a request may start now (and counts it); otherwise arms the
+  // timer for when one may.
+  bool RequestSlot() {
+    if (!workos->Configured()) {  // resumes once a key is configured
+      Arm(kIdleCheckMs);
+      return false;
+    }
     int64_t now = clock.MonotonicMs();
     int64_t gap = opt.requests_per_second > 0 ? static_cast<int64_t>(std::ceil(1000.0 / opt.requests_per_second)) : 0;
     int64_t due = std::max(last_request_ms + gap, retry_at_ms);
-    if (due > now) return Arm(due - now);
+    if (due > now) {
+      Arm(due - now);
+      return false;
+    }
     last_request_ms = now;
+    return true;
+  }
+
+  // A retryable answer (transport, 408, 429, 5xx): the same request again
+  // after a backoff. False for any other answer.
+  bool RetryLater(const HttpResponse& r, const char* what) {
+    if (!IsRetryable(r)) return false;
+    backoff_ms = std::min(opt.max_backoff_ms, backoff_ms ? backoff_ms * 2 : opt.initial_backoff_ms);
+    int64_t wait = backoff_ms;
+    if (r.retry_after_ms) wait = std::max(wait, *r.retry_after_ms);
+    retry_at_ms = clock.MonotonicMs() + wait;
+    run.last_error = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
+    LogDebug(std::string("reconcile: ") + what + " failed; retrying", {{"error", run.last_error}});
+    Arm(wait);
+    return true;
+  }
+
+  // The next request or batch, paced.
+  void Step() {
+    if (closed || !run.running || step_in_flight) return;
+    if (run.phase == "sweep") {
+      if (!run.confirm.empty()) return Confirm();
+      if (run.listed_all) return Finish();
+      return Sweep();
+    }
+    if (!RequestSlot()) return;
     step_in_flight = true;
     std::optional<std::string> after = run.after.empty() ? std::nullopt : std::optional<std::string>(run.after);
     workos->ListUsers(after, opt.page_limit, [this, alive = alive](HttpResponse&& r) {
@@ -168,16 +212,8 @@ struct Reconciler::Impl {
   void OnList(HttpResponse&& r) {
     if (closed || r.cancelled) return;
     if (r.status != 200) {
+      if (RetryLater(r, "list request")) return;
       std::string what = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
-      if (IsRetryable(r)) {
-        backoff_ms = std::min(opt.max_backoff_ms, backoff_ms ? backoff_ms * 2 : opt.initial_backoff_ms);
-        int64_t wait = backoff_ms;
-        if (r.retry_after_ms) wait = std::max(wait, *r.retry_after_ms);
-        retry_at_ms = clock.MonotonicMs() + wait;
-        run.last_error = what;
-        LogDebug("reconcile: list request failed; retrying", {{"error", what}});
-        return Arm(wait);
-      }
       return Fail("listing users failed: " + what + " " + r.body.substr(0, 200));
     }
     auto page = ParseUsersPage(r.body);
@@ -245,22 +281,23 @@ struct Reconciler::Impl {
   }
 
   // One batch of local users: those the listing did not show, and that
-  // existed before the run started, are gone from WorkOS.
+  // existed before the run started, may be gone from WorkOS. They are not
+  // deleted here: a listing can come back short (a server that answers an
+  // `after` naming a user deleted meanwhile with the end of the list), so
+  // each is asked for on its own first (Confirm).
   void Sweep() {
     struct BatchOut {
-      uint64_t deleted = 0;
+      std::vector<std::string> confirm;
       std::string last_id;
       bool done = false;
     };
     auto out = std::make_shared<BatchOut>();
     RunState cur = run;
-    int64_t now = clock.NowMs();
     size_t batch = static_cast<size_t>(std::max(1, opt.sweep_batch));
     step_in_flight = true;
     writer->Submit(
-        [cur, out, now, batch, sync = opt.sync](WriteTxn& t) -> Status {
+        [cur, out, batch](WriteTxn& t) -> Status {
           *out = BatchOut{};
-          const domain::MutationContext ctx{now, sync.get()};
           auto users = t.ListUsers(cur.after, batch);
           if (!users.ok()) return users.status();
           const std::string run_id = std::to_string(cur.run_id);
@@ -272,43 +309,128 @@ struct Reconciler::Impl {
             bool seen = mark->has_value() && **mark == run_id;
             if (mark->has_value()) USERSD_RETURN_IF_ERROR(t.DeleteMeta(key));
             if (seen || !u.live() || u.created_at_ms >= cur.started_at_ms) continue;
-            auto r = domain::ApplyRemoteDelete(t, u.workos_id, ctx);
-            if (!r.ok()) return r.status();
-            if (*r == RemoteOutcome::kDeleted) {
-              ++out->deleted;
-              LogInfo("reconcile: WorkOS no longer has this user; soft-deleted",
-                      {{"user", u.id}, {"workos_id", u.workos_id}});
-            }
+            out->confirm.push_back(u.workos_id);
           }
           out->done = users->size() < batch;
           RunState saved = cur;
-          saved.deleted += out->deleted;
           saved.after = out->last_id.empty() ? cur.after : out->last_id;
-          if (out->done) {
-            // The feed goes on from the run's start: what changed during
-            // the run arrives as events (applying one twice is harmless).
-            saved.running = false;
-            saved.phase.clear();
-            saved.after.clear();
-            USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursor, ""));
-            USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursorAt, "0"));
-            USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsRangeStart, std::to_string(cur.started_at_ms)));
-            USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCaughtUpAt, std::to_string(now)));
-            USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaLastFinished, std::to_string(now)));
-          }
+          saved.confirm = out->confirm;
+          saved.listed_all = out->done;
           return t.PutMeta(kMetaState, saved.ToJson().dump());
         },
-        [this, alive = alive, out, now](Status st) {
+        [this, alive = alive, out](Status st) {
           if (!*alive) return;
           step_in_flight = false;
           if (closed) return;
           if (!st.ok()) return Fail("sweeping local users failed: " + st.ToString());
-          run.deleted += out->deleted;
           if (!out->last_id.empty()) run.after = out->last_id;
-          if (!out->done) return Step();
+          run.confirm = std::move(out->confirm);
+          run.listed_all = out->done;
+          Step();
+        });
+  }
+
+  // Asks WorkOS for the first user the listing did not show: a 404
+  // soft-deletes it here, a user WorkOS still has is applied like a listed
+  // one (and counted: the listing missed it). Paced like the list requests;
+  // retryable failures wait, any other answer ends the run without deleting.
+  void Confirm() {
+    if (!RequestSlot()) return;
+    step_in_flight = true;
+    const std::string workos_id = run.confirm.front();
+    workos->GetUserRaw(workos_id, [this, alive = alive, workos_id](HttpResponse&& r) {
+      if (!*alive) return;
+      step_in_flight = false;
+      if (closed || r.cancelled) return;
+      std::optional<domain::WorkosProfileSource::Profile> profile;
+      if (r.status == 200) {
+        profile = ParseWorkosUser(Json::parse(r.body, nullptr, false));
+        if (!profile || profile->workos_id != workos_id) {
+          return Fail("confirming " + workos_id + ": WorkOS returned an unreadable user; not sweeping");
+        }
+      } else if (r.status != 404) {
+        if (RetryLater(r, "confirming a user")) return;
+        std::string what = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
+        return Fail("confirming " + workos_id + " failed: " + what + " " + r.body.substr(0, 200));
+      }
+      backoff_ms = 0;
+      RunState next = run;
+      next.confirm.erase(next.confirm.begin());
+      if (profile) {
+        ++next.not_listed;
+        LogWarn("reconcile: WorkOS has a user its listing did not show; kept",
+                {{"workos_id", workos_id}, {"run", std::to_string(run.run_id)}});
+      }
+      auto deleted = std::make_shared<bool>(false);
+      int64_t now = clock.NowMs();
+      step_in_flight = true;
+      writer->Submit(
+          [profile, workos_id, next, deleted, now, sync = opt.sync](WriteTxn& t) -> Status {
+            *deleted = false;
+            const domain::MutationContext ctx{now, sync.get()};
+            auto child = t.BeginNested();
+            if (!child.ok()) return child.status();
+            auto r = profile ? domain::ApplyRemoteUser(*child, *profile, ctx)
+                             : domain::ApplyRemoteDelete(*child, workos_id, ctx);
+            if (r.ok()) {
+              USERSD_RETURN_IF_ERROR(child->Commit());
+              *deleted = *r == RemoteOutcome::kDeleted;
+            } else {
+              child->Abort();
+              if (r.status().code() == Code::kMapFull) return r.status();
+              LogWarn("reconcile: skipped a user that cannot be applied",
+                      {{"workos_id", workos_id}, {"error", r.status().ToString()}});
+            }
+            RunState saved = next;
+            if (*deleted) ++saved.deleted;
+            return t.PutMeta(kMetaState, saved.ToJson().dump());
+          },
+          [this, alive = alive, next, deleted, workos_id](Status st) {
+            if (!*alive) return;
+            step_in_flight = false;
+            if (closed) return;
+            if (!st.ok()) return Fail("applying a confirmation failed: " + st.ToString());
+            run = next;
+            if (*deleted) {
+              ++run.deleted;
+              LogInfo("reconcile: WorkOS no longer has this user; soft-deleted", {{"workos_id", workos_id}});
+            }
+            if (opt.kick_outbox) opt.kick_outbox();
+            Step();
+          });
+    });
+  }
+
+  // Every local user looked at and every doubt settled: the run is done.
+  void Finish() {
+    RunState cur = run;
+    int64_t now = clock.NowMs();
+    step_in_flight = true;
+    writer->Submit(
+        [cur, now](WriteTxn& t) -> Status {
+          // The feed goes on from the run's start: what changed during the
+          // run arrives as events (applying one twice is harmless).
+          RunState saved = cur;
+          saved.running = false;
+          saved.phase.clear();
+          saved.after.clear();
+          saved.listed_all = false;
+          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursor, ""));
+          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursorAt, "0"));
+          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsRangeStart, std::to_string(cur.started_at_ms)));
+          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCaughtUpAt, std::to_string(now)));
+          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaLastFinished, std::to_string(now)));
+          return t.PutMeta(kMetaState, saved.ToJson().dump());
+        },
+        [this, alive = alive, now](Status st) {
+          if (!*alive) return;
+          step_in_flight = false;
+          if (closed) return;
+          if (!st.ok()) return Fail("finishing the run failed: " + st.ToString());
           run.running = false;
           run.phase.clear();
           run.after.clear();
+          run.listed_all = false;
           last_finished_ms = now;
           auto_wait_ms = 0;
           ++runs_completed;
@@ -316,6 +438,7 @@ struct Reconciler::Impl {
                                       {"users", std::to_string(run.seen)},
                                       {"applied", std::to_string(run.applied)},
                                       {"deleted", std::to_string(run.deleted)},
+                                      {"not_listed", std::to_string(run.not_listed)},
                                       {"seconds", std::to_string((now - run.started_at_ms) / 1000)}});
           if (on_finished) on_finished();
           Arm(kIdleCheckMs);
@@ -458,6 +581,7 @@ ReconcileStatus Reconciler::status() const {
   s.users_seen = m.run.seen;
   s.users_applied = m.run.applied;
   s.users_deleted = m.run.deleted;
+  s.users_not_listed = m.run.not_listed;
   s.runs_completed = m.runs_completed;
   s.runs_failed = m.runs_failed;
   s.last_error = m.run.last_error;

@@ -7,7 +7,12 @@
 // and applies each one as an event would (domain/user_mutations.h: pending
 // local changes still win, stale states are refused), then sweeps the local
 // users: a live local user that the listing did not show, and that existed
-// before the run started, is soft-deleted (WorkOS no longer has it). When
+// before the run started, is asked for on its own
+//   GET /user_management/users/{id}
+// and soft-deleted only when WorkOS answers 404 (a user it still has is
+// applied and counted in users_not_listed): a listing can end early, e.g.
+// when the user named by `after` was deleted between two pages, and must
+// not soft-delete everyone after it. When
 // the sweep is done it clears the events cursor and points the feed at the
 // run's start (events_range_start), so the poller reads on from there.
 //
@@ -86,6 +91,7 @@ struct ReconcileStatus {
   uint64_t users_seen = 0;     // WorkOS users listed
   uint64_t users_applied = 0;  // created or updated here
   uint64_t users_deleted = 0;  // soft-deleted by the sweep
+  uint64_t users_not_listed = 0;  // not in the listing, but WorkOS still had them
   uint64_t runs_completed = 0;  // this process
   uint64_t runs_failed = 0;     // this process
   std::string last_error;

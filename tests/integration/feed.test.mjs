@@ -198,6 +198,48 @@ test('a reconciliation WorkOS refuses is not restarted by every poll; an operato
   await waitFor(async () => (await env.me(u.token))?.firstName === 'After', { what: 'events after the reconciliation' });
 });
 
+test('a listing that ends early (the user named by after was deleted meanwhile) deletes nobody WorkOS still has', async (t) => {
+  const env = await setup(t);
+  const users = [];
+  for (let i = 0; i < 250; i++) users.push({ email: `early-${i}-${process.pid}@example.com`, first_name: `E${i}`, last_name: 'K' });
+  await env.fake.createUsers(users);
+  const first = await env.admin('admin.users.resync', { all: true });
+  await waitFor(async () => {
+    const s = (await env.admin('admin.status')).reconcile;
+    return s.state === 'idle' && s.runId === first.runId && s.finishedAt;
+  }, { what: 'the first run', timeoutMs: 20000 });
+  // WorkOS does not document an `after` naming a user that is gone; this
+  // server then answers an empty last page.
+  await env.fake.setBehaviour({ usersUnknownAfter: 'end' });
+  await env.fake.setFaults([{ method: 'GET', path: '^/user_management/users$', delayMs: 1500, times: 2 }]);
+  await env.fake.clearRequests();
+  const run = await env.admin('admin.users.resync', { all: true });
+  const second = await waitFor(async () => (await env.fake.requests({ method: 'GET', path: '^/user_management/users$' }))
+    .find((r) => r.query.after), { what: 'the second page request', timeoutMs: 15000 });
+  // While that request waits, the user it names is deleted, and so is one
+  // further on, both without an event.
+  const ids = (await env.fake.api('GET', '/user_management/users?order=asc&limit=100&after=' + second.query.after)).body.data.map((u) => u.id);
+  const later = ids[50];
+  await env.fake.deleteUser(second.query.after);
+  await env.fake.deleteUser(later);
+  const done = await waitFor(async () => {
+    const s = (await env.admin('admin.status')).reconcile;
+    return s.state === 'idle' && s.runId === run.runId && s;
+  }, { what: 'the second run', timeoutMs: 30000 });
+  assert.equal(done.lastError, null);
+  assert.equal(done.usersSeen, 100);
+  // The 150 users after the deleted one were missing from the listing: each
+  // was asked for; the one WorkOS lost is deleted, the others are kept. The
+  // user the cursor named was listed before it went; the next run sees it.
+  assert.equal(done.usersNotListed, 149);
+  assert.equal(done.usersDeleted, 1);
+  const listed = (await env.admin('admin.users.list', { limit: 1000 })).users;
+  assert.equal(listed.filter((u) => u.deletedAt === null).length, 249);
+  assert.deepEqual(listed.filter((u) => u.deletedAt !== null).map((u) => u.workosId), [later]);
+  const confirmations = await env.fake.requests({ method: 'GET', path: '^/user_management/users/user_' });
+  assert.equal(confirmations.length, 150);
+});
+
 test('a reconciliation killed midway resumes after the restart instead of starting over', async (t) => {
   const env = await setup(t, { config: { sync: { reconcile: { requests_per_second: 2 } } } });
   const users = [];

@@ -159,6 +159,9 @@ TEST_CASE("reconcile: a full run applies renames, creates missing users and soft
   CHECK_FALSE(s.running);
   CHECK(s.users_seen == 5);
   CHECK(s.users_deleted == 1);
+  CHECK(s.users_not_listed == 0);
+  // The one user the listing did not show was asked for before its delete.
+  CHECK(rig.Calls("GET") == 1);
   CHECK(s.pages == 3);  // 2 + 2 + 1
   CHECK(s.finished_at_ms >= s.started_at_ms);
   CHECK(rig.finished == 1);
@@ -180,6 +183,74 @@ TEST_CASE("reconcile: a full run applies renames, creates missing users and soft
   rig.RunToEnd();
   auto txn = rig.base.store->BeginRead();
   CHECK(txn->LastTxid() == txid);
+}
+
+TEST_CASE("reconcile: a listing that ends early deletes nobody WorkOS still has", "[sync][reconcile]") {
+  // A server that answers the page after a user deleted meanwhile with the
+  // end of the list: everyone after that point is missing from the listing.
+  Rig rig;
+  for (int i = 0; i < 6; ++i) {
+    rig.base.PutUser(rig.base.MakeUser("local-" + std::to_string(i), "user_" + std::to_string(i)));
+    rig.dir.Add("user_" + std::to_string(i), "u" + std::to_string(i) + "@example.com", "Remote");
+  }
+  rig.base.PutUser(rig.base.MakeUser("local-gone", "user_gone"));  // WorkOS really lost this one
+  rig.base.clock.Advance(1000);
+  rig.base.workos.responder = [&](const FakeWorkos::Call& c) {
+    if (c.method == "USERS" && c.after && *c.after >= "user_1") {
+      return Reply(200, R"({"object":"list","data":[],"list_metadata":{"after":null}})");
+    }
+    if (c.method == "USERS") return rig.dir.List(c);
+    return rig.dir.Get(c.workos_id);
+  };
+  rig.Start();
+  REQUIRE(rig.rec->StartAll("admin").ok());
+  rig.RunToEnd();
+
+  for (int i = 0; i < 6; ++i) {
+    INFO(i);
+    auto u = rig.ByWorkosId("user_" + std::to_string(i));
+    REQUIRE(u);
+    CHECK(u->live());
+    CHECK(u->first_name == "Remote");  // applied from the GET as from the listing
+  }
+  CHECK_FALSE(rig.ByWorkosId("user_gone")->live());
+  ReconcileStatus s = rig.rec->status();
+  CHECK(s.users_seen == 2);
+  CHECK(s.users_not_listed == 4);
+  CHECK(s.users_deleted == 1);
+  CHECK(rig.Calls("GET") == 5);
+  CHECK(rig.finished == 1);
+}
+
+TEST_CASE("reconcile: a failed confirmation is retried, or ends the run without deleting", "[sync][reconcile]") {
+  Rig rig;
+  rig.opt.initial_backoff_ms = 50;
+  rig.base.PutUser(rig.base.MakeUser("local-a", "user_a"));
+  rig.base.PutUser(rig.base.MakeUser("local-b", "user_b"));
+  rig.base.clock.Advance(1000);
+  int unavailable = 1;
+  bool forbidden = false;
+  rig.base.workos.responder = [&](const FakeWorkos::Call& c) {
+    if (c.method == "USERS") return rig.dir.List(c);  // lists nobody
+    if (forbidden) return Reply(403, R"({"code":"forbidden"})");
+    if (unavailable-- > 0) return Reply(503);
+    return rig.dir.Get(c.workos_id);  // 404: both are gone
+  };
+  rig.Start();
+  REQUIRE(rig.rec->StartAll("admin").ok());
+  rig.RunToEnd();
+  CHECK(rig.rec->status().users_deleted == 2);
+  CHECK(rig.Calls("GET") == 3);  // the 503, then one GET per user
+  CHECK(rig.finished == 1);
+
+  rig.base.PutUser(rig.base.MakeUser("local-c", "user_c"));
+  rig.base.clock.Advance(1000);
+  forbidden = true;
+  REQUIRE(rig.rec->StartAll("admin").ok());
+  rig.RunToEnd();
+  CHECK(rig.ByWorkosId("user_c")->live());
+  CHECK(rig.rec->status().last_error.find("403") != std::string::npos);
+  CHECK(rig.finished == 1);
 }
 
 TEST_CASE("reconcile: users created after the run started are not swept", "[sync][reconcile]") {

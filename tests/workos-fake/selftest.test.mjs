@@ -161,6 +161,26 @@ describe('workos fake', () => {
   });
 
   describe('users API', () => {
+    test('usersUnknownAfter: an after naming a deleted user by position, as the end, or from the start', async () => {
+      const made = [];
+      for (let i = 0; i < 3; i++) made.push((await fake.api('POST', '/user_management/users', { email: `ua-${i}@example.com` })).body.id);
+      const all = (await fake.api('GET', '/user_management/users?order=asc&limit=100')).body.data.map((u) => u.id);
+      const [gone, next] = [made[0], all[all.indexOf(made[0]) + 1]];
+      await fake.deleteUser(gone);
+      const page = async () => (await fake.api('GET', `/user_management/users?order=asc&limit=100&after=${gone}`)).body;
+      try {
+        assert.equal((await page()).data[0].id, next);
+        await fake.setBehaviour({ usersUnknownAfter: 'end' });
+        const end = await page();
+        assert.deepEqual(end.data, []);
+        assert.equal(end.list_metadata.after, null);
+        await fake.setBehaviour({ usersUnknownAfter: 'restart' });
+        assert.equal((await page()).data[0].id, all.filter((id) => id !== gone)[0]);
+      } finally {
+        await fake.setBehaviour({ usersUnknownAfter: 'position' });
+      }
+    });
+
     test('create, get, update, delete with events', async () => {
       const created = await fake.api('POST', '/user_management/users', { email: 'Ann@Example.com', first_name: 'Ann', last_name: null });
       assert.equal(created.status, 201);

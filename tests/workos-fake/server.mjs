@@ -326,10 +326,12 @@ export async function startServer(options = {}) {
     metadataUpdate: 'replace',
     externalIdConflictStatus: 400,
     eventsTimeFormat: 'iso',
+    usersUnknownAfter: 'position',
     ...options,
   };
   const BEHAVIOUR_KEYS = ['eventsDefaultOrder', 'eventsIgnoreOrder', 'eventsIgnoreFilters', 'eventsRetentionMs',
-    'expiredCursor', 'putIgnoresFields', 'tokenIssuer', 'metadataUpdate', 'externalIdConflictStatus', 'eventsTimeFormat'];
+    'expiredCursor', 'putIgnoresFields', 'tokenIssuer', 'metadataUpdate', 'externalIdConflictStatus', 'eventsTimeFormat',
+    'usersUnknownAfter'];
   const initialBehaviour = Object.fromEntries(BEHAVIOUR_KEYS.map((k) => [k, opts[k]]));
   let behaviour = { ...initialBehaviour };
   let selfUrl = ''; // this server's base URL, once listening (tokenIssuer 'self')
@@ -347,6 +349,7 @@ export async function startServer(options = {}) {
     if (!['replace', 'merge'].includes(next.metadataUpdate)) throw new HttpError(400, 'metadataUpdate must be replace or merge');
     if (![400, 409, 422].includes(next.externalIdConflictStatus)) throw new HttpError(400, 'externalIdConflictStatus must be 400, 409 or 422');
     if (!['iso', 'naive'].includes(next.eventsTimeFormat)) throw new HttpError(400, 'eventsTimeFormat must be iso or naive');
+    if (!['position', 'end', 'restart'].includes(next.usersUnknownAfter)) throw new HttpError(400, 'usersUnknownAfter must be position, end or restart');
     if (next.eventsRetentionMs !== null && !(Number.isInteger(next.eventsRetentionMs) && next.eventsRetentionMs > 0)) {
       throw new HttpError(400, 'eventsRetentionMs must be null or a positive integer');
     }
@@ -810,7 +813,15 @@ export async function startServer(options = {}) {
     if (query.email) list = list.filter((u) => u.email.toLowerCase() === String(query.email).toLowerCase());
     const asc = query.order === 'asc';
     list.sort((a, b) => (a.id < b.id ? -1 : 1) * (asc ? 1 : -1));
-    if (query.after) list = list.filter((u) => (asc ? u.id > query.after : u.id < query.after));
+    // `after` naming a user that no longer exists (deleted between two
+    // pages) is not documented: by position (default), as the end of the
+    // list, or from the start again (WorkOS's own emulator).
+    const known = !query.after || users.has(query.after);
+    if (query.after && (known || behaviour.usersUnknownAfter === 'position')) {
+      list = list.filter((u) => (asc ? u.id > query.after : u.id < query.after));
+    } else if (query.after && behaviour.usersUnknownAfter === 'end') {
+      list = [];
+    }
     const data = list.slice(0, limit);
     const more = list.length > limit;
     return {
