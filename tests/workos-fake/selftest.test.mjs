@@ -396,6 +396,7 @@ describe('workos fake', () => {
     });
 
     test('metadata limits: 10 keys, key 40 and value 600 ASCII characters, string values only', async () => {
+      await fake.setBehaviour({ metadataUpdate: 'replace' }); // each PUT's map is the whole map
       assert.equal((await post({ email: 'm10@example.com', metadata: keys(10) })).status, 201);
       assert422(await post({ email: 'm11@example.com', metadata: keys(11) }), 'metadata', 'too_many_properties');
       const { id } = await fake.createUser({ email: 'm@example.com' });
@@ -416,20 +417,22 @@ describe('workos fake', () => {
       assert422(await put(id, { metadata: { v: '\u00fcber' } }), 'metadata.v', 'invalid_format');
       assert422(await put(id, { metadata: ['a'] }), 'metadata', 'invalid_type');
       assert.deepEqual((await fake.getUser(id)).metadata, { v: 'x'.repeat(600) });
+      await fake.setBehaviour({ metadataUpdate: 'merge' });
     });
 
-    test('metadataUpdate replace (default): the map becomes what was sent', async () => {
-      assert.equal((await fake.getBehaviour()).metadataUpdate, 'replace');
+    test('metadataUpdate replace: the map becomes what was sent', async () => {
+      await fake.setBehaviour({ metadataUpdate: 'replace' });
       const { id } = await fake.createUser({ email: 'r@example.com', metadata: { a: '1', b: '2' } });
       assert.deepEqual((await put(id, { metadata: { b: '3', c: '' } })).body.metadata, { b: '3', c: '' });
       assert.deepEqual((await put(id, { first_name: 'R' })).body.metadata, { b: '3', c: '' }); // omitted: unchanged
       assert.deepEqual((await put(id, { metadata: {} })).body.metadata, {});
       await put(id, { metadata: { a: '1' } });
       assert.deepEqual((await put(id, { metadata: null })).body.metadata, {});
+      await fake.setBehaviour({ metadataUpdate: 'merge' });
     });
 
-    test('metadataUpdate merge: sent keys overwrite, others stay, null removes, "" is stored', async () => {
-      await fake.setBehaviour({ metadataUpdate: 'merge' });
+    test('metadataUpdate merge (default): sent keys overwrite, others stay, null removes, "" is stored', async () => {
+      assert.equal((await fake.getBehaviour()).metadataUpdate, 'merge');
       const { id } = await fake.createUser({ email: 'mg@example.com', metadata: { a: '1', b: '2' } });
       assert.deepEqual((await put(id, { metadata: { b: '3', c: '' } })).body.metadata, { a: '1', b: '3', c: '' });
       assert.deepEqual((await put(id, { metadata: { a: null, zz: null } })).body.metadata, { b: '3', c: '' });
@@ -449,8 +452,9 @@ describe('workos fake', () => {
       assert.deepEqual((await put(id, { metadata: { ...many, last: 'y' } })).body.metadata, { last: 'y' });
       assert.deepEqual((await put(id, { metadata: null })).body.metadata, {});
       await assert.rejects(fake.setBehaviour({ metadataUpdate: 'patch' }), /400/);
+      await fake.setBehaviour({ metadataUpdate: 'replace' });
       await fake.reset();
-      assert.equal((await fake.getBehaviour()).metadataUpdate, 'replace');
+      assert.equal((await fake.getBehaviour()).metadataUpdate, 'merge');
     });
 
     test('every PUT change emits user.updated with the full user and a later updated_at; no-ops emit nothing', async () => {

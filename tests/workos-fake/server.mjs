@@ -323,7 +323,7 @@ export async function startServer(options = {}) {
     expiredCursor: 'reject',
     putIgnoresFields: [],
     tokenIssuer: 'workos',
-    metadataUpdate: 'replace',
+    metadataUpdate: 'merge',
     externalIdConflictStatus: 400,
     eventsTimeFormat: 'iso',
     usersUnknownAfter: 'position',
