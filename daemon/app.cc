@@ -85,6 +85,22 @@ domain::ServiceOptions ServiceOptionsFrom(const config::Config& cfg) {
   return domain::ServiceOptions{cfg.policy.org_admins_manage_members, cfg.provisioning.jit, SyncPolicyFrom(cfg)};
 }
 
+// WorkOS keeps events for 30 days; a feed position older than that cannot be
+// read on, and WorkOS may answer it with an empty page rather than an error,
+// so the cursor-age check is the only thing that notices.
+constexpr int64_t kWorkosEventRetentionDays = 30;
+
+// Settings that are valid but risky, logged at start and at every reload.
+void WarnAboutSettings(const config::Config& cfg) {
+  if (cfg.sync.reconcile.max_cursor_age_days >= kWorkosEventRetentionDays &&
+      cfg.workos.base_url.rfind("https://api.workos.com", 0) == 0) {
+    LogWarn(
+        "sync.reconcile.max_cursor_age_days is not below WorkOS's event retention (30 days): a host offline "
+        "that long may miss changes without noticing",
+        {{"max_cursor_age_days", std::to_string(cfg.sync.reconcile.max_cursor_age_days)}});
+  }
+}
+
 void ApplyLogConfig(const config::Config& cfg) {
   LogLevel level = LogLevel::kInfo;
   ParseLogLevel(cfg.log.level, &level);
@@ -114,6 +130,7 @@ Status App::Start() {
   // (EPIPE), not the process: libuv writes with write(2), which raises SIGPIPE.
   signal(SIGPIPE, SIG_IGN);
   ApplyLogConfig(cfg_);
+  WarnAboutSettings(cfg_);
   started_at_ms_ = SystemClock().NowMs();
 
   // One daemon per store: LMDB would allow two, but two outbox senders and
@@ -383,6 +400,7 @@ Status App::Reload(std::vector<std::string>* reloaded, std::vector<std::string>*
   applied.sync.metadata = cfg_.sync.metadata;
   cfg_ = std::move(applied);
   ApplyLogConfig(cfg_);
+  WarnAboutSettings(cfg_);
   workos_->SetOptions(WorkosOptionsFrom(cfg_));
   http_->SetMaxConcurrency(cfg_.workos.max_concurrency);
   auth_->SetOptions(VerifyOptionsFrom(cfg_));
