@@ -718,6 +718,30 @@ describe('workos fake', () => {
     });
   });
 
+  describe('rate limit', () => {
+    test('rateLimit: reads, writes and the rest each have a window; over it, 429 with Retry-After', async () => {
+      const { id } = await fake.createUser({ email: 'rl@example.com' });
+      await fake.setBehaviour({ rateLimit: { windowMs: 60_000, reads: 2, writes: 1 } });
+      try {
+        assert.equal((await fake.api('GET', `/user_management/users/${id}`)).status, 200);
+        assert.equal((await fake.api('GET', `/user_management/users/${id}`)).status, 200);
+        const over = await fake.api('GET', `/user_management/users/${id}`);
+        assert.equal(over.status, 429);
+        assert.equal(over.body.code, 'rate_limit_exceeded');
+        assert.ok(Number(over.headers.get('retry-after')) >= 1 && Number(over.headers.get('retry-after')) <= 60);
+        assert.equal((await fake.api('PUT', `/user_management/users/${id}`, { first_name: 'A' })).status, 200);
+        assert.equal((await fake.api('PUT', `/user_management/users/${id}`, { first_name: 'B' })).status, 429);
+        assert.equal((await fake.getUser(id)).first_name, 'A'); // nothing of a refused request applies
+        assert.equal((await fake.api('GET', '/events?order=asc&limit=1')).status, 200); // other: unlimited here
+        assert.equal((await fake.api('GET', `/sso/jwks/${fake.clientId ?? 'client_123'}`, undefined, { auth: false })).status, 200);
+        await assert.rejects(fake.setBehaviour({ rateLimit: { windowMs: 0 } }), /400/);
+      } finally {
+        await fake.setBehaviour({ rateLimit: null });
+      }
+      assert.equal((await fake.api('GET', `/user_management/users/${id}`)).status, 200);
+    });
+  });
+
   describe('faults', () => {
     test('status, body, Retry-After and times', async () => {
       await fake.setFaults([{ method: 'GET', path: '^/events$', status: 429, retryAfter: '7', times: 2 }]);

@@ -327,11 +327,12 @@ export async function startServer(options = {}) {
     externalIdConflictStatus: 400,
     eventsTimeFormat: 'iso',
     usersUnknownAfter: 'position',
+    rateLimit: null,
     ...options,
   };
   const BEHAVIOUR_KEYS = ['eventsDefaultOrder', 'eventsIgnoreOrder', 'eventsIgnoreFilters', 'eventsRetentionMs',
     'expiredCursor', 'putIgnoresFields', 'tokenIssuer', 'metadataUpdate', 'externalIdConflictStatus', 'eventsTimeFormat',
-    'usersUnknownAfter'];
+    'usersUnknownAfter', 'rateLimit'];
   const initialBehaviour = Object.fromEntries(BEHAVIOUR_KEYS.map((k) => [k, opts[k]]));
   let behaviour = { ...initialBehaviour };
   let selfUrl = ''; // this server's base URL, once listening (tokenIssuer 'self')
@@ -350,6 +351,15 @@ export async function startServer(options = {}) {
     if (![400, 409, 422].includes(next.externalIdConflictStatus)) throw new HttpError(400, 'externalIdConflictStatus must be 400, 409 or 422');
     if (!['iso', 'naive'].includes(next.eventsTimeFormat)) throw new HttpError(400, 'eventsTimeFormat must be iso or naive');
     if (!['position', 'end', 'restart'].includes(next.usersUnknownAfter)) throw new HttpError(400, 'usersUnknownAfter must be position, end or restart');
+    if (next.rateLimit !== null) {
+      const rl = next.rateLimit;
+      const okCount = (v) => v === undefined || v === null || (Number.isInteger(v) && v >= 0);
+      if (!isPlainObject(rl) || !(Number.isInteger(rl.windowMs) && rl.windowMs > 0) || !okCount(rl.reads) || !okCount(rl.writes) || !okCount(rl.other)) {
+        throw new HttpError(400, 'rateLimit must be null or {windowMs, reads?, writes?, other?} with non-negative integers');
+      }
+      next.rateLimit = { windowMs: rl.windowMs, reads: rl.reads ?? null, writes: rl.writes ?? null, other: rl.other ?? null };
+    }
+    if (JSON.stringify(next.rateLimit) !== JSON.stringify(behaviour.rateLimit)) rateWindows = {};
     if (next.eventsRetentionMs !== null && !(Number.isInteger(next.eventsRetentionMs) && next.eventsRetentionMs > 0)) {
       throw new HttpError(400, 'eventsRetentionMs must be null or a positive integer');
     }
@@ -396,6 +406,31 @@ export async function startServer(options = {}) {
   let droppedThrough = null;
   let requestLog = [];
   let faults = [];
+  // Rate limiting (behaviour.rateLimit): a fixed window per bucket.
+  let rateWindows = {}; // bucket -> {start, count}
+  // WorkOS: AuthKit's /user_management/* allows so many reads (GET) and so
+  // many writes per window per environment; everything else shares another
+  // budget. Over it: 429 with Retry-After (seconds to the window's end).
+  function rateLimited(method, pathname) {
+    const rl = behaviour.rateLimit;
+    if (!rl || pathname.startsWith('/sso/jwks/')) return null;
+    const bucket = pathname.startsWith('/user_management/') ? (method === 'GET' ? 'reads' : 'writes') : 'other';
+    const limit = rl[bucket];
+    if (limit === null || limit === undefined) return null;
+    const now = Date.now();
+    let w = rateWindows[bucket];
+    if (!w || now - w.start >= rl.windowMs) w = rateWindows[bucket] = { start: now, count: 0 };
+    if (w.count < limit) {
+      w.count++;
+      return null;
+    }
+    const retryAfter = Math.max(1, Math.ceil((w.start + rl.windowMs - now) / 1000));
+    return {
+      status: 429,
+      body: { code: 'rate_limit_exceeded', message: 'Rate limit exceeded.' },
+      headers: { 'retry-after': String(retryAfter) },
+    };
+  }
   let down = false;
   let saveTimer = null; // pending debounced --state-file write
 
@@ -965,6 +1000,7 @@ export async function startServer(options = {}) {
         return { status: 200, body: setBehaviour(body) };
       case 'POST /__test/reset':
         behaviour = { ...initialBehaviour };
+        rateWindows = {};
         droppedThrough = null;
         users.clear();
         emailIndex.clear();
@@ -1136,6 +1172,12 @@ export async function startServer(options = {}) {
         send(res, faultResult(rule), entry);
         return;
       }
+    }
+    const limited = rateLimited(method, pathname);
+    if (limited) {
+      entry.fault = 'rate_limit';
+      send(res, limited, entry);
+      return;
     }
     send(res, api(method, pathname, query, body, raw, req.headers), entry);
   }
