@@ -885,7 +885,9 @@ std::function<bool(const ipc::PeerCred&)> AdminAuthorizer(std::vector<uint32_t> 
   return [self_uid, uids = std::move(allowed_uids), gids = std::move(allowed_gids)](const ipc::PeerCred& p) {
     if (p.uid == 0 || p.uid == self_uid) return true;
     if (std::find(uids.begin(), uids.end(), p.uid) != uids.end()) return true;
-    return std::find(gids.begin(), gids.end(), p.gid) != gids.end();
+    if (std::find(gids.begin(), gids.end(), p.gid) != gids.end()) return true;
+    return std::any_of(p.groups.begin(), p.groups.end(),
+                       [&](gid_t g) { return std::find(gids.begin(), gids.end(), g) != gids.end(); });
   };
 }
 

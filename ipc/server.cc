@@ -394,6 +394,25 @@ void Connection::RequestDone() {
   MaybeFinish();
 }
 
+namespace {
+
+// The peer's supplementary groups at connect() (Linux 4.13 and later).
+std::vector<gid_t> PeerGroups(int fd) {
+  std::vector<gid_t> groups(32);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    socklen_t len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) {
+      groups.resize(len / sizeof(gid_t));
+      return groups;
+    }
+    if (errno != ERANGE) break;
+    groups.resize(len / sizeof(gid_t) + 1);  // len now says how much is needed
+  }
+  return {};
+}
+
+}  // namespace
+
 void Connection::CloseAfterFlush() {
   linger_ = false;  // e.g. the server stops: no waiting for the client
   close_after_flush_ = true;
@@ -568,6 +587,7 @@ void Server::Accept() {
       conn->peer_.uid = cred.uid;
       conn->peer_.gid = cred.gid;
     }
+    conn->peer_.groups = PeerGroups(fd);
   }
   if (closing_) {
     conn->Close();

@@ -34,10 +34,13 @@
 
 namespace usersd::ipc {
 
+// The peer of an accepted connection, as the kernel recorded it at
+// connect(): SO_PEERCRED, and SO_PEERGROUPS for the supplementary groups.
 struct PeerCred {
   pid_t pid = 0;
   uid_t uid = 0;
   gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups (empty when unknown)
 };
 
 struct ServerOptions {

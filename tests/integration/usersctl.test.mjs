@@ -447,6 +447,24 @@ describe('usersctl as another uid', { skip: !canSwitchUser && 'needs root and se
     await d.stop();
   });
 
+  test('allowed_gids admits a supplementary group (SO_PEERGROUPS), and only a listed one', async () => {
+    const sockPath = path.join(os.tmpdir(), `usd-peer-${process.pid}-e.sock`);
+    const d = await daemonWith({ path: sockPath, mode: '0666', allowed_gids: [4242] });
+    const as = (groups) => new Promise((resolve, reject) => {
+      const p = spawn('setpriv', ['--reuid=65534', '--regid=65534', `--groups=${groups}`, bin, '--socket', sockPath, 'status'],
+        { stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      p.stderr.on('data', (c) => (err += c));
+      p.once('error', reject);
+      p.once('close', (code) => resolve({ code, err }));
+    });
+    const member = await as('27,4242');
+    assert.equal(member.code, 0, member.err);
+    const other = await as('27,4243');
+    assert.equal(other.code, 3, other.err);
+    await d.stop();
+  });
+
   test('allowed_gids admits a primary gid', async () => {
     const sockPath = path.join(os.tmpdir(), `usd-peer-${process.pid}-d.sock`);
     const d = await daemonWith({ path: sockPath, mode: '0666', allowed_gids: [65534] });

@@ -6,7 +6,9 @@
 namespace usersd::admin {
 namespace {
 
-ipc::PeerCred Peer(uid_t uid, gid_t gid) { return ipc::PeerCred{1234, uid, gid}; }
+ipc::PeerCred Peer(uid_t uid, gid_t gid) {
+  return ipc::PeerCred{1234, uid, gid, {}};
+}
 
 TEST_CASE("admin authorizer: admits root and the daemon's own uid, refuses others by default", "[admin]") {
   auto allow = AdminAuthorizer({}, {}, 990);
@@ -17,7 +19,17 @@ TEST_CASE("admin authorizer: admits root and the daemon's own uid, refuses other
   CHECK_FALSE(allow(Peer(1000, 1000)));
 }
 
-TEST_CASE("admin authorizer: admits configured uids and primary gids only", "[admin]") {
+TEST_CASE("admin authorizer: admits a configured gid held as a supplementary group", "[admin]") {
+  auto allow = AdminAuthorizer({}, {4242}, 990);
+  ipc::PeerCred p = Peer(7777, 7777);
+  CHECK_FALSE(allow(p));
+  p.groups = {27, 100};
+  CHECK_FALSE(allow(p));
+  p.groups = {27, 4242, 100};
+  CHECK(allow(p));
+}
+
+TEST_CASE("admin authorizer: admits configured uids and primary gids", "[admin]") {
   auto allow = AdminAuthorizer({1000, 1001}, {4242}, 990);
   CHECK(allow(Peer(1000, 1000)));
   CHECK(allow(Peer(1001, 5)));
