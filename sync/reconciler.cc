@@ -356,6 +356,7 @@ struct Reconciler::Impl {
       backoff_ms = 0;
       RunState next = run;
       next.confirm.erase(next.confirm.begin());
+      next.last_error.clear();  // a retry's error, now behind us
       if (profile) {
         ++next.not_listed;
         LogWarn("reconcile: WorkOS has a user its listing did not show; kept",
