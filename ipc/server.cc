@@ -587,7 +587,7 @@ void Server::Accept() {
       conn->peer_.uid = cred.uid;
       conn->peer_.gid = cred.gid;
     }
-    conn->peer_.groups = PeerGroups(fd);
+    if (options_.authorize) conn->peer_.groups = PeerGroups(fd);  // only a peer check reads them
   }
   if (closing_) {
     conn->Close();

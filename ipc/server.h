@@ -40,7 +40,7 @@ struct PeerCred {
   pid_t pid = 0;
   uid_t uid = 0;
   gid_t gid = 0;
-  std::vector<gid_t> groups;  // supplementary groups (empty when unknown)
+  std::vector<gid_t> groups;  // supplementary groups (read only for a socket with an authorize hook)
 };
 
 struct ServerOptions {
