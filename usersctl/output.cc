@@ -98,6 +98,10 @@ std::string ReconcileSummary(const Json& reconcile) {
   auto n = [&](const char* k) { return reconcile.contains(k) ? Str(reconcile[k]) : std::string("-"); };
   std::string s = n("usersSeen") + " users seen, " + n("usersApplied") + " applied, " + n("usersDeleted") +
                   " deleted, " + n("pages") + " pages";
+  // Users the listing missed but WorkOS still had when asked one by one.
+  if (reconcile.contains("usersNotListed") && reconcile["usersNotListed"].is_number() &&
+      reconcile["usersNotListed"].get<double>() > 0)
+    s += ", " + Str(reconcile["usersNotListed"]) + " not listed but kept";
   if (reconcile.contains("lastError") && !reconcile["lastError"].is_null())
     s += "; last error: " + Str(reconcile["lastError"]);
   return s;

@@ -75,4 +75,8 @@ TEST_CASE("reconcile: the counters, the error, and the status line per state", "
         "idle, last run finished 2026-12-03T10:01:00.000Z: 1200 users seen, 1100 applied, 3 deleted, 12 pages; "
         "last error: WorkOS answered 500; next automatic run not before 2026-12-03T10:03:00.000Z");
   CHECK(ReconcileSummary(Json::object()) == "- users seen, - applied, - deleted, - pages");
+  running["usersNotListed"] = 0;
+  CHECK(ReconcileSummary(running) == "1200 users seen, 1100 applied, 3 deleted, 12 pages");
+  running["usersNotListed"] = 7;
+  CHECK(ReconcileSummary(running) == "1200 users seen, 1100 applied, 3 deleted, 12 pages, 7 not listed but kept");
 }
