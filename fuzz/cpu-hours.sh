@@ -40,7 +40,8 @@ one() {
     out="$(FUZZ_RESUME=1 FUZZ_SECONDS="$left" FUZZ_WORK_DIR="$work" \
       /usr/bin/time -f '%U %S %e' -o "$work/$name.time" nice -n 5 bash "$here/run.sh" "$build" "$name" 2>&1)"
     rc=$?
-    read -r u s e <"$work/$name.time"
+    # time -o writes "Command exited with non-zero status N" first on failure.
+    read -r u s e < <(tail -n 1 "$work/$name.time")
     ms="$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%d", (u + s) * 1000 }')"
     used_ms=$((used_ms + ms))
     r="$(grep -o '^[a-z_]*: [0-9]* runs' <<<"$out" | grep -o '[0-9]*' | tail -1)"

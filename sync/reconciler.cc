@@ -369,6 +369,9 @@ struct Reconciler::Impl {
           [profile, workos_id, next, deleted, now, sync = opt.sync](WriteTxn& t) -> Status {
             *deleted = false;
             const domain::MutationContext ctx{now, sync.get()};
+            // Applying WorkOS's user may re-key it to an id the sweep has not
+            // reached yet: marked as seen, it is not asked for twice.
+            if (profile) USERSD_RETURN_IF_ERROR(t.PutMeta(SeenKey(workos_id), std::to_string(next.run_id)));
             auto child = t.BeginNested();
             if (!child.ok()) return child.status();
             auto r = profile ? domain::ApplyRemoteUser(*child, *profile, ctx)

@@ -22,7 +22,8 @@
 // `admin.users.resync {all: true}`. One run at a
 // time; a trigger during a run joins it.
 //
-// Pacing and resumption: list requests start at most requests_per_second;
+// Pacing and resumption: requests (list pages and the sweep's confirming
+// GETs) start at most requests_per_second;
 // a retryable failure (transport, 408, 429, 5xx) waits with exponential
 // backoff (honouring Retry-After) and retries the same page; another answer
 // ends the run with last_error. After a failed run the automatic triggers
@@ -58,7 +59,7 @@
 namespace usersd::sync {
 
 struct ReconcileOptions {
-  double requests_per_second = 5;       // list requests (sync.reconcile.requests_per_second)
+  double requests_per_second = 5;            // list and confirming requests (sync.reconcile.requests_per_second)
   int64_t interval_ms = 24LL * 3600 * 1000;  // 0: no timer (sync.reconcile.interval_hours)
   // Taken off interval_ms (never added, so a run is never later than the
   // interval SPEC 4b names): the daemon draws a random share of up to a

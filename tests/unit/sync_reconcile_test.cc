@@ -435,6 +435,32 @@ TEST_CASE("reconcile: a run interrupted by a restart resumes where it stopped", 
   for (int i = 0; i < 5; ++i) CHECK(rig.ByWorkosId("user_" + std::to_string(i)));
 }
 
+TEST_CASE("reconcile: a restart while unlisted users are being confirmed goes on with the rest", "[sync][reconcile]") {
+  Rig rig;
+  for (int i = 0; i < 3; ++i)
+    rig.base.PutUser(rig.base.MakeUser("local-" + std::to_string(i), "user_" + std::to_string(i)));
+  rig.base.clock.Advance(1000);
+  // WorkOS lists nobody and has lost all three.
+  rig.Start();
+  REQUIRE(rig.rec->StartAll("admin").ok());
+  rig.base.SpinUntil([&] {
+    if (rig.Calls("GET") == 2 && rig.base.workos.pending() == 1) return true;
+    if (rig.base.workos.Deliver() == 0) rig.base.clock.Advance(1);  // answers the listing and the first GET
+    return false;
+  });
+  // The first GET answered and applied, the second in flight: a restart.
+  CHECK(rig.rec->status().users_deleted == 1);
+  rig.Restart();
+  CHECK(rig.rec->running());
+  CHECK(rig.rec->status().phase == "sweep");
+  rig.RunToEnd();
+  CHECK(rig.finished == 1);
+  CHECK(rig.rec->status().users_deleted == 3);
+  CHECK(rig.Calls("USERS") == 1);  // not listed again
+  CHECK(rig.Calls("GET") == 4);    // the unanswered one is asked again
+  for (int i = 0; i < 3; ++i) CHECK_FALSE(rig.ByWorkosId("user_" + std::to_string(i))->live());
+}
+
 TEST_CASE("reconcile: one user is resynced on its own; a 404 soft-deletes it", "[sync][reconcile]") {
   Rig rig;
   auto u = rig.base.MakeUser("local-1", "user_1");

@@ -885,16 +885,16 @@ describe('process lifecycle and persistence', () => {
   });
 
   test('metadata switch from --metadata-update and WORKOS_FAKE_METADATA_UPDATE; bad values exit 2', async () => {
-    const viaEnv = await startFake({ env: { WORKOS_FAKE_METADATA_UPDATE: 'merge' } });
+    const viaEnv = await startFake({ env: { WORKOS_FAKE_METADATA_UPDATE: 'replace' } });
     try {
-      assert.equal((await viaEnv.getBehaviour()).metadataUpdate, 'merge');
+      assert.equal((await viaEnv.getBehaviour()).metadataUpdate, 'replace'); // not the default (merge)
     } finally {
       await viaEnv.stop();
     }
-    const explicit = await startFake({ env: { WORKOS_FAKE_METADATA_UPDATE: 'merge' }, metadataUpdate: 'replace', externalIdConflictStatus: 422 });
+    const explicit = await startFake({ env: { WORKOS_FAKE_METADATA_UPDATE: 'replace' }, metadataUpdate: 'merge', externalIdConflictStatus: 422 });
     try {
       const b = await explicit.getBehaviour();
-      assert.equal(b.metadataUpdate, 'replace');
+      assert.equal(b.metadataUpdate, 'merge'); // the option wins over the environment
       assert.equal(b.externalIdConflictStatus, 422);
     } finally {
       await explicit.stop();
