@@ -8,7 +8,8 @@
 # so the checked-in corpus is never written to. New inputs libFuzzer found
 # stay in the work directory (FUZZ_WORK_DIR, default BUILD_DIR/fuzz-work),
 # crash reproducers in <work>/<name>/artifacts/. FUZZ_RESUME=1 starts from the
-# work corpus a previous run left instead of from the seeds alone. Exits non-zero when any target
+# work corpus a previous run left instead of from the seeds alone, and keeps
+# that run's reproducers as <work>/<name>/artifacts.<timestamp>/. Exits non-zero when any target
 # crashed, leaked, timed out or ran out of memory; prints one line per target:
 #   ipc_protocol: 123456 runs, 0 crashes
 # To keep a finding: copy its artifact into fuzz/regressions/<name>/, fix the
@@ -32,7 +33,13 @@ for name in "${targets[@]}"; do
     exit 2
   fi
   dir="$work/$name"
-  if [ "${FUZZ_RESUME:-0}" = 1 ]; then rm -rf "$dir/artifacts" "$dir/log"; else rm -rf "$dir"; fi
+  if [ "${FUZZ_RESUME:-0}" = 1 ]; then
+    # Keep an earlier run's reproducers (this run counts only its own).
+    if [ -n "$(ls -A "$dir/artifacts" 2>/dev/null)" ]; then mv "$dir/artifacts" "$dir/artifacts.$(date +%Y%m%d%H%M%S)"; fi
+    rm -rf "$dir/artifacts" "$dir/log"
+  else
+    rm -rf "$dir"
+  fi
   mkdir -p "$dir/corpus" "$dir/artifacts"
   cp -R "$here/corpus/$name/." "$dir/corpus/"
   if [ -d "$here/regressions/$name" ]; then cp -R "$here/regressions/$name/." "$dir/corpus/"; fi
