@@ -287,9 +287,7 @@ struct Reconciler::Impl {
   // each is asked for on its own first (Confirm).
   void Sweep() {
     struct BatchOut {
-      std::vector<std::string> confirm;
-      std::string last_id;
-      bool done = false;
+      RunState saved;  // what the batch stored; the run goes on from it
     };
     auto out = std::make_shared<BatchOut>();
     RunState cur = run;
@@ -297,25 +295,23 @@ struct Reconciler::Impl {
     step_in_flight = true;
     writer->Submit(
         [cur, out, batch](WriteTxn& t) -> Status {
-          *out = BatchOut{};
+          RunState saved = cur;
+          saved.confirm.clear();
           auto users = t.ListUsers(cur.after, batch);
           if (!users.ok()) return users.status();
           const std::string run_id = std::to_string(cur.run_id);
           for (const auto& u : *users) {
-            out->last_id = u.id;
+            saved.after = u.id;
             std::string key = SeenKey(u.workos_id);
             auto mark = t.GetMeta(key);
             if (!mark.ok()) return mark.status();
             bool seen = mark->has_value() && **mark == run_id;
             if (mark->has_value()) USERSD_RETURN_IF_ERROR(t.DeleteMeta(key));
             if (seen || !u.live() || u.created_at_ms >= cur.started_at_ms) continue;
-            out->confirm.push_back(u.workos_id);
+            saved.confirm.push_back(u.workos_id);
           }
-          out->done = users->size() < batch;
-          RunState saved = cur;
-          saved.after = out->last_id.empty() ? cur.after : out->last_id;
-          saved.confirm = out->confirm;
-          saved.listed_all = out->done;
+          saved.listed_all = users->size() < batch;
+          out->saved = saved;
           return t.PutMeta(kMetaState, saved.ToJson().dump());
         },
         [this, alive = alive, out](Status st) {
@@ -323,9 +319,7 @@ struct Reconciler::Impl {
           step_in_flight = false;
           if (closed) return;
           if (!st.ok()) return Fail("sweeping local users failed: " + st.ToString());
-          if (!out->last_id.empty()) run.after = out->last_id;
-          run.confirm = std::move(out->confirm);
-          run.listed_all = out->done;
+          run = std::move(out->saved);
           Step();
         });
   }
@@ -407,34 +401,30 @@ struct Reconciler::Impl {
 
   // Every local user looked at and every doubt settled: the run is done.
   void Finish() {
-    RunState cur = run;
+    RunState done = run;
+    done.running = false;
+    done.phase.clear();
+    done.after.clear();
+    done.listed_all = false;
     int64_t now = clock.NowMs();
     step_in_flight = true;
     writer->Submit(
-        [cur, now](WriteTxn& t) -> Status {
+        [done, now](WriteTxn& t) -> Status {
           // The feed goes on from the run's start: what changed during the
           // run arrives as events (applying one twice is harmless).
-          RunState saved = cur;
-          saved.running = false;
-          saved.phase.clear();
-          saved.after.clear();
-          saved.listed_all = false;
           USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursor, ""));
           USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursorAt, "0"));
-          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsRangeStart, std::to_string(cur.started_at_ms)));
+          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsRangeStart, std::to_string(done.started_at_ms)));
           USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCaughtUpAt, std::to_string(now)));
           USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaLastFinished, std::to_string(now)));
-          return t.PutMeta(kMetaState, saved.ToJson().dump());
+          return t.PutMeta(kMetaState, done.ToJson().dump());
         },
-        [this, alive = alive, now](Status st) {
+        [this, alive = alive, done, now](Status st) {
           if (!*alive) return;
           step_in_flight = false;
           if (closed) return;
           if (!st.ok()) return Fail("finishing the run failed: " + st.ToString());
-          run.running = false;
-          run.phase.clear();
-          run.after.clear();
-          run.listed_all = false;
+          run = done;
           last_finished_ms = now;
           auto_wait_ms = 0;
           ++runs_completed;

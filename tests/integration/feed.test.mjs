@@ -139,18 +139,25 @@ test('users resync repairs a silent rename (one user) and a silent delete (all),
   for (const l of lists) assert.equal(l.query.order, 'asc');
 });
 
-test('a cursor the server no longer has starts a reconciliation by itself', async (t) => {
+// A user whose first name the feed brought ("Seen"), then the daemon stopped
+// past the events' retention: the cursor's event is dropped, and a change
+// made meanwhile ("WhileAway") has no event left either. The daemon is not
+// restarted yet.
+async function offlinePastRetention(t) {
   const env = await setup(t);
   const u = await newUser(env.fake, env.conn);
   await env.fake.createUser({ id: u.workos.id, first_name: 'Seen', emitEvent: true });
   await waitFor(async () => (await env.me(u.token))?.firstName === 'Seen', { what: 'the event' });
   await env.daemon.stop();
-  // Offline past the retention: the cursor's event is dropped; a change
-  // made meanwhile has no event left either.
   await env.fake.createUser({ id: u.workos.id, first_name: 'WhileAway' });
   await env.fake.setBehaviour({ eventsRetentionMs: 500 });
   await sleep(1000);
   await env.fake.addEvent({ event: 'session.created', data: {} });
+  return { env, u };
+}
+
+test('a cursor the server no longer has starts a reconciliation by itself', async (t) => {
+  const { env, u } = await offlinePastRetention(t);
   await env.restart();
   await waitFor(async () => (await env.me(u.token))?.firstName === 'WhileAway', { what: 'the reconciliation', timeoutMs: 15000 });
   const status = await env.admin('admin.status');
@@ -163,15 +170,7 @@ test('a cursor the server no longer has starts a reconciliation by itself', asyn
 });
 
 test('a reconciliation WorkOS refuses is not restarted by every poll; an operator can start one at once', async (t) => {
-  const env = await setup(t);
-  const u = await newUser(env.fake, env.conn);
-  await env.fake.createUser({ id: u.workos.id, first_name: 'Seen', emitEvent: true });
-  await waitFor(async () => (await env.me(u.token))?.firstName === 'Seen', { what: 'the event' });
-  await env.daemon.stop();
-  await env.fake.createUser({ id: u.workos.id, first_name: 'WhileAway' });
-  await env.fake.setBehaviour({ eventsRetentionMs: 500 });
-  await sleep(1000);
-  await env.fake.addEvent({ event: 'session.created', data: {} });
+  const { env, u } = await offlinePastRetention(t);
   // A key without the permission to list users.
   await env.fake.setFaults([{ method: 'GET', path: '^/user_management/users$', status: 403, body: { code: 'forbidden' } }]);
   await env.fake.clearRequests();
