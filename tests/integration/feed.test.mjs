@@ -11,6 +11,8 @@
 //   resync     admin.users.resync {id} and {all} repair silent renames and
 //              deletes, with progress in admin.status; a rejected cursor
 //              starts a reconciliation by itself; a run killed midway resumes.
+//   metadata   a server that emits no event for a metadata-only PUT: a second
+//              host gets the shared fields from a reconciliation.
 //   issuer     a token whose iss is the local server's URL verifies with only
 //              workos.base_url and auth.client_id configured; another is
 //              refused with the issuer named.
@@ -137,6 +139,42 @@ test('users resync repairs a silent rename (one user) and a silent delete (all),
   const lists = await env.fake.requests({ method: 'GET', path: '^/user_management/users$' });
   assert.ok(lists.length >= 1);
   for (const l of lists) assert.equal(l.query.order, 'asc');
+});
+
+// WorkOS's events reference does not say whether a PUT that changes only a
+// user's metadata emits user.updated. If it does not, another host learns a
+// shared field (SPEC 4b: timezone, settings, ...) from a reconciliation, not
+// from the feed; a change that also touches a WorkOS column still arrives by
+// event with the whole document.
+test('with no event for metadata-only PUTs, another host gets shared fields from a reconciliation', async (t) => {
+  const env = await setup(t);
+  await env.fake.setBehaviour({ metadataOnlyEvents: 'none' });
+  const hostB = await startDaemon({ fake: env.fake, t, configExtra: CONFIG });
+  const connB = await connect(hostB.socketPath, { t });
+  const adminB = async (tag, payload) => ok(await call(hostB.adminPath, tag, payload));
+  const meB = async (token) => ok(await connB.request('user.me', undefined, { token }));
+  const u = await newUser(env.fake, env.conn);
+  assert.equal((await meB(u.token)).id, u.me.id);
+
+  ok(await env.conn.request('user.update', { id: u.me.id, timezone: 'Asia/Tokyo' }, { token: u.token }));
+  await waitFor(async () => Object.keys((await env.fake.getUser(u.workos.id)).metadata ?? {}).length > 0, { what: 'the metadata PUT' });
+  await sleep(2500); // two and a half polls of host B
+  assert.equal((await env.fake.listEvents()).filter((e) => e.event === 'user.updated').length, 0);
+  assert.equal((await meB(u.token)).timezone, u.me.timezone);
+
+  const run = await adminB('admin.users.resync', { all: true });
+  await waitFor(async () => {
+    const s = (await adminB('admin.status')).reconcile;
+    return s.state === 'idle' && s.runId === run.runId && s.finishedAt;
+  }, { what: 'host B\'s reconciliation' });
+  assert.equal((await meB(u.token)).timezone, 'Asia/Tokyo');
+
+  // A change that also touches a column comes by event, document included.
+  ok(await env.conn.request('user.update', { id: u.me.id, firstName: 'Kiyoshi', timezone: 'Europe/Oslo' }, { token: u.token }));
+  await waitFor(async () => {
+    const b = await meB(u.token);
+    return b.firstName === 'Kiyoshi' && b.timezone === 'Europe/Oslo';
+  }, { what: 'the combined change on host B' });
 });
 
 // A user whose first name the feed brought ("Seen"), then the daemon stopped

@@ -519,6 +519,23 @@ describe('workos fake', () => {
       assert.equal(r.body.external_id, 'ig');
       assert.equal((await fake.listEvents()).length, 0);
     });
+
+    test('metadataOnlyEvents none: a PUT changing only metadata is stored without an event; any other change still emits', async () => {
+      const { id } = await fake.createUser({ email: 'mo@example.com', metadata: { a: '1' } });
+      await assert.rejects(fake.setBehaviour({ metadataOnlyEvents: 'sometimes' }), /400/);
+      await fake.setBehaviour({ metadataOnlyEvents: 'none' });
+      const r = await put(id, { metadata: { a: '2' } });
+      assert.equal(r.status, 200);
+      assert.deepEqual(r.body.metadata, { a: '2' });
+      assert.deepEqual((await fake.api('GET', `/user_management/users/${id}`)).body.metadata, { a: '2' });
+      assert.equal((await fake.listEvents()).length, 0);
+      const both = await put(id, { first_name: 'Mo', metadata: { a: '3' } });
+      const evs = await fake.listEvents();
+      assert.deepEqual(evs.map((e) => e.event), ['user.updated']);
+      assert.deepEqual(evs[0].data, both.body); // the full user, metadata included
+      await fake.reset();
+      assert.equal((await fake.getBehaviour()).metadataOnlyEvents, 'emit');
+    });
   });
 
   describe('events API', () => {

@@ -328,11 +328,12 @@ export async function startServer(options = {}) {
     eventsTimeFormat: 'iso',
     usersUnknownAfter: 'position',
     rateLimit: null,
+    metadataOnlyEvents: 'emit',
     ...options,
   };
   const BEHAVIOUR_KEYS = ['eventsDefaultOrder', 'eventsIgnoreOrder', 'eventsIgnoreFilters', 'eventsRetentionMs',
     'expiredCursor', 'putIgnoresFields', 'tokenIssuer', 'metadataUpdate', 'externalIdConflictStatus', 'eventsTimeFormat',
-    'usersUnknownAfter', 'rateLimit'];
+    'usersUnknownAfter', 'rateLimit', 'metadataOnlyEvents'];
   const initialBehaviour = Object.fromEntries(BEHAVIOUR_KEYS.map((k) => [k, opts[k]]));
   let behaviour = { ...initialBehaviour };
   let selfUrl = ''; // this server's base URL, once listening (tokenIssuer 'self')
@@ -351,6 +352,7 @@ export async function startServer(options = {}) {
     if (![400, 409, 422].includes(next.externalIdConflictStatus)) throw new HttpError(400, 'externalIdConflictStatus must be 400, 409 or 422');
     if (!['iso', 'naive'].includes(next.eventsTimeFormat)) throw new HttpError(400, 'eventsTimeFormat must be iso or naive');
     if (!['position', 'end', 'restart'].includes(next.usersUnknownAfter)) throw new HttpError(400, 'usersUnknownAfter must be position, end or restart');
+    if (!['emit', 'none'].includes(next.metadataOnlyEvents)) throw new HttpError(400, 'metadataOnlyEvents must be emit or none');
     if (next.rateLimit !== null) {
       const rl = next.rateLimit;
       const okCount = (v) => v === undefined || v === null || (Number.isInteger(v) && v >= 0);
@@ -811,9 +813,10 @@ export async function startServer(options = {}) {
     };
     // external_id: null clears it (the update DTO declares it string | null).
     for (const k of ['first_name', 'last_name', 'external_id', 'locale']) if (applies(k)) set(k, body[k]);
+    let metadataChanged = false; // apart from `changed`, which counts everything else
     if (metadata !== undefined && !metadataEqual(existing.metadata, metadata)) {
       next.metadata = metadata;
-      changed = true;
+      metadataChanged = true;
     }
     if ('email' in body && body.email !== existing.email && !ignored.has('email')) {
       set('email', body.email);
@@ -822,11 +825,13 @@ export async function startServer(options = {}) {
     }
     if ('email_verified' in body) set('email_verified', body.email_verified);
     if ('password' in body || 'password_hash' in body) changed = true; // not stored, but an update
-    if (!changed) return { status: 200, body: existing };
+    if (!changed && !metadataChanged) return { status: 200, body: existing };
     next.updated_at = laterThan(existing.updated_at);
     putUser(next);
-    // Every change, whatever it touched, is announced with the full user.
-    appendEvent({ event: 'user.updated', data: snapshot(next) });
+    // Every change, whatever it touched, is announced with the full user;
+    // behaviour metadataOnlyEvents 'none': a change of the metadata alone is
+    // not (WorkOS does not document whether it emits user.updated for it).
+    if (changed || behaviour.metadataOnlyEvents === 'emit') appendEvent({ event: 'user.updated', data: snapshot(next) });
     return { status: 200, body: next };
   }
 
