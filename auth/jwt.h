@@ -6,8 +6,10 @@
 // No function in this header throws.
 //
 // Policy decisions a caller should know about:
-//  - `exp` is required. A token without it is refused as kMalformed, because
-//    a token that never expires could also be cached forever by TokenCache.
+//  - `exp` is optional, as SPEC 3 lists it (WorkOS always sets it). A token
+//    without it is accepted with Claims::exp = 0, and callers must not cache
+//    it: TokenCache and the per-connection memo skip such claims, so every
+//    request carrying it is verified again.
 //  - An empty VerifyOptions::issuers list accepts no issuer (fails closed).
 //  - The algorithm must be in VerifyOptions::algorithms, be one this code
 //    implements (RSA only), and equal the key's own "alg" when the JWK has one.
@@ -17,7 +19,7 @@
 //    implement no extensions.
 //  - Duplicate member names anywhere in the header or payload are refused, so
 //    that we and any other JWT library read the same claims.
-//  - Optional claims (org_id, role, sid, permissions, iat, nbf) must have the
+//  - Optional claims (org_id, role, sid, permissions, exp, iat, nbf) must have the
 //    right JSON type when present; a wrong type is kMalformed. null counts as
 //    absent, so an issuer that starts writing "org_id": null does not lock
 //    every user out.
@@ -45,7 +47,7 @@ namespace usersd::auth {
 enum class TokenError {
   kMissing,       // empty token
   kTooLarge,      // over VerifyOptions::max_token_bytes
-  kMalformed,     // not three strict base64url segments of JSON objects, bad claim types, no exp
+  kMalformed,     // not three strict base64url segments of JSON objects, bad claim types
   kBadAlgorithm,  // alg not allowed, not implemented, or not matching the key
   kUnknownKid,    // no key in the JWKS for the token's kid
   kBadSignature,  // signature does not verify with the selected key
@@ -68,7 +70,7 @@ struct Claims {
   std::optional<std::string> sid;
   std::vector<std::string> permissions;  // "permissions" claim; empty when absent
   std::string iss;
-  int64_t exp = 0;                  // seconds since the epoch; always set after Verify
+  int64_t exp = 0;                  // seconds since the epoch; 0 = absent (never cache)
   int64_t iat = 0;                  // 0 = absent
   int64_t nbf = 0;                  // 0 = absent
   nlohmann::json raw;               // the whole verified payload

@@ -4,6 +4,8 @@
 // Bounded LRU keyed by the SHA-256 of the token bytes: the raw token is never
 // stored, so a heap dump does not hand out live credentials. An entry is good
 // until the token's exp, with no leeway (Verify already granted leeway once).
+// Claims without exp (Claims::exp == 0) are never stored: such a token is
+// verified again at each use.
 //
 // The cache holds only what Verify decided under the options in force when it
 // ran; call Clear() when the JWKS, the verify options, or a user changes.

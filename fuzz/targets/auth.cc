@@ -87,7 +87,9 @@ void CheckVerify(std::string_view token, const Jwks& jwks) {
   bool issuer_ok = false;
   for (const auto& iss : o.issuers) issuer_ok = issuer_ok || iss == c.iss;
   USERSD_FUZZ_CHECK(!c.sub.empty());
-  USERSD_FUZZ_CHECK(c.exp + o.leeway_seconds > kNow);
+  // exp is optional (SPEC 3); absent, Claims::exp is 0 and the cache skips it.
+  const bool has_exp = c.raw.contains("exp") && !c.raw.at("exp").is_null();
+  USERSD_FUZZ_CHECK(has_exp ? c.exp + o.leeway_seconds > kNow : c.exp == 0);
   USERSD_FUZZ_CHECK(issuer_ok);
   USERSD_FUZZ_CHECK(c.raw.is_object());
   USERSD_FUZZ_CHECK(AudienceOk(c.raw, *o.audience));
@@ -95,6 +97,7 @@ void CheckVerify(std::string_view token, const Jwks& jwks) {
   cache.Put(token, c);
   auto hit = cache.Get(token, kNow);
   if (c.exp > kNow) USERSD_FUZZ_CHECK(hit && hit->sub == c.sub);
+  if (!has_exp) USERSD_FUZZ_CHECK(!hit);
 }
 
 void CheckJwks(std::string_view text) {

@@ -384,15 +384,21 @@ TEST_CASE("jwt: refuses an expired token, with leeway", "[auth]") {
   }
 }
 
-TEST_CASE("jwt: a token without exp is malformed (policy)", "[auth]") {
+TEST_CASE("jwt: a token without exp (absent or null) is accepted with exp 0 (policy: SPEC 3 lists exp as optional)",
+          "[auth]") {
   auto jwks = DefaultJwks();
   json p = Payload();
   p.erase("exp");
-  VerifyFailure f = Refused(Token(Header(), p, K().main), *jwks);
-  CHECK(f.error == TokenError::kMalformed);
-  CHECK(f.detail == "exp claim missing");
+  Claims c = Accepted(Token(Header(), p, K().main), *jwks);
+  CHECK(c.exp == 0);
+  CHECK(c.sub == p["sub"]);
+  p["exp"] = nullptr;
+  CHECK(Accepted(Token(Header(), p, K().main), *jwks).exp == 0);
+  // Present, it is still checked: wrong type, or in the past (0 is 1970).
   p["exp"] = "tomorrow";
   CHECK(Refused(Token(Header(), p, K().main), *jwks).error == TokenError::kMalformed);
+  p["exp"] = 0;
+  CHECK(Refused(Token(Header(), p, K().main), *jwks).error == TokenError::kExpired);
 }
 
 TEST_CASE("jwt: refuses a token whose nbf is in the future", "[auth]") {
