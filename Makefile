@@ -12,6 +12,11 @@ TEST_BUILD_DIR ?= build-asan
 FUZZ_BUILD_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 300
 TEST_FUZZ_SECONDS ?= 10
+# Debug information in the ASan+UBSan test build: line tables only (-g1), enough
+# for symbolized sanitizer reports and backtraces, and about a fifth less
+# compile time than -g (sync/outbox_sender.cc: 27 s vs 33 s). TEST_DEBUG_INFO=-g
+# for a build to step through in gdb with local variables.
+TEST_DEBUG_INFO ?= -g1
 
 # Debian packages the build and the tests need. Node.js (>= 20) is also
 # needed; Debian's nodejs package is installed only when no node is on PATH.
@@ -49,7 +54,8 @@ build: deps
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
 build-test: deps promtool
-	cmake -S . -B $(TEST_BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 -DUSERSD_SANITIZE=ON -DUSERSD_WERROR=ON >/dev/null
+	cmake -S . -B $(TEST_BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 -DCMAKE_CXX_FLAGS_DEBUG=$(TEST_DEBUG_INFO) \
+	  -DUSERSD_SANITIZE=ON -DUSERSD_WERROR=ON >/dev/null
 	cmake --build $(TEST_BUILD_DIR) -j$(JOBS)
 
 tests/interop/node_modules/.package-lock.json: tests/interop/package.json tests/interop/package-lock.json
@@ -63,7 +69,7 @@ test: build-test tests/interop/node_modules/.package-lock.json build-client-ts
 	cd $(TEST_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j2 --timeout 900
 	$(MAKE) --no-print-directory build-fuzz
-	FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) bash fuzz/run.sh $(FUZZ_BUILD_DIR)
+	FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) FUZZ_JOBS=$(JOBS) bash fuzz/run.sh $(FUZZ_BUILD_DIR)
 	$(MAKE) --no-print-directory tsan TSAN_TESTS="$(TSAN_TESTS_SHORT)"
 
 # The threaded parts (writer thread, loop hand-off, store gate, curl on the

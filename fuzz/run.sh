@@ -12,6 +12,8 @@
 # that run's reproducers as <work>/<name>/artifacts.<timestamp>/. Exits non-zero when any target
 # crashed, leaked, timed out or ran out of memory; prints one line per target:
 #   ipc_protocol: 123456 runs, 0 crashes
+# FUZZ_JOBS=N (default 1) runs N targets at a time (`make test` uses one per
+# core); the per-target lines then come in the order the targets finish.
 # To keep a finding: copy its artifact into fuzz/regressions/<name>/, fix the
 # code, and `make test` replays it from then on.
 set -uo pipefail
@@ -24,6 +26,22 @@ seconds="${FUZZ_SECONDS:-30}"
 work="${FUZZ_WORK_DIR:-$build/fuzz-work}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then targets=(ipc_protocol ipc_framing auth_jwt config domain_validate store_record workos_pages shared_fields); fi
+
+# Several at a time: deal the targets out to FUZZ_JOBS runs of this script,
+# one target each at a time, and fail when any of them does.
+jobs="${FUZZ_JOBS:-1}"
+if [ "$jobs" -gt 1 ] && [ ${#targets[@]} -gt 1 ]; then
+  pids=()
+  for ((j = 0; j < jobs && j < ${#targets[@]}; j++)); do
+    group=()
+    for ((i = j; i < ${#targets[@]}; i += jobs)); do group+=("${targets[i]}"); done
+    FUZZ_JOBS=1 bash "$0" "$build" "${group[@]}" &
+    pids+=($!)
+  done
+  rc=0
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  exit "$rc"
+fi
 
 failed=0
 for name in "${targets[@]}"; do
