@@ -484,14 +484,16 @@ std::variant<Claims, VerifyFailure> VerifyImpl(std::string_view token, const Jwk
   if (p != JsonProblem::kNone) return Fail(TokenError::kMalformed, std::string("payload ") + JsonProblemText(p));
 
   Claims c;
-  if (!OptionalDate(payload, "exp", &c.exp)) return Fail(TokenError::kMalformed, "exp claim is not a valid date");
+  const auto exp_it = payload.find("exp");
+  const bool has_exp = exp_it != payload.end() && !exp_it->is_null();  // else c.exp stays 0
+  if (has_exp && !GetNumericDate(*exp_it, &c.exp)) {
+    return Fail(TokenError::kMalformed, "exp claim is not a valid date");
+  }
   if (!OptionalDate(payload, "nbf", &c.nbf)) return Fail(TokenError::kMalformed, "nbf claim is not a valid date");
   if (!OptionalDate(payload, "iat", &c.iat)) return Fail(TokenError::kMalformed, "iat claim is not a valid date");
 
   const int64_t leeway = std::clamp<int64_t>(opts.leeway_seconds, 0, kMaxLeewaySeconds);
   // RFC 7519 section 4.1.4: the token must not be accepted on or after exp.
-  const auto exp_it = payload.find("exp");
-  const bool has_exp = exp_it != payload.end() && !exp_it->is_null();  // else c.exp stays 0
   if (has_exp && SatAdd(c.exp, leeway) <= now_s) {
     return Fail(TokenError::kExpired, "token expired at " + FormatUtcSeconds(c.exp));
   }

@@ -29,9 +29,7 @@ main() {
   parallel="${FUZZ_PARALLEL:-1}"
   work="${FUZZ_WORK_DIR:-$build/fuzz-work}"
   targets=("$@")
-  if [ ${#targets[@]} -eq 0 ]; then
-    targets=(ipc_protocol ipc_framing auth_jwt config domain_validate store_record workos_pages shared_fields)
-  fi
+  if [ ${#targets[@]} -eq 0 ]; then mapfile -t targets < <(bash "$here/run.sh" --list "$build"); fi
   mkdir -p "$work"
   log="$work/cpu-hours.log"
 

@@ -2,7 +2,9 @@
 # Runs every libFuzzer target in BUILD_DIR for FUZZ_SECONDS each (default 30).
 #
 #   FUZZ_SECONDS=300 bash fuzz/run.sh build-fuzz [target...]
+#   bash fuzz/run.sh --list build-fuzz     # the targets built there, a line each
 #
+# Without targets it runs every <name>_fuzz executable in BUILD_DIR/fuzz/.
 # Each target starts from a copy of its checked-in seed corpus
 # (fuzz/corpus/<name>/) plus its regression inputs (fuzz/regressions/<name>/),
 # so the checked-in corpus is never written to. New inputs libFuzzer found
@@ -22,15 +24,34 @@ set -uo pipefail
 # read all of it before anything runs: a run takes hours, and an edit of this
 # file meanwhile would otherwise be read from the middle by the running shell
 # (it once re-ran half of the fuzzer's command line and overwrote its log).
+
+# The names of the fuzzers built in BUILD_DIR (fuzz/<name>_fuzz), sorted.
+list_built() {
+  local bin
+  for bin in "$1"/fuzz/*_fuzz; do
+    if [ -f "$bin" ] && [ -x "$bin" ]; then basename "$bin" _fuzz; fi
+  done
+}
+
 main() {
   here="$(cd "$(dirname "$0")" && pwd)"
+  if [ "${1:-}" = --list ]; then
+    list_built "${2:?usage: fuzz/run.sh --list BUILD_DIR}"
+    return
+  fi
   build="${1:?usage: fuzz/run.sh BUILD_DIR [target...]}"
   shift
   build="$(cd "$build" && pwd)"
   seconds="${FUZZ_SECONDS:-30}"
   work="${FUZZ_WORK_DIR:-$build/fuzz-work}"
   targets=("$@")
-  if [ ${#targets[@]} -eq 0 ]; then targets=(ipc_protocol ipc_framing auth_jwt config domain_validate store_record workos_pages shared_fields); fi
+  if [ ${#targets[@]} -eq 0 ]; then
+    mapfile -t targets < <(list_built "$build")
+    if [ ${#targets[@]} -eq 0 ]; then
+      echo "fuzz/run.sh: no fuzzer in $build/fuzz; build them with: cmake --build $build --target fuzz_all" >&2
+      exit 2
+    fi
+  fi
 
   # Several at a time: deal the targets out to FUZZ_JOBS runs of this script,
   # one target each at a time, and fail when any of them does.

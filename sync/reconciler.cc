@@ -286,10 +286,7 @@ struct Reconciler::Impl {
   // `after` naming a user deleted meanwhile with the end of the list), so
   // each is asked for on its own first (Confirm).
   void Sweep() {
-    struct BatchOut {
-      RunState saved;  // what the batch stored; the run goes on from it
-    };
-    auto out = std::make_shared<BatchOut>();
+    auto out = std::make_shared<RunState>();  // what the batch stored; the run goes on from it
     RunState cur = run;
     size_t batch = static_cast<size_t>(std::max(1, opt.sweep_batch));
     step_in_flight = true;
@@ -311,7 +308,7 @@ struct Reconciler::Impl {
             saved.confirm.push_back(u.workos_id);
           }
           saved.listed_all = users->size() < batch;
-          out->saved = saved;
+          *out = saved;
           return t.PutMeta(kMetaState, saved.ToJson().dump());
         },
         [this, alive = alive, out](Status st) {
@@ -319,7 +316,7 @@ struct Reconciler::Impl {
           step_in_flight = false;
           if (closed) return;
           if (!st.ok()) return Fail("sweeping local users failed: " + st.ToString());
-          run = std::move(out->saved);
+          run = std::move(*out);
           Step();
         });
   }
