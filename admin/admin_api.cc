@@ -14,7 +14,9 @@
 #include "common/text.h"
 #include "common/timefmt.h"
 #include "domain/users_service.h"
+#include "domain/user_mutations.h"
 #include "domain/validate.h"
+#include "domain/versions.h"
 
 namespace usersd::admin {
 
@@ -337,10 +339,12 @@ Json AdminApi::Impl::StatusJson() {
   store::StoreStats s = d.store->Stats();
   uint64_t last_txid = 0;
   int64_t oldest_age_ms = -1;
+  Json host_id = nullptr;
   {
     auto txn = d.store->BeginRead();
     if (txn.ok()) {
       last_txid = txn->LastTxid();
+      if (auto h = domain::ReadHostId(*txn); h.ok() && h->has_value()) host_id = domain::FormatHostId(**h);
       auto oldest = txn->ListJobs(1);
       if (oldest.ok() && !oldest->empty()) oldest_age_ms = std::max<int64_t>(0, now - oldest->front().created_at_ms);
     }
@@ -385,6 +389,7 @@ Json AdminApi::Impl::StatusJson() {
                      {"nextAutomaticStartAt", ms_or_null(rs.next_auto_start_ms)}};
   }
   return Json{{"version", d.version},
+              {"hostId", host_id},
               {"uptimeSeconds", std::max<int64_t>(0, now - d.started_at_ms) / 1000},
               {"users", s.users},
               {"lastTransactionId", last_txid},
@@ -553,7 +558,7 @@ void AdminApi::Impl::HandleDeadLettersChange(const ipc::Request& q, ipc::Respond
   int64_t now = d.clock->NowMs();
   std::optional<uint64_t> one = *id;
   d.writer->Submit(
-      [out, one, retry, now](WriteTxn& t) -> Status {
+      [out, one, retry, now, sync = sync_](WriteTxn& t) -> Status {
         // Re-runnable: the writer replays the batch after growing the map.
         *out = Outcome{};
         std::vector<DeadLetter> dls;
@@ -570,23 +575,11 @@ void AdminApi::Impl::HandleDeadLettersChange(const ipc::Request& q, ipc::Respond
           if (!l.ok()) return l.status();
           dls = std::move(*l);
         }
+        const domain::MutationContext ctx{now, sync.get()};
         for (const auto& dl : dls) {
           if (retry) {
-            OutboxJob job = dl.job;
-            job.id = 0;
-            job.attempts = 0;
-            job.next_attempt_at_ms = now;
-            job.created_at_ms = now;
-            job.last_error.clear();
-            if (job.op == JobOp::kUpdate && job.fields.is_object()) {
-              auto u = t.GetUser(job.user_id);
-              if (!u.ok()) return u.status();
-              if (u->has_value()) {
-                domain::RefreshJobFields(**u, &job.fields);
-              }
-            }
-            auto nid = t.EnqueueJob(std::move(job));
-            if (!nid.ok()) return nid.status();
+            auto queued = domain::RequeueDeadLetter(t, dl, ctx);
+            if (!queued.ok()) return queued.status();
           }
           USERSD_RETURN_IF_ERROR(t.DeleteDeadLetter(dl.job.id));
           out->count++;

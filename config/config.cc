@@ -676,6 +676,7 @@ void Loader::Root(const YAML::Node& root) {
                                 {"timeout_ms", int_field(&c.workos.timeout_ms, 1, 3600 * 1000)},
                                 {"max_concurrency", int_field(&c.workos.max_concurrency, 1, 1024)},
                                 {"events_poll_seconds", int_field(&c.workos.events_poll_seconds, 0, 86400)},
+                                {"requests_per_second", int_field(&c.workos.requests_per_second, 0, 100000)},
                             });
                }},
               {"outbox",
@@ -699,6 +700,10 @@ void Loader::Root(const YAML::Node& root) {
                                                   {"enabled", bind(&Loader::Bool, &c.sync.metadata.enabled)},
                                                   {"prefix", bind(&Loader::MetadataPrefix, &c.sync.metadata.prefix)},
                                                   {"keys", int_field(&c.sync.metadata.keys, 1, 10)},
+                                                  {"read_first",
+                                                   [&](const Field& v) {
+                                                     Enum(v, {"app_keys", "never"}, &c.sync.metadata.read_first);
+                                                   }},
                                               });
                                  }},
                                 {"reconcile",
@@ -873,6 +878,7 @@ const KeyInfo kKeys[] = {
     USERSD_KEY("workos.timeout_ms", workos.timeout_ms, true),
     USERSD_KEY("workos.max_concurrency", workos.max_concurrency, true),
     USERSD_KEY("workos.events_poll_seconds", workos.events_poll_seconds, true),
+    USERSD_KEY("workos.requests_per_second", workos.requests_per_second, true),
     USERSD_KEY("outbox.initial_backoff_ms", outbox.initial_backoff_ms, true),
     USERSD_KEY("outbox.max_backoff_ms", outbox.max_backoff_ms, true),
     USERSD_KEY("outbox.max_age_seconds", outbox.max_age_seconds, true),
@@ -880,6 +886,7 @@ const KeyInfo kKeys[] = {
     USERSD_KEY("sync.metadata.enabled", sync.metadata.enabled, false),
     USERSD_KEY("sync.metadata.prefix", sync.metadata.prefix, false),
     USERSD_KEY("sync.metadata.keys", sync.metadata.keys, false),
+    USERSD_KEY("sync.metadata.read_first", sync.metadata.read_first, false),
     USERSD_KEY("sync.reconcile.interval_hours", sync.reconcile.interval_hours, true),
     USERSD_KEY("sync.reconcile.max_cursor_age_days", sync.reconcile.max_cursor_age_days, true),
     USERSD_KEY("sync.reconcile.requests_per_second", sync.reconcile.requests_per_second, true),
@@ -1099,6 +1106,7 @@ std::string ToYaml(const Config& c) {
   num("timeout_ms", c.workos.timeout_ms);
   num("max_concurrency", c.workos.max_concurrency);
   num("events_poll_seconds", c.workos.events_poll_seconds);
+  num("requests_per_second", c.workos.requests_per_second);
   out << YAML::EndMap;
 
   section("outbox");
@@ -1116,6 +1124,7 @@ std::string ToYaml(const Config& c) {
   boolean("enabled", c.sync.metadata.enabled);
   str("prefix", c.sync.metadata.prefix);
   num("keys", c.sync.metadata.keys);
+  str("read_first", c.sync.metadata.read_first);
   out << YAML::EndMap;
   section("reconcile");
   num("interval_hours", c.sync.reconcile.interval_hours);

@@ -55,6 +55,7 @@ struct WorkosConfig {
   int64_t timeout_ms = 10000;
   uint32_t max_concurrency = 8;
   int64_t events_poll_seconds = 10;        // 0 disables the poller
+  int64_t requests_per_second = 20;        // outbox + reconciliation + resync (SPEC 4b); 0: unlimited
 };
 
 struct OutboxConfig {
@@ -76,6 +77,7 @@ struct MetadataConfig {
   bool enabled = true;
   std::string prefix = "usersd_";  // 1..30 ASCII letters, digits, '_' or '-'
   int64_t keys = 6;                // 1..10 chunks of 600 characters
+  std::string read_first = "app_keys";  // app_keys | never: when the outbox reads a user before publishing
 };
 
 struct SyncConfig {

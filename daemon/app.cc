@@ -12,6 +12,7 @@
 #include <random>
 
 #include "common/log.h"
+#include "domain/versions.h"
 
 namespace usersd::daemon {
 
@@ -35,12 +36,15 @@ std::shared_ptr<const domain::SyncPolicy> SyncPolicyFrom(const config::Config& c
   p->metadata.enabled = cfg.sync.metadata.enabled;
   p->metadata.prefix = cfg.sync.metadata.prefix;
   p->metadata.keys = static_cast<int>(cfg.sync.metadata.keys);
+  p->metadata.read_first = cfg.sync.metadata.read_first == "never" ? domain::MetadataPolicy::ReadFirst::kNever
+                                                                   : domain::MetadataPolicy::ReadFirst::kAppKeys;
   return p;
 }
 
-sync::OutboxOptions OutboxOptionsFrom(const config::Config& cfg) {
+sync::OutboxOptions OutboxOptionsFrom(const config::Config& cfg, std::shared_ptr<sync::RequestBudget> budget) {
   sync::OutboxOptions o;
   o.sync = SyncPolicyFrom(cfg);
+  o.budget = std::move(budget);
   o.initial_backoff_ms = cfg.outbox.initial_backoff_ms;
   o.max_backoff_ms = cfg.outbox.max_backoff_ms;
   o.max_age_ms = cfg.outbox.max_age_seconds * 1000;
@@ -71,11 +75,13 @@ sync::EventsOptions EventsOptionsFrom(const config::Config& cfg, std::function<v
   return o;
 }
 
-sync::ReconcileOptions ReconcileOptionsFrom(const config::Config& cfg, std::function<void()> kick_outbox) {
+sync::ReconcileOptions ReconcileOptionsFrom(const config::Config& cfg, std::function<void()> kick_outbox,
+                                            std::shared_ptr<sync::RequestBudget> budget) {
   sync::ReconcileOptions o;
   o.sync = SyncPolicyFrom(cfg);
   o.kick_outbox = kick_outbox;
   o.requests_per_second = static_cast<double>(cfg.sync.reconcile.requests_per_second);
+  o.budget = budget;
   o.interval_ms = cfg.sync.reconcile.interval_hours * 3600 * 1000;
   o.interval_early_ms = static_cast<int64_t>(static_cast<double>(o.interval_ms / 10) * Random01());
   return o;
@@ -155,9 +161,12 @@ Status App::Start() {
   poster_ = std::make_unique<Poster>(&loop_);
   writer_ = std::make_unique<store::Writer>(store_.get(), poster_.get());
   writer_->Start();
+  PrepareSharedState();
 
+  budget_->SetRate(static_cast<double>(cfg_.workos.requests_per_second));
   http_ = std::make_unique<sync::HttpClient>(&loop_, SystemClock(), cfg_.workos.max_concurrency);
   workos_ = std::make_unique<sync::WorkosClient>(http_.get(), SystemClock(), WorkosOptionsFrom(cfg_));
+  workos_->SetBudget(budget_.get());
   auth_ = std::make_unique<auth::Authenticator>(SystemClock(), VerifyOptionsFrom(cfg_));
 
   sync::JwksOptions jo;
@@ -175,13 +184,13 @@ Status App::Start() {
   }
 
   outbox_ = std::make_unique<sync::OutboxSender>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
-                                                 OutboxOptionsFrom(cfg_), &Random01);
+                                                 OutboxOptionsFrom(cfg_, budget_), &Random01);
   outbox_->Start();
   StartExternalIdBackfill();
   events_ = std::make_unique<sync::EventsPoller>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
                                                  EventsOptionsFrom(cfg_, KickOutbox()));
   reconciler_ = std::make_unique<sync::Reconciler>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
-                                                   ReconcileOptionsFrom(cfg_, KickOutbox()));
+                                                   ReconcileOptionsFrom(cfg_, KickOutbox(), budget_));
   events_->SetReconcileHooks([this](const std::string& reason) { return reconciler_->StartAll(reason).status(); },
                              [this] { return reconciler_->running(); });
   reconciler_->SetOnFinished([this] {
@@ -328,6 +337,35 @@ std::function<void()> App::KickOutbox() {
   };
 }
 
+// SPEC 4b: this host's id for the versions of shared fields, and an outbox
+// of an earlier release converted to per-user state. Submitted before the
+// sync parts start: the writer runs ops in order, so no event or publish is
+// applied before it.
+void App::PrepareSharedState() {
+  domain::MutationContext ctx{SystemClock().NowMs(), nullptr};
+  auto sync = SyncPolicyFrom(cfg_);
+  auto converted = std::make_shared<size_t>(0);
+  writer_->Submit(
+      [ctx, sync, converted](store::WriteTxn& t) -> Status {
+        domain::MutationContext c = ctx;
+        c.sync = sync.get();
+        auto host = domain::EnsureHostId(t);
+        if (!host.ok()) return host.status();
+        auto n = domain::ConvertLegacyJobs(t, c);
+        if (!n.ok()) return n.status();
+        *converted = *n;
+        return Status::Ok();
+      },
+      [converted](Status st) {
+        if (!st.ok()) {
+          LogError("could not prepare the versions of shared fields", {{"error", st.ToString()}});
+        } else if (*converted > 0) {
+          LogInfo("outbox jobs of an earlier release now publish the versioned document",
+                  {{"jobs", std::to_string(*converted)}});
+        }
+      });
+}
+
 void App::StartExternalIdBackfill() {
   std::string after;
   {
@@ -378,6 +416,7 @@ void App::RegisterMetrics() {
   // them all as dependencies); the request series are the UsersApi's own.
   metrics_.AddCollector([this](Metrics& m) {
     workos_->ExportMetrics(m);
+    budget_->ExportMetrics(m);
     domain::ExportSharedFieldsMetrics(m);
   });
 }
@@ -407,9 +446,10 @@ Status App::Reload(std::vector<std::string>* reloaded, std::vector<std::string>*
   auth_->SetMinRefetchInterval(cfg_.auth.jwks_min_refresh_seconds * 1000);
   jwks_->SetRefreshSeconds(cfg_.auth.jwks_refresh_seconds);
   service_->SetOptions(ServiceOptionsFrom(cfg_));
-  outbox_->SetOptions(OutboxOptionsFrom(cfg_));
+  budget_->SetRate(static_cast<double>(cfg_.workos.requests_per_second));
+  outbox_->SetOptions(OutboxOptionsFrom(cfg_, budget_));
   events_->SetOptions(EventsOptionsFrom(cfg_, KickOutbox()));
-  reconciler_->SetOptions(ReconcileOptionsFrom(cfg_, KickOutbox()));
+  reconciler_->SetOptions(ReconcileOptionsFrom(cfg_, KickOutbox(), budget_));
   std::string r, n;
   for (const auto& k : *reloaded) r += (r.empty() ? "" : ",") + k;
   for (const auto& k : *needs_restart) n += (n.empty() ? "" : ",") + k;

@@ -71,6 +71,7 @@ class App {
   Status OpenSockets();
   void FinishStop();
   void RegisterMetrics();
+  void PrepareSharedState();
   void StartExternalIdBackfill();
   // Tells the outbox that jobs were queued outside the request path.
   std::function<void()> KickOutbox();
@@ -90,6 +91,8 @@ class App {
   std::unique_ptr<auth::Authenticator> auth_;
   std::unique_ptr<sync::JwksManager> jwks_;
   std::unique_ptr<sync::OutboxSender> outbox_;
+  // workos.requests_per_second, shared by the outbox and reconciliation.
+  std::shared_ptr<sync::RequestBudget> budget_ = std::make_shared<sync::RequestBudget>();
   std::unique_ptr<sync::EventsPoller> events_;
   std::unique_ptr<sync::Reconciler> reconciler_;
   std::unique_ptr<domain::UsersService> service_;

@@ -33,36 +33,50 @@ bool VisiblyDiffers(const UserRecord& a, const UserRecord& b) {
          a.deleted_at_ms.has_value() != b.deleted_at_ms.has_value() || a.created_at_ms != b.created_at_ms;
 }
 
+bool BookkeepingDiffers(const UserRecord& a, const UserRecord& b) {
+  return a.shared_versions != b.shared_versions || a.workos_versions != b.workos_versions ||
+         a.owned_versions != b.owned_versions || a.app_metadata != b.app_metadata ||
+         a.workos_updated_at_ms != b.workos_updated_at_ms;
+}
+
 namespace {
 
-// The shared fields the document carries, except held ones.
-void ApplyDocument(UserRecord& u, const Profile& p, const HeldFields& held, const MetadataPolicy& metadata,
-                   bool* unreadable) {
+// Merges the document `p` carries into `r.after` by version. With `latest`
+// (the profile is WorkOS's current state) the record also learns what
+// WorkOS holds: the document's versions and whether keys of the
+// application are there.
+void ApplyDocument(MergeResult& r, const Profile& p, const MetadataPolicy& metadata, bool latest) {
   if (!metadata.enabled) return;
+  UserRecord& u = r.after;
   auto doc = DecodeDocument(p.metadata, metadata);
   if (!doc.ok()) {
-    *unreadable = true;
+    r.document_unreadable = true;
     LogWarn("ignoring the shared fields in WorkOS metadata",
             {{"workos_id", p.workos_id}, {"error", doc.status().message()}});
-    return;
-  }
-  if (!doc->has_value()) return;
-  for (auto name : kSharedFields) {
-    std::string key(name);
-    if (held.count(key)) continue;
-    auto it = (*doc)->find(key);
-    if (it == (*doc)->end()) continue;
-    if (!SetSharedField(u, name, *it))
+  } else if (doc->has_value()) {
+    r.doc = MergeDocument(u, **doc);
+    r.seen = MaxVersion((*doc)->versions);
+    if (!r.doc.rejected.empty())
       LogWarn("ignoring a shared field in WorkOS metadata that does not validate",
-              {{"workos_id", p.workos_id}, {"field", key}});
+              {{"workos_id", p.workos_id}, {"fields", r.doc.rejected}});
   }
+  // A user object without a metadata map says nothing about what WorkOS
+  // holds (a server that leaves it out of events, say): a host that took
+  // it for "no document" would publish on every event it reads.
+  if (!latest || !p.has_metadata) return;
+  u.workos_versions = SharedVersions{};
+  if (doc.ok() && doc->has_value()) {
+    for (size_t i = 0; i < kSharedFields.size(); ++i)
+      if ((*doc)->values[i]) u.workos_versions[i] = (*doc)->versions[i];
+  }
+  u.app_metadata = HasApplicationKeys(p.metadata, metadata);
 }
 
 }  // namespace
 
 MergeResult MergeProfile(const UserRecord& before, const Profile& p, const HeldFields& held, MergeMode mode,
                          const MetadataPolicy& metadata) {
-  MergeResult r{before, std::nullopt, false};
+  MergeResult r{before, std::nullopt, false, {}, {}};
   UserRecord& u = r.after;
   bool fill = mode == MergeMode::kFill;
   if (!held.count("email") && !p.email.empty() && p.email != u.email && (!fill || u.email.empty()))
@@ -70,7 +84,7 @@ MergeResult MergeProfile(const UserRecord& before, const Profile& p, const HeldF
   if (!held.count("first_name") && (!fill || u.first_name.empty())) u.first_name = p.first_name;
   if (!held.count("last_name") && (!fill || u.last_name.empty())) u.last_name = p.last_name;
   AdoptProfilePicture(u, p.profile_picture_url);
-  ApplyDocument(u, p, held, metadata, &r.document_unreadable);
+  ApplyDocument(r, p, metadata, /*latest=*/true);
   u.external_id = p.external_id.value_or(std::string());
   // createdAt is WorkOS's on every host (SPEC 4b), also for a user this
   // host provisioned offline or imported with its own clock.
@@ -93,9 +107,15 @@ MergeResult NewFromProfile(const std::string& id, const Profile& p, int64_t now_
   u.created_at_ms = p.created_at_ms.value_or(now_ms);
   u.workos_updated_at_ms = p.updated_at_ms;
   AdoptProfilePicture(u, p.profile_picture_url);
-  ApplyDocument(u, p, {}, metadata, &r.document_unreadable);
+  ApplyDocument(r, p, metadata, /*latest=*/true);
   u.external_id = p.external_id.value_or(std::string());
   if (!p.email.empty()) r.wanted_email = p.email;
+  return r;
+}
+
+MergeResult MergeStaleDocument(const UserRecord& before, const Profile& p, const MetadataPolicy& metadata) {
+  MergeResult r{before, std::nullopt, false, {}, {}};
+  ApplyDocument(r, p, metadata, /*latest=*/false);
   return r;
 }
 

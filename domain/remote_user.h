@@ -7,20 +7,25 @@
 //   - A live local user takes email and names from WorkOS (kFeed), or only
 //     where its own are empty (kFill: a user provisioned offline, whose
 //     local values set since then win). A field with an undelivered local
-//     change (`held`) keeps its local value until that change is delivered.
-//     The email is proposed, not set: whether another local user holds it is
-//     the store's question (user_mutations).
+//     change (`held`: email, first_name, last_name in a pending job) keeps
+//     its local value until that change is delivered. The email is
+//     proposed, not set: whether another local user holds it is the
+//     store's question (user_mutations).
 //   - profile_picture_url always records the WorkOS picture; avatarUrl
 //     follows it only while it still shows the previous WorkOS picture.
-//   - With metadata sharing on, the document in WorkOS's metadata sets every
-//     shared field it carries (timezone, settings, isOnboarded, avatarUrl),
-//     except held ones; after the picture rule, so a shared avatarUrl wins.
-//     A document that does not parse is ignored (logged, counted) and the
-//     rest applies.
+//   - With metadata sharing on, the document in WorkOS's metadata is merged
+//     field by field by version (shared_fields.h MergeDocument), after the
+//     picture rule; nothing is held: versions decide. The record remembers
+//     the document's versions (workos_versions) and whether WorkOS showed
+//     keys of the application. A document that does not parse is ignored
+//     (logged, counted), reads as "WorkOS holds no version", and the rest
+//     applies.
 //   - external_id is recorded as WorkOS shows it; createdAt is WorkOS's.
 //   - Stale states (IsStale) are refused: a profile whose updated_at is older
 //     than the last WorkOS state applied (UserRecord::workos_updated_at_ms).
-//     Both times are WorkOS's, so the comparison is meaningful.
+//     Both times are WorkOS's, so the comparison is meaningful. Only their
+//     document is still merged (MergeStaleDocument): versions do not depend
+//     on order, and a value a later PUT erased in WorkOS is kept this way.
 //
 // No I/O, no clock: pure functions over records.
 #pragma once
@@ -37,8 +42,8 @@ namespace usersd::domain {
 
 using Profile = WorkosProfileSource::Profile;
 
-// Fields with an undelivered local change: WorkOS-owned ("email",
-// "first_name", "last_name") and shared (kSharedFields names).
+// WorkOS-owned fields with an undelivered local change ("email",
+// "first_name", "last_name").
 using HeldFields = std::set<std::string>;
 
 enum class MergeMode {
@@ -50,11 +55,18 @@ struct MergeResult {
   store::UserRecord after;                  // every field decided except email
   std::optional<std::string> wanted_email;  // WorkOS's email, when it should replace the local one
   bool document_unreadable = false;
+  DocMerge doc;         // what the document did
+  store::Version seen;  // the highest version the document carried (for the host's clock)
 };
 
 // REQUIRES: before.live().
 MergeResult MergeProfile(const store::UserRecord& before, const Profile& p, const HeldFields& held, MergeMode mode,
                          const MetadataPolicy& metadata);
+
+// A stale profile's document merged into `before` by version; nothing else
+// of the profile applies, and workos_versions stays (the profile is not
+// what WorkOS holds now).
+MergeResult MergeStaleDocument(const store::UserRecord& before, const Profile& p, const MetadataPolicy& metadata);
 
 // A new record for a WorkOS user first seen here: id `id`, role member, no
 // organization, createdAt from WorkOS (else now_ms). Email not set (see
@@ -67,6 +79,11 @@ bool IsStale(const store::UserRecord& u, const Profile& p);
 // True when a field an application or another host can see differs
 // (everything but txid and updatedAt), or external_id does.
 bool VisiblyDiffers(const store::UserRecord& a, const store::UserRecord& b);
+
+// True when only bookkeeping differs: versions, what WorkOS showed last
+// (workos_versions, workos_updated_at_ms, app_metadata). Stored without a
+// new transactionId: applications see no change.
+bool BookkeepingDiffers(const store::UserRecord& a, const store::UserRecord& b);
 
 // Trims whitespace from a profile picture URL; nullopt when nothing is left
 // (WorkOS has no picture).

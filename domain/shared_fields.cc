@@ -4,6 +4,7 @@
 
 #include "domain/remote_user.h"
 #include "domain/validate.h"
+#include "domain/versions.h"
 
 namespace usersd::domain {
 
@@ -11,6 +12,8 @@ using store::UserRecord;
 
 namespace {
 std::atomic<uint64_t> g_unreadable{0};
+
+constexpr std::string_view kVersionsKey = "_v";
 
 // "{prefix}{digits}": one of our chunk keys, whatever n is.
 bool IsChunkKey(std::string_view key, std::string_view prefix) {
@@ -22,9 +25,13 @@ bool IsChunkKey(std::string_view key, std::string_view prefix) {
 }  // namespace
 
 bool IsSharedField(std::string_view name) {
-  for (auto f : kSharedFields)
-    if (f == name) return true;
-  return false;
+  return SharedFieldIndex(name).has_value();
+}
+
+std::optional<size_t> SharedFieldIndex(std::string_view name) {
+  for (size_t i = 0; i < kSharedFields.size(); ++i)
+    if (kSharedFields[i] == name) return i;
+  return std::nullopt;
 }
 
 Json SharedFieldValue(const UserRecord& u, std::string_view name) {
@@ -66,14 +73,26 @@ bool SetSharedField(UserRecord& u, std::string_view name, const Json& v) {
   return true;
 }
 
-Json DocumentOf(const UserRecord& u) {
-  Json doc = Json::object();
-  for (auto f : kSharedFields) doc[std::string(f)] = SharedFieldValue(u, f);
+SharedDoc DocumentOf(const UserRecord& u) {
+  SharedDoc doc;
+  for (size_t i = 0; i < kSharedFields.size(); ++i) doc.values[i] = SharedFieldValue(u, kSharedFields[i]);
+  doc.versions = u.shared_versions;
   return doc;
 }
 
-std::string EncodeDocument(const Json& doc) {
-  return doc.dump(-1, ' ', /*ensure_ascii=*/true, Json::error_handler_t::replace);
+std::string EncodeDocument(const SharedDoc& doc) {
+  Json j = Json::object();
+  Json versions = Json::object();
+  for (size_t i = 0; i < kSharedFields.size(); ++i) {
+    // DocumentOf gives every field a value (null when cleared); a document
+    // put together otherwise (tests, tools) leaves out what it lacks.
+    if (!doc.values[i]) continue;
+    std::string name(kSharedFields[i]);
+    j[name] = *doc.values[i];
+    if (!doc.versions[i].zero()) versions[name] = FormatVersion(doc.versions[i]);
+  }
+  if (!versions.empty()) j[std::string(kVersionsKey)] = std::move(versions);
+  return j.dump(-1, ' ', /*ensure_ascii=*/true, Json::error_handler_t::replace);
 }
 
 Status CheckDocumentFits(const UserRecord& u, const MetadataPolicy& policy, std::string_view field) {
@@ -81,40 +100,65 @@ Status CheckDocumentFits(const UserRecord& u, const MetadataPolicy& policy, std:
   size_t size = EncodeDocument(DocumentOf(u)).size();
   if (size <= policy.capacity()) return Status::Ok();
   return Status::InvalidArgument(std::string(field) + ": too large to share with other hosts: the shared fields " +
-                                 "(timezone, settings, isOnboarded, avatarUrl) take " + std::to_string(size) +
-                                 " characters as JSON, at most " + std::to_string(policy.capacity()) +
-                                 " fit in WorkOS metadata (sync.metadata.keys " + std::to_string(policy.keys) +
-                                 " x 600)");
+                                 "(timezone, settings, isOnboarded, avatarUrl) and their versions take " +
+                                 std::to_string(size) + " characters as JSON, at most " +
+                                 std::to_string(policy.capacity()) + " fit in WorkOS metadata (sync.metadata.keys " +
+                                 std::to_string(policy.keys) + " x 600)");
 }
 
-Result<std::optional<Json>> DecodeDocument(const Json& metadata, const MetadataPolicy& policy) {
-  if (!metadata.is_object()) return std::optional<Json>();
+Result<std::optional<SharedDoc>> DecodeDocument(const Json& metadata, const MetadataPolicy& policy) {
+  if (!metadata.is_object()) return std::optional<SharedDoc>();
   std::string text;
+  Json j;
   for (int i = 0; i < kMetadataMaxKeys; ++i) {
     auto it = metadata.find(policy.prefix + std::to_string(i));
     if (it == metadata.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) break;
     text += it->get_ref<const std::string&>();
+    // A proper prefix of a JSON object's text never parses as one: the
+    // first text that does is the whole document.
+    if (text.back() != '}') continue;
+    j = Json::parse(text, nullptr, false);
+    if (j.is_object()) break;
   }
-  if (text.empty()) return std::optional<Json>();
-  Json doc = Json::parse(text, nullptr, false);
-  if (!doc.is_object()) {
+  if (text.empty()) return std::optional<SharedDoc>();
+  if (!j.is_object()) {
     g_unreadable.fetch_add(1, std::memory_order_relaxed);
     return Status::InvalidArgument("the shared-fields document in WorkOS metadata is not a JSON object (" +
                                    std::to_string(text.size()) + " characters)");
   }
-  return std::optional<Json>(std::move(doc));
+  SharedDoc doc;
+  const Json* versions = nullptr;
+  if (auto v = j.find(kVersionsKey); v != j.end() && v->is_object()) versions = &*v;
+  for (size_t i = 0; i < kSharedFields.size(); ++i) {
+    std::string name(kSharedFields[i]);
+    auto it = j.find(name);
+    if (it == j.end()) continue;
+    doc.values[i] = *it;
+    if (!versions) continue;
+    auto vt = versions->find(name);
+    if (vt != versions->end() && vt->is_string()) {
+      if (auto parsed = ParseVersion(vt->get_ref<const std::string&>())) doc.versions[i] = *parsed;
+    }
+  }
+  return std::optional<SharedDoc>(std::move(doc));
 }
 
-Result<Json> MetadataForPut(const Json& shown, const Json& doc, const MetadataPolicy& policy) {
-  std::string text = EncodeDocument(doc);
+bool HasApplicationKeys(const Json& metadata, const MetadataPolicy& policy) {
+  if (!metadata.is_object()) return false;
+  for (auto it = metadata.begin(); it != metadata.end(); ++it)
+    if (it.key().compare(0, policy.prefix.size(), policy.prefix) != 0) return true;
+  return false;
+}
+
+Result<Json> MetadataForPut(const std::string& text, const Json* shown, const MetadataPolicy& policy) {
   if (text.size() > policy.capacity())
     return Status::InvalidArgument("the shared fields take " + std::to_string(text.size()) + " characters, at most " +
                                    std::to_string(policy.capacity()) + " fit");
   Json out = Json::object();
-  if (shown.is_object()) {
-    for (auto it = shown.begin(); it != shown.end(); ++it) {
+  if (shown && shown->is_object()) {
+    for (auto it = shown->begin(); it != shown->end(); ++it) {
       if (IsChunkKey(it.key(), policy.prefix)) out[it.key()] = "";
-      else out[it.key()] = it.value();
+      else if (it.key().compare(0, policy.prefix.size(), policy.prefix) != 0) out[it.key()] = it.value();
     }
   }
   for (int i = 0; i < policy.keys; ++i) {
@@ -126,6 +170,43 @@ Result<Json> MetadataForPut(const Json& shown, const Json& doc, const MetadataPo
                                    " metadata keys; the application's own keys and " + std::to_string(policy.keys) +
                                    " shared-field chunks make " + std::to_string(out.size()));
   return out;
+}
+
+DocMerge MergeDocument(UserRecord& u, const SharedDoc& doc) {
+  DocMerge m;
+  for (size_t i = 0; i < kSharedFields.size(); ++i) {
+    if (!doc.values[i]) continue;
+    const Version& mine = u.shared_versions[i];
+    const Version& theirs = doc.versions[i];
+    if (theirs < mine) continue;
+    std::string_view name = kSharedFields[i];
+    const Json current = SharedFieldValue(u, name);
+    if (theirs == mine && current == *doc.values[i]) continue;
+    if (current != *doc.values[i]) {
+      if (!SetSharedField(u, name, *doc.values[i])) {
+        m.rejected += (m.rejected.empty() ? "" : ",") + std::string(name);
+        continue;
+      }
+      m.values_changed = m.values_changed || SharedFieldValue(u, name) != current;
+    }
+    if (theirs != mine) {
+      u.shared_versions[i] = theirs;
+      m.versions_changed = true;
+    }
+  }
+  return m;
+}
+
+Version MaxVersion(const SharedVersions& v) {
+  Version out;
+  for (const auto& x : v) out = std::max(out, x);
+  return out;
+}
+
+bool NeedsPublishing(const UserRecord& u) {
+  for (size_t i = 0; i < kSharedFields.size(); ++i)
+    if (u.workos_versions[i] < u.shared_versions[i]) return true;
+  return false;
 }
 
 void ExportSharedFieldsMetrics(Metrics& m) {

@@ -3,6 +3,7 @@
 #include "common/log.h"
 #include "common/text.h"
 #include "domain/user_json.h"
+#include "domain/versions.h"
 
 namespace usersd::domain {
 
@@ -58,6 +59,22 @@ std::optional<OpResult> CheckTarget(const Actor& actor, const std::optional<User
   return std::nullopt;
 }
 
+std::optional<size_t> OwnedFieldIndex(std::string_view name) {
+  for (size_t i = 0; i < kOwnedFields.size(); ++i)
+    if (kOwnedFields[i] == name) return i;
+  return std::nullopt;
+}
+
+// An update job's fields that concern the shared document: "doc", or the
+// field names jobs of earlier releases carried with their values.
+bool CarriesDocument(const Json& fields) {
+  if (!fields.is_object()) return false;
+  if (fields.contains(std::string(kJobDocument))) return true;
+  for (auto name : kSharedFields)
+    if (fields.contains(std::string(name))) return true;
+  return false;
+}
+
 OutboxJob NewJob(const UserRecord& u, JobOp op, int64_t now_ms) {
   OutboxJob job;
   job.user_id = u.id;
@@ -69,20 +86,32 @@ OutboxJob NewJob(const UserRecord& u, JobOp op, int64_t now_ms) {
   return job;
 }
 
-// The fields of `after` that WorkOS should learn: WorkOS-owned ones that
-// differ from `before` and, with sharing on, shared ones (document values).
+// What WorkOS should learn of a local write from `before` to `after`: the
+// WorkOS-owned fields that changed, with their values, and, with sharing
+// on, "doc" when a shared field was written (its version moved).
 Json ChangedFields(const std::optional<UserRecord>& before, const UserRecord& after, const SyncPolicy& sync) {
   Json fields = Json::object();
   if (!before || after.first_name != before->first_name) fields["first_name"] = after.first_name;
   if (!before || after.last_name != before->last_name) fields["last_name"] = after.last_name;
   if (!before || after.email != before->email) fields["email"] = after.email;
-  if (sync.metadata.enabled) {
-    for (auto name : kSharedFields) {
-      Json v = SharedFieldValue(after, name);
-      if (!before || v != SharedFieldValue(*before, name)) fields[std::string(name)] = std::move(v);
-    }
-  }
+  if (sync.metadata.enabled && (!before || after.shared_versions != before->shared_versions))
+    fields[std::string(kJobDocument)] = true;
   return fields;
+}
+
+// Gives the fields a local write set the write's version: the shared ones
+// named in `shared` (whether or not the value changed: a later write wins
+// even when it repeats a value), and the WorkOS-owned ones in `owned`.
+// Returns the version.
+Result<Version> StampWrite(WriteTxn& t, UserRecord& after, const std::vector<std::string_view>& shared,
+                           const std::vector<std::string_view>& owned, const MutationContext& c) {
+  auto v = NextVersion(t, c.now_ms);
+  if (!v.ok()) return v.status();
+  for (auto name : shared)
+    if (auto i = SharedFieldIndex(name)) after.shared_versions[*i] = std::max(after.shared_versions[*i], *v);
+  for (auto name : owned)
+    if (auto i = OwnedFieldIndex(name)) after.owned_versions[*i] = *v;
+  return *v;
 }
 
 Status Enqueue(WriteTxn& t, const UserRecord& u, JobOp op, Json fields, const MutationContext& c, Mutation* m) {
@@ -94,9 +123,44 @@ Status Enqueue(WriteTxn& t, const UserRecord& u, JobOp op, Json fields, const Mu
   return Status::Ok();
 }
 
-Status EnqueueUpdate(WriteTxn& t, const UserRecord& u, Json fields, const MutationContext& c, Mutation* m) {
+// Queues an update: merged into the user's pending update job when its
+// last job is one (SPEC 4b: the outbox keeps per user what still has to
+// reach WorkOS, so writes between two sends cost one request), else a new
+// job. `version`: the write's (zero for work no write made).
+Status EnqueueUpdate(WriteTxn& t, const UserRecord& u, Json fields, const MutationContext& c, Mutation* m,
+                     Version version = {}) {
   if (fields.empty()) return Status::Ok();
-  return Enqueue(t, u, JobOp::kUpdate, std::move(fields), c, m);
+  auto jobs = t.JobsOfUser(u.id);
+  if (!jobs.ok()) return jobs.status();
+  if (!jobs->empty() && jobs->back().op == JobOp::kUpdate && jobs->back().fields.is_object()) {
+    OutboxJob job = std::move(jobs->back());
+    for (auto it = fields.begin(); it != fields.end(); ++it) job.fields[it.key()] = it.value();
+    job.version = std::max(job.version, version);
+    job.txid = std::max(job.txid, u.txid);
+    USERSD_RETURN_IF_ERROR(t.UpdateJob(job));
+    if (m) m->queued_job = true;
+    return Status::Ok();
+  }
+  OutboxJob job = NewJob(u, JobOp::kUpdate, c.now_ms);
+  job.fields = std::move(fields);
+  job.version = version;
+  auto id = t.EnqueueJob(std::move(job));
+  if (!id.ok()) return id.status();
+  if (m) m->queued_job = true;
+  return Status::Ok();
+}
+
+// After WorkOS was read: when the record holds a shared value WorkOS has
+// not got (a change a concurrent PUT erased, or one not yet sent), makes
+// sure an update job publishes the document.
+Status PublishIfBehind(WriteTxn& t, const UserRecord& u, const MutationContext& c) {
+  if (!c.sync->metadata.enabled || !u.live() || !NeedsPublishing(u)) return Status::Ok();
+  auto jobs = t.JobsOfUser(u.id);
+  if (!jobs.ok()) return jobs.status();
+  for (const auto& j : *jobs)
+    if (j.op == JobOp::kUpdate && CarriesDocument(j.fields)) return Status::Ok();
+  LogDebug("the record holds shared values WorkOS has not got; publishing", {{"user", u.id}});
+  return EnqueueUpdate(t, u, Json{{std::string(kJobDocument), true}}, c, nullptr);
 }
 
 // A job that publishes u's id as WorkOS's external_id (set only if empty).
@@ -156,10 +220,10 @@ Status Commit(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& b
 // How an operation on a live user ends: the change commits and its job
 // (what WorkOS should learn, if anything) is queued.
 Result<Mutation> CommitUpdate(WriteTxn& t, UserRecord after, const std::optional<UserRecord>& before,
-                              const MutationContext& c) {
+                              const MutationContext& c, Version version) {
   Mutation out;
   USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kUpsert, c));
-  USERSD_RETURN_IF_ERROR(EnqueueUpdate(t, after, ChangedFields(before, after, *c.sync), c, &out));
+  USERSD_RETURN_IF_ERROR(EnqueueUpdate(t, after, ChangedFields(before, after, *c.sync), c, &out, version));
   out.kind = Mutation::Kind::kCommitted;
   out.user = std::move(after);
   return out;
@@ -201,22 +265,46 @@ std::optional<std::string> RekeyTarget(const UserRecord& u) {
   return id;
 }
 
+// The WorkOS-owned fields pending jobs still have to deliver. Shared
+// fields are never held: their versions decide.
 HeldFields HeldBy(const std::vector<OutboxJob>& jobs) {
   HeldFields held;
   for (const auto& j : jobs) {
     if (j.op != JobOp::kUpdate || !j.fields.is_object()) continue;
-    for (auto it = j.fields.begin(); it != j.fields.end(); ++it) held.insert(it.key());
+    for (auto it = j.fields.begin(); it != j.fields.end(); ++it)
+      if (OwnedFieldIndex(it.key())) held.insert(it.key());
   }
   return held;
 }
 
+// Stores `after` over `before`: a change an application sees gets a
+// transactionId and a change-feed entry (Commit, updatedAt set when
+// `touch`); bookkeeping alone (versions, what WorkOS showed) is stored in
+// place. Nothing when neither differs.
+Status Save(WriteTxn& t, UserRecord& after, const UserRecord& before, bool touch, const MutationContext& c,
+            bool* visible) {
+  *visible = VisiblyDiffers(after, before);
+  if (*visible) {
+    if (touch) after.updated_at_ms = c.now_ms;
+    return Commit(t, after, before, ChangeOp::kUpsert, c);
+  }
+  if (!BookkeepingDiffers(after, before)) return Status::Ok();
+  after.txid = before.txid;
+  after.updated_at_ms = before.updated_at_ms;
+  return t.PutUser(after, before);
+}
+
+// `answer`: the profile is WorkOS's answer to this host's own PUT, so a held
+// field it shows otherwise differs only because of a write made here since
+// (sent next); nothing to read again.
 Result<RemoteOutcome> ApplyMerge(WriteTxn& t, const Profile& p, const UserRecord& before, MergeMode mode,
-                                 const MutationContext& c) {
+                                 const MutationContext& c, bool answer = false) {
   auto jobs = t.JobsOfUser(before.id);
   if (!jobs.ok()) return jobs.status();
   HeldFields held = HeldBy(*jobs);
   MergeResult r = MergeProfile(before, p, held, mode, c.sync->metadata);
-  if (!held.empty() && mode == MergeMode::kFeed) {
+  USERSD_RETURN_IF_ERROR(ObserveVersion(t, r.seen));
+  if (!held.empty() && mode == MergeMode::kFeed && !answer) {
     // WorkOS shows another value for a field this host still has to
     // deliver. The job may already be delivered (its row not yet deleted),
     // and another host's write may have come after it: the user is marked,
@@ -228,15 +316,27 @@ Result<RemoteOutcome> ApplyMerge(WriteTxn& t, const Profile& p, const UserRecord
   }
   USERSD_RETURN_IF_ERROR(SettleEmail(t, r));
   UserRecord& after = r.after;
-  if (!VisiblyDiffers(after, before)) return RemoteOutcome::kUnchanged;
   // updatedAt says when this host last changed what an application sees.
   UserRecord seen = after;
   seen.external_id = before.external_id;
   seen.id_from_import = before.id_from_import;
-  if (VisiblyDiffers(seen, before)) after.updated_at_ms = c.now_ms;
-  USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kUpsert, c));
+  bool visible = false;
+  USERSD_RETURN_IF_ERROR(Save(t, after, before, VisiblyDiffers(seen, before), c, &visible));
+  USERSD_RETURN_IF_ERROR(PublishIfBehind(t, after, c));
+  if (!visible) return RemoteOutcome::kUnchanged;
   if (auto target = RekeyTarget(after)) USERSD_RETURN_IF_ERROR(RekeyUser(t, after, *target, c));
   return RemoteOutcome::kUpdated;
+}
+
+// A stale state of a live or deleted user: only its document, by version.
+Result<RemoteOutcome> ApplyStaleDocument(WriteTxn& t, const Profile& p, const UserRecord& before,
+                                         const MutationContext& c) {
+  MergeResult r = MergeStaleDocument(before, p, c.sync->metadata);
+  USERSD_RETURN_IF_ERROR(ObserveVersion(t, r.seen));
+  bool visible = false;
+  USERSD_RETURN_IF_ERROR(Save(t, r.after, before, /*touch=*/true, c, &visible));
+  USERSD_RETURN_IF_ERROR(PublishIfBehind(t, r.after, c));
+  return visible ? RemoteOutcome::kUpdated : RemoteOutcome::kStale;
 }
 
 }  // namespace
@@ -255,16 +355,6 @@ Result<bool> QueueResyncIfMarked(WriteTxn& t, const std::string& user_id, const 
   if (!u->has_value() || !(*u)->live()) return false;
   USERSD_RETURN_IF_ERROR(Enqueue(t, **u, JobOp::kFetch, Json{{"resync", true}}, c, nullptr));
   return true;
-}
-
-void RefreshJobFields(const UserRecord& u, Json* fields) {
-  if (!fields->is_object()) return;
-  for (auto& [k, v] : fields->items()) {
-    if (k == "first_name") v = u.first_name;
-    else if (k == "last_name") v = u.last_name;
-    else if (k == "email") v = u.email;
-    else if (IsSharedField(k)) v = SharedFieldValue(u, k);
-  }
 }
 
 Result<HeldFields> PendingFields(store::ReadTxn& t, std::string_view user_id) {
@@ -286,6 +376,7 @@ Result<Mutation> ProvisionUser(WriteTxn& t, const ProvisionRequest& r, const Mut
   MergeResult m;
   if (r.profile) {
     m = NewFromProfile(*id, *r.profile, c.now_ms, c.sync->metadata);
+    USERSD_RETURN_IF_ERROR(ObserveVersion(t, m.seen));
   } else {
     m.after.id = *id;
     m.after.workos_id = r.workos_id;
@@ -324,12 +415,21 @@ Result<Mutation> ApplyPatch(WriteTxn& t, const Actor& actor, const UserPatch& pa
   if (patch.avatar_url) after.avatar_url = *patch.avatar_url, last = "avatarUrl";
   if (patch.timezone) after.timezone = *patch.timezone, last = "timezone";
   if (patch.settings) after.settings = *patch.settings, last = "settings";
-  if (patch.settings || patch.timezone || patch.avatar_url) {
+  std::vector<std::string_view> shared, owned;
+  if (patch.timezone) shared.push_back("timezone");
+  if (patch.settings) shared.push_back("settings");
+  if (patch.avatar_url) shared.push_back("avatarUrl");
+  if (patch.first_name) owned.push_back("first_name");
+  if (patch.last_name) owned.push_back("last_name");
+  if (patch.email) owned.push_back("email");
+  auto v = StampWrite(t, after, shared, owned, c);
+  if (!v.ok()) return v.status();
+  if (!shared.empty()) {
     Status fits = CheckDocumentFits(after, c.sync->metadata, last);
     if (!fits.ok()) return Refused(OpResult::Invalid(fits.message()));
   }
   after.updated_at_ms = c.now_ms;
-  return CommitUpdate(t, std::move(after), before, c);
+  return CommitUpdate(t, std::move(after), before, c, *v);
 }
 
 Result<Mutation> SoftDelete(WriteTxn& t, const Actor& actor, const std::string& id, const MutationContext& c) {
@@ -354,8 +454,10 @@ Result<Mutation> FinishOnboarding(WriteTxn& t, const std::string& id, const Muta
   if (!cur->has_value() || !(*cur)->live()) return Refused(OpResult::Unauthorized("user has been deleted"));
   UserRecord after = **cur;
   after.is_onboarded = true;
+  auto v = StampWrite(t, after, {"isOnboarded"}, {}, c);
+  if (!v.ok()) return v.status();
   after.updated_at_ms = c.now_ms;
-  return CommitUpdate(t, std::move(after), *cur, c);
+  return CommitUpdate(t, std::move(after), *cur, c, *v);
 }
 
 Result<Mutation> ResetAvatar(WriteTxn& t, const std::string& id, const std::optional<std::optional<std::string>>& live,
@@ -372,27 +474,38 @@ Result<Mutation> ResetAvatar(WriteTxn& t, const std::string& id, const std::opti
   } else {
     after.avatar_url = NormalizePictureUrl(after.profile_picture_url);
   }
+  auto v = StampWrite(t, after, {"avatarUrl"}, {}, c);
+  if (!v.ok()) return v.status();
   after.updated_at_ms = c.now_ms;
-  return CommitUpdate(t, std::move(after), *cur, c);
+  return CommitUpdate(t, std::move(after), *cur, c, *v);
 }
 
 // --------------------------------------------------- WorkOS's view
 
-Result<RemoteOutcome> ApplyRemoteUser(WriteTxn& t, const Profile& p, const MutationContext& c) {
+namespace {
+
+Result<RemoteOutcome> ApplyRemote(WriteTxn& t, const Profile& p, const MutationContext& c, bool answer) {
   auto existing = t.FindByWorkosId(p.workos_id);
   if (!existing.ok()) return existing.status();
   if (!existing->has_value()) {
     auto id = FreeIdFor(t, p.workos_id, p.external_id, c);
     if (!id.ok()) return id.status();
     MergeResult r = NewFromProfile(*id, p, c.now_ms, c.sync->metadata);
+    USERSD_RETURN_IF_ERROR(ObserveVersion(t, r.seen));
     USERSD_RETURN_IF_ERROR(SettleEmail(t, r));
     USERSD_RETURN_IF_ERROR(Commit(t, r.after, std::nullopt, ChangeOp::kUpsert, c));
     return RemoteOutcome::kCreated;
   }
   const UserRecord& before = **existing;
   if (!before.live()) return RemoteOutcome::kUnchanged;  // deleted here; the DELETE is on its way or done
-  if (IsStale(before, p)) return RemoteOutcome::kStale;
-  return ApplyMerge(t, p, before, MergeMode::kFeed, c);
+  if (IsStale(before, p)) return ApplyStaleDocument(t, p, before, c);
+  return ApplyMerge(t, p, before, MergeMode::kFeed, c, answer);
+}
+
+}  // namespace
+
+Result<RemoteOutcome> ApplyRemoteUser(WriteTxn& t, const Profile& p, const MutationContext& c) {
+  return ApplyRemote(t, p, c, /*answer=*/false);
 }
 
 Result<RemoteOutcome> ApplyRemoteDelete(WriteTxn& t, std::string_view workos_id, const MutationContext& c,
@@ -402,15 +515,26 @@ Result<RemoteOutcome> ApplyRemoteDelete(WriteTxn& t, std::string_view workos_id,
   if (!existing->has_value()) return RemoteOutcome::kUnchanged;
   const UserRecord& before = **existing;
   UserRecord after = before;
-  if (last && !IsStale(before, *last)) {
-    MergeResult r = MergeProfile(before, *last, {}, MergeMode::kFeed, c.sync->metadata);
+  if (last) {
+    // Pending jobs of a user WorkOS deleted can no longer be delivered, so
+    // nothing is held; the document merges by version even when stale.
+    bool stale = IsStale(before, *last);
+    MergeResult r = stale ? MergeStaleDocument(before, *last, c.sync->metadata)
+                          : MergeProfile(before, *last, {}, MergeMode::kFeed, c.sync->metadata);
+    USERSD_RETURN_IF_ERROR(ObserveVersion(t, r.seen));
     // A deleted user holds no email in the index: it is taken as shown.
     if (r.wanted_email) r.after.email = *r.wanted_email;
     after = std::move(r.after);
   }
   bool was_live = before.live();
   if (was_live) after.deleted_at_ms = c.now_ms;
-  if (!was_live && !VisiblyDiffers(after, before)) return RemoteOutcome::kUnchanged;
+  if (!was_live && !VisiblyDiffers(after, before)) {
+    if (BookkeepingDiffers(after, before)) {
+      after.txid = before.txid;
+      USERSD_RETURN_IF_ERROR(t.PutUser(after, before));
+    }
+    return RemoteOutcome::kUnchanged;
+  }
   after.updated_at_ms = c.now_ms;
   USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kDelete, c));
   return was_live ? RemoteOutcome::kDeleted : RemoteOutcome::kUpdated;
@@ -444,6 +568,241 @@ Status LearnExternalId(WriteTxn& t, std::string_view workos_id, const std::optio
   if (after.external_id != before.external_id) USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kUpsert, c));
   if (auto target = RekeyTarget(after)) return RekeyUser(t, after, *target, c);
   return Status::Ok();
+}
+
+namespace {
+
+// Takes what `sent` delivered out of the pending job `job` (its fields equal
+// to what was sent; "doc" when no shared version of `u` is above the sent
+// ones; external_id). Returns whether anything is left.
+bool TakeDelivered(OutboxJob& job, const PublishSent& sent, const std::optional<UserRecord>& u) {
+  if (!job.fields.is_object()) return false;
+  for (auto it = sent.owned.begin(); it != sent.owned.end(); ++it) {
+    auto have = job.fields.find(it.key());
+    if (have != job.fields.end() && *have == it.value()) job.fields.erase(have);
+  }
+  if (sent.doc) {
+    bool newer = false;
+    if (u)
+      for (size_t i = 0; i < kSharedFields.size(); ++i) newer = newer || sent.doc_versions[i] < u->shared_versions[i];
+    if (!newer) {
+      job.fields.erase(std::string(kJobDocument));
+      for (auto name : kSharedFields) job.fields.erase(std::string(name));
+    }
+  }
+  if (sent.external_id) {
+    auto have = job.fields.find("external_id");
+    if (have != job.fields.end() && have->is_string() && have->get<std::string>() == *sent.external_id) {
+      job.fields.erase("external_id");
+      job.fields.erase("external_id_import");
+    }
+  }
+  return !job.fields.empty();
+}
+
+// The delivered part of the user's jobs `ids` (a publish's batch, oldest
+// first) leaves the outbox: all but the last are gone (their fields were
+// merged into what was sent and later writes merge only into the last),
+// the last keeps what was written since it was sent.
+Result<bool> SettleJobs(WriteTxn& t, const std::vector<uint64_t>& ids, const PublishSent& sent,
+                        const std::optional<UserRecord>& u, const MutationContext& c) {
+  for (size_t i = 0; i + 1 < ids.size(); ++i) USERSD_RETURN_IF_ERROR(t.DeleteJob(ids[i]));
+  if (ids.empty()) return false;
+  auto job = t.GetJob(ids.back());
+  if (!job.ok()) return job.status();
+  if (!job->has_value()) return false;
+  OutboxJob left = std::move(**job);
+  if (left.op != JobOp::kUpdate || !TakeDelivered(left, sent, u)) {
+    USERSD_RETURN_IF_ERROR(t.DeleteJob(left.id));
+    return false;
+  }
+  left.attempts = 0;
+  left.next_attempt_at_ms = c.now_ms;
+  left.last_error.clear();
+  USERSD_RETURN_IF_ERROR(t.UpdateJob(left));
+  return true;
+}
+
+// A dead letter for the parts of a publish that WorkOS refused or did not
+// take: the values that were requested (SPEC 4), under the job's version
+// so a retry can tell whether a newer local write came since.
+Status BuryParts(WriteTxn& t, const OutboxJob& job, const PublishSent& sent, const std::vector<std::string>& owned,
+                 bool doc, bool external_id, int status, const std::string& body, const MutationContext& c) {
+  OutboxJob dead = job;
+  dead.fields = Json::object();
+  for (const auto& k : owned)
+    if (auto it = sent.owned.find(k); it != sent.owned.end()) dead.fields[k] = *it;
+  if (doc) dead.fields[std::string(kJobDocument)] = true;
+  if (external_id && sent.external_id) dead.fields["external_id"] = *sent.external_id;
+  if (dead.fields.empty()) return Status::Ok();
+  return t.MoveToDeadLetter(dead, status, body, c.now_ms);
+}
+
+std::vector<std::string> OwnedNames(const PublishSent& sent) {
+  std::vector<std::string> out;
+  for (auto it = sent.owned.begin(); it != sent.owned.end(); ++it) out.push_back(it.key());
+  return out;
+}
+
+// WorkOS now holds the document that was sent (a 2xx without an answer to
+// read, or parts given up as dead letters): the record stops asking for it.
+Status MarkDocumentDelivered(WriteTxn& t, const std::string& user_id, const store::SharedVersions& sent) {
+  auto cur = t.GetUser(user_id);
+  if (!cur.ok()) return cur.status();
+  if (!cur->has_value()) return Status::Ok();
+  UserRecord after = **cur;
+  for (size_t i = 0; i < kSharedFields.size(); ++i)
+    after.workos_versions[i] = std::max(after.workos_versions[i], sent[i]);
+  if (after.workos_versions == (*cur)->workos_versions) return Status::Ok();
+  return t.PutUser(after, *cur);
+}
+
+}  // namespace
+
+Result<PublishOutcome> CompletePublish(WriteTxn& t, const std::vector<uint64_t>& job_ids, const PublishSent& sent,
+                                       const std::optional<Profile>& answer, int status, const MutationContext& c) {
+  PublishOutcome out;
+  if (job_ids.empty()) return out;
+  auto first = t.GetJob(job_ids.back());
+  if (!first.ok()) return first.status();
+  if (!first->has_value()) return out;  // gone meanwhile (a dead letter retried, a re-key merged it)
+  const OutboxJob job = **first;
+
+  NotTaken not_taken;
+  if (answer) not_taken = FieldsNotTaken(sent, *answer, c.sync->metadata);
+  auto u = t.GetUser(job.user_id);
+  if (!u.ok()) return u.status();
+  auto kept = SettleJobs(t, job_ids, sent, *u, c);
+  if (!kept.ok()) return kept.status();
+  out.job_kept = *kept;
+  if (!not_taken.empty()) {
+    // WorkOS said yes but shows another value: the change did not take. A
+    // dead letter naming the field and keeping the value asked for, instead
+    // of a silent revert when the next event arrives (SPEC 4).
+    out.not_taken = not_taken.body;
+    USERSD_RETURN_IF_ERROR(
+        BuryParts(t, job, sent, not_taken.owned, not_taken.doc, not_taken.external_id, status, not_taken.body, c));
+  }
+  if (answer && !answer->workos_id.empty()) {
+    // The answer is WorkOS's state after the change: applied like an event,
+    // so this host has what WorkOS has (also fields another host changed),
+    // and events older than it are stale. A field not taken is no longer
+    // held, so it returns to WorkOS's value here (and an email it claimed
+    // goes to whoever waits for it).
+    auto r = ApplyRemote(t, *answer, c, /*answer=*/true);
+    if (!r.ok()) return r.status();
+  }
+  if (sent.doc && (!answer || !answer->has_metadata || not_taken.doc))
+    USERSD_RETURN_IF_ERROR(MarkDocumentDelivered(t, job.user_id, sent.doc_versions));
+  auto q = QueueResyncIfMarked(t, job.user_id, c);
+  if (!q.ok()) return q.status();
+  out.queued_resync = *q;
+  return out;
+}
+
+Result<PublishOutcome> RefusePublish(WriteTxn& t, const std::vector<uint64_t>& job_ids, const PublishSent& sent,
+                                     int status, const std::string& body, const MutationContext& c) {
+  PublishOutcome out;
+  if (job_ids.empty()) return out;
+  auto first = t.GetJob(job_ids.back());
+  if (!first.ok()) return first.status();
+  if (!first->has_value()) return out;
+  const OutboxJob job = **first;
+  auto u = t.GetUser(job.user_id);
+  if (!u.ok()) return u.status();
+  std::vector<std::string> owned = OwnedNames(sent);
+  USERSD_RETURN_IF_ERROR(BuryParts(t, job, sent, owned, sent.doc, sent.external_id.has_value(), status, body, c));
+  auto kept = SettleJobs(t, job_ids, sent, *u, c);
+  if (!kept.ok()) return kept.status();
+  out.job_kept = *kept;
+  // A document WorkOS refused (too many metadata keys with the
+  // application's) is not sent again until a newer write, or a retry.
+  if (sent.doc) USERSD_RETURN_IF_ERROR(MarkDocumentDelivered(t, job.user_id, sent.doc_versions));
+  // Values WorkOS refused return to WorkOS's (an email claimed here is
+  // released, SPEC 1): read the user again once this host's jobs are through.
+  if (!owned.empty() && u->has_value() && (*u)->live()) {
+    USERSD_RETURN_IF_ERROR(t.PutMeta(std::string(kResyncPrefix) + job.user_id, "1"));
+    auto q = QueueResyncIfMarked(t, job.user_id, c);
+    if (!q.ok()) return q.status();
+    out.queued_resync = *q;
+  }
+  return out;
+}
+
+Result<bool> RequeueDeadLetter(WriteTxn& t, const store::DeadLetter& dl, const MutationContext& c) {
+  OutboxJob job = dl.job;
+  job.id = 0;
+  job.attempts = 0;
+  job.next_attempt_at_ms = c.now_ms;
+  job.created_at_ms = c.now_ms;
+  job.last_error.clear();
+  if (job.op != JobOp::kUpdate) {
+    auto id = t.EnqueueJob(std::move(job));
+    if (!id.ok()) return id.status();
+    return true;
+  }
+  auto u = t.GetUser(job.user_id);
+  if (!u.ok()) return u.status();
+  if (!u->has_value()) return false;
+  const UserRecord& user = **u;
+  Json fields = Json::object();
+  if (job.fields.is_object()) {
+    for (auto it = job.fields.begin(); it != job.fields.end(); ++it) {
+      const std::string& k = it.key();
+      if (auto i = OwnedFieldIndex(k)) {
+        // The value that was requested, unless this host wrote the field
+        // again since (a newer local write wins; it is sent or on its way).
+        if (dl.job.version < user.owned_versions[*i]) continue;
+        fields[k] = *it;
+      } else if (IsSharedField(k) || k == kJobDocument) {
+        // The document as it is now: its versions say what wins.
+        fields[std::string(kJobDocument)] = true;
+      } else {
+        fields[k] = *it;
+      }
+    }
+  }
+  if (fields.empty()) return false;
+  USERSD_RETURN_IF_ERROR(EnqueueUpdate(t, user, std::move(fields), c, nullptr, dl.job.version));
+  return true;
+}
+
+Result<size_t> ConvertLegacyJobs(WriteTxn& t, const MutationContext& c) {
+  size_t converted = 0;
+  uint64_t after = 0;
+  for (;;) {
+    auto chunk = t.ListJobsAfter(after, 512);
+    if (!chunk.ok()) return chunk.status();
+    for (auto& job : *chunk) {
+      after = job.id;
+      if (job.op != JobOp::kUpdate || !job.fields.is_object()) continue;
+      std::vector<std::string_view> legacy;
+      for (auto name : kSharedFields)
+        if (job.fields.contains(std::string(name))) legacy.push_back(name);
+      if (legacy.empty()) continue;
+      // An undelivered write of an earlier release: its fields get a version
+      // now, so no document read before it is delivered can replace them.
+      auto u = t.GetUser(job.user_id);
+      if (!u.ok()) return u.status();
+      if (u->has_value()) {
+        UserRecord user = **u;
+        std::vector<std::string_view> unversioned;
+        for (auto name : legacy)
+          if (user.shared_versions[*SharedFieldIndex(name)].zero()) unversioned.push_back(name);
+        if (!unversioned.empty()) {
+          auto v = StampWrite(t, user, unversioned, {}, c);
+          if (!v.ok()) return v.status();
+          USERSD_RETURN_IF_ERROR(t.PutUser(user, *u));
+        }
+      }
+      for (auto name : legacy) job.fields.erase(std::string(name));
+      job.fields[std::string(kJobDocument)] = true;
+      USERSD_RETURN_IF_ERROR(t.UpdateJob(job));
+      ++converted;
+    }
+    if (chunk->size() < 512) break;
+  }
+  return converted;
 }
 
 Status KeepImportedId(WriteTxn& t, std::string_view workos_id, const MutationContext& c) {
@@ -539,6 +898,16 @@ Result<Mutation> ImportUser(WriteTxn& t, const UserImport& e, size_t index, cons
     after.created_at_ms = c.now_ms;
   }
   CopyImportedFields(e, &after);
+  std::vector<std::string_view> shared, owned;
+  if (e.timezone) shared.push_back("timezone");
+  if (e.settings) shared.push_back("settings");
+  if (e.is_onboarded) shared.push_back("isOnboarded");
+  if (e.avatar_url) shared.push_back("avatarUrl");
+  if (e.first_name) owned.push_back("first_name");
+  if (e.last_name) owned.push_back("last_name");
+  if (e.email) owned.push_back("email");
+  auto version = StampWrite(t, after, shared, owned, c);
+  if (!version.ok()) return version.status();
   if (e.avatar_url || e.timezone || e.settings) {
     std::string_view last = e.settings ? "settings" : e.timezone ? "timezone" : "avatarUrl";
     Status fits = CheckDocumentFits(after, c.sync->metadata, last);
@@ -566,10 +935,9 @@ Result<Mutation> ImportUser(WriteTxn& t, const UserImport& e, size_t index, cons
       if (name == "first_name") return e.first_name.has_value();
       if (name == "last_name") return e.last_name.has_value();
       if (name == "email") return e.email.has_value() && !e.email->empty();
-      if (name == "timezone") return e.timezone.has_value();
-      if (name == "settings") return e.settings.has_value();
-      if (name == "isOnboarded") return e.is_onboarded.has_value();
-      if (name == "avatarUrl") return e.avatar_url.has_value();
+      if (name == kJobDocument)
+        return e.timezone.has_value() || e.settings.has_value() || e.is_onboarded.has_value() ||
+               e.avatar_url.has_value();
       return false;
     };
     for (auto it = changed.begin(); it != changed.end(); ++it)
@@ -580,7 +948,7 @@ Result<Mutation> ImportUser(WriteTxn& t, const UserImport& e, size_t index, cons
     } else if (!before) {
       fields["external_id"] = after.id;
     }
-    USERSD_RETURN_IF_ERROR(EnqueueUpdate(t, after, std::move(fields), c, &out));
+    USERSD_RETURN_IF_ERROR(EnqueueUpdate(t, after, std::move(fields), c, &out, *version));
   }
   out.kind = Mutation::Kind::kCommitted;
   out.created = !before.has_value();

@@ -11,18 +11,22 @@
 //
 // What each function decides, once for all callers:
 //   - Commit: the record, its change-feed entry (store::CommitUserChange)
-//     and the outbox jobs that tell WorkOS commit in the caller's
-//     transaction. A job carries only what changed: WorkOS-owned fields
-//     ("email", "first_name", "last_name") and, with metadata sharing on, the
-//     shared fields by their document names (shared_fields.h), and
-//     "external_id" when the id must be published.
+//     and what WorkOS must learn commit in the caller's transaction. A user
+//     has at most one pending update job (SPEC 4b: state, not operations):
+//     a write merges into it. It carries the WorkOS-owned fields that
+//     changed with their values ("email", "first_name", "last_name"), "doc"
+//     when a shared field was written (publish.h), and "external_id" when
+//     the id must be published. Every write of a field gets a version
+//     (versions.h); a read of WorkOS merges the document by version and
+//     queues a publish when the record holds something WorkOS has not got.
 //   - Refuse (Mutation::kRefused with the API's answer): nothing is written,
 //     and the caller's batch goes on (a refusal is not a storage failure).
 //   - Fail (a non-Ok Status): storage errors, and InvalidArgument for a
 //     record the store refuses; the writer rolls the op back.
 // Shared rules: an email another live local user holds is not taken
 // (WorkOS's email waits, and is given when that user releases it); nothing
-// commits when no visible field changes (remote_user.h VisiblyDiffers);
+// commits when no visible field changes (remote_user.h VisiblyDiffers;
+// bookkeeping such as versions is stored without a transactionId);
 // profile picture URLs are normalised (remote_user.h).
 //
 // Writer thread only (they take a WriteTxn). No I/O besides the transaction;
@@ -36,6 +40,7 @@
 
 #include "common/status.h"
 #include "domain/identity.h"
+#include "domain/publish.h"
 #include "domain/remote_user.h"
 #include "domain/shared_fields.h"
 #include "domain/users_service.h"
@@ -43,12 +48,6 @@
 #include "store/store.h"
 
 namespace usersd::domain {
-
-// identity.namespace and sync.metadata.* (SPEC 6a).
-struct SyncPolicy {
-  std::string identity_namespace = std::string(kDefaultIdentityNamespace);
-  MetadataPolicy metadata;
-};
 
 struct MutationContext {
   int64_t now_ms = 0;
@@ -162,9 +161,44 @@ Status RekeyUser(store::WriteTxn& t, const store::UserRecord& before, const std:
 // Returns whether it queued one.
 Result<bool> QueueResyncIfMarked(store::WriteTxn& t, const std::string& user_id, const MutationContext& c);
 
-// Sets each field an update job names to `u`'s current value (a dead letter
-// re-queued must not send WorkOS something older than the store holds).
-void RefreshJobFields(const store::UserRecord& u, Json* fields);
+// ------------------------------------------------ publishing (outbox)
+
+struct PublishOutcome {
+  bool job_kept = false;                 // a write since the send left work in the job
+  std::optional<std::string> not_taken;  // the dead letter's body, when a part did not take
+  bool queued_resync = false;            // a re-read of the user was queued
+};
+
+// WorkOS answered 2xx to the publish of jobs `job_ids` (one user's, oldest
+// first) that sent `sent`; `answer` is the user WorkOS returned, when it
+// could be read. What was delivered leaves the outbox (the last job keeps
+// whatever was written since the send); parts WorkOS did not take become a
+// dead letter with the values requested; the answer is applied like an
+// event (so events older than it are stale here).
+Result<PublishOutcome> CompletePublish(store::WriteTxn& t, const std::vector<uint64_t>& job_ids,
+                                       const PublishSent& sent, const std::optional<Profile>& answer, int status,
+                                       const MutationContext& c);
+
+// WorkOS refused the publish (a 4xx that retrying cannot change, or a plan
+// that cannot apply): what was sent becomes a dead letter with the values
+// requested and leaves the outbox; refused WorkOS-owned fields return to
+// WorkOS's values through a queued re-read (an email claimed here is
+// released); a refused document is not sent again until a newer write.
+Result<PublishOutcome> RefusePublish(store::WriteTxn& t, const std::vector<uint64_t>& job_ids, const PublishSent& sent,
+                                     int status, const std::string& body, const MutationContext& c);
+
+// admin.deadLetters.retry of one dead letter: its job goes back to the
+// outbox (merged into the user's pending update). An update sends the
+// values requested, except fields this host wrote again since (their newer
+// value wins), and the document as it is now. Returns false when nothing
+// is left to send (the dead letter is still removed by the caller).
+Result<bool> RequeueDeadLetter(store::WriteTxn& t, const store::DeadLetter& dl, const MutationContext& c);
+
+// Startup: update jobs of an earlier release carry shared fields by name,
+// with values. Each becomes "doc", and fields of the user still without a
+// version get one, so no document read before the job is delivered
+// replaces them. Returns the number of jobs converted.
+Result<size_t> ConvertLegacyJobs(store::WriteTxn& t, const MutationContext& c);
 
 // Fields with an undelivered local change for `user_id`.
 Result<HeldFields> PendingFields(store::ReadTxn& t, std::string_view user_id);

@@ -47,6 +47,12 @@ class WorkosProfileSource {
     std::optional<int64_t> updated_at_ms;
     std::optional<std::string> external_id;  // nullopt: none (null or "")
     Json metadata = Json::object();          // WorkOS's metadata map as shown
+    bool has_metadata = false;               // the user object had a metadata map
+    // Which of email, first_name, last_name, external_id the user object
+    // had at all: an answer that leaves a field out says nothing about it.
+    struct Shown {
+      bool email = true, first_name = true, last_name = true, external_id = true;
+    } shown;
   };
   enum class Outcome { kOk, kNotFound, kUnreachable, kError };
   struct GetResult {

@@ -69,13 +69,85 @@ std::optional<int64_t> OptI64(const Json& j, const char* k) {
   return I64Of(*it, k);
 }
 
+// The versions of a user record ("sv") and of a job ("ver") are stored as
+// MessagePack bin: per version 8 bytes ms, 4 counter, 8 host, big-endian,
+// in the order of UserRecord's arrays (shared, workos, owned); trailing zero
+// versions are left out, and a record whose versions are all zero has no
+// "sv" at all (as every record of an earlier release).
+constexpr size_t kVersionBytes = 20;
+constexpr size_t kRecordVersionSlots = 2 * kSharedFieldCount + kOwnedFieldCount;
+
+void PutVersionBytes(std::vector<uint8_t>& out, const Version& v) {
+  auto be = [&](uint64_t x, int n) {
+    for (int i = n - 1; i >= 0; --i) out.push_back(static_cast<uint8_t>((x >> (8 * i)) & 0xff));
+  };
+  be(static_cast<uint64_t>(v.ms), 8);
+  be(v.counter, 4);
+  be(v.host, 8);
+}
+
+Version VersionFromBytes(const uint8_t* p) {
+  auto be = [&](size_t at, int n) {
+    uint64_t x = 0;
+    for (int i = 0; i < n; ++i) x = (x << 8) | p[at + i];
+    return x;
+  };
+  Version v;
+  v.ms = static_cast<int64_t>(be(0, 8));
+  v.counter = static_cast<uint32_t>(be(8, 4));
+  v.host = be(12, 8);
+  return v;
+}
+
+// The slots of `u`'s versions, in stored order (const or not, as `u` is).
+template <class U>
+auto VersionSlots(U& u) {
+  using Ptr = decltype(&u.shared_versions[0]);
+  std::array<Ptr, kRecordVersionSlots> s{};
+  size_t i = 0;
+  for (auto& v : u.shared_versions) s[i++] = &v;
+  for (auto& v : u.workos_versions) s[i++] = &v;
+  for (auto& v : u.owned_versions) s[i++] = &v;
+  return s;
+}
+
+std::vector<uint8_t> UserVersionBytes(const UserRecord& u) {
+  auto slots = VersionSlots(u);
+  size_t n = slots.size();
+  while (n > 0 && slots[n - 1]->zero()) --n;
+  std::vector<uint8_t> out;
+  out.reserve(n * kVersionBytes);
+  for (size_t i = 0; i < n; ++i) PutVersionBytes(out, *slots[i]);
+  return out;
+}
+
+// False (a corrupt record) when the length is not a whole number of
+// versions or holds more than a record has.
+bool SetUserVersions(UserRecord& u, const uint8_t* p, size_t n) {
+  if (n % kVersionBytes != 0 || n / kVersionBytes > kRecordVersionSlots) return false;
+  auto slots = VersionSlots(u);
+  for (size_t i = 0; i < n / kVersionBytes; ++i) *slots[i] = VersionFromBytes(p + i * kVersionBytes);
+  return true;
+}
+
 Json JobToJson(const OutboxJob& job) {
-  return Json{{"v", kRecordVersion},         {"id", job.id},
-              {"user", job.user_id},         {"workos", job.workos_id},
-              {"op", static_cast<int>(job.op)}, {"fields", job.fields},
-              {"tx", job.txid},              {"created", job.created_at_ms},
-              {"attempts", job.attempts},    {"next", job.next_attempt_at_ms},
-              {"err", job.last_error}};
+  Json j{{"v", kRecordVersion},
+         {"id", job.id},
+         {"user", job.user_id},
+         {"workos", job.workos_id},
+         {"op", static_cast<int>(job.op)},
+         {"fields", job.fields},
+         {"tx", job.txid},
+         {"created", job.created_at_ms},
+         {"attempts", job.attempts},
+         {"next", job.next_attempt_at_ms},
+         {"err", job.last_error}};
+  if (!job.version.zero()) {
+    std::vector<uint8_t> b;
+    PutVersionBytes(b, job.version);
+    j["ver"] = Json::binary(std::move(b));
+  }
+  return j;
 }
 
 OutboxJob JobFromJson(const Json& j) {
@@ -93,6 +165,11 @@ OutboxJob JobFromJson(const Json& j) {
   job.attempts = U32(j, "attempts");
   job.next_attempt_at_ms = I64(j, "next");
   job.last_error = StrField(j, "err");
+  if (auto it = j.find("ver"); it != j.end()) {
+    const auto& b = it->get_binary();
+    if (b.size() != kVersionBytes) throw std::runtime_error("bad job version");
+    job.version = VersionFromBytes(b.data());
+  }
   return job;
 }
 
@@ -228,6 +305,21 @@ class MsgpackOut {
   void Bool(bool b) { Byte(b ? 0xc3 : 0xc2); }
   void Nil() { Byte(0xc0); }
   void Raw(const std::vector<uint8_t>& bytes) { out_.append(bytes.begin(), bytes.end()); }
+  // bin8/16/32, as nlohmann writes a binary value without a subtype.
+  void Bin(const std::vector<uint8_t>& bytes) {
+    const size_t n = bytes.size();
+    if (n <= 0xff) {
+      Byte(0xc4);
+      Be(n, 1);
+    } else if (n <= 0xffff) {
+      Byte(0xc5);
+      Be(n, 2);
+    } else {
+      Byte(0xc6);
+      Be(n, 4);
+    }
+    Raw(bytes);
+  }
 
  private:
   void Byte(uint64_t b) { out_.push_back(static_cast<char>(b & 0xff)); }
@@ -262,6 +354,8 @@ enum class Field : uint8_t {
   kWupd,
   kXid,
   kImp,
+  kSv,
+  kAmd,
   kUnknown,
 };
 
@@ -270,6 +364,7 @@ Field FieldOf(std::string_view k) {
     case 1: if (k == "v") return Field::kV; break;
     case 2:
       if (k == "id") return Field::kId;
+      if (k == "sv") return Field::kSv;
       if (k == "tx") return Field::kTx;
       if (k == "tz") return Field::kTz;
       break;
@@ -279,6 +374,7 @@ Field FieldOf(std::string_view k) {
       if (k == "pic") return Field::kPic;
       if (k == "xid") return Field::kXid;
       if (k == "imp") return Field::kImp;
+      if (k == "amd") return Field::kAmd;
       break;
     case 4:
       if (k == "last") return Field::kLast;
@@ -330,6 +426,8 @@ const char* NameOf(Field f) {
     case Field::kWupd: return "wupd";
     case Field::kXid: return "xid";
     case Field::kImp: return "imp";
+    case Field::kSv: return "sv";
+    case Field::kAmd: return "amd";
     default: return "?";
   }
 }
@@ -372,6 +470,7 @@ class UserSax {
       case Field::kOnb: u_.is_onboarded = v; break;
       case Field::kPending: u_.profile_pending = v; break;
       case Field::kImp: u_.id_from_import = v; break;
+      case Field::kAmd: u_.app_metadata = v; break;
       case Field::kSettings: u_.settings = Json(v); break;
       case Field::kUnknown: break;
       default: return Fail(" has the wrong type (boolean)");
@@ -421,7 +520,9 @@ class UserSax {
     if (depth_ > 1) return Nested([&](auto& d) { return d.binary(b); });
     if (!AtField()) return false;
     if (field_ == Field::kSettings) u_.settings = Json::binary(std::move(b));
-    else if (field_ != Field::kUnknown) return Fail(" has the wrong type (binary)");
+    else if (field_ == Field::kSv) {
+      if (!SetUserVersions(u_, b.data(), b.size())) return Fail(" has a bad length");
+    } else if (field_ != Field::kUnknown) return Fail(" has the wrong type (binary)");
     return Seen();
   }
   bool start_object(std::size_t n) { return Open(true, n); }
@@ -601,6 +702,14 @@ class MsgpackIn {
     if (p_ != end_ && *p_ == 0xc0) return ++p_, true;
     return false;
   }
+  bool Bin(const uint8_t** data, size_t* n) {
+    if (p_ == end_ || *p_ < 0xc4 || *p_ > 0xc6) return false;
+    const uint8_t c = *p_++;
+    if (!Be(size_t{1} << (c - 0xc4), n) || static_cast<size_t>(end_ - p_) < *n) return false;
+    *data = p_;
+    p_ += *n;
+    return true;
+  }
   bool Bool(bool* b) {
     if (p_ == end_ || (*p_ != 0xc2 && *p_ != 0xc3)) return false;
     *b = *p_++ == 0xc3;
@@ -763,6 +872,13 @@ bool FastDecodeUser(std::string_view bytes, UserRecord* u) {
       case Field::kPic: ok = opt_str(u->profile_picture_url); break;
       case Field::kXid: ok = opt_str(u->external_id); break;
       case Field::kImp: ok = in.Bool(&u->id_from_import); break;
+      case Field::kAmd: ok = in.Bool(&u->app_metadata); break;
+      case Field::kSv: {
+        const uint8_t* data;
+        size_t len;
+        ok = in.Bin(&data, &len) && SetUserVersions(*u, data, len);
+        break;
+      }
       case Field::kOnb: ok = in.Bool(&u->is_onboarded); break;
       case Field::kPending: ok = in.Bool(&u->profile_pending); break;
       case Field::kCreated: ok = in.Int64(&u->created_at_ms); break;
@@ -796,10 +912,13 @@ bool FastDecodeUser(std::string_view bytes, UserRecord* u) {
 // Appends the MessagePack of `u` (EncodeUser's bytes) to `out`.
 void AppendUserMsgpack(std::string& out, const UserRecord& u) {
   MsgpackOut w(out);
+  const std::vector<uint8_t> versions = UserVersionBytes(u);
   // Keys in std::map order, as nlohmann writes the DOM form.
-  w.Map(12 + u.avatar_url.has_value() + u.settings.has_value() + u.timezone.has_value() + u.updated_at_ms.has_value() +
-        u.deleted_at_ms.has_value() + u.organization_id.has_value() + u.profile_picture_url.has_value() +
-        u.workos_updated_at_ms.has_value() + u.external_id.has_value() + u.id_from_import);
+  w.Map(12 + u.app_metadata + !versions.empty() + u.avatar_url.has_value() + u.settings.has_value() +
+        u.timezone.has_value() + u.updated_at_ms.has_value() + u.deleted_at_ms.has_value() +
+        u.organization_id.has_value() + u.profile_picture_url.has_value() + u.workos_updated_at_ms.has_value() +
+        u.external_id.has_value() + u.id_from_import);
+  if (u.app_metadata) w.Str("amd"), w.Bool(true);
   if (u.avatar_url) w.Str("avatar"), w.Str(*u.avatar_url);
   w.Str("created"), w.Int(u.created_at_ms);
   if (u.deleted_at_ms) w.Str("deleted"), w.Int(*u.deleted_at_ms);
@@ -814,6 +933,7 @@ void AppendUserMsgpack(std::string& out, const UserRecord& u) {
   if (u.profile_picture_url) w.Str("pic"), w.Str(*u.profile_picture_url);
   w.Str("role"), w.Str(u.role);
   if (u.settings) w.Str("settings"), w.Raw(Json::to_msgpack(*u.settings));
+  if (!versions.empty()) w.Str("sv"), w.Bin(versions);
   w.Str("tx"), w.Uint(u.txid);
   w.Str("type"), w.Str(u.user_type);
   if (u.timezone) w.Str("tz"), w.Str(*u.timezone);
@@ -875,6 +995,8 @@ Json UserToJson(const UserRecord& u) {
   PutOpt(j, "wupd", u.workos_updated_at_ms);
   PutOpt(j, "xid", u.external_id);
   if (u.id_from_import) j["imp"] = true;
+  if (u.app_metadata) j["amd"] = true;
+  if (auto v = UserVersionBytes(u); !v.empty()) j["sv"] = Json::binary(std::move(v));
   return j;
 }
 
@@ -902,6 +1024,11 @@ UserRecord UserFromJson(const Json& j) {
   u.workos_updated_at_ms = OptI64(j, "wupd");
   u.external_id = OptStr(j, "xid");
   if (auto it = j.find("imp"); it != j.end()) u.id_from_import = it->get<bool>();
+  if (auto it = j.find("amd"); it != j.end()) u.app_metadata = it->get<bool>();
+  if (auto it = j.find("sv"); it != j.end()) {
+    const auto& b = it->get_binary();
+    if (!SetUserVersions(u, b.data(), b.size())) throw std::runtime_error("sv has a bad length");
+  }
   return u;
 }
 

@@ -56,81 +56,11 @@
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "common/status.h"
+#include "store/records.h"
 
 namespace usersd::store {
 
 using Json = nlohmann::json;
-
-// One user as stored. Times are milliseconds since the epoch.
-struct UserRecord {
-  std::string id;         // UUID, our primary key
-  std::string workos_id;  // WorkOS user id (token `sub`); never on the app socket
-  std::string email;
-  std::string first_name;
-  std::string last_name;
-  std::optional<std::string> avatar_url;
-  std::string user_type = "user";  // "user" | "machine"
-  std::optional<Json> settings;    // object or absent (null on the wire)
-  bool is_onboarded = false;
-  std::optional<std::string> timezone;
-  int64_t created_at_ms = 0;
-  std::optional<int64_t> updated_at_ms;
-  std::optional<int64_t> deleted_at_ms;
-  std::optional<std::string> organization_id;
-  std::string role = "member";
-  // The last profile picture URL WorkOS showed us (events, fetches,
-  // provisioning): user.resetAvatar's offline fallback.
-  std::optional<std::string> profile_picture_url;
-  // True while a user provisioned offline still waits for its WorkOS profile.
-  bool profile_pending = false;
-  // WorkOS's updated_at of the last WorkOS state applied to this record
-  // (events, reconciliation, fetches): a state older than this is stale and
-  // is not applied, whatever order the feed delivered it in.
-  std::optional<int64_t> workos_updated_at_ms;
-  // WorkOS's external_id for this user as last seen or set by this host
-  // (SPEC 4b); nullopt while unknown. Equal to `id` once the id is shared.
-  std::optional<std::string> external_id;
-  // The id came from an import (an earlier system's id) and WorkOS refused
-  // to carry it: it stays on this host and is not re-keyed away.
-  bool id_from_import = false;
-  uint64_t txid = 0;  // transactionId of the last change
-
-  bool live() const { return !deleted_at_ms.has_value(); }
-};
-
-enum class JobOp { kUpdate, kDelete, kFetch };
-const char* JobOpName(JobOp op);
-
-// A unit of work for WorkOS. `fields` holds the WorkOS-owned fields that
-// changed (first_name, last_name, email) for updates.
-struct OutboxJob {
-  uint64_t id = 0;
-  std::string user_id;
-  std::string workos_id;
-  JobOp op = JobOp::kUpdate;
-  Json fields = Json::object();
-  uint64_t txid = 0;  // the mutation that created it
-  int64_t created_at_ms = 0;
-  uint32_t attempts = 0;
-  int64_t next_attempt_at_ms = 0;
-  std::string last_error;
-};
-
-struct DeadLetter {
-  OutboxJob job;  // job.id is the dead letter's id
-  int status = 0;  // last HTTP status, 0 for network errors / too old
-  std::string body;
-  int64_t failed_at_ms = 0;
-};
-
-enum class ChangeOp { kUpsert, kDelete };
-
-struct Change {
-  uint64_t txid = 0;
-  ChangeOp op = ChangeOp::kUpsert;
-  UserRecord user;
-  int64_t at_ms = 0;
-};
 
 // JSON values written into records (settings, job fields) may nest at most
 // this many levels, the value itself being level 1 (the domain's limit).

@@ -55,113 +55,14 @@ std::string Describe(const HttpResponse& r) {
   return s;
 }
 
-// Compares a PUT's answer (the WorkOS user after the change) with what was
-// sent. Returns a description naming each field that WorkOS shows with
-// another value, or nullopt when every field sent took (or the answer is not
-// a user object, so there is nothing to compare). Emails compare
-// case-insensitively: WorkOS may lower-case them.
-std::optional<std::string> FieldsFromAnswerNotTaken(const Json& sent, const std::string& answer_text) {
-  Json answer = Json::parse(answer_text, nullptr, false);
-  if (!answer.is_object() || !sent.is_object()) return std::nullopt;
-  Json mismatches = Json::array();
-  for (auto it = sent.begin(); it != sent.end(); ++it) {
-    auto got = answer.find(it.key());
-    if (got == answer.end()) continue;  // not shown: cannot tell
-    bool same = *got == it.value();
-    if (!same && it.key() == "metadata" && got->is_object() && it.value().is_object()) {
-      // Under merge semantics WorkOS may show more keys than were sent (and
-      // may drop keys sent as ""): compare what was sent.
-      same = true;
-      for (auto kv = it.value().begin(); kv != it.value().end(); ++kv) {
-        auto g = got->find(kv.key());
-        bool empty_sent = kv.value().is_string() && kv.value().get_ref<const std::string&>().empty();
-        if (g == got->end() ? !empty_sent : *g != kv.value()) same = false;
-      }
-    }
-    if (!same && it.key() == "email" && got->is_string() && it.value().is_string()) {
-      same = ToLowerAscii(got->get<std::string>()) == ToLowerAscii(it.value().get<std::string>());
-    }
-    if (!same) mismatches.push_back(Json{{"field", it.key()}, {"sent", it.value()}, {"answered", *got}});
-  }
-  if (mismatches.empty()) return std::nullopt;
-  std::string names;
-  for (const auto& m : mismatches) names += (names.empty() ? "" : ", ") + m["field"].get<std::string>();
-  return Json{{"error", "WorkOS answered the update with other values; the change did not take: " + names},
-              {"fields", mismatches}}
-      .dump(-1, ' ', false, Json::error_handler_t::replace);
+// 401: the API key is wrong or revoked; 403: it lacks a permission.
+// Neither heals by itself, but neither is the change's fault: the job waits
+// (backoff, the whole sender paused) instead of going to the dead letters.
+bool KeyRefused(const HttpResponse& r) {
+  return r.status == 401 || r.status == 403;
 }
 
 }  // namespace
-
-bool NeedsRead(const Json& fields, const domain::SyncPolicy& sync) {
-  if (!fields.is_object()) return false;
-  if (fields.contains("external_id")) return true;
-  if (!sync.metadata.enabled) return false;
-  for (auto name : domain::kSharedFields)
-    if (fields.contains(std::string(name))) return true;
-  return false;
-}
-
-PutPlan PlanPut(const Json& fields, const domain::WorkosProfileSource::Profile& shown, const domain::SyncPolicy& sync) {
-  PutPlan plan;
-  if (!fields.is_object()) return plan;
-  for (const char* k : {"first_name", "last_name", "email"})
-    if (auto it = fields.find(k); it != fields.end()) plan.body[k] = *it;
-
-  if (sync.metadata.enabled) {
-    bool any = false;
-    for (auto name : domain::kSharedFields) any = any || fields.contains(std::string(name));
-    if (any) {
-      Json doc = Json::object();
-      auto shown_doc = domain::DecodeDocument(shown.metadata, sync.metadata);
-      if (!shown_doc.ok()) {
-        LogWarn("outbox: WorkOS holds an unreadable shared-fields document; writing a new one",
-                {{"workos_id", shown.workos_id}, {"error", shown_doc.status().message()}});
-      } else if (shown_doc->has_value()) {
-        doc = std::move(**shown_doc);
-      }
-      for (auto name : domain::kSharedFields) {
-        std::string key(name);
-        if (auto it = fields.find(key); it != fields.end()) doc[key] = *it;
-      }
-      auto md = domain::MetadataForPut(shown.metadata, doc, sync.metadata);
-      if (!md.ok()) {
-        plan.refusal =
-            Json{{"error", "the shared fields cannot be written to WorkOS metadata: " + md.status().message()}}.dump(
-                -1, ' ', false, Json::error_handler_t::replace);
-        return plan;
-      }
-      plan.body["metadata"] = std::move(*md);
-    }
-  }
-
-  if (auto it = fields.find("external_id"); it != fields.end() && it->is_string()) {
-    const std::string& want = it->get_ref<const std::string&>();
-    bool imported = fields.value("external_id_import", false);
-    const std::optional<std::string>& have = shown.external_id;
-    if (!have) {
-      plan.body["external_id"] = want;
-      plan.sets_external_id = true;
-    } else if (ToLowerAscii(*have) == ToLowerAscii(want)) {
-      plan.learned_external_id = have;
-    } else if (imported) {
-      plan.refusal = Json{
-          {"error",
-           "WorkOS already holds another external_id for this user; the imported id stays "
-           "on this host only"},
-          {"external_id", *have},
-          {"imported_id",
-           want}}.dump(-1, ' ', false, Json::error_handler_t::replace);
-      plan.keep_imported_id = true;
-      return plan;
-    } else {
-      // Another host published its id first (a UUID: this host re-keys), or
-      // the application owns external_id (never changed).
-      plan.learned_external_id = have;
-    }
-  }
-  return plan;
-}
 
 int64_t BackoffDelayMs(const OutboxOptions& o, uint32_t attempt, double random01,
                        std::optional<int64_t> retry_after_ms) {
@@ -226,6 +127,7 @@ struct OutboxSender::Impl {
   size_t in_flight = 0;
   bool paused = false;
   bool probe_in_flight = false;
+  bool pause_for_key = false;  // the pause began with a 401/403
   int64_t pause_until = 0;
   uint32_t pause_attempt = 0;
   int64_t hold_until = 0;            // Retry-After floor for every send
@@ -233,9 +135,39 @@ struct OutboxSender::Impl {
   bool delete_in_flight = false;
   // Last job id of a delivered batch -> its user, busy until the deletion commits.
   std::unordered_map<uint64_t, std::string> removal_owner;
+  // Answered publishes waiting for their store write (one WriteOp at a time).
+  struct Settle {
+    std::string uid;
+    std::vector<uint64_t> batch;
+    domain::PublishSent sent;
+    std::optional<domain::Profile> answer;  // the user after a 2xx, when readable
+    std::optional<std::string> refusal;     // a dead letter instead (RefusePublish)
+    int status = 0;
+    // What a read first showed of external_id.
+    std::optional<std::optional<std::string>> learned_external_id;
+    bool keep_imported_id = false;
+    std::string workos_id;
+    // Set by the write: the last job of the batch is still there.
+    bool kept = false;
+    std::optional<std::string> not_taken;
+  };
+  static Settle MakeSettle(const std::string& uid, const std::vector<uint64_t>& batch, domain::PublishSent sent,
+                           int status, std::optional<std::string> refusal = std::nullopt) {
+    Settle s;
+    s.uid = uid;
+    s.batch = batch;
+    s.sent = std::move(sent);
+    s.status = status;
+    s.refusal = std::move(refusal);
+    return s;
+  }
+  std::vector<Settle> settle_buf;
+  bool settle_in_flight = false;
+  bool budget_wait = false;  // the last Pump stopped at the request budget
 
   uint64_t requests = 0, delivered = 0, dead_lettered = 0, pending_writes = 0;
   uint64_t not_taken_count = 0;  // PUTs answered 2xx with another value
+  uint64_t reads_first = 0, kept_count = 0;
   std::map<int, uint64_t> by_status;
   int64_t next_wakeup = 0;
 
@@ -351,6 +283,20 @@ struct OutboxSender::Impl {
     if (more && jobs.size() < kWindow / 2) kick_pending = true;
   }
 
+  // Drops jobs whose removal has already committed from memory.
+  void Drop(const std::string& uid, const std::vector<uint64_t>& ids) {
+    auto it = users.find(uid);
+    for (uint64_t id : ids) {
+      jobs.erase(id);
+      if (it != users.end()) {
+        auto& d = it->second.ids;
+        auto pos = std::find(d.begin(), d.end(), id);
+        if (pos != d.end()) d.erase(pos);
+      }
+    }
+    if (more && jobs.size() < kWindow / 2) kick_pending = true;
+  }
+
   // ------------------------------------------------------------ sending
 
   void Pump() {
@@ -360,7 +306,9 @@ struct OutboxSender::Impl {
       Arm(now);
       return;
     }
-    if (paused && !probe_in_flight && workos->state() == UpstreamState::kOnline) {
+    // A pause for a refused key ends only when a request of its own is
+    // accepted: other traffic (the events poll) may use no key at all.
+    if (paused && !pause_for_key && !probe_in_flight && workos->state() == UpstreamState::kOnline) {
       Resume("WorkOS answered other requests");
     }
     while (!ready.empty()) {
@@ -375,6 +323,11 @@ struct OutboxSender::Impl {
       if (in_flight >= MaxInFlight() || now < hold_until) break;
       bool probe = paused;
       if (paused && (now < pause_until || probe_in_flight)) break;
+      if (opt.budget && !opt.budget->TryTake(clock.MonotonicMs())) {
+        budget_wait = true;
+        break;
+      }
+      budget_wait = false;
       Send(uid, probe);
       if (probe) break;
     }
@@ -390,6 +343,10 @@ struct OutboxSender::Impl {
       bool can_send = in_flight < MaxInFlight() && !(paused && probe_in_flight);
       if (can_send) {
         int64_t t = std::max(ready.begin()->first, hold_until);
+        if (budget_wait && opt.budget) {
+          int64_t mono = clock.MonotonicMs();
+          t = std::max(t, now + (opt.budget->NextAt(mono) - mono));
+        }
         if (paused) {
           t = std::max(t, pause_until);
           t = std::min(t, now + kOnlineCheckMs);
@@ -428,134 +385,229 @@ struct OutboxSender::Impl {
     const OutboxJob& head = jobs.at(q.ids.front()).job;
     JobOp op = head.op;
     std::string workos_id = head.workos_id;
-    Json fields = head.fields.is_object() ? head.fields : Json::object();
     if (op == JobOp::kUpdate) {
+      // Jobs of an earlier release: several update jobs of one user in a
+      // row, sent as one.
       for (size_t i = 1; i < q.ids.size() && batch.size() < kMaxMerge; ++i) {
         const OutboxJob& j = jobs.at(q.ids[i]).job;
         if (j.op != JobOp::kUpdate || j.workos_id != workos_id) break;
-        if (j.fields.is_object()) fields.update(j.fields);
         batch.push_back(j.id);
       }
     }
     ++in_flight;
     ++requests;
     if (probe) probe_in_flight = true;
-    if (op == JobOp::kUpdate && opt.sync->metadata.enabled == false) {
-      for (auto name : domain::kSharedFields) fields.erase(std::string(name));
-    }
-    if (op == JobOp::kUpdate && NeedsRead(fields, *opt.sync)) {
-      // Read-modify-write (SPEC 4b): the document and external_id are
-      // written over what WorkOS shows now.
-      workos->GetUserRaw(workos_id, [this, alive = alive, uid, batch, probe, workos_id, fields](HttpResponse&& g) {
-        if (!*alive) return;
-        if (closed || g.cancelled || !Is2xx(g.status)) return OnResponse(uid, batch, probe, std::move(g), nullptr);
-        auto shown = ParseWorkosUser(Json::parse(g.body, nullptr, false));
-        if (!shown) {
-          std::string why = Json{{"error", "WorkOS returned an unreadable user"}}.dump();
-          return OnResponse(uid, batch, probe, std::move(g), nullptr, why);
-        }
-        PutPlan plan = PlanPut(fields, *shown, *opt.sync);
-        if (plan.learned_external_id || plan.keep_imported_id) SubmitLearn(workos_id, plan);
-        if (plan.refusal) return OnResponse(uid, batch, probe, std::move(g), nullptr, plan.refusal);
-        if (plan.body.empty()) return OnResponse(uid, batch, probe, std::move(g), nullptr);
-        ++requests;
-        auto sent = std::make_shared<Json>(plan.body);
-        bool sets = plan.sets_external_id;
-        workos->PutUser(workos_id, plan.body,
-                        [this, alive, uid, batch, probe, sent, sets, workos_id, fields](HttpResponse&& r) {
-                          if (!*alive) return;
-                          if (sets && Is2xx(r.status) && !closed && !r.cancelled) {
-                            PutPlan learned;
-                            learned.learned_external_id = fields["external_id"].get<std::string>();
-                            SubmitLearn(workos_id, learned);
-                          }
-                          OnResponse(uid, batch, probe, std::move(r), sent.get());
-                        });
-      });
-      return;
-    }
-    auto sent = op == JobOp::kUpdate ? std::make_shared<Json>(fields) : nullptr;
-    auto cb = [this, alive = alive, uid, batch, probe, sent](HttpResponse&& r) {
+    auto cb = [this, alive = alive, uid, batch, probe](HttpResponse&& r) {
       if (!*alive) return;
-      OnResponse(uid, batch, probe, std::move(r), sent.get());
+      OnResponse(uid, batch, probe, std::move(r));
     };
     switch (op) {
-      case JobOp::kUpdate:
-        if (fields.empty()) {
-          // Everything it carried is off (sharing disabled): nothing to send.
-          HttpResponse none;
-          none.status = 200;
-          return OnResponse(uid, batch, probe, std::move(none), nullptr);
-        }
-        workos->PutUser(workos_id, fields, std::move(cb));
-        break;
-      case JobOp::kDelete:
-        workos->DeleteUser(workos_id, std::move(cb));
-        break;
-      case JobOp::kFetch:
-        workos->GetUserRaw(workos_id, std::move(cb));
-        break;
+      case JobOp::kUpdate: return SendUpdate(uid, batch, probe);
+      case JobOp::kDelete: return workos->DeleteUser(workos_id, std::move(cb));
+      case JobOp::kFetch: return workos->GetUserRaw(workos_id, std::move(cb));
     }
   }
 
-  // `refusal`: the job cannot be applied to the user WorkOS showed (the
-  // answer of the read in a read-modify-write); it becomes a dead letter.
-  void OnResponse(const std::string& uid, const std::vector<uint64_t>& batch, bool probe, HttpResponse&& r,
-                  const Json* sent, std::optional<std::string> refusal = std::nullopt) {
+  // What the store holds now for a publish of `batch`: the jobs' fields
+  // merged in order (later writes merged into the last job since it was
+  // loaded), and the user. Without a record the document is not sent.
+  bool ReadPublishState(const std::vector<uint64_t>& batch, Json* fields, std::optional<UserRecord>* user,
+                        std::string* error) {
+    auto txn = store->BeginRead();
+    if (!txn.ok()) return *error = txn.status().ToString(), false;
+    std::string user_id;
+    for (uint64_t id : batch) {
+      auto j = txn->GetJob(id);
+      if (!j.ok()) return *error = j.status().ToString(), false;
+      if (!j->has_value()) continue;
+      user_id = (*j)->user_id;
+      if ((*j)->fields.is_object()) fields->update((*j)->fields);
+    }
+    if (user_id.empty()) return true;
+    auto u = txn->GetUser(user_id);
+    if (!u.ok()) return *error = u.status().ToString(), false;
+    *user = std::move(*u);
+    return true;
+  }
+
+  // A job's whole pending state as if sent: what a refusal buries.
+  domain::PublishSent SentOf(const Json& fields, const UserRecord& u) const {
+    domain::PublishSent sent;
+    for (auto name : domain::kOwnedFields)
+      if (auto it = fields.find(std::string(name)); it != fields.end()) sent.owned[std::string(name)] = *it;
+    sent.doc = fields.contains(std::string(domain::kJobDocument));
+    for (auto name : domain::kSharedFields) sent.doc = sent.doc || fields.contains(std::string(name));
+    sent.doc_versions = u.shared_versions;
+    if (auto it = fields.find("external_id"); it != fields.end() && it->is_string()) sent.external_id = *it;
+    return sent;
+  }
+
+  void SendUpdate(const std::string& uid, const std::vector<uint64_t>& batch, bool probe) {
+    const std::string workos_id = jobs.at(batch.front()).job.workos_id;
+    Json fields = Json::object();
+    std::optional<UserRecord> user;
+    std::string error;
+    if (!ReadPublishState(batch, &fields, &user, &error)) {
+      HttpResponse failed;
+      failed.error = "cannot read the outbox job: " + error;
+      return RetryLater(uid, batch, probe, failed, /*upstream=*/false);
+    }
+    if (!user) fields.erase(std::string(domain::kJobDocument));
+    UserRecord u = user.value_or(UserRecord{});
+    domain::PublishPlan plan = domain::PlanPublish(fields, u, nullptr, *opt.sync);
+    if (!plan.read_first) return Publish(uid, batch, probe, workos_id, std::move(plan), /*second=*/false);
+    ++reads_first;
+    workos->GetUserRaw(workos_id, [this, alive = alive, uid, batch, probe, workos_id, fields, u](HttpResponse&& g) {
+      if (!*alive) return;
+      // Refused before anything was sent: the dead letter takes the job's
+      // whole pending state.
+      domain::PublishSent all = SentOf(fields, u);
+      if (closed || g.cancelled || !Is2xx(g.status)) return OnResponse(uid, batch, probe, std::move(g), &all);
+      auto shown = ParseWorkosUser(Json::parse(g.body, nullptr, false));
+      if (!shown) {
+        std::string why = Json{{"error", "WorkOS returned an unreadable user"}}.dump();
+        return Finish(probe, g.status, MakeSettle(uid, batch, all, g.status, why));
+      }
+      domain::PublishPlan plan = domain::PlanPublish(fields, u, &*shown, *opt.sync);
+      Publish(uid, batch, probe, workos_id, std::move(plan), /*second=*/true);
+    });
+  }
+
+  // Sends a planned publish (the PUT), or settles it at once when there is
+  // nothing to send or it cannot apply. `second`: a GET went first.
+  void Publish(const std::string& uid, const std::vector<uint64_t>& batch, bool probe, const std::string& workos_id,
+               domain::PublishPlan plan, bool second) {
+    Settle s = MakeSettle(uid, batch, plan.sent, 200);
+    s.learned_external_id = plan.learned_external_id;
+    s.keep_imported_id = plan.keep_imported_id;
+    s.workos_id = workos_id;
+    if (plan.refusal) {
+      s.refusal = plan.refusal;
+      return Finish(probe, 0, std::move(s));
+    }
+    if (plan.body.empty()) {
+      --requests;  // nothing to send after all (no request was made)
+      return Finish(probe, -1, std::move(s));
+    }
+    if (second) {
+      ++requests;
+      if (opt.budget) opt.budget->Charge(clock.MonotonicMs());
+    }
+    workos->PutUser(workos_id, plan.body, [this, alive = alive, s = std::move(s), probe](HttpResponse&& r) mutable {
+      if (!*alive) return;
+      OnPublishAnswer(std::move(s), probe, std::move(r));
+    });
+  }
+
+  void OnPublishAnswer(Settle s, bool probe, HttpResponse&& r) {
+    if (closed || r.cancelled || !Is2xx(r.status)) return OnResponse(s.uid, s.batch, probe, std::move(r), &s.sent);
+    s.status = r.status;
+    s.answer = ParseWorkosUser(Json::parse(r.body, nullptr, false));
+    Finish(probe, r.status, std::move(s));
+  }
+
+  // The end of a request whose publish is settled by a store write: the
+  // user stays busy until that write commits (SettleDone).
+  void Finish(bool probe, int status, Settle s) {
     --in_flight;
     if (probe) probe_in_flight = false;
-    // Cancelled at shutdown: the jobs stay in the store and go out after the
-    // restart.
-    if (closed || r.cancelled) return;
-    ++by_status[r.status];
+    if (closed) return;
+    if (status >= 0) ++by_status[status];
+    if (paused && status >= 0) Resume("WorkOS answered");
+    settle_buf.push_back(std::move(s));
+    if (!settle_in_flight) FlushSettles();
+    Pump();
+  }
+
+  // A failed attempt to retry later (the job's backoff; with `upstream`,
+  // the whole sender pauses too).
+  void RetryLater(const std::string& uid, const std::vector<uint64_t>& batch, bool probe, const HttpResponse& r,
+                  bool upstream) {
     auto uit = users.find(uid);
     auto hit = jobs.find(batch.front());
-    if (uit == users.end() || hit == jobs.end()) return;  // cannot happen: busy users keep their jobs
+    if (uit == users.end() || hit == jobs.end()) return;
     uit->second.busy = false;
     int64_t now = clock.NowMs();
     Entry& head = hit->second;
-    JobOp op = head.job.op;
+    uint32_t attempt = head.job.attempts;
+    int64_t delay = BackoffDelayMs(opt, attempt, random(), r.retry_after_ms);
+    head.job.attempts = attempt + 1;
+    head.job.next_attempt_at_ms = now + delay;
+    head.job.last_error = Describe(r);
+    head.due_ms = now + delay;
+    head.last_status = r.status;
+    SubmitUpdate(head.job);
+    LogDebug(
+        "outbox: retrying later",
+        {{"job", std::to_string(head.job.id)}, {"delay_ms", std::to_string(delay)}, {"error", head.job.last_error}});
+    if (r.retry_after_ms) hold_until = std::max(hold_until, now + BackoffDelayMs(opt, 0, 0.0, r.retry_after_ms));
+    if (upstream) {
+      if (!paused) {
+        paused = true;
+        pause_for_key = KeyRefused(r);
+        pause_attempt = 0;
+        pause_until = now + BackoffDelayMs(opt, 0, random(), r.retry_after_ms);
+        if (KeyRefused(r)) {
+          LogWarn("outbox: WorkOS refuses the API key; pausing delivery until it is accepted (nothing is dropped)",
+                  {{"status", std::to_string(r.status)}, {"retry_in_ms", std::to_string(pause_until - now)}});
+        } else {
+          LogWarn("outbox: WorkOS is not answering; pausing delivery",
+                  {{"error", head.job.last_error.substr(0, 200)}, {"retry_in_ms", std::to_string(pause_until - now)}});
+        }
+      } else if (probe) {
+        ++pause_attempt;
+        pause_until = now + BackoffDelayMs(opt, pause_attempt, random(), r.retry_after_ms);
+      }
+    }
+    Reschedule(uid);
+  }
 
+  // `sent`: what a publish sent, when the answer refuses it.
+  void OnResponse(const std::string& uid, const std::vector<uint64_t>& batch, bool probe, HttpResponse&& r,
+                  const domain::PublishSent* sent = nullptr) {
+    if (closed || r.cancelled) {
+      // Cancelled at shutdown: the jobs stay in the store and go out after
+      // the restart.
+      --in_flight;
+      if (probe) probe_in_flight = false;
+      return;
+    }
+    auto uit = users.find(uid);
+    auto hit = jobs.find(batch.front());
+    if (uit == users.end() || hit == jobs.end()) {  // cannot happen: busy users keep their jobs
+      --in_flight;
+      if (probe) probe_in_flight = false;
+      return;
+    }
+    Entry& head = hit->second;
+    JobOp op = head.job.op;
     bool ok = Is2xx(r.status) || (op == JobOp::kDelete && r.status == 404);
     // A re-read of a user WorkOS no longer has: the feed brings the delete.
     bool gone =
         op == JobOp::kFetch && r.status == 404 && head.job.fields.is_object() && head.job.fields.value("resync", false);
-    if (gone) {
-      ok = true;
-      op = JobOp::kDelete;  // nothing to apply: delivered
+    if (op == JobOp::kUpdate && !ok && !IsRetryable(r) && !KeyRefused(r)) {
+      // WorkOS answered, and refused: a dead letter with what was asked
+      // for, and the user's later jobs go on.
+      LogWarn(
+          "outbox: WorkOS refused a change; moved to dead letters",
+          {{"job", std::to_string(batch.front())}, {"user", head.job.user_id}, {"status", std::to_string(r.status)}});
+      Settle s = MakeSettle(uid, batch, sent ? *sent : domain::PublishSent{}, r.status, r.body.substr(0, 4096));
+      return Finish(probe, r.status, std::move(s));
     }
+    --in_flight;
+    if (probe) probe_in_flight = false;
+    ++by_status[r.status];
     std::optional<domain::WorkosProfileSource::Profile> profile;
     if (ok && op == JobOp::kFetch) {
       profile = ParseWorkosUser(Json::parse(r.body, nullptr, false));
       if (!profile) ok = false;  // an unreadable user: not worth retrying
     }
-
-    std::optional<std::string> not_taken;
-    if (ok && op == JobOp::kUpdate && sent) not_taken = FieldsFromAnswerNotTaken(*sent, r.body);
-
-    if (ok && refusal) {
-      if (paused) Resume("a request succeeded");
-      std::vector<OutboxJob> dead;
-      for (uint64_t id : batch) dead.push_back(jobs.at(id).job);
-      LogWarn("outbox: the change cannot be applied to the user WorkOS shows; moved to dead letters",
-              {{"job", std::to_string(batch.front())}, {"user", head.job.user_id}, {"detail", *refusal}});
-      SubmitDeadLetter(std::move(dead), r.status, *refusal);
-      dead_lettered += batch.size();
-      Forget(uid, batch);
-    } else if (ok && not_taken) {
-      // WorkOS said yes but shows another value: the change did not take.
-      // A dead letter naming the field, instead of a silent revert when the
-      // next event arrives (SPEC 4).
-      if (paused) Resume("a request succeeded");
-      std::vector<OutboxJob> dead;
-      for (uint64_t id : batch) dead.push_back(jobs.at(id).job);
-      LogWarn("outbox: WorkOS answered the update without taking a field; moved to dead letters",
-              {{"job", std::to_string(batch.front())}, {"user", head.job.user_id}, {"detail", *not_taken}});
-      SubmitDeadLetter(std::move(dead), r.status, *not_taken);
-      dead_lettered += batch.size();
-      ++not_taken_count;
-      Forget(uid, batch);
-    } else if (ok) {
+    if (gone) {
+      ok = true;
+      op = JobOp::kDelete;  // nothing to apply: delivered
+    }
+    if (ok) {
+      uit->second.busy = false;
       if (paused) Resume("a request succeeded");
       if (op == JobOp::kFetch) {
         SubmitFetchApply(head.job, *profile);
@@ -569,36 +621,12 @@ struct OutboxSender::Impl {
       }
       delivered += batch.size();
       Forget(uid, batch);
-    } else if (IsRetryable(r)) {
-      uint32_t attempt = head.job.attempts;
-      int64_t delay = BackoffDelayMs(opt, attempt, random(), r.retry_after_ms);
-      head.job.attempts = attempt + 1;
-      head.job.next_attempt_at_ms = now + delay;
-      head.job.last_error = Describe(r);
-      head.due_ms = now + delay;
-      head.last_status = r.status;
-      SubmitUpdate(head.job);
-      LogDebug(
-          "outbox: retrying later",
-          {{"job", std::to_string(head.job.id)}, {"delay_ms", std::to_string(delay)}, {"error", head.job.last_error}});
-      if (r.retry_after_ms) {
-        hold_until = std::max(hold_until, now + BackoffDelayMs(opt, 0, 0.0, r.retry_after_ms));
-      }
-      if (UpstreamDown(r)) {
-        if (!paused) {
-          paused = true;
-          pause_attempt = 0;
-          pause_until = now + BackoffDelayMs(opt, 0, random(), r.retry_after_ms);
-          LogWarn("outbox: WorkOS is not answering; pausing delivery",
-                  {{"error", head.job.last_error.substr(0, 200)}, {"retry_in_ms", std::to_string(pause_until - now)}});
-        } else if (probe) {
-          ++pause_attempt;
-          pause_until = now + BackoffDelayMs(opt, pause_attempt, random(), r.retry_after_ms);
-        }
-      }
+    } else if (IsRetryable(r) || KeyRefused(r)) {
+      RetryLater(uid, batch, probe, r, UpstreamDown(r) || KeyRefused(r));
+      Pump();
+      return;
     } else {
-      // WorkOS answered, and refused: a dead letter, and the user's later
-      // jobs go on.
+      uit->second.busy = false;
       if (paused) Resume("WorkOS answered");
       std::vector<OutboxJob> dead;
       for (uint64_t id : batch) dead.push_back(jobs.at(id).job);
@@ -633,6 +661,7 @@ struct OutboxSender::Impl {
 
   void Resume(const char* why) {
     paused = false;
+    pause_for_key = false;
     pause_attempt = 0;
     pause_until = 0;
     LogInfo("outbox: WorkOS is answering; resuming delivery", {{"reason", why}});
@@ -772,20 +801,86 @@ struct OutboxSender::Impl {
         });
   }
 
-  // Records what the read of a read-modify-write taught about external_id
-  // (domain::LearnExternalId, which may re-key the user), or keeps an
-  // imported id WorkOS refused.
-  void SubmitLearn(const std::string& workos_id, const PutPlan& plan) {
+  // The store writes of answered publishes, grouped like deletions: one
+  // WriteOp at a time carries every publish answered while the previous one
+  // was committing. Each publish settles in its own nested transaction, so
+  // one that cannot be applied (logged) does not hold back the others.
+  void FlushSettles() {
+    if (settle_buf.empty()) return;
+    auto batch = std::make_shared<std::vector<Settle>>(std::move(settle_buf));
+    settle_buf.clear();
+    settle_in_flight = true;
     int64_t now = clock.NowMs();
-    auto learned = plan.learned_external_id;
-    bool keep = plan.keep_imported_id;
     Submit(
-        [workos_id, learned, keep, now, sync = opt.sync](WriteTxn& t) -> Status {
-          domain::MutationContext ctx{now, sync.get()};
-          if (keep) return domain::KeepImportedId(t, workos_id, ctx);
-          return domain::LearnExternalId(t, workos_id, *learned, ctx);
+        [batch, now, sync = opt.sync](WriteTxn& t) -> Status {
+          const domain::MutationContext ctx{now, sync.get()};
+          for (Settle& s : *batch) {
+            s.kept = false;
+            s.not_taken.reset();
+            auto child = t.BeginNested();
+            if (!child.ok()) return child.status();
+            Status st = SettleOne(*child, s, ctx);
+            if (st.ok()) {
+              USERSD_RETURN_IF_ERROR(child->Commit());
+              continue;
+            }
+            child->Abort();
+            if (st.code() == Code::kMapFull) return st;
+            LogError("outbox: could not record a publish; it is sent again",
+                     {{"job", std::to_string(s.batch.back())}, {"error", st.ToString()}});
+            s.kept = true;
+          }
+          return Status::Ok();
         },
-        {}, "record WorkOS's external_id");
+        {}, "record publishes",
+        [this, batch] {
+          settle_in_flight = false;
+          for (Settle& s : *batch) SettleDone(s);
+          FlushSettles();
+          Pump();
+        });
+  }
+
+  static Status SettleOne(WriteTxn& t, Settle& s, const domain::MutationContext& ctx) {
+    if (s.keep_imported_id) {
+      USERSD_RETURN_IF_ERROR(domain::KeepImportedId(t, s.workos_id, ctx));
+    } else if (s.learned_external_id) {
+      USERSD_RETURN_IF_ERROR(domain::LearnExternalId(t, s.workos_id, *s.learned_external_id, ctx));
+    }
+    auto r = s.refusal ? domain::RefusePublish(t, s.batch, s.sent, s.status, *s.refusal, ctx)
+                       : domain::CompletePublish(t, s.batch, s.sent, s.answer, s.status, ctx);
+    if (!r.ok()) return r.status();
+    s.kept = r->job_kept;
+    s.not_taken = r->not_taken;
+    return Status::Ok();
+  }
+
+  // After the write: delivered jobs leave the window; a kept job (written
+  // to during the flight) is due again at once.
+  void SettleDone(const Settle& s) {
+    if (s.refusal) {
+      ++dead_lettered;
+      LogWarn("outbox: the change cannot be applied; moved to dead letters",
+              {{"job", std::to_string(s.batch.back())}, {"detail", s.refusal->substr(0, 300)}});
+    } else if (s.not_taken) {
+      ++dead_lettered;
+      ++not_taken_count;
+      LogWarn("outbox: WorkOS answered the update without taking a field; moved to dead letters",
+              {{"job", std::to_string(s.batch.back())}, {"detail", s.not_taken->substr(0, 300)}});
+    }
+    if (!s.refusal && !s.not_taken) delivered += s.batch.size();
+    std::vector<uint64_t> gone(s.batch.begin(), s.batch.end() - (s.kept ? 1 : 0));
+    Drop(s.uid, gone);
+    if (s.kept) {
+      ++kept_count;
+      if (auto e = jobs.find(s.batch.back()); e != jobs.end()) {
+        e->second.due_ms = clock.NowMs();
+        e->second.job.attempts = 0;
+        e->second.job.last_error.clear();
+      }
+    }
+    if (auto u = users.find(s.uid); u != users.end()) u->second.busy = false;
+    Reschedule(s.uid);
   }
 };
 
@@ -835,6 +930,7 @@ void OutboxSender::Close() {
   Impl& m = *impl_;
   if (m.closed) return;
   m.FlushDeletes();  // still accepted: the writer stops after the sync parts
+  m.FlushSettles();
   m.closed = true;
   if (m.timer_open) {
     uv_timer_stop(&m.timer);
@@ -854,7 +950,9 @@ OutboxStats OutboxSender::stats() const {
   s.delivered = m.delivered;
   s.dead_lettered = m.dead_lettered;
   s.not_taken = m.not_taken_count;
-  s.pending_writes = m.pending_writes + (m.delete_buf.empty() ? 0 : 1);
+  s.reads_first = m.reads_first;
+  s.kept = m.kept_count;
+  s.pending_writes = m.pending_writes + (m.delete_buf.empty() ? 0 : 1) + (m.settle_buf.empty() ? 0 : 1);
   s.sends_by_status = m.by_status;
   s.paused = m.paused;
   s.paused_until_ms = m.paused ? m.pause_until : 0;
@@ -876,6 +974,13 @@ void OutboxSender::ExportMetrics(Metrics& m) const {
   m.Set("usersd_outbox_delivered_total", {}, static_cast<double>(s.delivered));
   m.Set("usersd_outbox_dead_lettered_total", {}, static_cast<double>(s.dead_lettered));
   m.Set("usersd_outbox_not_taken_total", {}, static_cast<double>(s.not_taken));
+  m.Describe("usersd_outbox_reads_first_total", "counter",
+             "GETs made before a publish: an external_id not known to be empty, or a user that carries metadata keys "
+             "of the application (sync.metadata.read_first).");
+  m.Describe("usersd_outbox_kept_total", "counter",
+             "Publishes after which a write made during the request left the user to send again.");
+  m.Set("usersd_outbox_reads_first_total", {}, static_cast<double>(s.reads_first));
+  m.Set("usersd_outbox_kept_total", {}, static_cast<double>(s.kept));
 }
 
 }  // namespace usersd::sync

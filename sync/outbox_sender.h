@@ -1,48 +1,53 @@
-// OutboxSender: delivers the durable outbox to WorkOS (SPEC section 4).
+// OutboxSender: delivers the durable outbox to WorkOS (SPEC 4 and 4b).
 //
 // Jobs are written by the operations in the same transaction as their change
-// (store/store.h, table "outbox"). The sender keeps at most one request in
-// flight per WorkOS user (also across a re-key, when the window holds jobs
-// under the old local id and the new one), in job order; consecutive update jobs of one user are
-// merged into one PUT (later fields win) and removed together when it
-// succeeds. An update carrying shared fields or an id to publish (SPEC 4b)
-// first GETs the user and PUTs the metadata document with only its own
-// fields replaced, and external_id only while WorkOS has none (PlanPut);
-// what the GET shows about external_id is recorded, which may re-key the
-// user (domain/user_mutations.h). Delete jobs send DELETE (404 counts as
-// done). Fetch jobs GET the WorkOS profile: for users provisioned while
-// WorkOS was unreachable they fill in the local fields that are still
-// empty, record the profile picture and clear profile_pending; re-reads
-// ("resync", queued behind a held field) apply it like an event.
+// (domain/user_mutations.h): per user at most one pending update job, which
+// later writes merge into, plus delete and fetch jobs in order. The sender
+// keeps at most one request in flight per WorkOS user (also across a
+// re-key, when the window holds jobs under the old local id and the new
+// one), in job order. For an update it reads the job and the user from the
+// store at send time (so every write merged in since goes in the same
+// request) and sends what domain/publish.h plans: one PUT with the changed
+// WorkOS-owned fields and the whole versioned document, with a GET first
+// only where publish.h asks for one. The answer is applied through
+// domain::CompletePublish: what was delivered leaves the job, a write made
+// during the flight keeps the job (the user is sent again), parts WorkOS did
+// not take become dead letters. Consecutive update jobs (an outbox of an
+// earlier release) are merged into one request. Delete jobs send DELETE
+// (404 counts as done). Fetch jobs GET the WorkOS profile: for users
+// provisioned while WorkOS was unreachable they fill in the local fields
+// that are still empty; re-reads ("resync") apply it like an event.
+//
+// Pace: every request takes a token of the host's RequestBudget
+// (workos.requests_per_second), shared with reconciliation and resync.
 //
 // Failures: network errors, timeouts, 408, 429 and 5xx are retried with
 // exponential backoff and full jitter (initial_backoff_ms doubling up to
-// max_backoff_ms; a Retry-After header sets the floor). Other 4xx, and jobs
-// older than max_age_ms, move to the dead-letter table with the last status
-// and body; later jobs of that user go on.
+// max_backoff_ms; a Retry-After header sets the floor); so are 401 and 403
+// (the API key is wrong or lacks a permission: nothing is dead-lettered for
+// it, SPEC 4). Other 4xx, and jobs older than max_age_ms, move to the
+// dead-letter table with the last status and body; later jobs of that user
+// go on.
 //
-// Whole-sender backoff: a transport failure, 5xx or 429 means WorkOS as a
-// whole is in trouble, so the sender pauses: nothing new is sent until the
-// pause ends, then exactly one request (a probe) goes out; while probes fail
-// the pause grows on the same backoff schedule (Retry-After as a floor).
-// A success (or any other WorkOS answer, or the upstream state turning
-// online through other traffic such as the events poller) ends the pause and
-// everything due is sent again. Requests already in flight when the pause
-// begins finish normally. So an outage costs at most max_in_flight requests
-// plus one per backoff step, however deep the outbox is.
+// Whole-sender backoff: a transport failure, 5xx, 429, 401 or 403 means
+// WorkOS as a whole is in trouble (or refuses the key), so the sender
+// pauses: nothing new is sent until the pause ends, then exactly one request
+// (a probe) goes out; while probes fail the pause grows on the same backoff
+// schedule (Retry-After as a floor). A success (or any other WorkOS answer,
+// or the upstream state turning online through other traffic such as the
+// events poller) ends the pause and everything due is sent again. Requests
+// already in flight when the pause begins finish normally.
 //
 // Memory: the sender keeps a window of at most kWindow jobs (the oldest ids)
 // in memory, read from the store at Start and extended by reading only ids
-// above the highest one seen (Kick, and whenever the window runs low).
-// Jobs of one user are therefore always loaded in order. If the table holds
-// jobs the sender has not seen below that id (a dead letter re-queued under
-// its old id), a count check on Kick notices it and rescans.
+// above the highest one seen (Kick, and whenever the window runs low). If
+// the table holds jobs the sender has not seen below that id (a dead letter
+// re-queued under its old id), a count check on Kick notices it and rescans.
 //
 // State (attempts, next attempt time, last error) is persisted in the job
 // through the Writer, so backoff survives restarts. Delivery is at least
-// once: a job is deleted only after WorkOS acknowledged it; the next job of
-// that user may be sent before the deletion commits (a crash in between
-// re-sends the older job first, in order, which WorkOS treats as a repeat).
+// once: a job's delivered part is removed only after WorkOS acknowledged it,
+// and the user stays busy until that removal commits.
 //
 // Loop thread only. Owns one uv_timer_t; Close() before destruction, then
 // let the loop run once so the handle's close callback runs. Writer dones
@@ -64,6 +69,7 @@
 #include "common/metrics.h"
 #include "domain/user_mutations.h"
 #include "store/writer.h"
+#include "sync/request_budget.h"
 #include "sync/workos_client.h"
 
 namespace usersd::sync {
@@ -75,29 +81,9 @@ struct OutboxOptions {
   size_t max_in_flight = 8;  // usually workos.max_concurrency; 0 is treated as 1
   // identity.namespace, sync.metadata.* (never null).
   std::shared_ptr<const domain::SyncPolicy> sync = std::make_shared<const domain::SyncPolicy>();
+  // The host's WorkOS request budget (shared; null: unpaced).
+  std::shared_ptr<RequestBudget> budget;
 };
-
-// What a read-modify-write sends, decided from the job's merged fields and
-// the user WorkOS shows (SPEC 4b "Writes and conflicts"). Pure; for tests.
-struct PutPlan {
-  Json body = Json::object();  // the PUT; empty: nothing to send
-  // The job cannot apply (a dead letter with this JSON text): the shared
-  // fields do not fit, or WorkOS holds another external_id than an imported id.
-  std::optional<std::string> refusal;
-  bool keep_imported_id = false;  // the refusal keeps the imported id on this host
-  bool sets_external_id = false;  // the body publishes the id
-  // WorkOS's external_id, to record (and re-key to when it is a UUID).
-  std::optional<std::optional<std::string>> learned_external_id;
-};
-
-// True when the job's fields need the read first: the document or external_id.
-bool NeedsRead(const Json& fields, const domain::SyncPolicy& sync);
-
-// The body: WorkOS-owned fields as the job carries them; with shared fields,
-// the document WorkOS shows with only the job's fields replaced, chunked with
-// the application's metadata keys carried as shown; external_id only when
-// WorkOS has none.
-PutPlan PlanPut(const Json& fields, const domain::WorkosProfileSource::Profile& shown, const domain::SyncPolicy& sync);
 
 // Returns a uniform double in [0, 1).
 using Random = std::function<double()>;
@@ -116,6 +102,8 @@ struct OutboxStats {
   uint64_t delivered = 0;                   // jobs acknowledged by WorkOS
   uint64_t dead_lettered = 0;               // jobs moved to the dead-letter table
   uint64_t not_taken = 0;                   // PUTs answered 2xx showing another value (dead-lettered)
+  uint64_t reads_first = 0;                 // GETs made before a publish (publish.h says when)
+  uint64_t kept = 0;                        // publishes after which a write made meanwhile kept the job
   uint64_t pending_writes = 0;              // store writes submitted, not yet committed
   std::map<int, uint64_t> sends_by_status;  // 0 = transport failure
   bool paused = false;                      // whole-sender backoff in force

@@ -173,6 +173,12 @@ struct Reconciler::Impl {
       Arm(due - now);
       return false;
     }
+    // The host's shared budget (workos.requests_per_second) as well: a
+    // reconciliation never takes the outbox's share.
+    if (opt.budget && !opt.budget->TryTake(now)) {
+      Arm(std::max<int64_t>(1, opt.budget->NextAt(now) - now));
+      return false;
+    }
     last_request_ms = now;
     return true;
   }

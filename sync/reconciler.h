@@ -54,12 +54,16 @@
 #include "common/metrics.h"
 #include "domain/user_mutations.h"
 #include "store/writer.h"
+#include "sync/request_budget.h"
 #include "sync/workos_client.h"
 
 namespace usersd::sync {
 
 struct ReconcileOptions {
   double requests_per_second = 5;            // list and confirming requests (sync.reconcile.requests_per_second)
+  // The host's WorkOS budget (workos.requests_per_second), shared with the
+  // outbox; each request also takes a token of it. Null: not shared.
+  std::shared_ptr<RequestBudget> budget;
   int64_t interval_ms = 24LL * 3600 * 1000;  // 0: no timer (sync.reconcile.interval_hours)
   // Taken off interval_ms (never added, so a run is never later than the
   // interval SPEC 4b names): the daemon draws a random share of up to a

@@ -87,7 +87,12 @@ void WorkosClient::Call(const std::string& method, const std::string& path, std:
   });
 }
 
+void WorkosClient::ChargeUnpaced() {
+  if (budget_) budget_->Charge(clock_.MonotonicMs());
+}
+
 void WorkosClient::GetUser(const std::string& workos_id, std::function<void(GetResult)> cb) {
+  ChargeUnpaced();
   Call("GET", "/user_management/users/" + EncodePathSegment(workos_id), {}, [cb](HttpResponse&& r) {
     GetResult out;
     if (r.status == 200) {
@@ -128,6 +133,7 @@ void WorkosClient::DeleteUser(const std::string& workos_id, HttpCallback cb) {
 
 void WorkosClient::ListEvents(const std::optional<std::string>& after, const std::optional<std::string>& range_start,
                               int limit, HttpCallback cb) {
+  ChargeUnpaced();
   // events[] is the filter form WorkOS documents (brackets percent-encoded);
   // order=asc because WorkOS lists newest first unless asked otherwise.
   std::string path = "/events?events%5B%5D=user.created&events%5B%5D=user.updated&events%5B%5D=user.deleted"
@@ -145,6 +151,7 @@ void WorkosClient::ListUsers(const std::optional<std::string>& after, int limit,
 }
 
 void WorkosClient::Fetch(const std::string& url, HttpCallback cb) {
+  ChargeUnpaced();
   HttpRequest req;
   req.method = "GET";
   req.url = url;

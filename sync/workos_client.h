@@ -20,6 +20,7 @@
 #include "common/metrics.h"
 #include "domain/users_service.h"
 #include "sync/http_client.h"
+#include "sync/request_budget.h"
 
 namespace usersd::sync {
 
@@ -94,6 +95,11 @@ class WorkosClient : public domain::WorkosProfileSource, public WorkosApi {
   const WorkosOptions& options() const { return options_; }
   // Records the outcome of a call made outside this class.
   void Observe(const HttpResponse& r);
+  // The host's request budget (borrowed; may be null). The request path's
+  // reads, the events poll and JWKS fetches are not paced, but charged to
+  // it (SPEC 4b: they go first); the outbox and reconciliation take their
+  // tokens themselves.
+  void SetBudget(RequestBudget* budget) { budget_ = budget; }
 
  private:
   void Call(const std::string& method, const std::string& path, std::string body, HttpCallback cb);
@@ -104,6 +110,8 @@ class WorkosClient : public domain::WorkosProfileSource, public WorkosApi {
   bool offline_ = false;
   int64_t since_ms_;
   mutable int64_t last_probe_ms_ = 0;
+  RequestBudget* budget_ = nullptr;
+  void ChargeUnpaced();
 };
 
 // Percent-encodes a path segment (RFC 3986 unreserved characters pass).

@@ -25,6 +25,10 @@ std::optional<domain::WorkosProfileSource::Profile> ParseWorkosUser(const Json& 
   if (!u.is_object()) return std::nullopt;
   domain::WorkosProfileSource::Profile p;
   p.workos_id = StrField(u, "id");
+  p.shown.email = u.contains("email");
+  p.shown.first_name = u.contains("first_name");
+  p.shown.last_name = u.contains("last_name");
+  p.shown.external_id = u.contains("external_id");
   p.email = StrField(u, "email");
   p.first_name = StrField(u, "first_name");
   p.last_name = StrField(u, "last_name");
@@ -34,7 +38,10 @@ std::optional<domain::WorkosProfileSource::Profile> ParseWorkosUser(const Json& 
   p.updated_at_ms = ParseIso8601Ms(StrField(u, "updated_at"), kNoZoneIsUtc);
   std::string xid = StrField(u, "external_id");
   if (!xid.empty()) p.external_id = std::move(xid);
-  if (auto md = u.find("metadata"); md != u.end() && md->is_object()) p.metadata = *md;
+  if (auto md = u.find("metadata"); md != u.end() && md->is_object()) {
+    p.metadata = *md;
+    p.has_metadata = true;
+  }
   return p;
 }
 

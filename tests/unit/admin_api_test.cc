@@ -339,7 +339,8 @@ TEST_CASE("admin api: users.import is one all-or-nothing transaction that names 
   CHECK(DefectMessage(c.Call("admin.users.import", Json::object())) == "users: required");
 }
 
-TEST_CASE("admin api: deadLetters.retry re-enqueues a fresh job with the user's current values", "[admin]") {
+TEST_CASE("admin api: deadLetters.retry re-enqueues the value requested, unless a newer local write replaced it",
+          "[admin]") {
   Rig rig;
   std::string id = rig.SeedUser("user_1", "a@example.com", "Current");
   int64_t old = rig.clock.NowMs();
@@ -382,12 +383,33 @@ TEST_CASE("admin api: deadLetters.retry re-enqueues a fresh job with the user's 
   CHECK(j.last_error.empty());
   CHECK(j.created_at_ms == rig.clock.NowMs());
   CHECK(j.next_attempt_at_ms == rig.clock.NowMs());
-  CHECK(j.fields == Json{{"first_name", "Current"}});
+  // The value that was asked for and refused (SPEC 4; issue: a retry sent
+  // the current value, which had reverted to WorkOS's, and "succeeded").
+  CHECK(j.fields == Json{{"first_name", "Stale"}});
   Json ob = Ok(c.Call("admin.outbox.list"))["jobs"];
   REQUIRE(ob.size() == 1);
   CHECK(ob[0]["attempts"] == 0);
   CHECK(ob[0]["lastError"].is_null());
   CHECK(ob[0]["userId"] == id);
+
+  // Dead again, but this time the user wrote first_name once more since:
+  // the newer value is what WorkOS gets, not the dead letter's.
+  rig.Write([&](store::WriteTxn& t) -> Status {
+    auto cur = t.GetJob(j.id);
+    if (!cur.ok()) return cur.status();
+    store::OutboxJob again = **cur;
+    again.version = store::Version{5, 0, 1};
+    USERSD_RETURN_IF_ERROR(t.MoveToDeadLetter(again, 400, "{}", rig.clock.NowMs()));
+    auto u = t.GetUser(id);
+    if (!u.ok()) return u.status();
+    store::UserRecord after = **u;
+    after.owned_versions[1] = store::Version{9, 0, 1};  // first_name, written later
+    return t.PutUser(after, *u);
+  });
+  CHECK(Ok(c.Call("admin.deadLetters.retry", Json{{"all", true}}))["count"] == 1);
+  auto txn2 = rig.store->BeginRead();
+  REQUIRE(txn2.ok());
+  CHECK(txn2->ListJobs(0)->empty());
 }
 
 TEST_CASE("admin api: deadLetters.discard {all: true} drops every dead letter and counts them", "[admin]") {

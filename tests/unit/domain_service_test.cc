@@ -705,7 +705,8 @@ TEST_CASE("update is a partial patch; null clears avatarUrl, timezone, settings"
   CHECK(rig.LastTxid() == tx);
 }
 
-TEST_CASE("update queues an outbox job only for changed WorkOS-owned fields", "[domain][update][outbox]") {
+TEST_CASE("update queues changed WorkOS-owned fields and the document, merged into the user's one pending job",
+          "[domain][update][outbox]") {
   TempDir dir;
   Rig rig(dir.path());
   std::string id = rig.Provision("user_o", std::nullopt, {}, "o@example.com");
@@ -723,12 +724,18 @@ TEST_CASE("update queues an outbox job only for changed WorkOS-owned fields", "[
   CHECK(jobs[0].txid == r.value["transactionId"].get<uint64_t>());
   CHECK(rig.notified == 1);
 
-  SECTION("shared fields only: one job with them, for the metadata document (SPEC 4b)") {
+  SECTION("shared fields: the pending job also publishes the document; the fields carry versions (SPEC 4b)") {
     auto t = rig.Update(me, Json{{"id", id}, {"timezone", "UTC"}, {"settings", {{"theme", Json::object()}}}});
     REQUIRE(t.kind == Kind::kOk);
     auto j = rig.Jobs();
-    REQUIRE(j.size() == 2);
-    CHECK(j[1].fields == Json{{"timezone", "UTC"}, {"settings", {{"theme", Json::object()}}}});
+    REQUIRE(j.size() == 1);
+    CHECK(j[0].fields == Json{{"first_name", "Grace"}, {"doc", true}});
+    CHECK(j[0].txid == t.value["transactionId"].get<uint64_t>());
+    auto u = rig.ById(id);
+    CHECK_FALSE(u->shared_versions[0].zero());  // timezone
+    CHECK_FALSE(u->shared_versions[1].zero());  // settings
+    CHECK(u->shared_versions[2].zero());        // isOnboarded: not written
+    CHECK(j[0].version == u->shared_versions[0]);
     CHECK(rig.notified == 2);
   }
   SECTION("a name set to its current value: no job, still a new transaction") {
@@ -739,13 +746,15 @@ TEST_CASE("update queues an outbox job only for changed WorkOS-owned fields", "[
     CHECK(rig.Jobs().size() == 1);
     CHECK(rig.notified == 1);
   }
-  SECTION("last name, email and timezone: one job with exactly those") {
+  SECTION("last name, email and timezone: merged into the one job, later values win") {
     auto t = rig.Update(me, Json{{"id", id}, {"lastName", "Hopper"}, {"email", "grace@example.com"}, {"timezone", "UTC"}});
     REQUIRE(t.kind == Kind::kOk);
+    REQUIRE(rig.Update(me, Json{{"id", id}, {"firstName", "Ada"}}).kind == Kind::kOk);
     auto j = rig.Jobs();
-    REQUIRE(j.size() == 2);
-    CHECK(j[1].fields == Json{{"last_name", "Hopper"}, {"email", "grace@example.com"}, {"timezone", "UTC"}});
-    CHECK(rig.notified == 2);
+    REQUIRE(j.size() == 1);
+    CHECK(j[0].fields ==
+          Json{{"first_name", "Ada"}, {"last_name", "Hopper"}, {"email", "grace@example.com"}, {"doc", true}});
+    CHECK(rig.notified == 3);
   }
 }
 
@@ -849,7 +858,7 @@ TEST_CASE("finalizeOnboarding is idempotent with a new transactionId", "[domain]
   // The flag goes to the other hosts once; the second call changes nothing.
   auto jobs = rig.Jobs();
   REQUIRE(jobs.size() == 1);
-  CHECK(jobs[0].fields == Json{{"isOnboarded", true}});
+  CHECK(jobs[0].fields == Json{{"doc", true}});
   CHECK(rig.ById(id)->is_onboarded);
 }
 
@@ -908,7 +917,9 @@ TEST_CASE("resetAvatar", "[domain][avatar]") {
     CHECK(u->profile_picture_url == std::optional<std::string>("https://p/new.png"));
     // avatarUrl is shared through the metadata document (SPEC 4b).
     // The avatar shows the WorkOS picture again: it follows it on every host.
-    CHECK(rig.Jobs().back().fields == Json{{"avatarUrl", {{"picture", true}}}});
+    CHECK(rig.Jobs().back().fields == Json{{"doc", true}});
+    CHECK_FALSE(u->shared_versions[3].zero());  // avatarUrl written
+    CHECK(domain::SharedFieldValue(*u, "avatarUrl") == Json{{"picture", true}});
     // Now unreachable: falls back to the picture just seen.
     REQUIRE(rig.Update(me, Json{{"id", id}, {"avatarUrl", nullptr}}).kind == Kind::kOk);
     rig.workos->force = Outcome::kUnreachable;

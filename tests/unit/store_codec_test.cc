@@ -4,6 +4,7 @@
 // UserFromJson(from_msgpack(bytes)). Jobs, dead letters and change-feed
 // entries: their stored bytes (pinned), round trips and refusals.
 #include <catch2/catch.hpp>
+#include <algorithm>
 
 #include <cstring>
 #include <limits>
@@ -60,6 +61,17 @@ UserRecord RandomUser(std::mt19937_64& rng) {
   if (rng() % 2) u.organization_id = RandomString(rng);
   if (rng() % 2) u.profile_picture_url = RandomString(rng);
   if (rng() % 2) u.workos_updated_at_ms = RandomInt(rng);
+  if (rng() % 2) u.app_metadata = true;
+  // Versions: none (a record of an earlier release), or some, with trailing
+  // zero ones (left out of the stored form).
+  if (rng() % 2) {
+    auto rv = [&] {
+      return rng() % 3 ? store::Version{RandomInt(rng) & 0x7fffffffffff, uint32_t(rng()), rng()} : store::Version{};
+    };
+    for (auto& v : u.shared_versions) v = rv();
+    for (auto& v : u.workos_versions) v = rv();
+    for (auto& v : u.owned_versions) v = rv();
+  }
   switch (rng() % 4) {
     case 0: break;
     case 1: u.settings = Json::object(); break;
@@ -274,22 +286,33 @@ OutboxJob RandomJob(std::mt19937_64& rng) {
   j.attempts = static_cast<uint32_t>(rng());
   j.next_attempt_at_ms = RandomInt(rng);
   j.last_error = RandomString(rng);
+  if (rng() % 2) j.version = store::Version{RandomInt(rng) & 0x7fffffffffff, uint32_t(rng()), rng()};
   return j;
+}
+
+std::vector<uint8_t> VersionBytes(const store::Version& v) {
+  std::vector<uint8_t> b;
+  for (int i = 7; i >= 0; --i) b.push_back(uint8_t(uint64_t(v.ms) >> (8 * i)));
+  for (int i = 3; i >= 0; --i) b.push_back(uint8_t(v.counter >> (8 * i)));
+  for (int i = 7; i >= 0; --i) b.push_back(uint8_t(v.host >> (8 * i)));
+  return b;
 }
 
 // The DOM form of a job, written out here rather than taken from the codec.
 Json JobDom(const OutboxJob& j) {
-  return Json{{"v", 1},
-              {"id", j.id},
-              {"user", j.user_id},
-              {"workos", j.workos_id},
-              {"op", int(j.op)},
-              {"fields", j.fields},
-              {"tx", j.txid},
-              {"created", j.created_at_ms},
-              {"attempts", j.attempts},
-              {"next", j.next_attempt_at_ms},
-              {"err", j.last_error}};
+  Json dom{{"v", 1},
+           {"id", j.id},
+           {"user", j.user_id},
+           {"workos", j.workos_id},
+           {"op", int(j.op)},
+           {"fields", j.fields},
+           {"tx", j.txid},
+           {"created", j.created_at_ms},
+           {"attempts", j.attempts},
+           {"next", j.next_attempt_at_ms},
+           {"err", j.last_error}};
+  if (!j.version.zero()) dom["ver"] = Json::binary(VersionBytes(j.version));
+  return dom;
 }
 
 void RequireSameJob(const OutboxJob& a, const OutboxJob& b) {
@@ -309,6 +332,28 @@ std::string Entry(const std::string& key, const std::string& value_hex) {
 }
 
 }  // namespace
+
+TEST_CASE("versions are stored as one bin of 20-byte versions, trailing zero ones left out", "[store][codec]") {
+  UserRecord u;
+  u.id = "i";
+  u.workos_id = "w";
+  u.shared_versions[1] = store::Version{0x0102030405060708LL, 0x090a0b0c, 0x0d0e0f1011121314ULL};
+  std::string bytes = EncodeUser(u);
+  Json dom = Json::from_msgpack(bytes);
+  REQUIRE(dom.contains("sv"));
+  const auto& bin = dom["sv"].get_binary();
+  REQUIRE(bin.size() == 40);  // slot 0 (zero) and slot 1; slots 2..10 left out
+  CHECK(std::all_of(bin.begin(), bin.begin() + 20, [](uint8_t b) { return b == 0; }));
+  CHECK(Hex(std::string(bin.begin() + 20, bin.end())) == "0102030405060708090a0b0c0d0e0f1011121314");
+  auto back = DecodeUser(bytes);
+  REQUIRE(back.ok());
+  CHECK(back->shared_versions == u.shared_versions);
+  // A length that is not whole versions is a corrupt record, on both paths.
+  dom["sv"] = Json::binary(std::vector<uint8_t>(21, 1));
+  CHECK_FALSE(DecodeUser(Bytes(dom)).ok());
+  dom["sv"] = Json::binary(std::vector<uint8_t>(12 * 20, 1));
+  CHECK_FALSE(DecodeUser(Bytes(dom)).ok());
+}
 
 TEST_CASE("EncodeJob and EncodeDeadLetter write the stored bytes they always wrote", "[store][codec]") {
   OutboxJob j;

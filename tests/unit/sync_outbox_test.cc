@@ -540,17 +540,20 @@ TEST_CASE("outbox: a fetch job fills in what provisioning left empty", "[sync][o
   auto u = rig.base.MakeUser("u1", "user_u1");
   u.email.clear();
   u.first_name.clear();
-  u.last_name = "Chosen";  // set locally after provisioning: kept
+  u.last_name = "Chosen";  // set locally after provisioning (its job below): kept
   u.profile_pending = true;
   rig.base.PutUser(u);
   uint64_t before_txid = rig.base.GetUser("u1")->txid;
   rig.base.Enqueue("u1", JobOp::kFetch);
+  rig.base.Enqueue("u1", JobOp::kUpdate, {{"last_name", "Chosen"}});
   rig.base.workos.responder = [](const FakeWorkos::Call& c) {
-    // The fetch, then the job that publishes the id (WorkOS has no
-    // external_id): its read, then its PUT.
+    // The fetch, the user's update, then the job that publishes the id
+    // (the fetch showed WorkOS without an external_id: no read first).
     CHECK((c.method == "GET" || c.method == "PUT"));
+    std::string last = c.method == "GET" ? "Lovelace" : "Chosen";
     return Reply(200, R"({"object":"user","id":"user_u1","email":"ada@example.com","first_name":"Ada",
-                          "last_name":"Lovelace","profile_picture_url":"https://img.example.com/a.png"})");
+                          "last_name":")" +
+                          last + R"(","profile_picture_url":"https://img.example.com/a.png"})");
   };
   rig.Start();
   rig.DeliverAll();
@@ -580,78 +583,135 @@ TEST_CASE("outbox: a fetch of a user WorkOS does not know is a dead letter", "[s
   CHECK(rig.base.DeadLetters()[0].status == 404);
 }
 
+// The user WorkOS would answer a PUT with: the body's fields over a base.
+std::string Answer(const FakeWorkos::Call& c, Json base = Json::object()) {
+  Json u = {{"object", "user"}, {"id", c.workos_id}, {"email", "e@example.com"},  {"first_name", "F"},
+            {"last_name", "L"}, {"external_id", ""}, {"metadata", Json::object()}};
+  u.update(base);
+  if (c.fields.is_object()) {
+    for (auto it = c.fields.begin(); it != c.fields.end(); ++it) {
+      if (it.key() == "metadata") {
+        for (auto m = it->begin(); m != it->end(); ++m) u["metadata"][m.key()] = *m;
+      } else {
+        u[it.key()] = *it;
+      }
+    }
+  }
+  return u.dump();
+}
+
+TEST_CASE("outbox: a shared-field write is one PUT of the versioned document, with no read first",
+          "[sync][outbox][metadata]") {
+  Rig rig;
+  auto u = rig.base.MakeUser("u1", "user_u1");
+  u.timezone = "UTC";
+  u.shared_versions[0] = store::Version{1000, 0, 7};
+  u.external_id = u.id;
+  rig.base.PutUser(u);
+  rig.base.Enqueue("u1", JobOp::kUpdate, {{"doc", true}, {"first_name", "Ada"}});
+  rig.base.workos.responder = [](const FakeWorkos::Call& c) { return Reply(200, Answer(c)); };
+  rig.Start();
+  rig.DeliverAll();
+  REQUIRE(rig.base.workos.calls.size() == 1);
+  const auto& put = rig.base.workos.calls[0];
+  CHECK(put.method == "PUT");
+  CHECK(put.fields["first_name"] == "Ada");
+  auto doc = domain::DecodeDocument(put.fields["metadata"], rig.options.sync->metadata);
+  REQUIRE(doc.ok());
+  CHECK((*doc)->values[0] == Json("UTC"));
+  CHECK((*doc)->versions[0] == store::Version{1000, 0, 7});
+  CHECK(rig.base.Jobs().empty());
+  CHECK(rig.base.GetUser("u1")->workos_versions[0] == store::Version{1000, 0, 7});
+  CHECK(rig.sender->stats().reads_first == 0);
+}
+
+TEST_CASE("outbox: a write during the flight is sent in the next request, never two at once",
+          "[sync][outbox][metadata]") {
+  Rig rig;
+  auto u = rig.base.MakeUser("u1", "user_u1");
+  u.external_id = u.id;
+  rig.base.PutUser(u);
+  uint64_t job = rig.base.Enqueue("u1", JobOp::kUpdate, {{"first_name", "Ada"}});
+  rig.base.workos.responder = [](const FakeWorkos::Call& c) { return Reply(200, Answer(c)); };
+  rig.Start();
+  REQUIRE(rig.base.workos.pending() == 1);
+  // The write merges into the job while its PUT is out.
+  REQUIRE(rig.base
+              .Write([job](store::WriteTxn& t) -> Status {
+                auto j = t.GetJob(job);
+                store::OutboxJob merged = **j;
+                merged.fields["last_name"] = "Byron";
+                return t.UpdateJob(merged);
+              })
+              .ok());
+  rig.Kick();
+  CHECK(rig.base.workos.pending() == 1);  // still one: the user is busy
+  rig.base.workos.Deliver();
+  rig.Settle();
+  REQUIRE(rig.base.workos.pending() == 1);  // the rest, at once
+  CHECK(rig.base.workos.pending_call(0).fields == Json{{"last_name", "Byron"}});
+  rig.DeliverAll();
+  CHECK(rig.base.Jobs().empty());
+  CHECK(rig.sender->stats().kept == 1);
+  CHECK(rig.base.GetUser("u1")->last_name == "Byron");
+}
+
+TEST_CASE("outbox: 401 and 403 wait with backoff and pause the sender; nothing is dead-lettered", "[sync][outbox]") {
+  Rig rig;
+  rig.base.Enqueue("u1", JobOp::kFetch);
+  rig.base.Enqueue("u2", JobOp::kUpdate, {{"first_name", "Ada"}});
+  int status = 401;
+  rig.base.workos.responder = [&](const FakeWorkos::Call& c) {
+    return status == 200 ? Reply(200, Answer(c)) : Reply(status, R"({"message":"Unauthorized"})");
+  };
+  rig.Start();
+  rig.DeliverAll();
+  CHECK(rig.base.DeadLetters().empty());
+  CHECK(rig.base.Jobs().size() == 2);
+  CHECK(rig.sender->stats().paused);
+  status = 403;
+  rig.Advance(60 * 1000);
+  rig.DeliverAll();
+  CHECK(rig.base.DeadLetters().empty());
+  size_t calls = rig.base.workos.calls.size();
+  CHECK(calls <= 4);  // one probe at a time while the key is refused
+  status = 200;       // the key was fixed
+  for (int i = 0; i < 10 && !rig.base.Jobs().empty(); ++i) {
+    rig.Advance(60 * 1000);
+    rig.DeliverAll();
+  }
+  CHECK(rig.base.Jobs().empty());
+  CHECK(rig.base.DeadLetters().empty());
+}
+
+TEST_CASE("outbox: requests are paced by the host's budget", "[sync][outbox]") {
+  OutboxOptions o = Opts();
+  o.budget = std::make_shared<RequestBudget>(2);  // two a second
+  Rig rig(o);
+  for (int i = 0; i < 6; ++i) rig.base.Enqueue("u" + std::to_string(i), JobOp::kDelete);
+  rig.Start();
+  CHECK(rig.base.workos.pending() == 2);  // the burst a second holds
+  rig.DeliverAll();
+  CHECK(rig.base.workos.calls.size() == 2);
+  rig.Advance(499);
+  CHECK(rig.base.workos.calls.size() == 2);
+  rig.Advance(1);
+  CHECK(rig.base.workos.calls.size() == 3);
+  rig.DeliverAll();
+  rig.Advance(1500);  // the bucket holds a second's worth: two more
+  rig.DeliverAll();
+  CHECK(rig.base.workos.calls.size() == 5);
+  rig.Advance(500);
+  rig.DeliverAll();
+  CHECK(rig.base.workos.calls.size() == 6);
+  CHECK(rig.base.Jobs().empty());
+}
+
 }  // namespace
 }  // namespace usersd::sync
 
 // ------------------------------------------------ read-modify-write (4b)
 
 namespace usersd::sync {
-namespace {
-
-domain::WorkosProfileSource::Profile Shown(std::optional<std::string> external_id, Json metadata) {
-  domain::WorkosProfileSource::Profile p;
-  p.workos_id = "user_rmw";
-  p.external_id = std::move(external_id);
-  p.metadata = std::move(metadata);
-  return p;
-}
-
-TEST_CASE("PlanPut: only this job's shared fields replace WorkOS's document; the app's keys are carried",
-          "[sync][outbox][metadata]") {
-  domain::SyncPolicy sync;
-  auto other_host =
-      domain::MetadataForPut(Json::object(), Json{{"timezone", "UTC"}, {"isOnboarded", true}}, sync.metadata);
-  REQUIRE(other_host.ok());
-  Json shown_md = *other_host;
-  shown_md["app_flag"] = "on";
-  PutPlan plan = PlanPut(Json{{"settings", {{"theme", "dark"}}}, {"first_name", "Ada"}},
-                         Shown(std::string("e2742de3-688c-5bdd-9717-24adfa4f3524"), shown_md), sync);
-  REQUIRE_FALSE(plan.refusal);
-  CHECK(plan.body["first_name"] == "Ada");
-  CHECK(plan.body["metadata"]["app_flag"] == "on");
-  auto doc = domain::DecodeDocument(plan.body["metadata"], sync.metadata);
-  REQUIRE(doc.ok());
-  CHECK(**doc == Json({{"timezone", "UTC"}, {"isOnboarded", true}, {"settings", {{"theme", "dark"}}}}));
-  CHECK_FALSE(plan.body.contains("external_id"));
-}
-
-TEST_CASE("PlanPut: external_id is set only when WorkOS has none", "[sync][outbox][identity]") {
-  domain::SyncPolicy sync;
-  const std::string mine = "c1150f05-2fe1-5cf3-993b-8506b7a2acb4";
-  const std::string theirs = "e2742de3-688c-5bdd-9717-24adfa4f3524";
-  Json publish = {{"external_id", mine}};
-  PutPlan empty = PlanPut(publish, Shown(std::nullopt, Json::object()), sync);
-  CHECK(empty.body == Json{{"external_id", mine}});
-  CHECK(empty.sets_external_id);
-
-  PutPlan same = PlanPut(publish, Shown(mine, Json::object()), sync);
-  CHECK(same.body.empty());
-  CHECK(same.learned_external_id == std::optional<std::optional<std::string>>(mine));
-
-  PutPlan other = PlanPut(publish, Shown(theirs, Json::object()), sync);  // another host was first: re-key
-  CHECK(other.body.empty());
-  CHECK(other.learned_external_id == std::optional<std::optional<std::string>>(theirs));
-  CHECK_FALSE(other.refusal);
-
-  PutPlan app = PlanPut(publish, Shown(std::string("crm-7"), Json::object()), sync);  // the application's
-  CHECK(app.body.empty());
-  CHECK_FALSE(app.refusal);
-
-  PutPlan imported = PlanPut(Json{{"external_id", mine}, {"external_id_import", true}, {"last_name", "X"}},
-                             Shown(theirs, Json::object()), sync);
-  REQUIRE(imported.refusal);
-  CHECK(imported.keep_imported_id);
-  CHECK(imported.refusal->find(theirs) != std::string::npos);
-  CHECK(imported.refusal->find(mine) != std::string::npos);
-}
-
-TEST_CASE("PlanPut: shared fields that do not fit are a refusal, not a PUT", "[sync][outbox][metadata]") {
-  domain::SyncPolicy sync;
-  sync.metadata.keys = 1;
-  PutPlan plan = PlanPut(Json{{"settings", {{"a", std::string(800, 'x')}}}}, Shown(std::nullopt, Json::object()), sync);
-  REQUIRE(plan.refusal);
-  CHECK(plan.body.find("metadata") == plan.body.end());
-}
-
-}  // namespace
+namespace {}  // namespace
 }  // namespace usersd::sync
