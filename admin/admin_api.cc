@@ -532,7 +532,10 @@ void AdminApi::Impl::HandleDeadLettersList(const ipc::Request& q, ipc::Responder
                        {"op", store::JobOpName(dl.job.op)},
                        {"status", dl.status},
                        {"body", dl.body},
-                       {"failedAt", FormatIso8601Ms(dl.failed_at_ms)}});
+                       {"failedAt", FormatIso8601Ms(dl.failed_at_ms)},
+                       // What was asked for: WorkOS-owned fields with the
+                       // values a retry sends, "doc": the shared document.
+                       {"fields", dl.job.fields.is_object() ? dl.job.fields : Json::object()}});
   }
   Reply(r, q.tag, ipc::Outcome::Success(Json{{"deadLetters", std::move(out)}}));
 }

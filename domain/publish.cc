@@ -17,6 +17,18 @@ bool SameExternalId(const std::string& a, const std::string& b) {
 
 }  // namespace
 
+PublishSent PendingState(const Json& fields, const store::UserRecord& u) {
+  PublishSent sent;
+  if (!fields.is_object()) return sent;
+  for (auto name : kOwnedFields)
+    if (auto it = fields.find(std::string(name)); it != fields.end()) sent.owned[std::string(name)] = *it;
+  sent.doc = fields.contains(std::string(kJobDocument));
+  for (auto name : kSharedFields) sent.doc = sent.doc || fields.contains(std::string(name));
+  sent.doc_versions = u.shared_versions;
+  if (auto it = fields.find("external_id"); it != fields.end() && it->is_string()) sent.external_id = *it;
+  return sent;
+}
+
 PublishPlan PlanPublish(const Json& fields, const store::UserRecord& u, const Profile* shown, const SyncPolicy& sync) {
   PublishPlan plan;
   if (!fields.is_object()) return plan;

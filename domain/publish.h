@@ -64,6 +64,10 @@ struct PublishPlan {
   std::optional<std::optional<std::string>> learned_external_id;
 };
 
+// A job's whole pending state as if it had been sent: what a refusal that
+// came before anything was sent (the read first failed) buries.
+PublishSent PendingState(const Json& fields, const store::UserRecord& u);
+
 // `fields`: the pending update jobs' fields merged in job order. `shown`:
 // the user as WorkOS showed it just now, when a read was made.
 PublishPlan PlanPublish(const Json& fields, const store::UserRecord& u, const Profile* shown, const SyncPolicy& sync);

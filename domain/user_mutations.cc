@@ -123,17 +123,25 @@ Status Enqueue(WriteTxn& t, const UserRecord& u, JobOp op, Json fields, const Mu
   return Status::Ok();
 }
 
-// Queues an update: merged into the user's pending update job when its
-// last job is one (SPEC 4b: the outbox keeps per user what still has to
-// reach WorkOS, so writes between two sends cost one request), else a new
-// job. `version`: the write's (zero for work no write made).
+// Queues an update: merged into the user's pending update job when there is
+// one (SPEC 4b: the outbox keeps per user what still has to reach WorkOS, so
+// writes between two sends cost one request), else a new job. `version`: the write's (zero for work no write made).
 Status EnqueueUpdate(WriteTxn& t, const UserRecord& u, Json fields, const MutationContext& c, Mutation* m,
                      Version version = {}) {
   if (fields.empty()) return Status::Ok();
   auto jobs = t.JobsOfUser(u.id);
   if (!jobs.ok()) return jobs.status();
-  if (!jobs->empty() && jobs->back().op == JobOp::kUpdate && jobs->back().fields.is_object()) {
-    OutboxJob job = std::move(jobs->back());
+  // The last update job, unless a delete follows it; a re-read (fetch) in
+  // between does not matter: the write only goes out sooner.
+  OutboxJob* pending = nullptr;
+  for (auto it = jobs->rbegin(); it != jobs->rend() && it->op != JobOp::kDelete; ++it) {
+    if (it->op == JobOp::kUpdate && it->fields.is_object()) {
+      pending = &*it;
+      break;
+    }
+  }
+  if (pending) {
+    OutboxJob job = std::move(*pending);
     for (auto it = fields.begin(); it != fields.end(); ++it) job.fields[it.key()] = it.value();
     job.version = std::max(job.version, version);
     job.txid = std::max(job.txid, u.txid);

@@ -150,6 +150,7 @@ struct OutboxSender::Impl {
     // Set by the write: the last job of the batch is still there.
     bool kept = false;
     std::optional<std::string> not_taken;
+    bool queued_resync = false;  // a re-read job was added: read the table again
   };
   static Settle MakeSettle(const std::string& uid, const std::vector<uint64_t>& batch, domain::PublishSent sent,
                            int status, std::optional<std::string> refusal = std::nullopt) {
@@ -430,18 +431,6 @@ struct OutboxSender::Impl {
     return true;
   }
 
-  // A job's whole pending state as if sent: what a refusal buries.
-  domain::PublishSent SentOf(const Json& fields, const UserRecord& u) const {
-    domain::PublishSent sent;
-    for (auto name : domain::kOwnedFields)
-      if (auto it = fields.find(std::string(name)); it != fields.end()) sent.owned[std::string(name)] = *it;
-    sent.doc = fields.contains(std::string(domain::kJobDocument));
-    for (auto name : domain::kSharedFields) sent.doc = sent.doc || fields.contains(std::string(name));
-    sent.doc_versions = u.shared_versions;
-    if (auto it = fields.find("external_id"); it != fields.end() && it->is_string()) sent.external_id = *it;
-    return sent;
-  }
-
   void SendUpdate(const std::string& uid, const std::vector<uint64_t>& batch, bool probe) {
     const std::string workos_id = jobs.at(batch.front()).job.workos_id;
     Json fields = Json::object();
@@ -461,7 +450,7 @@ struct OutboxSender::Impl {
       if (!*alive) return;
       // Refused before anything was sent: the dead letter takes the job's
       // whole pending state.
-      domain::PublishSent all = SentOf(fields, u);
+      domain::PublishSent all = domain::PendingState(fields, u);
       if (closed || g.cancelled || !Is2xx(g.status)) return OnResponse(uid, batch, probe, std::move(g), &all);
       auto shown = ParseWorkosUser(Json::parse(g.body, nullptr, false));
       if (!shown) {
@@ -817,6 +806,7 @@ struct OutboxSender::Impl {
           for (Settle& s : *batch) {
             s.kept = false;
             s.not_taken.reset();
+            s.queued_resync = false;
             auto child = t.BeginNested();
             if (!child.ok()) return child.status();
             Status st = SettleOne(*child, s, ctx);
@@ -835,7 +825,10 @@ struct OutboxSender::Impl {
         {}, "record publishes",
         [this, batch] {
           settle_in_flight = false;
-          for (Settle& s : *batch) SettleDone(s);
+          for (Settle& s : *batch) {
+            SettleDone(s);
+            if (s.queued_resync) kick_pending = true;
+          }
           FlushSettles();
           Pump();
         });
@@ -852,6 +845,7 @@ struct OutboxSender::Impl {
     if (!r.ok()) return r.status();
     s.kept = r->job_kept;
     s.not_taken = r->not_taken;
+    s.queued_resync = r->queued_resync;
     return Status::Ok();
   }
 

@@ -39,11 +39,21 @@ int CmdDeadLetters(Client& c, const Options& o, const Words& rest) {
     if (o.json) return PrintJson(r), kExitOk;
     std::vector<std::vector<std::string>> rows;
     for (const auto& d : r["deadLetters"]) {
-      rows.push_back({Str(d["id"]), Str(d["userId"]), Str(d["op"]), Str(d["status"]), Str(d["failedAt"]),
-                      Truncate(Str(d["body"]), 60)});
+      // The fields asked for, with their values (the document by name): the
+      // part an operator needs first, before the reason.
+      std::string fields;
+      if (d.contains("fields") && d["fields"].is_object()) {
+        for (auto it = d["fields"].begin(); it != d["fields"].end(); ++it) {
+          if (it.key() == "external_id_import") continue;
+          std::string one = it.key() == "doc" ? std::string("document") : it.key() + "=" + Str(*it);
+          fields += (fields.empty() ? "" : ", ") + one;
+        }
+      }
+      rows.push_back({Str(d["id"]), Str(d["userId"]), Str(d["op"]), Truncate(fields.empty() ? "-" : fields, 48),
+                      Str(d["status"]), Str(d["failedAt"]), Truncate(Str(d["body"]), 60)});
     }
     if (rows.empty()) std::printf("no dead letters\n");
-    else PrintTable({"ID", "USER", "OP", "STATUS", "FAILED AT", "BODY"}, rows);
+    else PrintTable({"ID", "USER", "OP", "FIELDS", "STATUS", "FAILED AT", "BODY"}, rows);
     return kExitOk;
   }
   if (sub == "retry" || sub == "discard") {

@@ -14,6 +14,7 @@ int CmdStatus(Client& c, const Options& o, const Words& rest) {
   if (o.json) return PrintJson(s), kExitOk;
   auto line = [](const char* k, const std::string& v) { std::printf("%-18s %s\n", k, v.c_str()); };
   line("version", s.value("version", "?"));
+  if (s.contains("hostId") && s["hostId"].is_string()) line("host id", s["hostId"].get<std::string>());
   line("uptime", Duration(s.value("uptimeSeconds", int64_t(0))));
   line("users", Str(s["users"]));
   line("last transaction", Str(s["lastTransactionId"]));

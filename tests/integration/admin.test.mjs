@@ -310,7 +310,8 @@ describe('admin dead letters', () => {
     if (!list) return;
     assert.equal(list.length, 1);
     const dl = list[0];
-    assert.deepEqual(Object.keys(dl).sort(), ['body', 'failedAt', 'id', 'op', 'status', 'userId']);
+    assert.deepEqual(Object.keys(dl).sort(), ['body', 'failedAt', 'fields', 'id', 'op', 'status', 'userId']);
+    assert.deepEqual(dl.fields, { first_name: 'Refused' }, 'the value asked for');
     assert.equal(dl.status, 400);
     assert.equal(dl.op, 'update');
     assert.equal(dl.userId, user.me.id);

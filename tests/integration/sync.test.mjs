@@ -67,7 +67,7 @@ async function deadLetters(env) {
   }
 }
 
-test('a name change yields exactly one PUT with only first_name; shared fields go in one metadata PUT', async (t) => {
+test('a name change yields exactly one PUT with only first_name; shared fields go in one versioned document, no read first', async (t) => {
   const env = await setup(t);
   const u = await newUser(env);
   await update(env, u, { firstName: 'Grace' });
@@ -80,8 +80,11 @@ test('a name change yields exactly one PUT with only first_name; shared fields g
   assert.equal((await env.fake.getUser(u.workosId)).first_name, 'Grace');
 
   // Fields WorkOS has no column for travel as the metadata document
-  // (SPEC 4b): one PUT with every chunk key, the application's own key kept.
+  // (SPEC 4b): one PUT of every chunk key with no read first; WorkOS merges
+  // the map, so the application's own key (set behind this host's back,
+  // without an event) stays.
   await env.fake.createUser({ ...(await env.fake.getUser(u.workosId)), metadata: { app_key: 'keep me' } });
+  const getsBefore = (await env.fake.requests({ method: 'GET', path: userPath(u.workosId) })).length;
   await update(env, u, { timezone: 'Europe/Paris', settings: { doNotDisturb: true }, avatarUrl: 'https://example.com/a.png' });
   await update(env, u, { lastName: 'Hopper' });
   const all = await waitFor(async () => {
@@ -90,16 +93,25 @@ test('a name change yields exactly one PUT with only first_name; shared fields g
   }, { what: 'the second PUT' });
   await sleep(300);
   const final = await puts(env, u.workosId);
-  // Consecutive jobs of one user may be merged into one PUT.
+  // Writes of one user between two sends go out as one PUT.
   assert.ok(final.length === 2 || final.length === 3, JSON.stringify(final.map((p) => p.body)));
   const md = final[1].body.metadata;
-  assert.deepEqual(Object.keys(md).sort(), ['app_key', 'usersd_0', 'usersd_1', 'usersd_2', 'usersd_3', 'usersd_4', 'usersd_5']);
-  assert.equal(md.app_key, 'keep me');
+  assert.deepEqual(Object.keys(md).sort(), ['usersd_0', 'usersd_1', 'usersd_2', 'usersd_3', 'usersd_4', 'usersd_5']);
+  assert.equal((await env.fake.getUser(u.workosId)).metadata.app_key, 'keep me');
   const doc = JSON.parse([0, 1, 2, 3, 4, 5].map((i) => md[`usersd_${i}`]).join(''));
-  assert.deepEqual(doc, { timezone: 'Europe/Paris', settings: { doNotDisturb: true }, avatarUrl: 'https://example.com/a.png' });
+  const versions = doc._v;
+  delete doc._v;
+  assert.deepEqual(doc, { timezone: 'Europe/Paris', settings: { doNotDisturb: true }, avatarUrl: 'https://example.com/a.png', isOnboarded: false });
+  for (const f of ['timezone', 'settings', 'avatarUrl']) assert.match(versions[f], /^\d+\.\d+\.[0-9a-f]{16}$/, f);
+  assert.equal(versions.isOnboarded, undefined, 'a field never written has no version');
   assert.equal(final.at(-1).body.last_name, 'Hopper');
   const gets = await env.fake.requests({ method: 'GET', path: userPath(u.workosId) });
-  assert.ok(gets.length >= 1, 'the document is written over a read of the user (read-modify-write)');
+  // No read before the first write (SPEC 4b: state is published, not
+  // read-modify-written). Its answer shows the application's key, so a
+  // second publish of this user (the last name, if it missed the first) is
+  // read first (sync.metadata.read_first app_keys): at most one GET.
+  assert.ok(gets.length - getsBefore <= 1, `${gets.length - getsBefore} reads of the user`);
+  if (gets.length > getsBefore) assert.equal(final.at(-1).body.metadata?.app_key ?? 'keep me', 'keep me');
   // An update to the same values changes nothing and sends nothing either.
   const before = (await puts(env, u.workosId)).length;
   await update(env, u, { firstName: 'Grace', lastName: 'Hopper', timezone: 'Europe/Paris' });
@@ -148,9 +160,10 @@ test('a refused change (400) becomes a dead letter and the user\'s later changes
   assert.deepEqual(l.map((r) => r.status), [400, 200]);
   assert.deepEqual(l[1].body, { first_name: 'StillSynced' });
   assert.equal((await env.fake.getUser(u.workosId)).email, u.me.email);
-  // Local state stays as it is.
-  const me = await env.call('user.me', {}, u.token);
-  assert.equal(me.value.email, other.email);
+  // The refused address goes back to WorkOS's here too (a re-read after the
+  // refusal), so the claim on it is released (SPEC 1, 4).
+  await waitFor(async () => (await env.call('user.me', {}, u.token)).value.email === u.me.email,
+    { what: 'the local email back to WorkOS\'s' });
   const dead = await deadLetters(env);
   if (dead === null) {
     t.diagnostic('admin.deadLetters.list is not served yet; dead letter checked indirectly');
@@ -158,6 +171,7 @@ test('a refused change (400) becomes a dead letter and the user\'s later changes
     assert.equal(dead.length, 1);
     assert.equal(dead[0].status, 400);
     assert.match(dead[0].body, /email_not_available/);
+    assert.equal(dead[0].fields?.email ?? other.email, other.email, 'the dead letter keeps the address asked for');
   }
 });
 
