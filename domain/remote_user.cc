@@ -45,7 +45,8 @@ namespace {
 // (the profile is WorkOS's current state) the record also learns what
 // WorkOS holds: the document's versions and whether keys of the
 // application are there.
-void ApplyDocument(MergeResult& r, const Profile& p, const MetadataPolicy& metadata, bool latest) {
+void ApplyDocument(MergeResult& r, const Profile& p, const MetadataPolicy& metadata, bool latest,
+                   bool take_all = false) {
   if (!metadata.enabled) return;
   UserRecord& u = r.after;
   auto doc = DecodeDocument(p.metadata, metadata);
@@ -54,7 +55,7 @@ void ApplyDocument(MergeResult& r, const Profile& p, const MetadataPolicy& metad
     LogWarn("ignoring the shared fields in WorkOS metadata",
             {{"workos_id", p.workos_id}, {"error", doc.status().message()}});
   } else if (doc->has_value()) {
-    r.doc = MergeDocument(u, **doc);
+    r.doc = MergeDocument(u, **doc, take_all);
     r.seen = MaxVersion((*doc)->versions);
     if (!r.doc.rejected.empty())
       LogWarn("ignoring a shared field in WorkOS metadata that does not validate",
@@ -84,7 +85,7 @@ MergeResult MergeProfile(const UserRecord& before, const Profile& p, const HeldF
   if (!held.count("first_name") && (!fill || u.first_name.empty())) u.first_name = p.first_name;
   if (!held.count("last_name") && (!fill || u.last_name.empty())) u.last_name = p.last_name;
   AdoptProfilePicture(u, p.profile_picture_url);
-  ApplyDocument(r, p, metadata, /*latest=*/true);
+  ApplyDocument(r, p, metadata, /*latest=*/true, /*take_all=*/mode == MergeMode::kLast);
   u.external_id = p.external_id.value_or(std::string());
   // createdAt is WorkOS's on every host (SPEC 4b), also for a user this
   // host provisioned offline or imported with its own clock.

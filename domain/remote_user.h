@@ -49,6 +49,7 @@ using HeldFields = std::set<std::string>;
 enum class MergeMode {
   kFeed,  // an event, a reconciliation page, a provisioning GET: WorkOS wins
   kFill,  // a fetch for a user provisioned offline: only empty fields fill
+  kLast,  // the last state of a user WorkOS deleted: WorkOS wins, the document too
 };
 
 struct MergeResult {

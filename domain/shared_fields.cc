@@ -172,13 +172,13 @@ Result<Json> MetadataForPut(const std::string& text, const Json* shown, const Me
   return out;
 }
 
-DocMerge MergeDocument(UserRecord& u, const SharedDoc& doc) {
+DocMerge MergeDocument(UserRecord& u, const SharedDoc& doc, bool take_all) {
   DocMerge m;
   for (size_t i = 0; i < kSharedFields.size(); ++i) {
     if (!doc.values[i]) continue;
     const Version& mine = u.shared_versions[i];
     const Version& theirs = doc.versions[i];
-    if (theirs < mine) continue;
+    if (theirs < mine && !take_all) continue;
     std::string_view name = kSharedFields[i];
     const Json current = SharedFieldValue(u, name);
     if (theirs == mine && current == *doc.values[i]) continue;

@@ -134,8 +134,11 @@ struct DocMerge {
 
 // Merges `doc` into `u` field by field: a higher version (or an equal one
 // with another value) takes the document's value and version. A value that
-// fails validation is left out (logged by the caller via `rejected`).
-DocMerge MergeDocument(store::UserRecord& u, const SharedDoc& doc);
+// fails validation is left out (logged by the caller via `rejected`). With
+// `take_all`, every field the document carries is taken whatever its
+// version: the last state of a user WorkOS deleted, which nothing this host
+// holds can change any more.
+DocMerge MergeDocument(store::UserRecord& u, const SharedDoc& doc, bool take_all = false);
 
 // The highest version in `v` (zero when all are).
 Version MaxVersion(const SharedVersions& v);

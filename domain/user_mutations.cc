@@ -527,8 +527,10 @@ Result<RemoteOutcome> ApplyRemoteDelete(WriteTxn& t, std::string_view workos_id,
     // Pending jobs of a user WorkOS deleted can no longer be delivered, so
     // nothing is held; the document merges by version even when stale.
     bool stale = IsStale(before, *last);
+    // A value written here that WorkOS never got (the user was gone) cannot
+    // reach it any more: every host shows the last state WorkOS had.
     MergeResult r = stale ? MergeStaleDocument(before, *last, c.sync->metadata)
-                          : MergeProfile(before, *last, {}, MergeMode::kFeed, c.sync->metadata);
+                          : MergeProfile(before, *last, {}, MergeMode::kLast, c.sync->metadata);
     USERSD_RETURN_IF_ERROR(ObserveVersion(t, r.seen));
     // A deleted user holds no email in the index: it is taken as shown.
     if (r.wanted_email) r.after.email = *r.wanted_email;
