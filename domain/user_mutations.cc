@@ -306,7 +306,7 @@ Status Save(WriteTxn& t, UserRecord& after, const UserRecord& before, bool touch
 // field it shows otherwise differs only because of a write made here since
 // (sent next); nothing to read again.
 Result<RemoteOutcome> ApplyMerge(WriteTxn& t, const Profile& p, const UserRecord& before, MergeMode mode,
-                                 const MutationContext& c, bool answer = false) {
+                                 const MutationContext& c, bool answer = false, bool republish = true) {
   auto jobs = t.JobsOfUser(before.id);
   if (!jobs.ok()) return jobs.status();
   HeldFields held = HeldBy(*jobs);
@@ -330,7 +330,7 @@ Result<RemoteOutcome> ApplyMerge(WriteTxn& t, const Profile& p, const UserRecord
   seen.id_from_import = before.id_from_import;
   bool visible = false;
   USERSD_RETURN_IF_ERROR(Save(t, after, before, VisiblyDiffers(seen, before), c, &visible));
-  USERSD_RETURN_IF_ERROR(PublishIfBehind(t, after, c));
+  if (republish) USERSD_RETURN_IF_ERROR(PublishIfBehind(t, after, c));
   if (!visible) return RemoteOutcome::kUnchanged;
   if (auto target = RekeyTarget(after)) USERSD_RETURN_IF_ERROR(RekeyUser(t, after, *target, c));
   return RemoteOutcome::kUpdated;
@@ -492,7 +492,10 @@ Result<Mutation> ResetAvatar(WriteTxn& t, const std::string& id, const std::opti
 
 namespace {
 
-Result<RemoteOutcome> ApplyRemote(WriteTxn& t, const Profile& p, const MutationContext& c, bool answer) {
+// `republish` false: the profile is the answer to a publish whose document
+// did not take; sending it again would only make another dead letter.
+Result<RemoteOutcome> ApplyRemote(WriteTxn& t, const Profile& p, const MutationContext& c, bool answer,
+                                  bool republish = true) {
   auto existing = t.FindByWorkosId(p.workos_id);
   if (!existing.ok()) return existing.status();
   if (!existing->has_value()) {
@@ -507,7 +510,7 @@ Result<RemoteOutcome> ApplyRemote(WriteTxn& t, const Profile& p, const MutationC
   const UserRecord& before = **existing;
   if (!before.live()) return RemoteOutcome::kUnchanged;  // deleted here; the DELETE is on its way or done
   if (IsStale(before, p)) return ApplyStaleDocument(t, p, before, c);
-  return ApplyMerge(t, p, before, MergeMode::kFeed, c, answer);
+  return ApplyMerge(t, p, before, MergeMode::kFeed, c, answer, republish);
 }
 
 }  // namespace
@@ -699,7 +702,7 @@ Result<PublishOutcome> CompletePublish(WriteTxn& t, const std::vector<uint64_t>&
     // and events older than it are stale. A field not taken is no longer
     // held, so it returns to WorkOS's value here (and an email it claimed
     // goes to whoever waits for it).
-    auto r = ApplyRemote(t, *answer, c, /*answer=*/true);
+    auto r = ApplyRemote(t, *answer, c, /*answer=*/true, /*republish=*/!not_taken.doc);
     if (!r.ok()) return r.status();
   }
   if (sent.doc && (!answer || !answer->has_metadata || not_taken.doc))

@@ -235,6 +235,7 @@ struct EventsPoller::Impl {
     int64_t now = clock.NowMs();
     auto outcome = std::make_shared<PageOutcome>();
     const bool full = page_size >= static_cast<size_t>(kPageLimit);
+    const size_t page_events = events.size();
     writer->Submit(
         [events = std::move(events), new_pos, now, outcome, full, sync = opt.sync](WriteTxn& t) -> Status {
           *outcome = PageOutcome{};
@@ -266,14 +267,16 @@ struct EventsPoller::Impl {
           if (!full) USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCaughtUpAt, std::to_string(now)));
           return Status::Ok();
         },
-        [this, alive = alive, outcome, new_pos, full, now](Status st) {
+        [this, alive = alive, outcome, new_pos, full, now, page_events](Status st) {
           if (!*alive) return;
           if (closed) return Finish(Status::Unavailable("shutting down"));
           if (!st.ok()) return Finish(st);
           cursor = new_pos.id;
           stats.cursor_at_ms = new_pos.at_ms;
           stats.stuck = false;
-          if (!outcome->applied.empty() && opt.kick_outbox) opt.kick_outbox();
+          // Any event may have queued a publish (a document older than what
+          // this host holds), not only those that changed the user.
+          if (page_events > 0 && opt.kick_outbox) opt.kick_outbox();
           for (const auto& [type, n] : outcome->applied) {
             stats.applied += n;
             stats.applied_by_type[type] += n;

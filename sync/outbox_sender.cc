@@ -30,6 +30,9 @@ constexpr int64_t kMaxRetryAfterMs = 3600 * 1000;
 // While paused, how often the upstream state is checked, so that a success
 // of other traffic (the events poller, a request path) ends the pause early.
 constexpr int64_t kOnlineCheckMs = 1000;
+// The table is read again at least this often, so a job queued by a part
+// that did not Kick (a missed notification) waits this long at most.
+constexpr int64_t kRescanMs = 10 * 1000;
 constexpr size_t kMaxErrorText = 512;
 
 bool Is2xx(int status) {
@@ -165,6 +168,7 @@ struct OutboxSender::Impl {
   std::vector<Settle> settle_buf;
   bool settle_in_flight = false;
   bool budget_wait = false;  // the last Pump stopped at the request budget
+  int64_t last_load = 0;      // when the table was last read (Load)
 
   uint64_t requests = 0, delivered = 0, dead_lettered = 0, pending_writes = 0;
   uint64_t not_taken_count = 0;  // PUTs answered 2xx with another value
@@ -201,6 +205,7 @@ struct OutboxSender::Impl {
   // Reads jobs above loaded_upto into the window; then, when the whole table
   // is read, checks that nothing below it was missed.
   void Load() {
+    last_load = clock.NowMs();
     if (jobs.size() >= kWindow) {
       more = true;
       return;
@@ -355,6 +360,7 @@ struct OutboxSender::Impl {
         next = t;
       }
     }
+    if (!next && started) next = last_load + kRescanMs;
     if (!next) {
       uv_timer_stop(&timer);
       next_wakeup = 0;
@@ -368,7 +374,7 @@ struct OutboxSender::Impl {
 
   void Tick() {
     if (closed) return;
-    if (kick_pending) {
+    if (kick_pending || (started && clock.NowMs() >= last_load + kRescanMs)) {
       kick_pending = false;
       if (started) Load();
     }
@@ -825,10 +831,10 @@ struct OutboxSender::Impl {
         {}, "record publishes",
         [this, batch] {
           settle_in_flight = false;
-          for (Settle& s : *batch) {
-            SettleDone(s);
-            if (s.queued_resync) kick_pending = true;
-          }
+          // An answer may have queued work (a re-read, or a publish when it
+          // showed WorkOS without a value this host holds): read the table.
+          for (Settle& s : *batch) SettleDone(s);
+          kick_pending = true;
           FlushSettles();
           Pump();
         });

@@ -280,7 +280,9 @@ struct Reconciler::Impl {
           run = next;
           run.applied += *applied;
           run.last_error.clear();
-          if (*applied > 0 && opt.kick_outbox) opt.kick_outbox();
+          // Any user read may have queued a publish (a document older than
+          // what this host holds), not only those that changed.
+          if (opt.kick_outbox) opt.kick_outbox();
           backoff_ms = 0;
           Step();
         });

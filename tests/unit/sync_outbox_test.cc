@@ -684,6 +684,18 @@ TEST_CASE("outbox: 401 and 403 wait with backoff and pause the sender; nothing i
   CHECK(rig.base.DeadLetters().empty());
 }
 
+TEST_CASE("outbox: a job queued without a Kick is still found, within ten seconds", "[sync][outbox]") {
+  Rig rig;
+  rig.Start();
+  rig.base.Enqueue("u1", JobOp::kDelete);  // no Kick: a part that forgot to notify
+  rig.Advance(9999);
+  CHECK(rig.base.workos.pending() == 0);
+  rig.Advance(1);
+  CHECK(rig.base.workos.pending() == 1);
+  rig.DeliverAll();
+  CHECK(rig.base.Jobs().empty());
+}
+
 TEST_CASE("outbox: requests are paced by the host's budget", "[sync][outbox]") {
   OutboxOptions o = Opts();
   o.budget = std::make_shared<RequestBudget>(2);  // two a second

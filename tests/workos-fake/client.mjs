@@ -91,6 +91,11 @@ export function connectFake(baseUrl, { apiKey = 'sk_test_123', clientId = 'clien
     setFaults: (rules) => c('POST', '/__test/faults', { rules: Array.isArray(rules) ? rules : rules.rules }),
     getFaults: () => c('GET', '/__test/faults'),
     clearFaults: () => c('DELETE', '/__test/faults'),
+    // Requests of `method` whose path matches `path` wait, received but not
+    // applied, until release({order: 'arrival' | 'reverse', keepHolding}).
+    hold: ({ method, path }) => c('POST', '/__test/hold', { method, path }),
+    held: async () => (await c('GET', '/__test/held')).held,
+    release: ({ order = 'arrival', keepHolding = false } = {}) => c('POST', '/__test/release', { order, keepHolding }),
     setDown: (down) => c('POST', '/__test/down', { down: Boolean(down) }),
     /** Switches where WorkOS's behaviour is not pinned down (README "Behaviour"); returns the new set. */
     setBehaviour: (patch) => c('POST', '/__test/behaviour', patch),

@@ -408,6 +408,10 @@ export async function startServer(options = {}) {
   let droppedThrough = null;
   let requestLog = [];
   let faults = [];
+  // POST /__test/hold {method, path}: requests that match wait in `held`
+  // until POST /__test/release {order: "arrival" | "reverse"}.
+  let hold = null;
+  let held = [];
   // Rate limiting (behaviour.rateLimit): a fixed window per bucket.
   let rateWindows = {}; // bucket -> {start, count}
   // WorkOS: AuthKit's /user_management/* allows so many reads (GET) and so
@@ -995,6 +999,28 @@ export async function startServer(options = {}) {
       case 'DELETE /__test/faults':
         faults = [];
         return { status: 200, body: { ok: true } };
+      case 'POST /__test/hold': {
+        if (typeof body?.method !== 'string') throw new HttpError(400, 'method (string) is required');
+        let re;
+        try {
+          re = new RegExp(body.path ?? '.*');
+        } catch (e) {
+          throw new HttpError(400, `bad path regex: ${e.message}`);
+        }
+        hold = { method: body.method.toUpperCase(), re };
+        return { status: 200, body: { ok: true } };
+      }
+      case 'GET /__test/held':
+        return { status: 200, body: { held: held.length } };
+      case 'POST /__test/release': {
+        const order = body?.order ?? 'arrival';
+        if (!['arrival', 'reverse'].includes(order)) throw new HttpError(400, 'order must be arrival or reverse');
+        const list = order === 'reverse' ? held.slice().reverse() : held.slice();
+        held = [];
+        if (body?.keepHolding !== true) hold = null;
+        for (const answer of list) answer();
+        return { status: 200, body: { released: list.length } };
+      }
       case 'POST /__test/down':
         if (typeof body?.down !== 'boolean') throw new HttpError(400, 'down (boolean) is required');
         down = body.down;
@@ -1014,6 +1040,8 @@ export async function startServer(options = {}) {
         faults = [];
         requestLog = [];
         down = false;
+        hold = null;
+        for (const answer of held.splice(0)) answer();
         scheduleSave();
         return { status: 200, body: { ok: true } };
       case 'POST /__test/save':
@@ -1182,6 +1210,14 @@ export async function startServer(options = {}) {
     if (limited) {
       entry.fault = 'rate_limit';
       send(res, limited, entry);
+      return;
+    }
+    // Held requests (POST /__test/hold): received, not yet applied. They are
+    // applied, and answered, when released, in the order asked for, so the
+    // writes of several clients really race (SPEC 4b: no conditional PUT).
+    if (hold && hold.method === method && hold.re.test(pathname)) {
+      entry.fault = 'held';
+      held.push(() => send(res, api(method, pathname, query, body, raw, req.headers), entry));
       return;
     }
     send(res, api(method, pathname, query, body, raw, req.headers), entry);
