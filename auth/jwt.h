@@ -87,9 +87,9 @@ struct VerifyOptions {
   std::vector<std::string> issuers;             // accepted iss values (exact match); empty accepts none
   std::optional<std::string> audience;          // checked only when set (aud may be a string or array)
   std::vector<std::string> algorithms{"RS256"};  // allow-list from config
-  int64_t leeway_seconds = 30;                  // applied to exp, nbf and the age; clamped to [0, 1 day]
-  bool require_exp = true;                      // a token without exp is refused (kExpired)
-  int64_t max_age_seconds = 0;                  // > 0: refuse tokens issued (iat) longer ago, or without iat
+  int64_t leeway_seconds = 30;                   // applied to exp, nbf and the age; clamped to [0, 1 day]
+  bool require_exp = true;                       // a token without exp is refused (kExpired)
+  int64_t max_age_seconds = 0;                   // > 0: refuse tokens issued (iat) longer ago, or without iat
   size_t max_token_bytes = 8192;
 };
 

@@ -30,7 +30,9 @@ bool Components(const std::string& path, std::vector<std::string>* out) {
   return true;
 }
 
-std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+std::string Errno(const std::string& what) {
+  return what + ": " + std::strerror(errno);
+}
 
 // mkdir -p with mode 0700 for what is missing (the root: symlinks followed).
 Status MakeRoot(const std::string& root) {
@@ -81,9 +83,8 @@ Result<int> OpenDirBelow(const std::string& root, const std::string& path) {
     }
     if (next < 0) {
       // ELOOP: a symlink; ENOTDIR: a file (or a symlink, on some kernels).
-      Status st = errno == ELOOP || errno == ENOTDIR
-                      ? Status::InvalidArgument(at + " is a symlink or not a directory")
-                      : Status::IOError(Errno("cannot open " + at));
+      Status st = errno == ELOOP || errno == ENOTDIR ? Status::InvalidArgument(at + " is a symlink or not a directory")
+                                                     : Status::IOError(Errno("cannot open " + at));
       ::close(fd);
       return st;
     }

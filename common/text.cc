@@ -117,7 +117,9 @@ std::string EmailKey(std::string_view email) {
   return std::string(reinterpret_cast<const char*>(key.get()), key_len);
 }
 
-bool IsFullwidthForm(char32_t cp) { return (cp >= 0xFF01 && cp <= 0xFF60) || (cp >= 0xFFE0 && cp <= 0xFFE6); }
+bool IsFullwidthForm(char32_t cp) {
+  return (cp >= 0xFF01 && cp <= 0xFF60) || (cp >= 0xFFE0 && cp <= 0xFFE6);
+}
 
 bool IsMixedScript(std::string_view s) {
   std::set<std::string_view> scripts;

@@ -649,18 +649,18 @@ void Loader::Root(const YAML::Node& root) {
           {
               {"socket",
                [&](const Field& f) {
-                 Section(f, {
-                                {"path", bind(&Loader::SocketPath, &c.socket.path)},
-                                {"mode", bind(&Loader::Mode, &c.socket.mode)},
-                                {"group", bind(&Loader::Group, &c.socket.group)},
-                                {"max_line_bytes", int_field(&c.socket.max_line_bytes, 1024, 64 << 20)},
-                                {"max_connections", int_field(&c.socket.max_connections, 1, 1000000)},
-                                {"first_request_timeout_ms",
-                                 int_field(&c.socket.first_request_timeout_ms, 0, 3600 * 1000)},
-                                {"idle_timeout_ms", int_field(&c.socket.idle_timeout_ms, 0, 86400LL * 1000)},
-                                {"max_buffered_bytes", int_field(&c.socket.max_buffered_bytes, 65536, 1LL << 40)},
-                                {"max_connections_per_uid", int_field(&c.socket.max_connections_per_uid, 1, 1000000)},
-                            });
+                 Section(
+                     f, {
+                            {"path", bind(&Loader::SocketPath, &c.socket.path)},
+                            {"mode", bind(&Loader::Mode, &c.socket.mode)},
+                            {"group", bind(&Loader::Group, &c.socket.group)},
+                            {"max_line_bytes", int_field(&c.socket.max_line_bytes, 1024, 64 << 20)},
+                            {"max_connections", int_field(&c.socket.max_connections, 1, 1000000)},
+                            {"first_request_timeout_ms", int_field(&c.socket.first_request_timeout_ms, 0, 3600 * 1000)},
+                            {"idle_timeout_ms", int_field(&c.socket.idle_timeout_ms, 0, 86400LL * 1000)},
+                            {"max_buffered_bytes", int_field(&c.socket.max_buffered_bytes, 65536, 1LL << 40)},
+                            {"max_connections_per_uid", int_field(&c.socket.max_connections_per_uid, 1, 1000000)},
+                        });
                }},
               {"admin_socket",
                [&](const Field& f) {
@@ -1040,9 +1040,8 @@ bool IsLoopbackUrl(const std::string& url) {
     size_t end = host.find('.', i);
     if (end == std::string::npos) end = host.size();
     std::string_view part(host.data() + i, end - i);
-    if (part.empty() || part.size() > 3 || !std::all_of(part.begin(), part.end(), [](char c) {
-          return c >= '0' && c <= '9';
-        }))
+    if (part.empty() || part.size() > 3 ||
+        !std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; }))
       return false;
     if (parts == 0 && part != "127") return false;
     if (std::stoi(std::string(part)) > 255) return false;

@@ -47,7 +47,9 @@ bool IsAdminRole(const std::string& role) {
 }
 
 // Owners outrank admins, who outrank members.
-int RoleRank(const std::string& role) { return role == "owner" ? 2 : role == "admin" ? 1 : 0; }
+int RoleRank(const std::string& role) {
+  return role == "owner" ? 2 : role == "admin" ? 1 : 0;
+}
 
 // The answer for a target the actor may not manage or that is gone; nullopt
 // when the operation may go on. Policy comes before existence, so an id of
@@ -57,8 +59,8 @@ int RoleRank(const std::string& role) { return role == "owner" ? 2 : role == "ad
 // and members, an admin members only; nobody another owner. No one changes
 // another user's email (`new_email`, when the patch sets one): a password
 // reset sent to the new address would take the account over (docs/API.md).
-std::optional<OpResult> CheckTarget(const Actor& actor, const std::optional<UserRecord>& target,
-                                    const std::string& id, const std::optional<std::string>* new_email = nullptr) {
+std::optional<OpResult> CheckTarget(const Actor& actor, const std::optional<UserRecord>& target, const std::string& id,
+                                    const std::optional<std::string>* new_email = nullptr) {
   bool self = id == actor.user_id;
   if (!self && (!actor.org_admin || !target || target->organization_id != actor.org_id ||
                 RoleRank(target->role) >= RoleRank(actor.role)))
@@ -634,12 +636,11 @@ Result<Mutation> RecordTokenClaims(WriteTxn& t, std::string_view workos_id, cons
   after.role = IsAdminRole(role) ? role : "member";
   if (after.organization_id == before.organization_id && after.role == before.role)
     return Done(before, Mutation::Kind::kUnchanged);
-  LogInfo("user's organization or role follows its token",
-          {{"user", before.id},
-           {"organization", after.organization_id.value_or("")},
-           {"role", after.role},
-           {"was_organization", before.organization_id.value_or("")},
-           {"was_role", before.role}});
+  LogInfo("user's organization or role follows its token", {{"user", before.id},
+                                                            {"organization", after.organization_id.value_or("")},
+                                                            {"role", after.role},
+                                                            {"was_organization", before.organization_id.value_or("")},
+                                                            {"was_role", before.role}});
   // Bookkeeping, not a change an application sees: updatedAt stays.
   USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kUpsert, c));
   return Done(std::move(after));

@@ -124,9 +124,7 @@ void UsersService::ResolveCaller(const auth::Claims& caller,
           RememberUnknown(claims.sub);
           not_a_user();
           return;
-        case WorkosProfileSource::Outcome::kBusy:
-          cb(Status::Unavailable(r.error), OpResult::Internal(r.error));
-          return;
+        case WorkosProfileSource::Outcome::kBusy: cb(Status::Unavailable(r.error), OpResult::Internal(r.error)); return;
         default:
           // WorkOS did not answer usefully: provision from the token and
           // fill the profile in later.
@@ -379,9 +377,7 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
                            apply(std::optional<std::optional<std::string>>(std::move(url)));
                            return;
                          }
-                         case WorkosProfileSource::Outcome::kUnreachable:
-                           apply(std::nullopt);
-                           return;
+                         case WorkosProfileSource::Outcome::kUnreachable: apply(std::nullopt); return;
                          case WorkosProfileSource::Outcome::kNotFound:
                            // WorkOS deleted the user (another host did, and this
                            // host's feed has not shown it yet): deleted here too,
@@ -389,9 +385,7 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
                            // (SPEC 4b).
                            deleted(workos_id);
                            return;
-                         case WorkosProfileSource::Outcome::kBusy:
-                           cb(OpResult::Internal(r.error));
-                           return;
+                         case WorkosProfileSource::Outcome::kBusy: cb(OpResult::Internal(r.error)); return;
                          case WorkosProfileSource::Outcome::kError:
                            cb(OpResult::Internal("WorkOS refused the profile request: " + r.error));
                            return;

@@ -63,8 +63,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t last_line_ms_ = 0;
   uint64_t linger_since_ms_ = 0;
   bool got_line_ = false;
-  size_t accounted_ = 0;       // in_.held() as last added to Server::buffered_
-  bool counted_uid_ = false;   // counted in Server::per_uid_
+  size_t accounted_ = 0;      // in_.held() as last added to Server::buffered_
+  bool counted_uid_ = false;  // counted in Server::per_uid_
   std::unordered_map<std::string, std::weak_ptr<RequestState>> streams_;
   // Responder::connection_state(), made by the dispatcher on first use.
   std::unique_ptr<ConnectionState> state_;
@@ -481,7 +481,8 @@ void Connection::MaybeFinish() {
 void Connection::Close() {
   if (closing_) return;
   closing_ = true;
-  in_.Discard();
+  // Its bytes no longer count (they are freed with the connection, a loop
+  // turn later: a line of it may still be in use further up this stack).
   server_->Account(this);
   auto streams = std::move(streams_);
   streams_.clear();
@@ -704,7 +705,7 @@ void Server::Remove(Connection* c) {
 }
 
 void Server::Account(Connection* c) {
-  size_t now_held = c->in_.held();
+  size_t now_held = c->closing_ ? 0 : c->in_.held();
   bool grew = now_held > c->accounted_;
   buffered_ = buffered_ - c->accounted_ + now_held;
   c->accounted_ = now_held;
@@ -732,7 +733,9 @@ void Server::Account(Connection* c) {
   }
 }
 
-void Server::OnSweep(uv_timer_t* timer) { static_cast<Server*>(timer->data)->Sweep(); }
+void Server::OnSweep(uv_timer_t* timer) {
+  static_cast<Server*>(timer->data)->Sweep();
+}
 
 void Server::Sweep() {
   const uint64_t now = uv_now(loop_);

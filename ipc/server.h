@@ -131,8 +131,8 @@ struct ServerStats {
   uint64_t refused_uid_limit = 0;     // over max_connections_per_uid
   uint64_t closed_first_request = 0;  // no complete first line in time
   uint64_t closed_idle = 0;
-  uint64_t closed_buffer_limit = 0;   // held the most input when the total went over
-  uint64_t closed_linger = 0;         // lingered after an error frame too long
+  uint64_t closed_buffer_limit = 0;  // held the most input when the total went over
+  uint64_t closed_linger = 0;        // lingered after an error frame too long
   uint64_t requests = 0;
   uint64_t protocol_errors = 0;
   uint64_t overlong_lines = 0;

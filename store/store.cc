@@ -445,7 +445,8 @@ Status WriteTxn::PutUser(const UserRecord& u, const std::optional<UserRecord>& p
   if (owner->has_value() && **owner != u.id) return Status::InvalidArgument("workosId already belongs to another user");
 
   // Email index: unique among live users with a non-empty email.
-  std::string old_key = stored && stored->live() && !stored->email.empty() ? EmailIndexKey(stored->email) : std::string();
+  std::string old_key =
+      stored && stored->live() && !stored->email.empty() ? EmailIndexKey(stored->email) : std::string();
   std::string new_key = u.live() && !u.email.empty() ? EmailIndexKey(u.email) : std::string();
   bool index_new_email = false;
   if (!new_key.empty()) {
@@ -728,8 +729,8 @@ Status Store::RebuildEmailIndex(MDB_txn* txn) {
     if (rc != 0) return FromMdb(rc, "rebuilding the email index");
   }
   if (!entries.empty())
-    LogInfo("rebuilt the email index", {{"entries", std::to_string(entries.size() - clashes)},
-                                      {"clashes", std::to_string(clashes)}});
+    LogInfo("rebuilt the email index",
+            {{"entries", std::to_string(entries.size() - clashes)}, {"clashes", std::to_string(clashes)}});
   return Status::Ok();
 }
 

@@ -598,8 +598,8 @@ void HttpClient::Send(HttpRequest req, HttpCallback cb) {
     // Fail fast: a caller waiting behind this many reads would time out
     // anyway, and an unbounded queue lets one client hold the daemon's
     // memory and WorkOS budget.
-    std::string error = "too many WorkOS requests waiting (workos.max_queued_requests " +
-                        std::to_string(s.max_queued) + ")";
+    std::string error =
+        "too many WorkOS requests waiting (workos.max_queued_requests " + std::to_string(s.max_queued) + ")";
     s.Fail(std::move(t), std::move(error));
     s.deferred.back()->resp.queue_full = true;
     return;
@@ -608,7 +608,9 @@ void HttpClient::Send(HttpRequest req, HttpCallback cb) {
   s.StartQueued();
 }
 
-void HttpClient::SetMaxQueued(size_t n) { impl_->max_queued = std::max<size_t>(n, 1); }
+void HttpClient::SetMaxQueued(size_t n) {
+  impl_->max_queued = std::max<size_t>(n, 1);
+}
 
 void HttpClient::SetMaxConcurrency(uint32_t n) {
   Impl& s = *impl_;

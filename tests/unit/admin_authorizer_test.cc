@@ -38,8 +38,7 @@ TEST_CASE("admin authorizer: admits configured uids and primary gids", "[admin]"
   CHECK_FALSE(allow(Peer(4242, 1)));  // a uid equal to an allowed gid is not a match
 }
 
-TEST_CASE("admin authorizer: a peer whose credentials could not be read is refused, never taken for root",
-          "[admin]") {
+TEST_CASE("admin authorizer: a peer whose credentials could not be read is refused, never taken for root", "[admin]") {
   // What the server holds when getsockopt(SO_PEERCRED) failed: it used to
   // read as uid 0, gid 0 and so as root (issue 21, item 9).
   ipc::PeerCred unknown;

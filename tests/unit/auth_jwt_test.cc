@@ -414,8 +414,7 @@ TEST_CASE("jwt: with require_exp off, a token without exp is accepted with exp 0
   CHECK(Refused(Token(Header(), p, K().main), *jwks, o).error == TokenError::kExpired);
 }
 
-TEST_CASE("jwt: max_age_seconds refuses tokens issued too long ago, or without iat, and bounds valid_until",
-          "[auth]") {
+TEST_CASE("jwt: max_age_seconds refuses tokens issued too long ago, or without iat, and bounds valid_until", "[auth]") {
   auto jwks = DefaultJwks();
   VerifyOptions o = Opts();
   json p = Payload();  // iat kNow - 10, exp kNow + 300

@@ -561,13 +561,14 @@ TEST_CASE("config: DiffReloadable separates runtime keys from restart keys", "[c
   REQUIRE(full.ok());
   std::vector<std::string> full_restart;
   std::vector<std::string> reloadable = DiffReloadable(Config{}, *full, &full_restart);
-  CHECK(reloadable == std::vector<std::string>{
-                          "auth.leeway_seconds", "auth.jwks_refresh_seconds", "auth.jwks_min_refresh_seconds",
-                          "workos.timeout_ms", "workos.max_concurrency", "workos.events_poll_seconds",
-                          "outbox.initial_backoff_ms", "outbox.max_backoff_ms", "outbox.max_age_seconds",
-                          "policy.org_admins_manage_members", "provisioning.jit", "log.level", "log.format",
-                          "metrics.textfile", "metrics.textfile_interval_seconds"});
-  CHECK(full_restart.size() == 21);
+  CHECK(reloadable ==
+        std::vector<std::string>{"auth.leeway_seconds", "auth.require_exp", "auth.max_token_age_seconds",
+                                 "auth.jwks_refresh_seconds", "auth.jwks_min_refresh_seconds", "workos.timeout_ms",
+                                 "workos.max_concurrency", "workos.events_poll_seconds", "workos.max_queued_requests",
+                                 "outbox.initial_backoff_ms", "outbox.max_backoff_ms", "outbox.max_age_seconds",
+                                 "policy.org_admins_manage_members", "provisioning.jit", "log.level", "log.format",
+                                 "metrics.textfile", "metrics.textfile_interval_seconds"});
+  CHECK(full_restart.size() == 27);
 }
 
 TEST_CASE("config: ToYaml round-trips through ParseConfig without the API key", "[config]") {
@@ -729,8 +730,7 @@ TEST_CASE("config: LoadConfigFile parses the file and resolves the key", "[confi
   CHECK_THAT(invalid.status().message(), Catch::StartsWith(bad + ": log.level (line 2)"));
 }
 
-TEST_CASE("config: http:// is refused for workos.base_url and auth.jwks_url unless loopback or allowed",
-          "[config]") {
+TEST_CASE("config: http:// is refused for workos.base_url and auth.jwks_url unless loopback or allowed", "[config]") {
   // Issue 21, item 7: the API key and the JWKS must not travel in clear.
   std::string e = ErrorOf("workos:\n  base_url: http://workos.internal.example\n");
   CHECK_THAT(e, Catch::Contains("workos.base_url (line 2)"));

@@ -232,7 +232,8 @@ TEST_CASE("ipc server: a peer's credentials are read at accept (uid, gid, known)
     a.sun_family = AF_UNIX;
     std::memcpy(a.sun_path, o.path.data(), o.path.size());
     REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    std::string line = R"({"_tag":"Request","id":"1","tag":"t","headers":[]})" "\n";
+    std::string line = R"({"_tag":"Request","id":"1","tag":"t","headers":[]})"
+                       "\n";
     REQUIRE(send(fd, line.data(), line.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(line.size()));
     rig.RunUntil([&] { return peers.peer.known; });
     CHECK(peers.peer.uid == getuid());
@@ -260,8 +261,7 @@ TEST_CASE("ipc server: a uid's connections beyond max_connections_per_uid are re
   CHECK(again.Call() == -1);
 }
 
-TEST_CASE("ipc server: a connection without a complete first line is closed at first_request_timeout_ms",
-          "[ipc]") {
+TEST_CASE("ipc server: a connection without a complete first line is closed at first_request_timeout_ms", "[ipc]") {
   Rig rig(false, [](ServerOptions& o) { o.first_request_timeout_ms = 200; });
   Client silent(rig), partial(rig), talker(rig);
   partial.SendRaw(R"({"_tag":"Request","id":"1")");  // half a line, then nothing
@@ -281,7 +281,8 @@ TEST_CASE("ipc server: an idle connection is closed at idle_timeout_ms, unless a
   Rig rig(false, [](ServerOptions& o) { o.idle_timeout_ms = 200; });
   Client idle(rig), waiting(rig);
   CHECK(idle.Call() == -1);
-  std::string hold = R"({"_tag":"Request","id":"h","tag":"hold","headers":[]})" "\n";
+  std::string hold = R"({"_tag":"Request","id":"h","tag":"hold","headers":[]})"
+                     "\n";
   waiting.SendRaw(hold);
   rig.RunUntil([&] { return rig.dispatcher.held.size() == 1; });
   REQUIRE(idle.WaitClosed());

@@ -324,9 +324,10 @@ TEST_CASE("store: emails are unique under Unicode case folding and NFC, not only
   auto s = OpenAt(dir.path());
   Put(*s, MakeUser("u1", "w1", "\xC3\x89mile@example.fr"));  // Émile, precomposed
   Put(*s, MakeUser("u2", "w2", "strasse@example.de"));
-  for (const char* same : {"\xC3\xA9mile@example.fr",          // émile
-                           "E\xCC\x81MILE@EXAMPLE.FR",         // E + combining acute, upper case
-                           "STRA\xC3\x9F" "E@example.de"}) {   // STRAßE: ß folds to ss
+  for (const char* same : {"\xC3\xA9mile@example.fr",   // émile
+                           "E\xCC\x81MILE@EXAMPLE.FR",  // E + combining acute, upper case
+                           "STRA\xC3\x9F"
+                           "E@example.de"}) {  // STRAßE: ß folds to ss
     INFO(same);
     auto t = s->BeginWrite();
     REQUIRE(t.ok());
@@ -1309,8 +1310,7 @@ TEST_CASE("backup: a directory that already holds a data.mdb is refused", "[stor
   CHECK(Get(*s, "b"));
 }
 
-TEST_CASE("backup: the copy is mode 0600 whatever the umask, and a symlink named data.mdb is not followed",
-          "[store]") {
+TEST_CASE("backup: the copy is mode 0600 whatever the umask, and a symlink named data.mdb is not followed", "[store]") {
   // Issue 21, item 6: mdb_env_copy2 created the copy 0666 less the umask.
   TempDir dir;
   auto s = OpenAt(dir.sub("live"));
