@@ -155,7 +155,13 @@ void UsersService::FollowClaims(const auth::Claims& caller, UserRecord user,
         return Status::Ok();
       },
       [user = std::move(user), stored, cb](Status st) mutable {
-        if (!st.ok()) return cb(st, OpResult::Internal(st.message()));
+        // A store that cannot take the write (full, say) must not cost the
+        // caller its request: reads go on at the maximum map size (SPEC 6).
+        // The record keeps its older organization and role until a write
+        // succeeds.
+        if (!st.ok())
+          LogWarn("could not record the organization and role of a user's token",
+                  {{"user", user.id}, {"error", st.message()}});
         cb(stored->has_value() ? std::move(**stored) : std::move(user), OpResult::Ok(nullptr));
       });
 }

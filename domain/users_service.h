@@ -136,7 +136,8 @@ class UsersService {
                  std::function<void(Result<store::UserRecord>, OpResult)> cb);
   // The caller's stored organization and role follow its verified token
   // (SPEC 1 policy): when they differ, one write records the token's, and
-  // `cb` runs after it; otherwise `cb` runs at once.
+  // `cb` runs after it (with the stored user even if that write failed:
+  // logged); otherwise `cb` runs at once.
   void FollowClaims(const auth::Claims& caller, store::UserRecord user,
                     std::function<void(Result<store::UserRecord>, OpResult)> cb);
   // The request-path WorkOS memories (see kPictureReuseMs).
