@@ -371,8 +371,12 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
                       });
     };
     if (!workos_ || !workos_->Configured() || workos_->Offline()) return apply(std::nullopt);
-    // A picture WorkOS showed a moment ago is the answer it would give now.
-    if (auto recent = RecentPicture(me->workos_id))
+    // A picture WorkOS showed a moment ago is the answer it would give now,
+    // unless WorkOS has shown another one since (an event updated the
+    // record's last-seen picture).
+    if (auto recent = RecentPicture(me->workos_id);
+        recent &&
+        recent->value_or(std::string()) == NormalizePictureUrl(me->profile_picture_url).value_or(std::string()))
       return apply(std::optional<std::optional<std::string>>(std::move(*recent)));
     workos_->GetUser(me->workos_id,
                      [this, apply, deleted, cb, workos_id = me->workos_id](WorkosProfileSource::GetResult r) {

@@ -104,7 +104,8 @@ struct ServiceOptions {
 };
 
 // WorkOS reads on the request path are rationed (SPEC 1, issue 21): a
-// profile picture read for user.resetAvatar is reused for kPictureReuseMs,
+// profile picture read for user.resetAvatar is reused for kPictureReuseMs
+// (unless the record has seen another picture from WorkOS since: an event),
 // and a token subject WorkOS answered 404 for is refused without asking again
 // for kUnknownSubjectMs. Concurrent reads of one user are merged by the
 // WorkosProfileSource. Both memories hold at most kMaxRemembered entries.

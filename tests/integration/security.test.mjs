@@ -8,7 +8,6 @@
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import {
   withFake, startDaemon, connect, newUser, tokenFor, ok, failure, defect, makeTempDir, runUsersd, suiteScope, buildConfig,
@@ -148,8 +147,8 @@ describe('configuration and secrets', () => {
     }
   });
 
-  test('an API key in a config every user may read stops the start; the key is named nowhere', async () => {
-    const fake = await withFake();
+  test('an API key in a config every user may read stops the start; the key is named nowhere', async (t) => {
+    const fake = await withFake({ t });
     const dir = await makeTempDir();
     try {
       const cfg = path.join(dir, 'usersd.yaml');
@@ -187,6 +186,5 @@ describe('configuration and secrets', () => {
     assert.ok(!r.needsRestart.includes('workos.api_key'), JSON.stringify(r));
     ok(await c.request('user.resetAvatar', undefined, { token: u.token }));
     assert.equal(ok(await a.request('admin.status')).upstream.state, 'online');
-    void os;
   });
 });
