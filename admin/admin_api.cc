@@ -11,6 +11,7 @@
 
 #include "admin/admin_users.h"
 #include "common/log.h"
+#include "common/safe_dir.h"
 #include "common/text.h"
 #include "common/timefmt.h"
 #include "domain/users_service.h"
@@ -770,6 +771,11 @@ void AdminApi::Impl::HandleBackup(const ipc::Request& q, ipc::Responder r) {
     return Reply(r, q.tag, Invalid("path: too long or contains NUL"));
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   if (path == d.store->path()) return Reply(r, q.tag, Invalid("path: is the live store's directory"));
+  // Backups go below admin_socket.backup_dir only (issue 21): the daemon
+  // writes with its own rights, which are not the caller's.
+  const std::string root = d.config->admin_socket.backup_dir;
+  if (!IsPathBelow(root, path))
+    return Reply(r, q.tag, Invalid("path: must be below admin_socket.backup_dir (" + root + "), without . or .."));
   if (backup_running) return Reply(r, q.tag, Internal("backup refused", "another backup is in progress"));
   backup_running = true;
 
@@ -781,18 +787,25 @@ void AdminApi::Impl::HandleBackup(const ipc::Request& q, ipc::Responder r) {
     ipc::Responder r;
     std::string tag;
     std::string path;
+    std::string root;
     Status st;
     uint64_t bytes = 0;
     uint64_t txid = 0;
   };
-  auto* w = new Work{{}, this, r, q.tag, path, Status::Ok()};
+  auto* w = new Work{{}, this, r, q.tag, path, root, Status::Ok()};
   w->req.data = w;
   LogInfo("backup started", {{"path", path}, {"uid", std::to_string(r.peer().uid)}});
   int rc = uv_queue_work(
       d.loop, &w->req,
       [](uv_work_t* req) {
         auto* w = static_cast<Work*>(req->data);
-        auto info = w->api->d.store->Backup(w->path);
+        auto dir = OpenDirBelow(w->root, w->path);
+        if (!dir.ok()) {
+          w->st = dir.status();
+          return;
+        }
+        auto info = w->api->d.store->Backup(*dir, w->path);
+        ::close(*dir);
         if (!info.ok()) {
           w->st = info.status();
           return;
@@ -879,6 +892,8 @@ void AdminApi::Dispatch(const ipc::Request& request, ipc::Responder responder) {
 std::function<bool(const ipc::PeerCred&)> AdminAuthorizer(std::vector<uint32_t> allowed_uids,
                                                           std::vector<uint32_t> allowed_gids, uid_t self_uid) {
   return [self_uid, uids = std::move(allowed_uids), gids = std::move(allowed_gids)](const ipc::PeerCred& p) {
+    // A peer whose credentials could not be read is nobody we know.
+    if (!p.known) return false;
     if (p.uid == 0 || p.uid == self_uid) return true;
     if (std::find(uids.begin(), uids.end(), p.uid) != uids.end()) return true;
     if (std::find(gids.begin(), gids.end(), p.gid) != gids.end()) return true;

@@ -89,8 +89,9 @@ class AdminApi : public ipc::Dispatcher {
 
 // The admin socket's peer check: uid 0, the daemon's own uid (`self_uid`,
 // default getuid()), the configured uids, and the configured gids as the
-// peer's primary or supplementary group (SO_PEERGROUPS). Refusals are logged
-// with pid/uid/gid by ipc::Server.
+// peer's primary or supplementary group (SO_PEERGROUPS). A peer whose
+// SO_PEERCRED could not be read (PeerCred::known false) is refused. Refusals
+// are logged with pid/uid/gid by ipc::Server.
 std::function<bool(const ipc::PeerCred&)> AdminAuthorizer(std::vector<uint32_t> allowed_uids,
                                                           std::vector<uint32_t> allowed_gids);
 std::function<bool(const ipc::PeerCred&)> AdminAuthorizer(std::vector<uint32_t> allowed_uids,

@@ -81,7 +81,7 @@ void Authenticator::Authenticate(std::optional<std::string_view> header, AuthCal
   }
   if (memo && cache_.capacity() > 0) {
     if (memo->claims && memo->generation == cache_.generation() && memo->token == *token &&
-        clock_.NowMs() / 1000 < memo->claims->exp) {
+        clock_.NowMs() / 1000 < memo->claims->valid_until) {
       cache_hits_++;
       Finish(memo->claims, cb);
       return;

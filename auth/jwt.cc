@@ -494,8 +494,25 @@ std::variant<Claims, VerifyFailure> VerifyImpl(std::string_view token, const Jwk
 
   const int64_t leeway = std::clamp<int64_t>(opts.leeway_seconds, 0, kMaxLeewaySeconds);
   // RFC 7519 section 4.1.4: the token must not be accepted on or after exp.
+  if (!has_exp && opts.require_exp) {
+    // A token without exp would be good forever (SPEC 3, auth.require_exp).
+    return Fail(TokenError::kExpired, "token has no exp claim (required by auth.require_exp)");
+  }
   if (has_exp && SatAdd(c.exp, leeway) <= now_s) {
     return Fail(TokenError::kExpired, "token expired at " + FormatUtcSeconds(c.exp));
+  }
+  c.valid_until = has_exp ? c.exp : 0;
+  if (opts.max_age_seconds > 0) {
+    const bool has_iat = payload.contains("iat") && !payload.at("iat").is_null();
+    if (!has_iat) {
+      return Fail(TokenError::kExpired, "token has no iat claim (required by auth.max_token_age_seconds)");
+    }
+    const int64_t too_old_at = SatAdd(c.iat, opts.max_age_seconds);
+    if (SatAdd(too_old_at, leeway) <= now_s) {
+      return Fail(TokenError::kExpired, "token issued at " + FormatUtcSeconds(c.iat) + " is older than " +
+                                            std::to_string(opts.max_age_seconds) + " seconds");
+    }
+    c.valid_until = c.valid_until == 0 ? too_old_at : std::min(c.valid_until, too_old_at);
   }
   if (payload.contains("nbf") && c.nbf > SatAdd(now_s, leeway)) {
     return Fail(TokenError::kNotYetValid, "token not valid before " + FormatUtcSeconds(c.nbf));

@@ -6,10 +6,14 @@
 // No function in this header throws.
 //
 // Policy decisions a caller should know about:
-//  - `exp` is optional, as SPEC 3 lists it (WorkOS always sets it). A token
-//    without it is accepted with Claims::exp = 0, and callers must not cache
-//    it: TokenCache and the per-connection memo skip such claims, so every
-//    request carrying it is verified again.
+//  - `exp` is required unless VerifyOptions::require_exp is false (SPEC 3,
+//    auth.require_exp; WorkOS always sets it). Without the requirement, a
+//    token without it is accepted with Claims::exp = 0, and callers must not
+//    cache it: TokenCache and the per-connection memo skip such claims, so
+//    every request carrying it is verified again.
+//  - VerifyOptions::max_age_seconds (auth.max_token_age_seconds, 0 = off)
+//    bounds the age from `iat`: older tokens, and tokens without `iat`, are
+//    refused as expired whatever their `exp` says.
 //  - An empty VerifyOptions::issuers list accepts no issuer (fails closed).
 //  - The algorithm must be in VerifyOptions::algorithms, be one this code
 //    implements (RSA only), and equal the key's own "alg" when the JWK has one.
@@ -71,6 +75,9 @@ struct Claims {
   std::vector<std::string> permissions;  // "permissions" claim; empty when absent
   std::string iss;
   int64_t exp = 0;                  // seconds since the epoch; 0 = absent (never cache)
+  // When Verify's acceptance stops holding: exp, or iat + max_age_seconds
+  // when that comes first; 0 = never (a token without exp: never cache).
+  int64_t valid_until = 0;
   int64_t iat = 0;                  // 0 = absent
   int64_t nbf = 0;                  // 0 = absent
   nlohmann::json raw;               // the whole verified payload
@@ -80,7 +87,9 @@ struct VerifyOptions {
   std::vector<std::string> issuers;             // accepted iss values (exact match); empty accepts none
   std::optional<std::string> audience;          // checked only when set (aud may be a string or array)
   std::vector<std::string> algorithms{"RS256"};  // allow-list from config
-  int64_t leeway_seconds = 30;                  // applied to exp and nbf; clamped to [0, 1 day]
+  int64_t leeway_seconds = 30;                   // applied to exp, nbf and the age; clamped to [0, 1 day]
+  bool require_exp = true;                       // a token without exp is refused (kExpired)
+  int64_t max_age_seconds = 0;                   // > 0: refuse tokens issued (iat) longer ago, or without iat
   size_t max_token_bytes = 8192;
 };
 

@@ -47,16 +47,16 @@ std::optional<Claims> TokenCache::Get(std::string_view token, int64_t now_s) {
 }
 
 void TokenCache::Put(std::string_view token, const Claims& claims) {
-  if (capacity_ == 0 || claims.exp == 0) return;
+  if (capacity_ == 0 || claims.valid_until == 0) return;
   Put(token, std::make_shared<const Claims>(claims));
 }
 
 void TokenCache::Put(std::string_view token, std::shared_ptr<const Claims> claims_ptr) {
-  if (capacity_ == 0 || !claims_ptr || claims_ptr->exp == 0) return;
+  if (capacity_ == 0 || !claims_ptr || claims_ptr->valid_until == 0) return;
   const Claims& claims = *claims_ptr;
   Digest d = Hash(token);
   if (auto it = map_.find(d); it != map_.end()) {
-    it->second->exp = claims.exp;
+    it->second->exp = claims.valid_until;
     it->second->claims = std::move(claims_ptr);
     lru_.splice(lru_.begin(), lru_, it->second);
     return;
@@ -67,7 +67,7 @@ void TokenCache::Put(std::string_view token, std::shared_ptr<const Claims> claim
     map_.erase(lru_.back().digest);
     lru_.pop_back();
   }
-  lru_.push_front(Entry{d, claims.exp, std::move(claims_ptr)});
+  lru_.push_front(Entry{d, claims.valid_until, std::move(claims_ptr)});
   map_.emplace(d, lru_.begin());
 }
 

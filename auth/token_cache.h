@@ -3,9 +3,10 @@
 //
 // Bounded LRU keyed by the SHA-256 of the token bytes: the raw token is never
 // stored, so a heap dump does not hand out live credentials. An entry is good
-// until the token's exp, with no leeway (Verify already granted leeway once).
-// Claims without exp (Claims::exp == 0) are never stored: such a token is
-// verified again at each use.
+// until Claims::valid_until (the token's exp, or the end of its allowed age
+// when that comes first), with no leeway (Verify already granted leeway
+// once). Claims without it (valid_until == 0: no exp) are never stored: such
+// a token is verified again at each use.
 //
 // The cache holds only what Verify decided under the options in force when it
 // ran; call Clear() when the JWKS, the verify options, or a user changes.
@@ -39,7 +40,7 @@ class TokenCache {
   TokenCache(const TokenCache&) = delete;
   TokenCache& operator=(const TokenCache&) = delete;
 
-  // The claims cached for `token` if it is present and now_s < exp; marks it
+  // The claims cached for `token` if it is present and now_s < valid_until; marks it
   // most recently used. An expired entry is dropped. Copies the Claims; use
   // Lookup to avoid the copy.
   std::optional<Claims> Get(std::string_view token, int64_t now_s);
@@ -49,7 +50,7 @@ class TokenCache {
 
   // Remembers `claims` for `token`, replacing any older entry and evicting the
   // least recently used one when full. REQUIRES: Verify accepted the token and
-  // returned these claims. Claims without exp are not cached.
+  // returned these claims. Claims without valid_until are not cached.
   void Put(std::string_view token, const Claims& claims);
   // Like Put, sharing `claims` instead of copying them.
   void Put(std::string_view token, std::shared_ptr<const Claims> claims);

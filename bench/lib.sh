@@ -34,6 +34,7 @@ auth: { client_id: client_123 }
 workos: { base_url: "$FAKE", api_key: sk_test_123, events_poll_seconds: 10 }
 log: { level: warn }
 YAML
+  chmod 0600 "$1/usersd.yaml" # it holds the API key: usersd refuses a key every user may read
   # METADATA=0: the shared fields stay on the host (sync.metadata.enabled
   # false), as before SPEC 4b; unset, the binary's default applies (a binary
   # from before SPEC 4b refuses the key).

@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   auth::Claims claims;
   claims.sub = "user_01";
   claims.exp = 4'000'000'000;
+  claims.valid_until = claims.exp;
   cache.Put(token, claims);
 
   store::UserRecord u;

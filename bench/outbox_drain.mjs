@@ -81,7 +81,7 @@ workos: { base_url: ${JSON.stringify(fake.baseUrl)}, api_key: ${JSON.stringify(f
 outbox: { initial_backoff_ms: 50, max_backoff_ms: 500 }
 policy: { org_admins_manage_members: true }
 log: { level: warn }
-`);
+`, { mode: 0o600 });
 const daemon = spawn(opt.bin, ['--config', config], { stdio: ['ignore', 'inherit', 'inherit'] });
 try {
   const socketPath = path.join(dir, 'app.sock');

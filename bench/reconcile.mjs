@@ -40,7 +40,7 @@ try {
     sync: { reconcile: { requests_per_second: rps, interval_hours: 0 } },
     log: { level: 'warn' },
   };
-  fs.writeFileSync(path.join(dir, 'usersd.yaml'), toYaml(config));
+  fs.writeFileSync(path.join(dir, 'usersd.yaml'), toYaml(config), { mode: 0o600 });
   daemon = spawn(bin, ['--config', path.join(dir, 'usersd.yaml')], { stdio: ['ignore', 'inherit', 'inherit'] });
   while (!(await canConnect(config.admin_socket.path))) await sleep(20);
   const admin = async (tag, payload) => {

@@ -1,5 +1,15 @@
 #include "common/text.h"
 
+#include <unicase.h>
+#include <unictype.h>
+#include <uninorm.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <algorithm>
+#include <set>
+
 namespace usersd {
 
 std::string ToLowerAscii(std::string_view s) {
@@ -84,6 +94,53 @@ size_t CountCodePoints(std::string_view s) {
     if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++count;
   }
   return count;
+}
+
+namespace {
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+using UBuf = std::unique_ptr<uint8_t, FreeDeleter>;
+}  // namespace
+
+std::string EmailKey(std::string_view email) {
+  bool ascii = true;
+  for (char c : email) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
+  if (ascii || !IsValidUtf8(email)) return ToLowerAscii(email);
+  const auto* in = reinterpret_cast<const uint8_t*>(email.data());
+  size_t nfd_len = 0;
+  UBuf nfd(u8_normalize(UNINORM_NFD, in, email.size(), nullptr, &nfd_len));
+  if (!nfd) return ToLowerAscii(email);  // ENOMEM; EILSEQ cannot happen on valid UTF-8
+  size_t key_len = 0;
+  UBuf key(u8_casefold(nfd.get(), nfd_len, nullptr, UNINORM_NFC, nullptr, &key_len));
+  if (!key) return ToLowerAscii(email);
+  return std::string(reinterpret_cast<const char*>(key.get()), key_len);
+}
+
+bool IsFullwidthForm(char32_t cp) {
+  return (cp >= 0xFF01 && cp <= 0xFF60) || (cp >= 0xFFE0 && cp <= 0xFFE6);
+}
+
+bool IsMixedScript(std::string_view s) {
+  std::set<std::string_view> scripts;
+  size_t i = 0;
+  while (i < s.size()) {
+    char32_t cp = 0;
+    if (!DecodeUtf8(s, &i, &cp)) return true;  // REQUIRES says it cannot; refuse rather than guess
+    const uc_script_t* script = uc_script(static_cast<ucs4_t>(cp));
+    if (script == nullptr) continue;  // unassigned: no script to mix
+    std::string_view name = script->name;
+    if (name == "Common" || name == "Inherited") continue;
+    scripts.insert(name);
+  }
+  if (scripts.size() <= 1) return false;
+  auto within = [&](std::initializer_list<std::string_view> allowed) {
+    for (auto n : scripts)
+      if (std::find(allowed.begin(), allowed.end(), n) == allowed.end()) return false;
+    return true;
+  };
+  return !(within({"Latin", "Han", "Hiragana", "Katakana"}) || within({"Latin", "Han", "Bopomofo"}) ||
+           within({"Latin", "Han", "Hangul"}));
 }
 
 }  // namespace usersd

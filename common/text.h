@@ -37,4 +37,24 @@ bool IsValidUtf8(std::string_view s);
 // Number of code points. REQUIRES: IsValidUtf8(s).
 size_t CountCodePoints(std::string_view s);
 
+// The key under which an email is unique (SPEC 1, "case-insensitive"; the
+// store's by_email index): an all-ASCII address folds A-Z to a-z, as
+// before; any other is canonically case-folded, NFC(casefold(NFD(s))) with
+// Unicode's full, language-independent folding (libunistring), so "ÉMILE",
+// "émile" and "e\u0301mile" share a key. Invalid UTF-8 (never in a
+// validated address; possible in a value WorkOS sent) folds as ASCII.
+// Part of the on-disk format: a change here needs the index rebuilt
+// (store.cc, kEmailIndexVersion).
+std::string EmailKey(std::string_view email);
+
+// U+FF01-U+FF60 and U+FFE0-U+FFE6: the fullwidth forms, look-alikes of
+// ASCII that an address could use to pass for another.
+bool IsFullwidthForm(char32_t cp);
+// The letters of `s` (REQUIRES: valid UTF-8) mix scripts beyond what one
+// writing system uses: more than one script besides Common and Inherited,
+// unless all are in {Latin, Han, Hiragana, Katakana}, {Latin, Han,
+// Bopomofo} or {Latin, Han, Hangul} (Unicode TS #39, "highly restrictive").
+// "pаypal" with a Cyrillic "а" is mixed; "山田taro" is not.
+bool IsMixedScript(std::string_view s);
+
 }  // namespace usersd

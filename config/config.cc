@@ -23,6 +23,7 @@
 #include <sstream>
 #include <utility>
 
+#include "common/log.h"
 #include "common/text.h"
 
 namespace usersd::config {
@@ -135,6 +136,7 @@ class Loader {
   void Path(const Field& f, std::string* out);
   void OptPath(const Field& f, std::optional<std::string>* out);
   void SocketPath(const Field& f, std::string* out);
+  void AbsolutePath(const Field& f, std::string* out);
   bool Url(const Field& f, std::string* out);
   void OptUrl(const Field& f, std::optional<std::string>* out);
   void Enum(const Field& f, std::initializer_list<const char*> allowed, std::string* out);
@@ -356,6 +358,30 @@ void Loader::SocketPath(const Field& f, std::string* out) {
                  std::to_string(s.size()));
     return;
   }
+  *out = std::move(s);
+}
+
+void Loader::AbsolutePath(const Field& f, std::string* out) {
+  std::string s;
+  Path(f, &s);
+  if (s.empty()) return;
+  if (s[0] != '/') {
+    Error(f, "must be an absolute path");
+    return;
+  }
+  // "." and ".." would make "below this directory" mean something else than
+  // it reads.
+  for (size_t at = 0; at < s.size();) {
+    size_t end = s.find('/', at);
+    if (end == std::string::npos) end = s.size();
+    std::string_view part(s.data() + at, end - at);
+    if (part == "." || part == "..") {
+      Error(f, "must not contain \".\" or \"..\" components");
+      return;
+    }
+    at = end + 1;
+  }
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
   *out = std::move(s);
 }
 
@@ -623,13 +649,18 @@ void Loader::Root(const YAML::Node& root) {
           {
               {"socket",
                [&](const Field& f) {
-                 Section(f, {
-                                {"path", bind(&Loader::SocketPath, &c.socket.path)},
-                                {"mode", bind(&Loader::Mode, &c.socket.mode)},
-                                {"group", bind(&Loader::Group, &c.socket.group)},
-                                {"max_line_bytes", int_field(&c.socket.max_line_bytes, 1024, 64 << 20)},
-                                {"max_connections", int_field(&c.socket.max_connections, 1, 1000000)},
-                            });
+                 Section(
+                     f, {
+                            {"path", bind(&Loader::SocketPath, &c.socket.path)},
+                            {"mode", bind(&Loader::Mode, &c.socket.mode)},
+                            {"group", bind(&Loader::Group, &c.socket.group)},
+                            {"max_line_bytes", int_field(&c.socket.max_line_bytes, 1024, 64 << 20)},
+                            {"max_connections", int_field(&c.socket.max_connections, 1, 1000000)},
+                            {"first_request_timeout_ms", int_field(&c.socket.first_request_timeout_ms, 0, 3600 * 1000)},
+                            {"idle_timeout_ms", int_field(&c.socket.idle_timeout_ms, 0, 86400LL * 1000)},
+                            {"max_buffered_bytes", int_field(&c.socket.max_buffered_bytes, 65536, 1LL << 40)},
+                            {"max_connections_per_uid", int_field(&c.socket.max_connections_per_uid, 1, 1000000)},
+                        });
                }},
               {"admin_socket",
                [&](const Field& f) {
@@ -638,6 +669,7 @@ void Loader::Root(const YAML::Node& root) {
                                 {"mode", bind(&Loader::Mode, &c.admin_socket.mode)},
                                 {"allowed_uids", bind(&Loader::IdList, &c.admin_socket.allowed_uids)},
                                 {"allowed_gids", bind(&Loader::IdList, &c.admin_socket.allowed_gids)},
+                                {"backup_dir", bind(&Loader::AbsolutePath, &c.admin_socket.backup_dir)},
                             });
                }},
               {"store",
@@ -659,6 +691,8 @@ void Loader::Root(const YAML::Node& root) {
                                 {"audience", bind(&Loader::OptNonEmptyString, &c.auth.audience)},
                                 {"algorithms", bind(&Loader::Algorithms, &c.auth.algorithms)},
                                 {"leeway_seconds", int_field(&c.auth.leeway_seconds, 0, 3600)},
+                                {"require_exp", bind(&Loader::Bool, &c.auth.require_exp)},
+                                {"max_token_age_seconds", int_field(&c.auth.max_token_age_seconds, 0, 366LL * 86400)},
                                 {"jwks_refresh_seconds", int_field(&c.auth.jwks_refresh_seconds, 1, 30 * 86400)},
                                 {"jwks_min_refresh_seconds", int_field(&c.auth.jwks_min_refresh_seconds, 1, 86400)},
                             });
@@ -677,6 +711,8 @@ void Loader::Root(const YAML::Node& root) {
                                 {"max_concurrency", int_field(&c.workos.max_concurrency, 1, 1024)},
                                 {"events_poll_seconds", int_field(&c.workos.events_poll_seconds, 0, 86400)},
                                 {"requests_per_second", int_field(&c.workos.requests_per_second, 0, 100000)},
+                                {"max_queued_requests", int_field(&c.workos.max_queued_requests, 1, 100000)},
+                                {"allow_insecure_http", bind(&Loader::Bool, &c.workos.allow_insecure_http)},
                             });
                }},
               {"outbox",
@@ -765,6 +801,22 @@ void Loader::CrossChecks() {
                "auth.jwks_min_refresh_seconds (" + std::to_string(c.auth.jwks_min_refresh_seconds) +
                    ") must not exceed auth.jwks_refresh_seconds (" + std::to_string(c.auth.jwks_refresh_seconds) +
                    ")");
+  }
+  if (c.socket.max_buffered_bytes < c.socket.max_line_bytes) {
+    CrossError(lines_.count("socket.max_buffered_bytes") ? "socket.max_buffered_bytes" : "socket.max_line_bytes",
+               "socket.max_buffered_bytes (" + std::to_string(c.socket.max_buffered_bytes) +
+                   ") must be at least socket.max_line_bytes (" + std::to_string(c.socket.max_line_bytes) + ")");
+  }
+  if (!c.workos.allow_insecure_http) {
+    // The API key (workos.base_url) and the keys that decide who is who
+    // (auth.jwks_url) must not travel in clear, except to this host.
+    auto check = [&](const std::string& key, const std::string& url) {
+      if (url.rfind("http://", 0) != 0 || IsLoopbackUrl(url)) return;
+      CrossError(key, key + " uses http:// to a host that is not loopback (\"" + url +
+                          "\"): use https://, or set workos.allow_insecure_http: true");
+    };
+    check("workos.base_url", c.workos.base_url);
+    if (c.auth.jwks_url) check("auth.jwks_url", *c.auth.jwks_url);
   }
   if (c.socket.path == c.admin_socket.path) {
     CrossError(lines_.count("admin_socket.path") ? "admin_socket.path" : "socket.path",
@@ -856,10 +908,15 @@ const KeyInfo kKeys[] = {
     USERSD_KEY("socket.group", socket.group, false),
     USERSD_KEY("socket.max_line_bytes", socket.max_line_bytes, false),
     USERSD_KEY("socket.max_connections", socket.max_connections, false),
+    USERSD_KEY("socket.first_request_timeout_ms", socket.first_request_timeout_ms, false),
+    USERSD_KEY("socket.idle_timeout_ms", socket.idle_timeout_ms, false),
+    USERSD_KEY("socket.max_buffered_bytes", socket.max_buffered_bytes, false),
+    USERSD_KEY("socket.max_connections_per_uid", socket.max_connections_per_uid, false),
     USERSD_KEY("admin_socket.path", admin_socket.path, false),
     USERSD_KEY("admin_socket.mode", admin_socket.mode, false),
     USERSD_KEY("admin_socket.allowed_uids", admin_socket.allowed_uids, false),
     USERSD_KEY("admin_socket.allowed_gids", admin_socket.allowed_gids, false),
+    USERSD_KEY("admin_socket.backup_dir", admin_socket.backup_dir, false),
     USERSD_KEY("store.path", store.path, false),
     USERSD_KEY("store.map_size_mib", store.map_size_mib, false),
     USERSD_KEY("store.max_map_size_mib", store.max_map_size_mib, false),
@@ -870,6 +927,8 @@ const KeyInfo kKeys[] = {
     USERSD_KEY("auth.audience", auth.audience, false),
     USERSD_KEY("auth.algorithms", auth.algorithms, false),
     USERSD_KEY("auth.leeway_seconds", auth.leeway_seconds, true),
+    USERSD_KEY("auth.require_exp", auth.require_exp, true),
+    USERSD_KEY("auth.max_token_age_seconds", auth.max_token_age_seconds, true),
     USERSD_KEY("auth.jwks_refresh_seconds", auth.jwks_refresh_seconds, true),
     USERSD_KEY("auth.jwks_min_refresh_seconds", auth.jwks_min_refresh_seconds, true),
     USERSD_KEY("workos.base_url", workos.base_url, false),
@@ -879,6 +938,8 @@ const KeyInfo kKeys[] = {
     USERSD_KEY("workos.max_concurrency", workos.max_concurrency, true),
     USERSD_KEY("workos.events_poll_seconds", workos.events_poll_seconds, true),
     USERSD_KEY("workos.requests_per_second", workos.requests_per_second, true),
+    USERSD_KEY("workos.max_queued_requests", workos.max_queued_requests, true),
+    USERSD_KEY("workos.allow_insecure_http", workos.allow_insecure_http, false),
     USERSD_KEY("outbox.initial_backoff_ms", outbox.initial_backoff_ms, true),
     USERSD_KEY("outbox.max_backoff_ms", outbox.max_backoff_ms, true),
     USERSD_KEY("outbox.max_age_seconds", outbox.max_age_seconds, true),
@@ -963,19 +1024,93 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& sour
   }
 }
 
-Result<Config> LoadConfigFile(const std::string& path) {
+bool IsLoopbackUrl(const std::string& url) {
+  size_t at = url.find("://");
+  if (at == std::string::npos) return false;
+  std::string_view rest = std::string_view(url).substr(at + 3);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (size_t user = rest.rfind('@'); user != std::string_view::npos) rest.remove_prefix(user + 1);
+  std::string host;
+  if (!rest.empty() && rest[0] == '[') {
+    size_t close = rest.find(']');
+    if (close == std::string_view::npos) return false;
+    host = std::string(rest.substr(1, close - 1));
+    return host == "::1" || host == "0:0:0:0:0:0:0:1";
+  }
+  host = ToLowerAscii(rest.substr(0, rest.find(':')));
+  if (!host.empty() && host.back() == '.') host.pop_back();
+  if (host == "localhost" || (host.size() > 10 && host.compare(host.size() - 10, 10, ".localhost") == 0)) return true;
+  // 127.0.0.0/8 as a dotted quad of decimal numbers.
+  int parts = 0;
+  size_t i = 0;
+  while (i <= host.size()) {
+    size_t end = host.find('.', i);
+    if (end == std::string::npos) end = host.size();
+    std::string_view part(host.data() + i, end - i);
+    if (part.empty() || part.size() > 3 ||
+        !std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return false;
+    if (parts == 0 && part != "127") return false;
+    if (std::stoi(std::string(part)) > 255) return false;
+    ++parts;
+    i = end + 1;
+  }
+  return parts == 4;
+}
+
+namespace {
+
+// Who besides the owner may read `path`: 'o' (others), 'g' (its group) or 0.
+// An unreadable stat (the file was read a moment ago) counts as private.
+char ReadableBy(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  if (st.st_mode & S_IROTH) return 'o';
+  if (st.st_mode & S_IRGRP) return 'g';
+  return 0;
+}
+
+// The rule for a file that holds the API key (`what` names it in messages):
+// refused when anyone on the host may read it, a warning when its group may.
+Status CheckSecretFileMode(const std::string& path, const std::string& what) {
+  char who = ReadableBy(path);
+  if (who == 'o') {
+    return Status::InvalidArgument(what + " holds the WorkOS API key and is readable by every user on the host (" +
+                                   path + "): chmod o-r it, or move the key to a systemd credential");
+  }
+  if (who == 'g') {
+    LogWarn("a file holding the WorkOS API key is readable by its group; chmod g-r it unless that is meant",
+            {{"file", path}, {"what", what}});
+  }
+  return Status::Ok();
+}
+
+// Overwrites the value of `name` in the environment block, then removes the
+// variable: unsetenv alone leaves the bytes where /proc/PID/environ reads them.
+void ScrubEnv(const char* name) {
+  if (char* v = std::getenv(name)) std::memset(v, 0, std::strlen(v));
+  ::unsetenv(name);
+}
+
+}  // namespace
+
+Result<Config> LoadConfigFile(const std::string& path, bool scrub_env) {
   std::string text;
   Status read = ReadSmallFile(path, kMaxConfigFileBytes, /*regular_only=*/false, &text);
   if (!read.ok()) return Status::IOError("cannot read configuration file " + path + ": " + read.message());
   Result<Config> cfg = ParseConfig(text, path);
   if (!cfg.ok()) return cfg;
-  USERSD_RETURN_IF_ERROR(ResolveSecrets(&cfg.value()));
+  // Checked before the other sources are looked at: the key sits in this
+  // file whichever source wins.
+  if (cfg->workos.api_key) USERSD_RETURN_IF_ERROR(CheckSecretFileMode(path, "the configuration file (workos.api_key)"));
+  USERSD_RETURN_IF_ERROR(ResolveSecrets(&cfg.value(), scrub_env));
   return cfg;
 }
 
-Status ResolveSecrets(Config* cfg) {
+Status ResolveSecrets(Config* cfg, bool scrub_env) {
   if (const char* env = std::getenv("WORKOS_API_KEY"); env != nullptr && *env != '\0') {
     std::string key = std::string(Trim(env));
+    if (scrub_env) ScrubEnv("WORKOS_API_KEY");
     USERSD_RETURN_IF_ERROR(CheckApiKey(key, "environment variable WORKOS_API_KEY"));
     cfg->workos.api_key = std::move(key);
     return Status::Ok();
@@ -1000,6 +1135,7 @@ Status ResolveSecrets(Config* cfg) {
   }
   if (cfg->workos.api_key_file) {
     const std::string source = "workos.api_key_file (" + *cfg->workos.api_key_file + ")";
+    USERSD_RETURN_IF_ERROR(CheckSecretFileMode(*cfg->workos.api_key_file, "workos.api_key_file"));
     std::string key;
     Status read = ReadSmallFile(*cfg->workos.api_key_file, kMaxSecretFileBytes, /*regular_only=*/true, &key);
     if (!read.ok()) return Status::IOError(source + ": cannot read: " + read.message());
@@ -1066,6 +1202,10 @@ std::string ToYaml(const Config& c) {
   opt("group", c.socket.group);
   num("max_line_bytes", static_cast<int64_t>(c.socket.max_line_bytes));
   num("max_connections", c.socket.max_connections);
+  num("first_request_timeout_ms", c.socket.first_request_timeout_ms);
+  num("idle_timeout_ms", c.socket.idle_timeout_ms);
+  num("max_buffered_bytes", static_cast<int64_t>(c.socket.max_buffered_bytes));
+  num("max_connections_per_uid", c.socket.max_connections_per_uid);
   out << YAML::EndMap;
 
   section("admin_socket");
@@ -1073,6 +1213,7 @@ std::string ToYaml(const Config& c) {
   str("mode", OctalMode(c.admin_socket.mode));
   ids("allowed_uids", c.admin_socket.allowed_uids);
   ids("allowed_gids", c.admin_socket.allowed_gids);
+  str("backup_dir", c.admin_socket.backup_dir);
   out << YAML::EndMap;
 
   section("store");
@@ -1095,6 +1236,8 @@ std::string ToYaml(const Config& c) {
   out << YAML::Key << "algorithms" << YAML::Value;
   strs(c.auth.algorithms);
   num("leeway_seconds", c.auth.leeway_seconds);
+  boolean("require_exp", c.auth.require_exp);
+  num("max_token_age_seconds", c.auth.max_token_age_seconds);
   num("jwks_refresh_seconds", c.auth.jwks_refresh_seconds);
   num("jwks_min_refresh_seconds", c.auth.jwks_min_refresh_seconds);
   out << YAML::EndMap;
@@ -1107,6 +1250,8 @@ std::string ToYaml(const Config& c) {
   num("max_concurrency", c.workos.max_concurrency);
   num("events_poll_seconds", c.workos.events_poll_seconds);
   num("requests_per_second", c.workos.requests_per_second);
+  num("max_queued_requests", c.workos.max_queued_requests);
+  boolean("allow_insecure_http", c.workos.allow_insecure_http);
   out << YAML::EndMap;
 
   section("outbox");

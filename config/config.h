@@ -21,6 +21,15 @@ struct SocketConfig {
   std::optional<std::string> group;      // group name or numeric gid
   uint64_t max_line_bytes = 1048576;
   uint32_t max_connections = 4096;
+  // A connection must complete its first line within this time, and is
+  // closed after this long without a complete line while it has nothing in
+  // flight and no open stream (ipc/server.h). 0 disables each.
+  int64_t first_request_timeout_ms = 30000;
+  int64_t idle_timeout_ms = 300000;
+  // Input buffered over all connections (unterminated lines); above it the
+  // connection holding the most is closed.
+  uint64_t max_buffered_bytes = 16ull << 20;
+  uint32_t max_connections_per_uid = 1024;
 };
 
 struct AdminSocketConfig {
@@ -28,6 +37,8 @@ struct AdminSocketConfig {
   uint32_t mode = 0600;
   std::vector<uint32_t> allowed_uids;
   std::vector<uint32_t> allowed_gids;
+  // admin.backup writes only below this directory (created 0700 on demand).
+  std::string backup_dir = "/var/lib/usersd/backups";
 };
 
 struct StoreConfig {
@@ -44,6 +55,8 @@ struct AuthConfig {
   std::optional<std::string> audience;
   std::vector<std::string> algorithms = {"RS256"};
   int64_t leeway_seconds = 30;
+  bool require_exp = true;            // a token without exp is refused (SPEC 3)
+  int64_t max_token_age_seconds = 0;  // > 0: refuse tokens whose iat is older; 0 = off
   int64_t jwks_refresh_seconds = 3600;
   int64_t jwks_min_refresh_seconds = 30;
 };
@@ -56,6 +69,13 @@ struct WorkosConfig {
   uint32_t max_concurrency = 8;
   int64_t events_poll_seconds = 10;        // 0 disables the poller
   int64_t requests_per_second = 20;        // outbox + reconciliation + resync (SPEC 4b); 0: unlimited
+  // Request-path reads (provisioning, resetAvatar) waiting for a free
+  // connection; beyond it such a read fails at once (InternalServerError).
+  uint32_t max_queued_requests = 64;
+  // http:// is refused for workos.base_url and auth.jwks_url unless the host
+  // is loopback or this is true: the API key and the JWKS would travel in
+  // clear.
+  bool allow_insecure_http = false;
 };
 
 struct OutboxConfig {
@@ -134,7 +154,14 @@ struct Config {
 Result<Config> ParseConfig(const std::string& yaml_text, const std::string& source_name = "config");
 
 // Reads and parses a file, then resolves the API key with ResolveSecrets.
-Result<Config> LoadConfigFile(const std::string& path);
+// Refuses a file that holds workos.api_key inline while others may read it
+// (o+r), and warns when its group may; ResolveSecrets does the same for
+// workos.api_key_file.
+// `scrub_env`: see ResolveSecrets.
+Result<Config> LoadConfigFile(const std::string& path, bool scrub_env = false);
+
+// True for a URL whose host is loopback (localhost, 127.0.0.0/8, [::1]).
+bool IsLoopbackUrl(const std::string& url);
 
 // Applies the environment/credential/file lookups for the API key to `cfg`.
 // First match wins: a non-empty WORKOS_API_KEY, then
@@ -142,8 +169,14 @@ Result<Config> LoadConfigFile(const std::string& path);
 // empty (the package installs an empty one, so that LoadCredential= does not
 // fail the start before the key is written), then workos.api_key_file, then
 // the inline workos.api_key. Surrounding whitespace is trimmed. Errors name the source but never contain the key or the
-// file's contents. Reads the environment, so it must not run concurrently with setenv().
-Status ResolveSecrets(Config* cfg);
+// file's contents. An api_key_file that others may read (o+r) is refused,
+// one its group may read is logged as a warning. Reads the environment, so
+// it must not run concurrently with setenv(). When the key came from
+// WORKOS_API_KEY and `scrub_env` is true, the variable's value is overwritten
+// in place and the variable removed, so neither this process's environment
+// nor /proc/PID/environ shows it afterwards (the daemon passes true once, at
+// startup; later reloads keep the running key).
+Status ResolveSecrets(Config* cfg, bool scrub_env = false);
 
 // Compares two configurations key by key, for SIGHUP / admin config.reload.
 // Returns the dotted keys that differ and can be applied at runtime

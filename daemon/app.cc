@@ -26,6 +26,8 @@ auth::VerifyOptions VerifyOptionsFrom(const config::Config& cfg) {
   o.audience = cfg.auth.audience;
   o.algorithms = cfg.auth.algorithms;
   o.leeway_seconds = cfg.auth.leeway_seconds;
+  o.require_exp = cfg.auth.require_exp;
+  o.max_age_seconds = cfg.auth.max_token_age_seconds;
   return o;
 }
 
@@ -165,6 +167,7 @@ Status App::Start() {
 
   budget_->SetRate(static_cast<double>(cfg_.workos.requests_per_second));
   http_ = std::make_unique<sync::HttpClient>(&loop_, SystemClock(), cfg_.workos.max_concurrency);
+  http_->SetMaxQueued(cfg_.workos.max_queued_requests);
   workos_ = std::make_unique<sync::WorkosClient>(http_.get(), SystemClock(), WorkosOptionsFrom(cfg_));
   workos_->SetBudget(budget_.get());
   auth_ = std::make_unique<auth::Authenticator>(SystemClock(), VerifyOptionsFrom(cfg_));
@@ -265,6 +268,10 @@ Status App::OpenSockets() {
   ao.group = cfg_.socket.group;
   ao.max_line_bytes = cfg_.socket.max_line_bytes;
   ao.max_connections = cfg_.socket.max_connections;
+  ao.first_request_timeout_ms = cfg_.socket.first_request_timeout_ms;
+  ao.idle_timeout_ms = cfg_.socket.idle_timeout_ms;
+  ao.max_buffered_bytes = cfg_.socket.max_buffered_bytes;
+  ao.max_connections_per_uid = cfg_.socket.max_connections_per_uid;
   app_server_ = std::make_unique<ipc::Server>(&loop_, ao, api_.get());
 
   admin::AdminDeps deps;
@@ -425,6 +432,7 @@ Status App::Reload(std::vector<std::string>* reloaded, std::vector<std::string>*
   if (config_path_.empty()) return Status::InvalidArgument("usersd was started without --config; nothing to reload");
   auto next = config::LoadConfigFile(config_path_);
   if (!next.ok()) return next.status();
+  if (api_key_from_env_) next->workos.api_key = cfg_.workos.api_key;
   *reloaded = config::DiffReloadable(cfg_, *next, needs_restart);
   config::Config applied = *next;
   // Keys that need a restart keep their running values.
@@ -435,6 +443,11 @@ Status App::Reload(std::vector<std::string>* reloaded, std::vector<std::string>*
   applied.auth.jwks_url = cfg_.auth.jwks_url;
   applied.auth.jwks_file = cfg_.auth.jwks_file;
   applied.workos.base_url = cfg_.workos.base_url;
+  applied.workos.allow_insecure_http = cfg_.workos.allow_insecure_http;
+  // The key too (it takes effect after a restart): a reload cannot see the
+  // WORKOS_API_KEY the daemon scrubbed from its environment at startup.
+  applied.workos.api_key = cfg_.workos.api_key;
+  applied.workos.api_key_file = cfg_.workos.api_key_file;
   applied.identity = cfg_.identity;
   applied.sync.metadata = cfg_.sync.metadata;
   cfg_ = std::move(applied);
@@ -442,6 +455,7 @@ Status App::Reload(std::vector<std::string>* reloaded, std::vector<std::string>*
   WarnAboutSettings(cfg_);
   workos_->SetOptions(WorkosOptionsFrom(cfg_));
   http_->SetMaxConcurrency(cfg_.workos.max_concurrency);
+  http_->SetMaxQueued(cfg_.workos.max_queued_requests);
   auth_->SetOptions(VerifyOptionsFrom(cfg_));
   auth_->SetMinRefetchInterval(cfg_.auth.jwks_min_refresh_seconds * 1000);
   jwks_->SetRefreshSeconds(cfg_.auth.jwks_refresh_seconds);

@@ -41,6 +41,9 @@ class App {
  public:
   App(config::Config cfg, std::string config_path);
   ~App();
+  // The running key came from WORKOS_API_KEY, which main scrubbed from the
+  // environment: a reload cannot read it again and keeps it as it is.
+  void set_api_key_from_environment(bool v) { api_key_from_env_ = v; }
 
   // Starts everything and runs the loop until stopped. Returns the exit code.
   int Run();
@@ -80,6 +83,7 @@ class App {
 
   config::Config cfg_;
   std::string config_path_;
+  bool api_key_from_env_ = false;
   uv_loop_t loop_{};
   int lock_fd_ = -1;
   std::unique_ptr<store::Store> store_;

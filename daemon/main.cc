@@ -1,7 +1,9 @@
 // usersd entry point: argument parsing, config loading, then App::Run().
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -60,12 +62,17 @@ int main(int argc, char** argv) {
   }
   if (config_path.empty() && access(kDefaultConfig, R_OK) == 0) config_path = kDefaultConfig;
 
+  // The daemon scrubs WORKOS_API_KEY from its environment once it has read
+  // it (a check-config run has nothing to protect and exits at once).
+  const bool scrub_env = !check_only;
+  const char* env_key = std::getenv("WORKOS_API_KEY");
+  const bool key_from_env = env_key != nullptr && *env_key != '\0';
   usersd::Result<usersd::config::Config> cfg = usersd::config::Config{};
   if (!config_path.empty()) {
-    cfg = usersd::config::LoadConfigFile(config_path);
+    cfg = usersd::config::LoadConfigFile(config_path, scrub_env);
   } else {
     usersd::config::Config defaults;
-    usersd::Status s = usersd::config::ResolveSecrets(&defaults);
+    usersd::Status s = usersd::config::ResolveSecrets(&defaults, scrub_env);
     if (s.ok()) cfg = defaults;
     else cfg = s;
   }
@@ -79,8 +86,23 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  // A process that holds the WorkOS API key writes no core file: a dump
+  // would carry the key (in the config, in every request's header, in
+  // libcurl's and OpenSSL's buffers), which no single MADV_DONTDUMP range
+  // covers. Only the soft limit is lowered, so an operator who needs a core
+  // can raise it again (prlimit --core=unlimited --pid PID). The unit sets
+  // LimitCORE=0 as well.
+  if (cfg->workos.api_key) {
+    struct rlimit core {};
+    if (getrlimit(RLIMIT_CORE, &core) == 0 && core.rlim_cur != 0) {
+      core.rlim_cur = 0;
+      setrlimit(RLIMIT_CORE, &core);
+    }
+  }
+
   // libcurl's global state must be set up before any thread starts.
   usersd::sync::GlobalHttpInit();
   usersd::daemon::App app(std::move(*cfg), config_path);
+  app.set_api_key_from_environment(key_from_env);
   return app.Run();
 }

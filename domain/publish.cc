@@ -126,7 +126,7 @@ NotTaken FieldsNotTaken(const PublishSent& sent, const Profile& answer, const Me
                                      : answer.shown.last_name;
     if (!it->is_string() || !shown) continue;
     const std::string& want = it->get_ref<const std::string&>();
-    bool same = k == "email" ? ToLowerAscii(got) == ToLowerAscii(want) : got == want;
+    bool same = k == "email" ? EmailKey(got) == EmailKey(want) : got == want;
     if (same) continue;
     out.owned.push_back(k);
     mismatches.push_back(Json{{"field", k}, {"sent", want}, {"answered", got}});

@@ -47,15 +47,28 @@ bool IsAdminRole(const std::string& role) {
   return role == "owner" || role == "admin";
 }
 
+// Owners outrank admins, who outrank members.
+int RoleRank(const std::string& role) {
+  return role == "owner" ? 2 : role == "admin" ? 1 : 0;
+}
+
 // The answer for a target the actor may not manage or that is gone; nullopt
 // when the operation may go on. Policy comes before existence, so an id of
 // another organization is refused the same way whether it exists or not.
-std::optional<OpResult> CheckTarget(const Actor& actor, const std::optional<UserRecord>& target,
-                                    const std::string& id) {
+// An org admin manages only users of its organization (as their latest
+// tokens show it) whose role ranks below its own: an owner manages admins
+// and members, an admin members only; nobody another owner. No one changes
+// another user's email (`new_email`, when the patch sets one): a password
+// reset sent to the new address would take the account over (docs/API.md).
+std::optional<OpResult> CheckTarget(const Actor& actor, const std::optional<UserRecord>& target, const std::string& id,
+                                    const std::optional<std::string>* new_email = nullptr) {
   bool self = id == actor.user_id;
-  if (!self && (!actor.org_admin || !target || target->organization_id != actor.org_id))
+  if (!self && (!actor.org_admin || !target || target->organization_id != actor.org_id ||
+                RoleRank(target->role) >= RoleRank(actor.role)))
     return OpResult::Unauthorized("you may not manage this user");
   if (!target || !target->live()) return OpResult::NotFound(id);
+  if (!self && new_email && new_email->has_value() && **new_email != target->email)
+    return OpResult::Unauthorized("only the user itself may change its email");
   return std::nullopt;
 }
 
@@ -184,7 +197,7 @@ Result<bool> ClaimEmail(WriteTxn& t, const std::string& email, const std::string
   if (holder->has_value() && (*holder)->id != self) {
     LogWarn("WorkOS email is held by another local user; left as it is until that user releases it",
             {{"workos_id", workos_id}, {"other", (*holder)->id}});
-    USERSD_RETURN_IF_ERROR(t.PutMeta(std::string(kEmailWaitPrefix) + ToLowerAscii(email), self));
+    USERSD_RETURN_IF_ERROR(t.PutMeta(std::string(kEmailWaitPrefix) + EmailKey(email), self));
     return false;
   }
   return true;
@@ -196,7 +209,7 @@ Status Commit(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& b
 // `before` released an email (changed it or was deleted): a user waiting
 // for it with an empty email gets it.
 Status GiveReleasedEmail(WriteTxn& t, const std::string& email, const MutationContext& c) {
-  std::string key = std::string(kEmailWaitPrefix) + ToLowerAscii(email);
+  std::string key = std::string(kEmailWaitPrefix) + EmailKey(email);
   auto waiter = t.GetMeta(key);
   if (!waiter.ok()) return waiter.status();
   if (!waiter->has_value()) return Status::Ok();
@@ -220,7 +233,7 @@ Status Commit(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& b
               const MutationContext& c) {
   USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, before, op, c.now_ms));
   if (before && before->live() && !before->email.empty() &&
-      (!after.live() || ToLowerAscii(after.email) != ToLowerAscii(before->email)))
+      (!after.live() || EmailKey(after.email) != EmailKey(before->email)))
     return GiveReleasedEmail(t, before->email, c);
   return Status::Ok();
 }
@@ -414,7 +427,7 @@ Result<Mutation> ApplyPatch(WriteTxn& t, const Actor& actor, const UserPatch& pa
   auto cur = t.GetUser(patch.id);
   if (!cur.ok()) return cur.status();
   const std::optional<UserRecord>& before = *cur;
-  if (auto refusal = CheckTarget(actor, before, patch.id)) return Refused(std::move(*refusal));
+  if (auto refusal = CheckTarget(actor, before, patch.id, &patch.email)) return Refused(std::move(*refusal));
   UserRecord after = *before;
   std::string_view last = "settings";
   if (patch.first_name) after.first_name = *patch.first_name;
@@ -989,6 +1002,29 @@ Result<std::string> BackfillExternalIds(WriteTxn& t, const std::string& after_id
   }
   if (users->size() < limit) return std::string();
   return users->back().id;
+}
+
+// ------------------------------------------- issue 21 (policy follows tokens)
+
+Result<Mutation> RecordTokenClaims(WriteTxn& t, std::string_view workos_id, const std::optional<std::string>& org_id,
+                                   const std::string& role, const MutationContext& c) {
+  auto cur = t.FindByWorkosId(workos_id);
+  if (!cur.ok()) return cur.status();
+  if (!cur->has_value() || !(*cur)->live()) return Done(cur->value_or(UserRecord{}), Mutation::Kind::kUnchanged);
+  const UserRecord& before = **cur;
+  UserRecord after = before;
+  after.organization_id = org_id;
+  after.role = IsAdminRole(role) ? role : "member";
+  if (after.organization_id == before.organization_id && after.role == before.role)
+    return Done(before, Mutation::Kind::kUnchanged);
+  LogInfo("user's organization or role follows its token", {{"user", before.id},
+                                                            {"organization", after.organization_id.value_or("")},
+                                                            {"role", after.role},
+                                                            {"was_organization", before.organization_id.value_or("")},
+                                                            {"was_role", before.role}});
+  // Bookkeeping, not a change an application sees: updatedAt stays.
+  USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kUpsert, c));
+  return Done(std::move(after));
 }
 
 }  // namespace usersd::domain

@@ -59,6 +59,7 @@ struct Actor {
   std::string user_id;                // the caller's own id
   std::optional<std::string> org_id;  // the caller's organization
   bool org_admin = false;             // may manage users of org_id
+  std::string role = "member";        // the caller's token role: an admin manages members only (docs/API.md)
 };
 
 struct Mutation {
@@ -242,5 +243,20 @@ Result<Mutation> ImportUser(store::WriteTxn& t, const UserImport& e, size_t inde
 // the table is done.
 Result<std::string> BackfillExternalIds(store::WriteTxn& t, const std::string& after_id, size_t limit,
                                         const MutationContext& c, size_t* queued);
+
+// ------------------------------------------- issue 21 (policy follows tokens)
+// Added on branch issue-21; the lead may move it up among the operations.
+
+// Records the organization and role of a user's latest verified token
+// (SPEC 1 policy: the org-admin check compares the target's latest ones,
+// never only those of its first sign-in). `role` is stored as the three
+// roles of SPEC 1 are (anything else reads as "member"). kCommitted with the
+// user as stored when they differed (bookkeeping: updatedAt stays; the
+// change feed shows it, admin.users.get shows organizationId and role);
+// kUnchanged, writing nothing, when they did not, or when the user is
+// unknown or deleted. Nothing goes to WorkOS.
+Result<Mutation> RecordTokenClaims(store::WriteTxn& t, std::string_view workos_id,
+                                   const std::optional<std::string>& org_id, const std::string& role,
+                                   const MutationContext& c);
 
 }  // namespace usersd::domain

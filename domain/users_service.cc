@@ -106,19 +106,25 @@ void UsersService::ResolveCaller(const auth::Claims& caller,
   }
   if (found) {
     if (!found->live()) return cb(Status::Unauthorized("deleted"), OpResult::Unauthorized("user has been deleted"));
-    return cb(std::move(*found), OpResult::Ok(nullptr));
+    return FollowClaims(caller, std::move(*found), std::move(cb));
   }
   if (!options_.jit_provisioning)
     return cb(Status::Unauthorized("unknown"), OpResult::Unauthorized("user is not provisioned on this host"));
+  auto not_a_user = [cb] {
+    cb(Status::Unauthorized("no such WorkOS user"), OpResult::Unauthorized("token subject is not a WorkOS user"));
+  };
+  // WorkOS said 404 for this subject a moment ago: it will say it again.
+  if (KnownUnknown(caller.sub)) return not_a_user();
   if (workos_ && workos_->Configured() && !workos_->Offline()) {
     auto claims = caller;
-    workos_->GetUser(caller.sub, [this, claims, cb](WorkosProfileSource::GetResult r) {
+    workos_->GetUser(caller.sub, [this, claims, cb, not_a_user](WorkosProfileSource::GetResult r) {
       switch (r.outcome) {
         case WorkosProfileSource::Outcome::kOk: Provision(claims, r.profile, cb); return;
         case WorkosProfileSource::Outcome::kNotFound:
-          cb(Status::Unauthorized("no such WorkOS user"),
-             OpResult::Unauthorized("token subject is not a WorkOS user"));
+          RememberUnknown(claims.sub);
+          not_a_user();
           return;
+        case WorkosProfileSource::Outcome::kBusy: cb(Status::Unavailable(r.error), OpResult::Internal(r.error)); return;
         default:
           // WorkOS did not answer usefully: provision from the token and
           // fill the profile in later.
@@ -130,6 +136,75 @@ void UsersService::ResolveCaller(const auth::Claims& caller,
     return;
   }
   Provision(caller, std::nullopt, cb);
+}
+
+void UsersService::FollowClaims(const auth::Claims& caller, UserRecord user,
+                                std::function<void(Result<UserRecord>, OpResult)> cb) {
+  const std::string role = IsAdminRole(caller.role) ? caller.role : "member";
+  // The common case: the token says what the store holds, and nothing is
+  // written.
+  if (user.organization_id == caller.org_id && user.role == role) return cb(std::move(user), OpResult::Ok(nullptr));
+  auto stored = std::make_shared<std::optional<UserRecord>>();
+  MutationContext ctx{clock_.NowMs(), options_.sync.get()};
+  writer_->Submit(
+      [sub = caller.sub, org = caller.org_id, role, stored, ctx, sync = options_.sync](WriteTxn& t) -> Status {
+        stored->reset();
+        auto m = RecordTokenClaims(t, sub, org, role, ctx);
+        if (!m.ok()) return m.status();
+        if (m->kind == Mutation::Kind::kCommitted) *stored = std::move(m->user);
+        return Status::Ok();
+      },
+      [user = std::move(user), stored, cb](Status st) mutable {
+        // A store that cannot take the write (full, say) must not cost the
+        // caller its request: reads go on at the maximum map size (SPEC 6).
+        // The record keeps its older organization and role until a write
+        // succeeds.
+        if (!st.ok())
+          LogWarn("could not record the organization and role of a user's token",
+                  {{"user", user.id}, {"error", st.message()}});
+        cb(stored->has_value() ? std::move(**stored) : std::move(user), OpResult::Ok(nullptr));
+      });
+}
+
+// ------------------------------------------------- WorkOS read rationing
+
+namespace {
+// Drops expired entries of a bounded memory; when it is still full, one
+// arbitrary entry makes room (the memories are optimisations, never rules).
+template <class Map, class Expired>
+void MakeRoom(Map& m, Expired expired) {
+  if (m.size() < kMaxRemembered) return;
+  for (auto it = m.begin(); it != m.end();) it = expired(it->second) ? m.erase(it) : std::next(it);
+  if (m.size() >= kMaxRemembered) m.erase(m.begin());
+}
+}  // namespace
+
+bool UsersService::KnownUnknown(const std::string& workos_id) {
+  auto it = unknown_subjects_.find(workos_id);
+  if (it == unknown_subjects_.end()) return false;
+  if (clock_.MonotonicMs() < it->second) return true;
+  unknown_subjects_.erase(it);
+  return false;
+}
+
+void UsersService::RememberUnknown(const std::string& workos_id) {
+  int64_t now = clock_.MonotonicMs();
+  MakeRoom(unknown_subjects_, [now](int64_t until) { return until <= now; });
+  unknown_subjects_[workos_id] = now + kUnknownSubjectMs;
+}
+
+std::optional<std::optional<std::string>> UsersService::RecentPicture(const std::string& workos_id) {
+  auto it = pictures_.find(workos_id);
+  if (it == pictures_.end()) return std::nullopt;
+  if (clock_.MonotonicMs() - it->second.read_at_ms < kPictureReuseMs) return it->second.url;
+  pictures_.erase(it);
+  return std::nullopt;
+}
+
+void UsersService::RememberPicture(const std::string& workos_id, const std::optional<std::string>& url) {
+  int64_t now = clock_.MonotonicMs();
+  MakeRoom(pictures_, [now](const Picture& p) { return now - p.read_at_ms >= kPictureReuseMs; });
+  pictures_[workos_id] = Picture{url, now};
 }
 
 void UsersService::Provision(const auth::Claims& caller, std::optional<WorkosProfileSource::Profile> profile,
@@ -205,7 +280,7 @@ void UsersService::Update(const auth::Claims& caller, const Json& payload, OpCal
   ResolveCaller(caller, [this, patch, claims = std::move(claims), cb = std::move(cb)](Result<UserRecord> me,
                                                                                     OpResult err) mutable {
     if (!me.ok()) return cb(std::move(err));
-    Actor actor{me->id, claims.org_id, ActsAsOrgAdmin(options_, claims)};
+    Actor actor{me->id, claims.org_id, ActsAsOrgAdmin(options_, claims), claims.role};
     // Policy before existence: an id one may not manage is refused without
     // looking it up.
     if (patch->id != actor.user_id && !actor.org_admin)
@@ -232,7 +307,7 @@ void UsersService::Delete(const auth::Claims& caller, const Json& payload, OpCal
   ResolveCaller(caller, [this, target, claims = std::move(claims), cb = std::move(cb)](Result<UserRecord> me,
                                                                                      OpResult err) mutable {
     if (!me.ok()) return cb(std::move(err));
-    Actor actor{me->id, claims.org_id, ActsAsOrgAdmin(options_, claims)};
+    Actor actor{me->id, claims.org_id, ActsAsOrgAdmin(options_, claims), claims.role};
     if (target != actor.user_id && !actor.org_admin)
       return cb(OpResult::Unauthorized("you may only delete your own user"));
     auto decision = std::make_shared<Decision>();
@@ -296,25 +371,36 @@ void UsersService::ResetAvatar(const auth::Claims& caller, OpCallback cb) {
                       });
     };
     if (!workos_ || !workos_->Configured() || workos_->Offline()) return apply(std::nullopt);
-    workos_->GetUser(me->workos_id, [apply, deleted, cb, workos_id = me->workos_id](WorkosProfileSource::GetResult r) {
-      switch (r.outcome) {
-        case WorkosProfileSource::Outcome::kOk:
-          apply(std::optional<std::optional<std::string>>(NormalizePictureUrl(r.profile.profile_picture_url)));
-          return;
-        case WorkosProfileSource::Outcome::kUnreachable:
-          apply(std::nullopt);
-          return;
-        case WorkosProfileSource::Outcome::kNotFound:
-          // WorkOS deleted the user (another host did, and this host's feed
-          // has not shown it yet): deleted here too, and the token is refused
-          // as it will be on every host (SPEC 4b).
-          deleted(workos_id);
-          return;
-        case WorkosProfileSource::Outcome::kError:
-          cb(OpResult::Internal("WorkOS refused the profile request: " + r.error));
-          return;
-      }
-    });
+    // A picture WorkOS showed a moment ago is the answer it would give now,
+    // unless WorkOS has shown another one since (an event updated the
+    // record's last-seen picture).
+    if (auto recent = RecentPicture(me->workos_id);
+        recent &&
+        recent->value_or(std::string()) == NormalizePictureUrl(me->profile_picture_url).value_or(std::string()))
+      return apply(std::optional<std::optional<std::string>>(std::move(*recent)));
+    workos_->GetUser(me->workos_id,
+                     [this, apply, deleted, cb, workos_id = me->workos_id](WorkosProfileSource::GetResult r) {
+                       switch (r.outcome) {
+                         case WorkosProfileSource::Outcome::kOk: {
+                           auto url = NormalizePictureUrl(r.profile.profile_picture_url);
+                           RememberPicture(workos_id, url);
+                           apply(std::optional<std::optional<std::string>>(std::move(url)));
+                           return;
+                         }
+                         case WorkosProfileSource::Outcome::kUnreachable: apply(std::nullopt); return;
+                         case WorkosProfileSource::Outcome::kNotFound:
+                           // WorkOS deleted the user (another host did, and this
+                           // host's feed has not shown it yet): deleted here too,
+                           // and the token is refused as it will be on every host
+                           // (SPEC 4b).
+                           deleted(workos_id);
+                           return;
+                         case WorkosProfileSource::Outcome::kBusy: cb(OpResult::Internal(r.error)); return;
+                         case WorkosProfileSource::Outcome::kError:
+                           cb(OpResult::Internal("WorkOS refused the profile request: " + r.error));
+                           return;
+                       }
+                     });
   });
 }
 

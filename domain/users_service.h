@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "auth/jwt.h"
 #include "common/clock.h"
@@ -54,7 +55,9 @@ class WorkosProfileSource {
       bool email = true, first_name = true, last_name = true, external_id = true;
     } shown;
   };
-  enum class Outcome { kOk, kNotFound, kUnreachable, kError };
+  // kBusy: this host already has too many WorkOS reads waiting
+  // (workos.max_queued_requests); nothing was asked.
+  enum class Outcome { kOk, kNotFound, kUnreachable, kError, kBusy };
   struct GetResult {
     Outcome outcome = Outcome::kUnreachable;
     Profile profile;
@@ -66,6 +69,8 @@ class WorkosProfileSource {
   // True while upstream is known to be down (the outbox is backing off), so
   // a request does not wait for a timeout to learn it.
   virtual bool Offline() const = 0;
+  // Concurrent calls for one workos_id share one read (each gets a copy of
+  // its result).
   virtual void GetUser(const std::string& workos_id, std::function<void(GetResult)> cb) = 0;
 };
 
@@ -104,6 +109,16 @@ struct ServiceOptions {
   std::shared_ptr<const SyncPolicy> sync;
 };
 
+// WorkOS reads on the request path are rationed (SPEC 1, issue 21): a
+// profile picture read for user.resetAvatar is reused for kPictureReuseMs
+// (unless the record has seen another picture from WorkOS since: an event),
+// and a token subject WorkOS answered 404 for is refused without asking again
+// for kUnknownSubjectMs. Concurrent reads of one user are merged by the
+// WorkosProfileSource. Both memories hold at most kMaxRemembered entries.
+inline constexpr int64_t kPictureReuseMs = 5000;
+inline constexpr int64_t kUnknownSubjectMs = 60000;
+inline constexpr size_t kMaxRemembered = 4096;
+
 class UsersService {
  public:
   UsersService(store::Store* store, store::Writer* writer, WorkosProfileSource* workos, const Clock& clock,
@@ -126,6 +141,17 @@ class UsersService {
   void ResolveCaller(const auth::Claims& caller, std::function<void(Result<store::UserRecord>, OpResult)> cb);
   void Provision(const auth::Claims& caller, std::optional<WorkosProfileSource::Profile> profile,
                  std::function<void(Result<store::UserRecord>, OpResult)> cb);
+  // The caller's stored organization and role follow its verified token
+  // (SPEC 1 policy): when they differ, one write records the token's, and
+  // `cb` runs after it (with the stored user even if that write failed:
+  // logged); otherwise `cb` runs at once.
+  void FollowClaims(const auth::Claims& caller, store::UserRecord user,
+                    std::function<void(Result<store::UserRecord>, OpResult)> cb);
+  // The request-path WorkOS memories (see kPictureReuseMs).
+  bool KnownUnknown(const std::string& workos_id);
+  void RememberUnknown(const std::string& workos_id);
+  std::optional<std::optional<std::string>> RecentPicture(const std::string& workos_id);
+  void RememberPicture(const std::string& workos_id, const std::optional<std::string>& url);
 
   store::Store* store_;
   store::Writer* writer_;
@@ -134,6 +160,12 @@ class UsersService {
   ServiceOptions options_;
   std::function<void()> notify_outbox_;
   uint64_t provisioned_ = 0;
+  struct Picture {
+    std::optional<std::string> url;
+    int64_t read_at_ms;  // monotonic
+  };
+  std::unordered_map<std::string, Picture> pictures_;          // by WorkOS id
+  std::unordered_map<std::string, int64_t> unknown_subjects_;  // WorkOS id -> until (monotonic ms)
 };
 
 // Wire shapes (SPEC section 1).

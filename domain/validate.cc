@@ -367,6 +367,14 @@ Status ValidateEmail(std::string_view value) {
   if (!IsEmailLocalPart(local) || !IsEmailDomain(value.substr(at + 1))) {
     return Invalid("email", "not a valid email address");
   }
+  // Look-alikes: an address that renders as another one could claim it in
+  // the eyes of a reader (the uniqueness key cannot see it).
+  for (size_t i = 0; i < local.size();) {
+    char32_t cp = 0;
+    DecodeUtf8(local, &i, &cp);  // cannot fail: checked above
+    if (IsFullwidthForm(cp)) return Invalid("email", "local part must not use fullwidth characters");
+  }
+  if (IsMixedScript(local)) return Invalid("email", "local part must not mix scripts (such as Latin and Cyrillic)");
   return Status::Ok();
 }
 

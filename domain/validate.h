@@ -19,8 +19,11 @@
 //    doubled dot, no quoted form); an ASCII domain of at least two LDH labels
 //    of 1 to 63 bytes, not starting or ending with '-', with a non-numeric
 //    last label (internationalised domains must be given as "xn--" A-labels);
-//    at most 255 bytes in total. The address is stored as given; uniqueness
-//    compares ToLowerAscii(email), so non-ASCII letters are not case-folded.
+//    at most 255 bytes in total. The local part may not use fullwidth forms
+//    (U+FF01-U+FF60, U+FFE0-U+FFE6) nor mix scripts (common/text.h
+//    IsMixedScript). The address is stored as given; uniqueness compares
+//    EmailKey(email): ASCII case-folded, anything else NFC and Unicode
+//    case-folded (common/text.h).
 //  - avatarUrl: printable ASCII only (other characters must be
 //    percent-encoded), "http://" or "https://" (scheme case-insensitive), a
 //    non-empty host (reg-name or bracketed IP literal), an optional numeric
@@ -121,9 +124,10 @@ const TimezoneNames& SystemTimezoneNames();
 Status ValidateTimezone(std::string_view value, const TimezoneNames& names);
 
 // The text helpers the validators use (common/text.h), for the domain's
-// callers: well-formed UTF-8 per Unicode Table 3-7, code points, and A-Z
-// folded to a-z (the key for email uniqueness).
+// callers: well-formed UTF-8 per Unicode Table 3-7, code points, A-Z
+// folded to a-z, and the key for email uniqueness.
 using usersd::CountCodePoints;
+using usersd::EmailKey;
 using usersd::IsValidUtf8;
 using usersd::ToLowerAscii;
 

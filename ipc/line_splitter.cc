@@ -21,6 +21,10 @@ LineSplitter::Next LineSplitter::NextLine(std::string_view* line) {
     }
     if (buf_.size() > max_line_bytes_) return Fail();
     scan_from_ = buf_.size();
+    // After a long line, keep no more than the tail needs (plus room for a
+    // read): a connection that once sent 1 MiB must not hold 1 MiB forever.
+    constexpr size_t kKeep = 64 * 1024;
+    if (buf_.capacity() > 2 * kKeep && buf_.capacity() > 4 * buf_.size()) buf_.shrink_to_fit();
     return Next::kNeedMore;
   }
   if (nl - start_ > max_line_bytes_) return Fail();

@@ -47,7 +47,14 @@ class LineSplitter {
   // Bytes held: consumed lines not yet compacted plus the unterminated tail.
   // After NextLine() returned kNeedMore this is at most max_line_bytes.
   size_t buffered() const { return buf_.size(); }
+  // Memory the buffer holds (its capacity): what a server-wide cap counts.
+  // A buffer that grew for a long line is given back once the line is done
+  // (NextLine shrinks it when it holds much more than it needs).
+  size_t held() const { return buf_.capacity(); }
   bool failed() const { return failed_; }
+  // Drops everything held and fails the splitter, as an overlong line does
+  // (the server uses it for a connection it closes to free memory).
+  void Discard() { Fail(); }
 
  private:
   Next Fail();

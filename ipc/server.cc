@@ -6,7 +6,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cassert>
+#include <climits>
 #include <cerrno>
 #include <cstring>
 
@@ -56,6 +58,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uv_shutdown_t shutdown_req_{};
   bool eof_ = false;  // the client sent Eof or half-closed
   bool dirty_ = false;
+  // Deadlines and accounting (loop time, ms; see Server::Sweep/Account).
+  uint64_t accepted_at_ms_ = 0;
+  uint64_t last_line_ms_ = 0;
+  uint64_t linger_since_ms_ = 0;
+  bool got_line_ = false;
+  size_t accounted_ = 0;      // in_.held() as last added to Server::buffered_
+  bool counted_uid_ = false;  // counted in Server::per_uid_
   std::unordered_map<std::string, std::weak_ptr<RequestState>> streams_;
   // Responder::connection_state(), made by the dispatcher on first use.
   std::unique_ptr<ConnectionState> state_;
@@ -79,6 +88,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void RequestDone();
   void OnEof();
   void UpdateReading();
+  // The server closes this connection to free input memory or a slot: a
+  // final -32600 frame (when `message` is not empty), its buffered input
+  // dropped, then the linger of an overlong line.
+  void Evict(const std::string& message);
+  // Nothing in flight, no open stream, no reply waiting to be written.
+  bool Quiet() const { return inflight_ == 0 && streams_.empty() && out_.empty() && bytes_in_uv_ == 0; }
 
  private:
   static void OnAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
@@ -86,7 +101,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void ProcessLines();
   void HandleLine(std::string_view line);
   void MaybeFinish();
-  char read_buf_[64 * 1024];
 };
 
 namespace {
@@ -172,10 +186,14 @@ void Connection::Start() {
   uv_read_start(reinterpret_cast<uv_stream_t*>(&pipe_), &Connection::OnAlloc, &Connection::OnRead);
 }
 
+namespace {
+constexpr size_t kReadBufBytes = 64 * 1024;
+}  // namespace
+
 void Connection::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* c = static_cast<Connection*>(h->data);
-  buf->base = c->read_buf_;
-  buf->len = sizeof c->read_buf_;
+  buf->base = c->server_->read_buf_.get();
+  buf->len = kReadBufBytes;
 }
 
 void Connection::OnRead(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
@@ -200,6 +218,7 @@ void Connection::OnRead(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
   if (n == 0 || c->closing_ || c->close_after_flush_) return;
   c->in_.Append(std::string_view(buf->base, static_cast<size_t>(n)));
   c->ProcessLines();
+  c->server_->Account(c);
 }
 
 void Connection::ProcessLines() {
@@ -211,6 +230,8 @@ void Connection::ProcessLines() {
   while (!closing_ && !close_after_flush_) {
     switch (in_.NextLine(&line)) {
       case LineSplitter::Next::kLine:
+        got_line_ = true;
+        last_line_ms_ = uv_now(server_->loop_);
         HandleLine(line);
         break;
       case LineSplitter::Next::kNeedMore:
@@ -423,8 +444,17 @@ void Connection::CloseAfterFlush() {
   MaybeFinish();
 }
 
+void Connection::Evict(const std::string& message) {
+  if (closing_ || linger_) return;
+  in_.Discard();
+  server_->Account(this);
+  if (!message.empty()) Send(EncodeProtocolError(kInvalidRequest, message));
+  LingerAfterFlush();
+}
+
 void Connection::LingerAfterFlush() {
   close_after_flush_ = true;  // no more lines are handled
+  if (!linger_) linger_since_ms_ = uv_now(server_->loop_);
   linger_ = true;
   if (!reading_ && !eof_) {
     uv_read_start(reinterpret_cast<uv_stream_t*>(&pipe_), &Connection::OnAlloc, &Connection::OnRead);
@@ -451,6 +481,9 @@ void Connection::MaybeFinish() {
 void Connection::Close() {
   if (closing_) return;
   closing_ = true;
+  // Its bytes no longer count (they are freed with the connection, a loop
+  // turn later: a line of it may still be in use further up this stack).
+  server_->Account(this);
   auto streams = std::move(streams_);
   streams_.clear();
   for (auto& [id, weak] : streams) {
@@ -469,10 +502,13 @@ void Connection::Close() {
 // ---------------------------------------------------------------- Server
 
 Server::Server(uv_loop_t* loop, ServerOptions options, Dispatcher* dispatcher)
-    : loop_(loop), options_(std::move(options)), dispatcher_(dispatcher) {}
+    : loop_(loop),
+      options_(std::move(options)),
+      dispatcher_(dispatcher),
+      read_buf_(std::make_unique<char[]>(kReadBufBytes)) {}
 
 Server::~Server() {
-  assert(listener_closed_ && check_closed_ && grace_closed_ && conns_.empty() &&
+  assert(listener_closed_ && check_closed_ && grace_closed_ && sweep_closed_ && conns_.empty() &&
          "Server destroyed before Close() completed");
 }
 
@@ -551,6 +587,18 @@ Status Server::ListenFd(int fd) {
   check_.data = this;
   check_closed_ = false;
   uv_check_start(&check_, &Server::OnCheck);
+  if (options_.first_request_timeout_ms > 0 || options_.idle_timeout_ms > 0) {
+    // A quarter of the shortest deadline, within [50 ms, 1 s]: a connection
+    // is closed at most that much after its deadline.
+    int64_t shortest = INT64_MAX;
+    for (int64_t t : {options_.first_request_timeout_ms, options_.idle_timeout_ms})
+      if (t > 0) shortest = std::min(shortest, t);
+    uint64_t period = static_cast<uint64_t>(std::clamp<int64_t>(shortest / 4, 50, 1000));
+    uv_timer_init(loop_, &sweep_timer_);
+    sweep_timer_.data = this;
+    sweep_closed_ = false;
+    uv_timer_start(&sweep_timer_, &Server::OnSweep, period, period);
+  }
   return Status::Ok();
 }
 
@@ -579,6 +627,7 @@ void Server::Accept() {
     return;
   }
   uv_os_fd_t fd;
+  conn->accepted_at_ms_ = uv_now(loop_);
   if (uv_fileno(reinterpret_cast<uv_handle_t*>(&conn->pipe_), &fd) == 0) {
     ucred cred{};
     socklen_t len = sizeof cred;
@@ -586,6 +635,7 @@ void Server::Accept() {
       conn->peer_.pid = cred.pid;
       conn->peer_.uid = cred.uid;
       conn->peer_.gid = cred.gid;
+      conn->peer_.known = true;
     }
     if (options_.authorize) conn->peer_.groups = PeerGroups(fd);  // only a peer check reads them
   }
@@ -612,6 +662,26 @@ void Server::Accept() {
     conn->CloseAfterFlush();
     return;
   }
+  if (options_.max_connections_per_uid > 0) {
+    size_t& n = per_uid_[conn->peer_.uid];
+    if (n >= options_.max_connections_per_uid) {
+      stats_.refused_uid_limit++;
+      if (n == options_.max_connections_per_uid) {
+        // Logged when a uid first reaches its limit, not for every refusal.
+        LogWarn("refused connection: too many connections from one uid",
+                {{"socket", options_.name},
+                 {"uid", std::to_string(conn->peer_.uid)},
+                 {"limit", std::to_string(options_.max_connections_per_uid)}});
+      }
+      conn->Send(EncodeProtocolError(kInvalidRequest, "too many connections from uid " +
+                                                          std::to_string(conn->peer_.uid) + " (limit " +
+                                                          std::to_string(options_.max_connections_per_uid) + ")"));
+      conn->CloseAfterFlush();
+      return;
+    }
+    n++;
+    conn->counted_uid_ = true;
+  }
   stats_.accepted++;
   conn->Start();
 }
@@ -626,8 +696,78 @@ void Server::OnCheck(uv_check_t* check) {
 void Server::MarkDirty(const std::shared_ptr<Connection>& c) { dirty_.push_back(c); }
 
 void Server::Remove(Connection* c) {
+  if (c->counted_uid_) {
+    auto it = per_uid_.find(c->peer_.uid);
+    if (it != per_uid_.end() && --it->second == 0) per_uid_.erase(it);
+  }
   conns_.erase(c);
   MaybeFinishClose();
+}
+
+void Server::Account(Connection* c) {
+  size_t now_held = c->closing_ ? 0 : c->in_.held();
+  bool grew = now_held > c->accounted_;
+  buffered_ = buffered_ - c->accounted_ + now_held;
+  c->accounted_ = now_held;
+  // Only growth can cross the cap, and growth happens only at the end of a
+  // read callback, when no line of any connection is being handled: so no
+  // connection is evicted while a view into its buffer is alive.
+  if (!grew || options_.max_buffered_bytes == 0) return;
+  while (buffered_ > options_.max_buffered_bytes) {
+    // The connection holding the most goes: the one building the longest
+    // unterminated line, never a client whose lines are short.
+    Connection* largest = nullptr;
+    for (auto& [p, conn] : conns_) {
+      if (conn->closing_ || conn->linger_) continue;
+      if (!largest || conn->accounted_ > largest->accounted_) largest = p;
+    }
+    if (!largest) return;
+    stats_.closed_buffer_limit++;
+    LogWarn("closing the connection that holds the most unfinished input: the socket's input buffers are full",
+            {{"socket", options_.name},
+             {"held_bytes", std::to_string(largest->accounted_)},
+             {"total_bytes", std::to_string(buffered_)},
+             {"uid", std::to_string(largest->peer_.uid)}});
+    largest->Evict("input buffer limit reached (socket.max_buffered_bytes " +
+                   std::to_string(options_.max_buffered_bytes) + "); send shorter lines");
+  }
+}
+
+void Server::OnSweep(uv_timer_t* timer) {
+  static_cast<Server*>(timer->data)->Sweep();
+}
+
+void Server::Sweep() {
+  const uint64_t now = uv_now(loop_);
+  const auto first = static_cast<uint64_t>(options_.first_request_timeout_ms);
+  const auto idle = static_cast<uint64_t>(options_.idle_timeout_ms);
+  std::vector<std::shared_ptr<Connection>> expired;
+  for (auto& [p, c] : conns_) {
+    if (c->closing_) continue;
+    if (c->linger_) {
+      if (now - c->linger_since_ms_ >= static_cast<uint64_t>(kLingerMs)) expired.push_back(c);
+    } else if (c->close_after_flush_) {
+      continue;  // closes once its last frame is written
+    } else if (!c->got_line_) {
+      if (first > 0 && now - c->accepted_at_ms_ >= first) expired.push_back(c);
+    } else if (idle > 0 && c->Quiet() && now - c->last_line_ms_ >= idle) {
+      expired.push_back(c);
+    }
+  }
+  for (auto& c : expired) {
+    if (c->linger_) {
+      stats_.closed_linger++;
+      c->Close();
+    } else if (!c->got_line_) {
+      stats_.closed_first_request++;
+      c->Evict("no request within " + std::to_string(first) + " ms of connecting (socket.first_request_timeout_ms)");
+    } else {
+      // An idle client is simply let go; Effect clients ping every few
+      // seconds and never get here, others reconnect.
+      stats_.closed_idle++;
+      c->CloseAfterFlush();
+    }
+  }
 }
 
 size_t Server::inflight() const {
@@ -659,6 +799,13 @@ void Server::Close(std::function<void()> done, uint64_t grace_ms) {
   std::vector<std::shared_ptr<Connection>> all;
   for (auto& [p, c] : conns_) all.push_back(c);
   for (auto& c : all) c->CloseAfterFlush();
+  if (!sweep_closed_ && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&sweep_timer_))) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&sweep_timer_), [](uv_handle_t* h) {
+      auto* self = static_cast<Server*>(h->data);
+      self->sweep_closed_ = true;
+      self->MaybeFinishClose();
+    });
+  }
   if (!check_closed_ && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&check_))) {
     uv_close(reinterpret_cast<uv_handle_t*>(&check_), [](uv_handle_t* h) {
       auto* self = static_cast<Server*>(h->data);
@@ -689,7 +836,8 @@ void Server::MaybeFinishClose() {
       self->MaybeFinishClose();
     });
   }
-  if (closing_ && listener_closed_ && check_closed_ && grace_closed_ && conns_.empty() && close_done_) {
+  if (closing_ && listener_closed_ && check_closed_ && grace_closed_ && sweep_closed_ && conns_.empty() &&
+      close_done_) {
     auto done = std::move(close_done_);
     close_done_ = nullptr;
     done();
@@ -702,6 +850,16 @@ void Server::ExportMetrics(Metrics& m) const {
   m.Set("usersd_connections", {}, static_cast<double>(connections()));
   m.Set("usersd_socket_refused_total", {{"reason", "peer"}}, static_cast<double>(stats_.refused_peer));
   m.Set("usersd_socket_refused_total", {{"reason", "limit"}}, static_cast<double>(stats_.refused_limit));
+  m.Set("usersd_socket_refused_total", {{"reason", "uid_limit"}}, static_cast<double>(stats_.refused_uid_limit));
+  m.Describe("usersd_socket_closed_total", "counter",
+             "Application socket connections the daemon closed to protect the others, by reason.");
+  m.Set("usersd_socket_closed_total", {{"reason", "first_request_timeout"}},
+        static_cast<double>(stats_.closed_first_request));
+  m.Set("usersd_socket_closed_total", {{"reason", "idle"}}, static_cast<double>(stats_.closed_idle));
+  m.Set("usersd_socket_closed_total", {{"reason", "buffer_limit"}}, static_cast<double>(stats_.closed_buffer_limit));
+  m.Set("usersd_socket_closed_total", {{"reason", "linger"}}, static_cast<double>(stats_.closed_linger));
+  m.Describe("usersd_socket_buffered_bytes", "gauge", "Unfinished input held by application socket connections.");
+  m.Set("usersd_socket_buffered_bytes", {}, static_cast<double>(buffered_));
 }
 
 }  // namespace usersd::ipc

@@ -13,6 +13,16 @@
 // replies pile up (it does not read) or that has too many requests in flight
 // is not read from until it catches up.
 //
+// Memory and slots over all connections are bounded too (issue 21): the
+// input buffered by every connection together stays under
+// max_buffered_bytes (above it, the connection holding the most gets a
+// -32600 frame and is closed); a connection must complete its first line
+// within first_request_timeout_ms; one that is idle (no complete line for
+// idle_timeout_ms, nothing in flight, no open stream, no reply waiting to be
+// written) is closed, as is one still lingering after an error frame
+// kLingerMs ago; one uid holds at most max_connections_per_uid
+// connections. Reads use one buffer shared by every connection.
+//
 // Threads: loop thread only, including every Responder method.
 // Ownership: the Server owns its listener, its uv_check_t and every
 // connection; Close() must complete (its callback run) before destruction.
@@ -36,11 +46,14 @@ namespace usersd::ipc {
 
 // The peer of an accepted connection, as the kernel recorded it at
 // connect(): SO_PEERCRED, and SO_PEERGROUPS for the supplementary groups.
+// Until SO_PEERCRED has been read, the peer is unknown (`known` false) and
+// its ids are -1, never root: a check that looks only at `uid` fails closed.
 struct PeerCred {
   pid_t pid = 0;
-  uid_t uid = 0;
-  gid_t gid = 0;
+  uid_t uid = static_cast<uid_t>(-1);
+  gid_t gid = static_cast<gid_t>(-1);
   std::vector<gid_t> groups;  // supplementary groups (read only for a socket with an authorize hook)
+  bool known = false;         // SO_PEERCRED was read
 };
 
 struct ServerOptions {
@@ -52,6 +65,11 @@ struct ServerOptions {
   size_t max_connections = 4096;
   size_t max_inflight_per_connection = 256;
   size_t write_high_watermark = 1 << 20;  // stop reading above this many queued reply bytes
+  // 0 disables each of these (see the file comment).
+  int64_t first_request_timeout_ms = 0;
+  int64_t idle_timeout_ms = 0;
+  size_t max_buffered_bytes = 0;
+  size_t max_connections_per_uid = 0;
   // Called with the peer's credentials on accept; false refuses the caller.
   std::function<bool(const PeerCred&)> authorize;
 };
@@ -110,6 +128,11 @@ struct ServerStats {
   uint64_t accepted = 0;
   uint64_t refused_limit = 0;
   uint64_t refused_peer = 0;
+  uint64_t refused_uid_limit = 0;     // over max_connections_per_uid
+  uint64_t closed_first_request = 0;  // no complete first line in time
+  uint64_t closed_idle = 0;
+  uint64_t closed_buffer_limit = 0;  // held the most input when the total went over
+  uint64_t closed_linger = 0;        // lingered after an error frame too long
   uint64_t requests = 0;
   uint64_t protocol_errors = 0;
   uint64_t overlong_lines = 0;
@@ -138,6 +161,10 @@ class Server {
 
   size_t connections() const { return conns_.size(); }
   size_t inflight() const;
+  // Input bytes buffered over all connections (their line buffers' capacity).
+  size_t buffered_bytes() const { return buffered_; }
+  // How long a connection may linger after a final error frame.
+  static constexpr int64_t kLingerMs = 5000;
   const ServerStats& stats() const { return stats_; }
   // The application socket's series, usersd_connections and
   // usersd_socket_refused_total (describes and sets them). Loop thread. The
@@ -150,7 +177,12 @@ class Server {
   friend class Connection;
   static void OnConnection(uv_stream_t* server, int status);
   static void OnCheck(uv_check_t* check);
+  static void OnSweep(uv_timer_t* timer);
   void Accept();
+  // Records connection `c`'s new buffer size; over max_buffered_bytes, closes
+  // the connection that holds the most.
+  void Account(Connection* c);
+  void Sweep();
   void MarkDirty(const std::shared_ptr<Connection>& c);
   void Remove(Connection* c);
   void MaybeFinishClose();
@@ -166,6 +198,13 @@ class Server {
   bool check_closed_ = true;
   uv_timer_t grace_timer_{};
   bool grace_closed_ = true;
+  uv_timer_t sweep_timer_{};  // deadlines (running when one is configured)
+  bool sweep_closed_ = true;
+  size_t buffered_ = 0;
+  std::unordered_map<uid_t, size_t> per_uid_;  // accepted connections by peer uid
+  // The one read buffer: libuv calls a stream's read callback right after
+  // its alloc callback, and the bytes are copied out before it returns.
+  std::unique_ptr<char[]> read_buf_;
   bool closing_ = false;
   std::function<void()> close_done_;
   std::unordered_map<Connection*, std::shared_ptr<Connection>> conns_;

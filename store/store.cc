@@ -24,6 +24,19 @@ namespace {
 constexpr int kSchemaVersion = 1;
 // Keys are looked up only up to this size (LMDB's own limit is 511 bytes).
 constexpr size_t kMaxKeyBytes = 255;
+// The by_email index's key (common/text.h EmailKey); version 2 since issue
+// 21 (version 1, unmarked, folded ASCII only). A store whose marker differs
+// has its index rebuilt at open.
+constexpr std::string_view kEmailIndexVersion = "2";
+// LMDB refuses keys over 511 bytes; case folding can triple an address's
+// length (255 bytes). A key that would be longer falls back to the ASCII
+// fold, which at worst lets two such extreme addresses differ.
+constexpr size_t kMaxIndexKeyBytes = 511;
+std::string EmailIndexKey(std::string_view email) {
+  std::string key = EmailKey(email);
+  if (key.size() > kMaxIndexKeyBytes) return ToLowerAscii(email);
+  return key;
+}
 // How long a new reader lets a pending remap go first (see store.h).
 constexpr auto kReaderYield = std::chrono::milliseconds(20);
 
@@ -65,18 +78,10 @@ std::set<std::pair<uint64_t, uint64_t>>& OpenStores() {
   return open;
 }
 
-// fsync of a file or directory.
-bool SyncPath(const std::string& path, bool directory) {
-  int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_WRONLY) | O_CLOEXEC);
-  if (fd < 0) return false;
-  bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  return ok;
-}
-
-// The last transactionId of the store copy in `dir`, read without touching
-// the copy (read-only, no lock file): it is private until Backup returns.
-Result<uint64_t> LastTxidOfCopy(const std::string& dir) {
+// The last transactionId of the store copy in file `file`, read without
+// touching the copy (read-only, no lock file): it is private until Backup
+// returns.
+Result<uint64_t> LastTxidOfCopy(const std::string& file) {
   MDB_env* env = nullptr;
   int rc = mdb_env_create(&env);
   if (rc != 0) return FromMdb(rc, "mdb_env_create");
@@ -85,7 +90,7 @@ Result<uint64_t> LastTxidOfCopy(const std::string& dir) {
     ~EnvCloser() { mdb_env_close(e); }
   } closer{env};
   mdb_env_set_maxdbs(env, 16);
-  rc = mdb_env_open(env, dir.c_str(), MDB_RDONLY | MDB_NOLOCK, 0600);
+  rc = mdb_env_open(env, file.c_str(), MDB_RDONLY | MDB_NOLOCK | MDB_NOSUBDIR, 0600);
   if (rc != 0) return FromMdb(rc, "opening the backup");
   MDB_txn* txn = nullptr;
   rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
@@ -210,7 +215,7 @@ Result<std::optional<UserRecord>> ReadTxn::FindByWorkosId(std::string_view worko
 
 Result<std::optional<UserRecord>> ReadTxn::FindByEmail(std::string_view email) {
   if (email.empty() || email.size() > kMaxKeyBytes) return std::optional<UserRecord>();
-  auto id = GetRaw(store_->dbi(Table::kByEmail), ToLowerAscii(email));
+  auto id = GetRaw(store_->dbi(Table::kByEmail), EmailIndexKey(email));
   if (!id.ok()) return id.status();
   if (!id->has_value()) return std::optional<UserRecord>();
   return GetUser(**id);
@@ -440,13 +445,18 @@ Status WriteTxn::PutUser(const UserRecord& u, const std::optional<UserRecord>& p
   if (owner->has_value() && **owner != u.id) return Status::InvalidArgument("workosId already belongs to another user");
 
   // Email index: unique among live users with a non-empty email.
-  std::string old_key = stored && stored->live() ? ToLowerAscii(stored->email) : std::string();
-  std::string new_key = u.live() ? ToLowerAscii(u.email) : std::string();
+  std::string old_key =
+      stored && stored->live() && !stored->email.empty() ? EmailIndexKey(stored->email) : std::string();
+  std::string new_key = u.live() && !u.email.empty() ? EmailIndexKey(u.email) : std::string();
   bool index_new_email = false;
   if (!new_key.empty()) {
     auto holder = GetRaw(store_->dbi(Table::kByEmail), new_key);
     if (!holder.ok()) return holder.status();
-    if (holder->has_value() && **holder != u.id) return Status::InvalidArgument("email already in use");
+    // Another user holding the key this user already had is a clash from
+    // before (an index rebuilt under a finer fold): it does not stop this
+    // user's other changes.
+    if (holder->has_value() && **holder != u.id && new_key != old_key)
+      return Status::InvalidArgument("email already in use");
     index_new_email = !holder->has_value();
   }
   std::string encoded = EncodeUser(u);
@@ -490,7 +500,7 @@ Status WriteTxn::RemoveUser(std::string_view id) {
     return Status::Ok();
   };
   USERSD_RETURN_IF_ERROR(drop(store_->dbi(Table::kByWorkos), u.workos_id));
-  if (u.live()) USERSD_RETURN_IF_ERROR(drop(store_->dbi(Table::kByEmail), ToLowerAscii(u.email)));
+  if (u.live() && !u.email.empty()) USERSD_RETURN_IF_ERROR(drop(store_->dbi(Table::kByEmail), EmailIndexKey(u.email)));
   return Del(store_->dbi(Table::kUsers), u.id);
 }
 
@@ -669,11 +679,59 @@ Status Store::Init() {
     mdb_txn_abort(txn);
     return FromMdb(rc, "reading the job index marker");
   }
+  // Stores whose email index was built with another key (EmailKey changed)
+  // get it rebuilt once, here, in the same transaction as its marker.
+  MDB_val ek = Val("email_index"), ev;
+  rc = mdb_get(txn, dbi(Table::kMeta), &ek, &ev);
+  if (rc == MDB_NOTFOUND || (rc == 0 && View(ev) != kEmailIndexVersion)) {
+    Status st = RebuildEmailIndex(txn);
+    MDB_val version = Val(kEmailIndexVersion);
+    if (st.ok() && (rc = mdb_put(txn, dbi(Table::kMeta), &ek, &version, 0)) != 0)
+      st = FromMdb(rc, "marking the email index");
+    if (!st.ok()) {
+      mdb_txn_abort(txn);
+      return st;
+    }
+  } else if (rc != 0) {
+    mdb_txn_abort(txn);
+    return FromMdb(rc, "reading the email index marker");
+  }
   MDB_val ck = Val("created_at"), cv;
   if (mdb_get(txn, dbi(Table::kMeta), &ck, &cv) == 0)
     created_at_ms_ = std::strtoll(std::string(View(cv)).c_str(), nullptr, 10);
   rc = mdb_txn_commit(txn);
   return FromMdb(rc, "committing store initialisation");
+}
+
+Status Store::RebuildEmailIndex(MDB_txn* txn) {
+  int rc = mdb_drop(txn, dbi(Table::kByEmail), 0);
+  if (rc != 0) return FromMdb(rc, "clearing the email index");
+  std::vector<std::pair<std::string, std::string>> entries;  // key, user id
+  Status st = Scan(txn, dbi(Table::kUsers), {}, [&](std::string_view k, std::string_view v) {
+    if (auto u = DecodeUser(v); u.ok() && u->live() && !u->email.empty())
+      entries.emplace_back(EmailIndexKey(u->email), std::string(k));
+    return true;
+  });
+  if (!st.ok()) return st;
+  size_t clashes = 0;
+  for (const auto& [key, id] : entries) {
+    MDB_val k = Val(key), v = Val(id);
+    rc = mdb_put(txn, dbi(Table::kByEmail), &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+      // Two live users whose addresses differ only in a way the new key
+      // folds away: the first keeps the index entry; the other keeps its
+      // address, and can change it, but no third user can take it.
+      ++clashes;
+      LogWarn("two users' emails are the same under the Unicode-aware uniqueness key; the first keeps the index",
+              {{"user_id", id}, {"holder", std::string(View(v))}});
+      continue;
+    }
+    if (rc != 0) return FromMdb(rc, "rebuilding the email index");
+  }
+  if (!entries.empty())
+    LogInfo("rebuilt the email index",
+            {{"entries", std::to_string(entries.size() - clashes)}, {"clashes", std::to_string(clashes)}});
+  return Status::Ok();
 }
 
 Store::~Store() {
@@ -790,44 +848,57 @@ Status Store::Grow() {
 
 Result<BackupInfo> Store::Backup(const std::string& path) {
   std::error_code ec;
-  std::filesystem::create_directories(path, ec);
-  if (ec) return Status::IOError("cannot create backup directory " + path + ": " + ec.message());
-  std::string file = (std::filesystem::path(path) / "data.mdb").string();
-  if (std::filesystem::exists(file)) return Status::InvalidArgument("backup directory already holds a data.mdb: " + path);
+  std::filesystem::path p(path);
+  // Created 0700 whatever the umask says: the copy holds every user.
+  for (std::filesystem::path at; const auto& part : p) {
+    at /= part;
+    if (::mkdir(at.c_str(), 0700) != 0 && errno != EEXIST)
+      return Status::IOError("cannot create backup directory " + at.string() + ": " + std::strerror(errno));
+  }
+  int dir = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return Status::IOError("cannot open backup directory " + path + ": " + std::strerror(errno));
+  auto info = Backup(dir, path);
+  ::close(dir);
+  return info;
+}
+
+Result<BackupInfo> Store::Backup(int dir_fd, const std::string& shown) {
+  // Our own file, 0600 from the first byte: mdb_env_copy2 would create it
+  // 0666 less the umask (0644 outside systemd), and follow a symlink.
+  int fd = ::openat(dir_fd, "data.mdb", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    if (errno == EEXIST || errno == ELOOP)
+      return Status::InvalidArgument("backup directory already holds a data.mdb: " + shown);
+    return Status::IOError("cannot create " + shown + "/data.mdb: " + std::strerror(errno));
+  }
+  auto fail = [&](Status st) -> Result<BackupInfo> {
+    ::close(fd);
+    ::unlinkat(dir_fd, "data.mdb", 0);
+    return st;
+  };
+  if (::fchmod(fd, 0600) != 0) return fail(Status::IOError("chmod " + shown + "/data.mdb: " + std::strerror(errno)));
   int rc;
   {
-    // mdb_env_copy2 runs its own read transaction: it is a reader of the map.
+    // mdb_env_copyfd2 runs its own read transaction: it is a reader of the map.
     EnterMap();
-    rc = mdb_env_copy2(env_, path.c_str(), MDB_CP_COMPACT);
+    rc = mdb_env_copyfd2(env_, fd, MDB_CP_COMPACT);
     LeaveMap();
   }
-  if (rc != 0) {
-    // Not ours to remove when someone else created it meanwhile.
-    if (rc != EEXIST) std::filesystem::remove(file, ec);
-    return FromMdb(rc, "backing up the store to " + path);
-  }
+  if (rc != 0) return fail(FromMdb(rc, "backing up the store to " + shown));
   // LMDB writes the copy without syncing it; a backup must survive a crash.
-  if (!SyncPath(file, false)) {
-    std::filesystem::remove(file, ec);
-    return Status::IOError("cannot sync backup " + file + ": " + std::strerror(errno));
-  }
+  if (::fsync(fd) != 0) return fail(Status::IOError("cannot sync backup " + shown + ": " + std::strerror(errno)));
   // And its directory entry, or a crash could lose the file.
-  if (!SyncPath(path, true)) {
-    std::string err = std::strerror(errno);
-    std::filesystem::remove(file, ec);
-    return Status::IOError("cannot sync backup directory " + path + ": " + err);
-  }
+  if (::fsync(dir_fd) != 0)
+    return fail(Status::IOError("cannot sync backup directory " + shown + ": " + std::strerror(errno)));
   BackupInfo info;
   struct stat fst{};
-  if (::stat(file.c_str(), &fst) == 0) info.bytes = uint64_t(fst.st_size);
+  if (::fstat(fd, &fst) == 0) info.bytes = uint64_t(fst.st_size);
   // mdb_env_copy2 picks its snapshot itself, so the copy's transactionId is
-  // read from the copy.
-  auto txid = LastTxidOfCopy(path);
-  if (!txid.ok()) {
-    std::filesystem::remove(file, ec);
-    return txid.status();
-  }
+  // read from the copy, through this descriptor (no path to race with).
+  auto txid = LastTxidOfCopy("/proc/self/fd/" + std::to_string(fd));
+  if (!txid.ok()) return fail(txid.status());
   info.txid = *txid;
+  ::close(fd);
   return info;
 }
 

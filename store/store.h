@@ -6,8 +6,9 @@
 //                                                   or deleted, so a deleted
 //                                                   user's token is refused,
 //                                                   not re-provisioned)
-//   kByEmail   by_email   lower-cased email      -> user id   (live users,
-//                                                   non-empty emails)
+//   kByEmail   by_email   EmailKey(email)        -> user id   (live users,
+//                                                   non-empty emails; the
+//                                                   key: common/text.h)
 //   kMeta      meta       name                   -> value     (schema version,
 //                                                   creation time, last
 //                                                   transactionId, next job
@@ -109,7 +110,8 @@ class ReadTxn {
 
   Result<std::optional<UserRecord>> GetUser(std::string_view id);
   Result<std::optional<UserRecord>> FindByWorkosId(std::string_view workos_id);
-  // Live users only; `email` is compared case-insensitively.
+  // Live users only; `email` is compared by its uniqueness key
+  // (common/text.h EmailKey: NFC, Unicode case folding).
   Result<std::optional<UserRecord>> FindByEmail(std::string_view email);
   Result<std::optional<std::string>> GetMeta(std::string_view key);
   uint64_t LastTxid();
@@ -212,13 +214,17 @@ class Store {
   // already at the maximum.
   Status Grow();
 
-  // Consistent hot copy (compacted) into directory `path` (created if
-  // missing; must not contain a data.mdb, InvalidArgument otherwise), synced
-  // to disk with its directory entry. Returns the copy's size and the
-  // transactionId it is consistent with (read from the copy: LMDB picks the
-  // snapshot). Safe while writes continue, but the copy counts as a reader
-  // for its whole duration: a Grow, and so the writer when the map is full,
-  // waits until it finishes. A failed backup leaves no data.mdb behind.
+  // Consistent hot copy (compacted) into the open directory `dir_fd`, as a
+  // new file data.mdb of mode 0600 (O_EXCL | O_NOFOLLOW: InvalidArgument when
+  // the directory already holds a data.mdb, or a symlink by that name),
+  // synced to disk with its directory entry. `shown` names the directory in
+  // messages. Returns the copy's size and the transactionId it is consistent
+  // with (read from the copy: LMDB picks the snapshot). Safe while writes
+  // continue, but the copy counts as a reader for its whole duration: a
+  // Grow, and so the writer when the map is full, waits until it finishes.
+  // A failed backup leaves no data.mdb behind. Does not close `dir_fd`.
+  Result<BackupInfo> Backup(int dir_fd, const std::string& shown);
+  // The same into directory `path`, created (mode 0700) when missing.
   Result<BackupInfo> Backup(const std::string& path);
 
   StoreStats Stats();
@@ -238,6 +244,9 @@ class Store {
   friend class WriteTxn;
   explicit Store(const StoreOptions& o) : options_(o), max_map_size_(o.max_map_size_bytes) {}
   Status Init();
+  // Rebuilds by_email with the current key (common/text.h EmailKey), inside
+  // Init's transaction.
+  Status RebuildEmailIndex(MDB_txn* txn);
   // Counts a user of the map in and out (see the class comment).
   void EnterMap();
   void LeaveMap();

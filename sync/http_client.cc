@@ -114,6 +114,7 @@ struct HttpClient::Impl {
   uv_loop_t* const loop;
   const Clock& clock;
   uint32_t max_concurrency;
+  size_t max_queued = 64;
   CURLM* multi = nullptr;
   uv_timer_t timer;
   // Loop time (uv_now) at which curl wants curl_multi_socket_action(CURL_SOCKET_TIMEOUT).
@@ -593,8 +594,22 @@ void HttpClient::Send(HttpRequest req, HttpCallback cb) {
     Impl::Deliver(*t);
     return;
   }
+  if (t->req.sheddable && s.active.size() >= s.max_concurrency && s.queue.size() >= s.max_queued) {
+    // Fail fast: a caller waiting behind this many reads would time out
+    // anyway, and an unbounded queue lets one client hold the daemon's
+    // memory and WorkOS budget.
+    std::string error =
+        "too many WorkOS requests waiting (workos.max_queued_requests " + std::to_string(s.max_queued) + ")";
+    s.Fail(std::move(t), std::move(error));
+    s.deferred.back()->resp.queue_full = true;
+    return;
+  }
   s.queue.push_back(std::move(t));
   s.StartQueued();
+}
+
+void HttpClient::SetMaxQueued(size_t n) {
+  impl_->max_queued = std::max<size_t>(n, 1);
 }
 
 void HttpClient::SetMaxConcurrency(uint32_t n) {

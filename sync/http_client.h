@@ -42,6 +42,11 @@ struct HttpRequest {
   // empty). Content-Type comes from `headers`; without one none is sent.
   std::string body;
   int64_t timeout_ms = 10000;  // whole request; connect timeout = min(timeout, 5000)
+  // A request its caller can answer without (a read on a client's request
+  // path): refused at once, with queue_full, when max_queued requests are
+  // already waiting. Other requests (the outbox, the poller, the JWKS) come
+  // from producers bounded on their own and are always queued.
+  bool sheddable = false;
 };
 
 struct HttpResponse {
@@ -50,6 +55,7 @@ struct HttpResponse {
   bool truncated = false;
   bool timed_out = false;
   bool cancelled = false;  // Shutdown() ran while the request was queued or in flight
+  bool queue_full = false;  // a sheddable request refused by the bounded queue; nothing was sent
   std::string error;       // libcurl's error text when status == 0
   // From Retry-After (delta-seconds, or an HTTP-date relative to the client's
   // Clock::NowMs, clamped at 0). Unset when absent or unparsable.
@@ -79,7 +85,9 @@ class HttpClient {
   HttpClient& operator=(const HttpClient&) = delete;
 
   // Queues the request. At most max_concurrency transfers run at once; the
-  // rest wait in FIFO order. `cb` runs exactly once on the loop thread, never
+  // rest wait in FIFO order. A sheddable request that finds max_queued
+  // requests waiting is not queued: its callback gets status 0 and
+  // queue_full (on a later loop turn, like every callback). `cb` runs exactly once on the loop thread, never
   // inside Send itself, and may call Send (or Shutdown) again. An exception
   // thrown by `cb` is logged and swallowed.
   // After Shutdown() has been called there is no loop handle left to defer
@@ -90,6 +98,9 @@ class HttpClient {
   // For config reload. Raising the limit starts queued requests at once;
   // lowering it lets transfers in flight finish. 0 is treated as 1.
   void SetMaxConcurrency(uint32_t n);
+  // How many requests may wait before a sheddable one is refused
+  // (workos.max_queued_requests; default 64). 0 is treated as 1.
+  void SetMaxQueued(size_t n);
 
   size_t in_flight() const;
   size_t queued() const;

@@ -57,7 +57,8 @@ bool WorkosClient::Offline() const {
 void WorkosClient::SetOptions(WorkosOptions options) { options_ = std::move(options); }
 
 void WorkosClient::Observe(const HttpResponse& r) {
-  if (r.cancelled) return;
+  // Neither says anything about WorkOS: nothing was sent.
+  if (r.cancelled || r.queue_full) return;
   bool down = r.status == 0 || r.status == 429 || r.status >= 500;
   if (down && !offline_) {
     offline_ = true;
@@ -72,9 +73,11 @@ void WorkosClient::Observe(const HttpResponse& r) {
   }
 }
 
-void WorkosClient::Call(const std::string& method, const std::string& path, std::string body, HttpCallback cb) {
+void WorkosClient::Call(const std::string& method, const std::string& path, std::string body, HttpCallback cb,
+                        bool sheddable) {
   HttpRequest req;
   req.method = method;
+  req.sheddable = sheddable;
   req.url = options_.base_url + path;
   req.timeout_ms = options_.timeout_ms;
   if (options_.api_key) req.headers.emplace_back("Authorization", "Bearer " + *options_.api_key);
@@ -92,10 +95,20 @@ void WorkosClient::ChargeUnpaced() {
 }
 
 void WorkosClient::GetUser(const std::string& workos_id, std::function<void(GetResult)> cb) {
-  ChargeUnpaced();
-  Call("GET", "/user_management/users/" + EncodePathSegment(workos_id), {}, [cb](HttpResponse&& r) {
+  // One read per user at a time: a storm of resetAvatar calls, or of
+  // requests by a user not provisioned yet, costs one GET (issue 21).
+  auto [it, first] = reads_.try_emplace(workos_id);
+  it->second.push_back(std::move(cb));
+  if (!first) {
+    reads_merged_++;
+    return;
+  }
+  auto done = [this, workos_id](HttpResponse&& r) {
     GetResult out;
-    if (r.status == 200) {
+    if (r.queue_full) {
+      out.outcome = Outcome::kBusy;
+      out.error = r.error;
+    } else if (r.status == 200) {
       Json j = Json::parse(r.body, nullptr, false);
       auto p = ParseWorkosUser(j);
       if (p) {
@@ -114,8 +127,13 @@ void WorkosClient::GetUser(const std::string& workos_id, std::function<void(GetR
       out.outcome = Outcome::kError;
       out.error = "HTTP " + std::to_string(r.status);
     }
-    cb(std::move(out));
-  });
+    auto node = reads_.extract(workos_id);
+    if (node.empty()) return;
+    // A waiter may start another read of this user; it is a new one.
+    for (auto& waiter : node.mapped()) waiter(out);
+  };
+  ChargeUnpaced();
+  Call("GET", "/user_management/users/" + EncodePathSegment(workos_id), {}, std::move(done), /*sheddable=*/true);
 }
 
 void WorkosClient::PutUser(const std::string& workos_id, const Json& fields, HttpCallback cb) {
@@ -163,6 +181,9 @@ void WorkosClient::Fetch(const std::string& url, HttpCallback cb) {
 void WorkosClient::ExportMetrics(Metrics& m) const {
   m.Describe("usersd_upstream_online", "gauge", "1 when WorkOS answers, 0 when offline.");
   m.Set("usersd_upstream_online", {}, state() == UpstreamState::kOffline ? 0.0 : 1.0);
+  m.Describe("usersd_workos_reads_merged_total", "counter",
+             "Request-path WorkOS reads of a user that joined one already in flight.");
+  m.Set("usersd_workos_reads_merged_total", {}, static_cast<double>(reads_merged_));
 }
 
 }  // namespace usersd::sync

@@ -8,6 +8,10 @@
 // that one live attempt is let through every probe interval so a request path
 // alone can notice recovery.
 //
+// GetUser (the request path) merges concurrent reads of one user into one
+// GET, and its requests are sheddable (http_client.h): when too many wait,
+// the caller hears kBusy at once.
+//
 // Loop thread only. Borrows the HttpClient and Clock.
 #pragma once
 
@@ -15,6 +19,8 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/metrics.h"
@@ -89,7 +95,8 @@ class WorkosClient : public domain::WorkosProfileSource, public WorkosApi {
 
   UpstreamState state() const override;
   int64_t state_since_ms() const { return since_ms_; }
-  // usersd_upstream_online (describes and sets it). Loop thread.
+  // usersd_upstream_online and usersd_workos_reads_merged_total (describes
+  // and sets them). Loop thread.
   void ExportMetrics(Metrics& m) const;
   void SetOptions(WorkosOptions options);
   const WorkosOptions& options() const { return options_; }
@@ -102,7 +109,8 @@ class WorkosClient : public domain::WorkosProfileSource, public WorkosApi {
   void SetBudget(RequestBudget* budget) { budget_ = budget; }
 
  private:
-  void Call(const std::string& method, const std::string& path, std::string body, HttpCallback cb);
+  void Call(const std::string& method, const std::string& path, std::string body, HttpCallback cb,
+            bool sheddable = false);
 
   HttpClient* http_;
   const Clock& clock_;
@@ -112,6 +120,9 @@ class WorkosClient : public domain::WorkosProfileSource, public WorkosApi {
   mutable int64_t last_probe_ms_ = 0;
   RequestBudget* budget_ = nullptr;
   void ChargeUnpaced();
+  // GetUser reads in flight, by WorkOS id: the callers waiting for each.
+  std::unordered_map<std::string, std::vector<std::function<void(GetResult)>>> reads_;
+  uint64_t reads_merged_ = 0;
 };
 
 // Percent-encodes a path segment (RFC 3986 unreserved characters pass).

@@ -54,6 +54,7 @@ workos:
   events_poll_seconds: 5
 log: { level: info }
 `,
+  { mode: 0o600 }, // it holds the API key: usersd refuses a key every user may read
 );
 
 const daemon = spawn(bin, ['--config', configPath], { stdio: ['ignore', 'inherit', 'inherit'] });

@@ -6,8 +6,10 @@
 //   - Verify, PeekKid and Jwks::Parse return (no crash, no exception, no
 //     sanitizer report);
 //   - a failure always carries a detail;
-//   - a token Verify accepts really satisfies the policy (sub set, not
-//     expired, issuer and audience allowed), and round-trips through TokenCache;
+//   - a token Verify accepts really satisfies the policy (sub set, exp
+//     present unless the lax policy is in force, not expired, not older than
+//     the maximum age, issuer and audience allowed), and round-trips through
+//     TokenCache until its valid_until;
 //   - an accepted JWKS parses again from its own text() to the same key set.
 // Input layout: the whole input is tried as a token (against the fixed key
 // set below) and as a JWKS; if it contains a newline, the part before it is
@@ -44,15 +46,25 @@ constexpr int64_t kNow = 1'790'000'000;
 constexpr std::string_view kJwks =
     R"({"keys":[{"kty":"RSA","kid":"fuzz-1","use":"sig","alg":"RS256","n":"70gKFdygW9gc-5jktV58cTLmSAdciT2U19wZEkUcuxuS8J7LOz5fFz5XERin5A2wgJNgB6q_LLW0WZtdKm260XOn8gnLNXvZrR8axeBhEQG0-_pW3bTTCmOslQxkPObA1JqDqMxfwAMWGmZUT6POuj2ObYoNJOeeBm_SDG4yua2aNq5BOap-PexYPQd9O1B2jcOwzw9xxDXA9KhR9b_M6EJNxW8yZ0KiATKpJ316ezMJ7i2nxZBhFatpmY9ea2glZtYE_5sKPeuCFDs9huIiKbTDSP1RchaIaB6f83AxCIhdQFGg7gmNRRS2IUSQJX_uhjtk1BO3a4PiyKis9cCu6w","e":"AQAB"}]})";
 
-const VerifyOptions& Options() {
-  static const VerifyOptions opts = [] {
+// Two policies, chosen by the token's length so that one input always meets
+// the same one: the default (exp required) with a maximum age from iat, and
+// the lax one (exp optional, no maximum age).
+const VerifyOptions& Options(std::string_view token) {
+  static const VerifyOptions strict = [] {
     VerifyOptions o;
     o.issuers = {"https://api.workos.com", "https://api.workos.com/user_management/client_123"};
     o.audience = "client_123";
     o.algorithms = {"RS256", "RS384", "PS256", "HS256", "none"};  // the last two must still never pass
+    o.max_age_seconds = 86400;
     return o;
   }();
-  return opts;
+  static const VerifyOptions lax = [] {
+    VerifyOptions o = strict;
+    o.require_exp = false;
+    o.max_age_seconds = 0;
+    return o;
+  }();
+  return token.size() % 2 ? strict : lax;
 }
 
 const Jwks& FixedJwks() {
@@ -76,28 +88,39 @@ bool AudienceOk(const nlohmann::json& payload, const std::string& audience) {
 }
 
 void CheckVerify(std::string_view token, const Jwks& jwks) {
-  auto result = Verify(token, jwks, Options(), kNow);
+  const VerifyOptions& o = Options(token);
+  auto result = Verify(token, jwks, o, kNow);
   if (auto* f = std::get_if<VerifyFailure>(&result)) {
     USERSD_FUZZ_CHECK(!f->detail.empty());
     (void)TokenErrorName(f->error);
     return;
   }
   const Claims& c = std::get<Claims>(result);
-  const VerifyOptions& o = Options();
   bool issuer_ok = false;
   for (const auto& iss : o.issuers) issuer_ok = issuer_ok || iss == c.iss;
   USERSD_FUZZ_CHECK(!c.sub.empty());
-  // exp is optional (SPEC 3); absent, Claims::exp is 0 and the cache skips it.
+  // exp is required unless require_exp is off (SPEC 3); absent, Claims::exp
+  // is 0 and the cache skips it.
   const bool has_exp = c.raw.contains("exp") && !c.raw.at("exp").is_null();
+  USERSD_FUZZ_CHECK(has_exp || !o.require_exp);
   USERSD_FUZZ_CHECK(has_exp ? c.exp + o.leeway_seconds > kNow : c.exp == 0);
+  // A maximum age needs iat and ends the token's validity no later than it.
+  const bool has_iat = c.raw.contains("iat") && !c.raw.at("iat").is_null();
+  if (o.max_age_seconds > 0) {
+    USERSD_FUZZ_CHECK(has_iat && c.iat + o.max_age_seconds + o.leeway_seconds > kNow);
+    USERSD_FUZZ_CHECK(c.valid_until != 0 && c.valid_until <= c.iat + o.max_age_seconds);
+    if (has_exp) USERSD_FUZZ_CHECK(c.valid_until <= c.exp);
+  } else {
+    USERSD_FUZZ_CHECK(c.valid_until == c.exp);
+  }
   USERSD_FUZZ_CHECK(issuer_ok);
   USERSD_FUZZ_CHECK(c.raw.is_object());
   USERSD_FUZZ_CHECK(AudienceOk(c.raw, *o.audience));
   TokenCache cache(2);
   cache.Put(token, c);
   auto hit = cache.Get(token, kNow);
-  if (c.exp > kNow) USERSD_FUZZ_CHECK(hit && hit->sub == c.sub);
-  if (!has_exp) USERSD_FUZZ_CHECK(!hit);
+  if (c.valid_until > kNow) USERSD_FUZZ_CHECK(hit && hit->sub == c.sub);
+  if (c.valid_until == 0) USERSD_FUZZ_CHECK(!hit);
 }
 
 void CheckJwks(std::string_view text) {
@@ -186,7 +209,7 @@ void CheckSigned(std::string_view header, std::string_view payload) {
   const std::string input = B64Url(header) + "." + B64Url(payload);
   const std::string token = input + "." + B64Url(SignRs256(input));
   CheckVerify(token, *GetSigner().jwks);
-  auto result = Verify(token, *GetSigner().jwks, Options(), kNow);
+  auto result = Verify(token, *GetSigner().jwks, Options(token), kNow);
   if (const auto* c = std::get_if<Claims>(&result)) {
     const nlohmann::json parsed = nlohmann::json::parse(payload, nullptr, /*allow_exceptions=*/false);
     USERSD_FUZZ_CHECK(parsed.is_object() && parsed == c->raw);

@@ -62,8 +62,18 @@ void FuzzRawString(std::string_view raw) {
     const size_t at = raw.find('@');
     USERSD_FUZZ_CHECK(at != std::string_view::npos && at > 0 && at <= kMaxEmailLocalPartBytes);
     USERSD_FUZZ_CHECK(raw.find('@', at + 1) == std::string_view::npos);
+    USERSD_FUZZ_CHECK(!IsMixedScript(raw.substr(0, at)));
   } else {
     RequireRefusalNamesField(email);
+  }
+  // The uniqueness key is a fixed point of itself (folding and NFC are
+  // idempotent), and folds ASCII exactly as before.
+  {
+    const std::string key = EmailKey(raw);
+    USERSD_FUZZ_CHECK(EmailKey(key) == key);
+    bool ascii = true;
+    for (char ch : raw) ascii = ascii && static_cast<unsigned char>(ch) < 0x80;
+    if (ascii || !utf8) USERSD_FUZZ_CHECK(key == ToLowerAscii(raw));
   }
 
   const Status url = ValidateAvatarUrl(raw);

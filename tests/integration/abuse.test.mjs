@@ -19,6 +19,7 @@ import { rssKiB, openFds, percentile } from '../soak/lib.mjs';
 const GARBAGE_MB = Number(process.env.ABUSE_GARBAGE_MB ?? 100);
 const CONNECTIONS = Number(process.env.ABUSE_CONNECTIONS ?? 5000);
 const PIPELINE = Number(process.env.ABUSE_PIPELINE ?? 20000);
+const PARTIAL_CONNECTIONS = Number(process.env.ABUSE_PARTIAL_CONNECTIONS ?? 150);
 const MiB = 1024;
 
 // Unix sockets give EAGAIN when the listen backlog is full: retry then.
@@ -101,7 +102,8 @@ describe('socket abuse', () => {
     // A small ASan quarantine, so RSS reflects what the daemon holds rather than
     // freed memory ASan keeps poisoned (256 MiB by default).
     const asan = [process.env.ASAN_OPTIONS, 'quarantine_size_mb=4'].filter(Boolean).join(':');
-    d = await startDaemon({ fake, t: scope, env: { ASAN_OPTIONS: asan }, configExtra: { socket: { max_connections: CONNECTIONS + 1000 }, log: { level: 'warn' } } });
+    // One uid opens every connection here, so its cap is raised with the total.
+    d = await startDaemon({ fake, t: scope, env: { ASAN_OPTIONS: asan }, configExtra: { socket: { max_connections: CONNECTIONS + 1000, max_connections_per_uid: CONNECTIONS + 1000 }, log: { level: 'warn' } } });
     pid = d.proc.pid;
     ctl = await connect(d.socketPath, { t: scope });
     user = await newUser(fake, ctl);
@@ -218,6 +220,56 @@ describe('socket abuse', () => {
       return { lines: nLines, replies: nl, seconds: (Date.now() - t0) / 1000, peakRssMiB: +(peak / MiB).toFixed(1) };
     });
     assert.ok(r.peakRssMiB - r.rssBeforeMiB < 64, `RSS grew by ${r.peakRssMiB - r.rssBeforeMiB} MiB during the garbage`);
+  });
+
+  test(`${PARTIAL_CONNECTIONS} connections each sending 1 MB without a newline: RSS grows by less than 64 MiB, the control client is served`, async () => {
+    // Issue 21, item 4: 150 such connections grew RSS by 161 MiB. Now the
+    // unfinished input of all connections together stays under
+    // socket.max_buffered_bytes (16 MiB): the connection holding the most
+    // gets a -32600 frame and is closed.
+    let peak = 0;
+    const r = await measure('partialLines', async () => {
+      const socks = [];
+      let evicted = 0;
+      let closed = 0;
+      for (let i = 0; i < PARTIAL_CONNECTIONS; i++) {
+        const s = await rawConnect(d.socketPath);
+        s.on('error', () => {});
+        let text = '';
+        s.on('data', (b) => {
+          text += b.toString('latin1');
+          if (/input buffer limit reached/.test(text) && !s.counted) {
+            s.counted = true;
+            evicted++;
+          }
+        });
+        s.once('close', () => closed++);
+        socks.push(s);
+      }
+      const sampler = setInterval(() => (peak = Math.max(peak, rssKiB(pid) ?? 0)), 20);
+      const chunk = Buffer.alloc(64 * 1024, 0x61); // 'a', no newline
+      const sendMb = async (s) => {
+        for (let sent = 0; sent < 1_000_000 && !s.destroyed; sent += chunk.length) {
+          if (!s.write(chunk.subarray(0, Math.min(chunk.length, 1_000_000 - sent)))) {
+            await Promise.race([new Promise((res) => s.once('drain', res)), new Promise((res) => s.once('close', res))]);
+          }
+        }
+      };
+      try {
+        await Promise.all(socks.map(sendMb));
+        await sleep(500);
+        peak = Math.max(peak, rssKiB(pid) ?? 0);
+      } finally {
+        clearInterval(sampler);
+      }
+      ok(await ctl.request('user.me', undefined, { token: user.token }));
+      for (const s of socks) s.destroy();
+      await waitFor(() => closed === socks.length, { what: 'every connection closed' });
+      return { connections: socks.length, evicted, peakRssMiB: +(peak / MiB).toFixed(1) };
+    });
+    assert.ok(r.evicted > 0, 'the daemon closed the connections holding the most');
+    assert.ok(r.peakRssMiB - r.rssBeforeMiB < 64, `RSS grew by ${(r.peakRssMiB - r.rssBeforeMiB).toFixed(1)} MiB`);
+    assert.ok(r.controlMaxMs === null || r.controlMaxMs < 2000, `control user.me took ${r.controlMaxMs} ms meanwhile`);
   });
 
   test('half-open and idle connections do not hold the daemon; their fds are released when they go', async () => {

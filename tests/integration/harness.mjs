@@ -186,7 +186,9 @@ function deepMerge(base, extra) {
 export function buildConfig({ dir, fake, configExtra }) {
   let base = {
     socket: { path: path.join(dir, 'app.sock') },
-    admin_socket: { path: path.join(dir, 'admin.sock') },
+    // admin.backup writes only below admin_socket.backup_dir; tests back up
+    // into temp dirs of their own.
+    admin_socket: { path: path.join(dir, 'admin.sock'), backup_dir: os.tmpdir() },
     store: { path: path.join(dir, 'store') },
     auth: { client_id: fake?.clientId ?? 'client_123' },
     workos: fake ? { base_url: fake.baseUrl, api_key: fake.apiKey } : { base_url: 'http://127.0.0.1:9' },
@@ -278,7 +280,9 @@ export async function startDaemon(opts = {}) {
   const { configExtra, fake, env, args = [], t, startTimeoutMs = 15000 } = opts;
   const dir = opts.dir ?? (await makeTempDir());
   const configPath = path.join(dir, 'usersd.yaml');
-  fs.writeFileSync(configPath, buildConfig({ dir, fake, configExtra }));
+  // 0600: the config holds the API key, and usersd refuses a key in a file
+  // every user may read.
+  fs.writeFileSync(configPath, buildConfig({ dir, fake, configExtra }), { mode: 0o600 });
 
   let logText = '';
   const d = {
@@ -355,7 +359,7 @@ export async function startDaemon(opts = {}) {
     return d;
   };
   /** Rewrites the config file (e.g. before a restart). */
-  d.writeConfig = (extra) => fs.writeFileSync(configPath, buildConfig({ dir, fake, configExtra: extra }));
+  d.writeConfig = (extra) => fs.writeFileSync(configPath, buildConfig({ dir, fake, configExtra: extra }), { mode: 0o600 });
 
   registerCleanup(t, async () => {
     try {

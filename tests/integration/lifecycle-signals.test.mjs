@@ -80,6 +80,7 @@ workos:
   events_poll_seconds: 0
 log: { level: ${level} }
 ${extra}`,
+    { mode: 0o600 }, // it holds the API key: usersd refuses a key every user may read
   );
   return p;
 }

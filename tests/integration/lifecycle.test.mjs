@@ -26,7 +26,7 @@ async function tempConfig(t, text) {
   const dir = await makeTempDir();
   t.after(() => fsp.rm(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'usersd.yaml');
-  await fsp.writeFile(file, text);
+  await fsp.writeFile(file, text, { mode: 0o600 });
   return { dir, file };
 }
 
@@ -35,7 +35,7 @@ describe('--check-config', () => {
     const dir = await makeTempDir();
     t.after(() => fsp.rm(dir, { recursive: true, force: true }));
     const file = path.join(dir, 'usersd.yaml');
-    await fsp.writeFile(file, buildConfig({ dir, fake, configExtra: { policy: { org_admins_manage_members: true } } }));
+    await fsp.writeFile(file, buildConfig({ dir, fake, configExtra: { policy: { org_admins_manage_members: true } } }), { mode: 0o600 });
     const r = await runUsersd(['--config', file, '--check-config']);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!fs.existsSync(path.join(dir, 'app.sock')), 'check-config does not start serving');
@@ -172,7 +172,7 @@ describe('restarts', () => {
     const dir2 = await makeTempDir();
     t.after(() => fsp.rm(dir2, { recursive: true, force: true }));
     const cfg = path.join(dir2, 'usersd.yaml');
-    await fsp.writeFile(cfg, buildConfig({ dir: dir2, fake, configExtra: { store: { path: path.join(d.dir, 'store') } } }));
+    await fsp.writeFile(cfg, buildConfig({ dir: dir2, fake, configExtra: { store: { path: path.join(d.dir, 'store') } } }), { mode: 0o600 });
     const r = await runUsersd(['--config', cfg]);
     assert.notEqual(r.code, 0);
     const out = r.stdout + r.stderr;
@@ -181,7 +181,7 @@ describe('restarts', () => {
     assert.ok(!fs.existsSync(path.join(dir2, 'app.sock')), 'the second daemon opened no socket');
 
     // Same socket path, another store: refused too, and the first keeps its socket.
-    await fsp.writeFile(cfg, buildConfig({ dir: dir2, fake, configExtra: { socket: { path: d.socketPath } } }));
+    await fsp.writeFile(cfg, buildConfig({ dir: dir2, fake, configExtra: { socket: { path: d.socketPath } } }), { mode: 0o600 });
     const r2 = await runUsersd(['--config', cfg]);
     assert.notEqual(r2.code, 0);
     assert.match(r2.stdout + r2.stderr, /already|listening|in use/i);

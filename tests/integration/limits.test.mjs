@@ -150,3 +150,49 @@ test('fd exhaustion (RLIMIT_NOFILE 64): accept errors do not spin the loop, and 
     }
   }, { timeoutMs: 10000, what: 'a new connection served after the storm' });
 });
+
+test('connection slots: a silent connection is closed at socket.first_request_timeout_ms, an idle one at idle_timeout_ms, and one uid holds at most max_connections_per_uid', async (t) => {
+  // Issue 21, item 4: 4,096 idle connections used to lock every other
+  // client out for as long as they stayed.
+  const fake = await withFake({ t });
+  const d = await startDaemon({
+    fake,
+    t,
+    configExtra: { ...BASE, socket: { first_request_timeout_ms: 400, idle_timeout_ms: 800, max_connections_per_uid: 4 } },
+  });
+  const raw = () =>
+    new Promise((resolve, reject) => {
+      const s = net.createConnection(d.socketPath);
+      let text = '';
+      s.on('data', (b) => (text += b));
+      s.closedP = new Promise((res) => s.once('close', () => res(text)));
+      s.once('connect', () => resolve(s));
+      s.once('error', reject);
+    });
+  const silent = await raw();
+  const c = await connect(d.socketPath, { t });
+  const u = await newUser(fake, c);
+  const t0 = Date.now();
+  assert.match(await silent.closedP, /no request within 400 ms/);
+  assert.ok(Date.now() - t0 < 5000);
+  // Three slots are taken (c and two more); the fifth connection is refused.
+  const a = await raw();
+  const b = await raw();
+  a.write('{"_tag":"Ping"}\n');
+  b.write('{"_tag":"Ping"}\n');
+  const e = await raw();
+  e.write('{"_tag":"Ping"}\n');
+  const over = await raw();
+  assert.match(await over.closedP, /too many connections from uid \d+ \(limit 4\)/);
+  // A client that keeps talking stays; the quiet ones are let go.
+  for (let i = 0; i < 6; i++) {
+    ok(await c.request('user.me', undefined, { token: u.token }));
+    await sleep(250);
+  }
+  await Promise.all([a.closedP, b.closedP, e.closedP]);
+  ok(await c.request('user.me', undefined, { token: u.token }));
+  const m = (await adminOk(d, 'admin.metrics')).text;
+  assert.match(m, /usersd_socket_closed_total\{reason="first_request_timeout"\} [1-9]/);
+  assert.match(m, /usersd_socket_closed_total\{reason="idle"\} [1-9]/);
+  assert.match(m, /usersd_socket_refused_total\{reason="uid_limit"\} [1-9]/);
+});

@@ -166,7 +166,7 @@ function rpcClient(sock) {
 
 function configYaml({ dir, fake, extra = '' }) {
   return `socket: { path: ${JSON.stringify(path.join(dir, 'app.sock'))}, mode: "0600" }
-admin_socket: { path: ${JSON.stringify(path.join(dir, 'admin.sock'))} }
+admin_socket: { path: ${JSON.stringify(path.join(dir, 'admin.sock'))}, backup_dir: ${JSON.stringify(dir)} }
 store: { path: ${JSON.stringify(path.join(dir, 'store'))} }
 auth: { client_id: ${JSON.stringify(fake.clientId)} }
 workos:
@@ -379,7 +379,7 @@ describe('socket activation', { skip: SOCKET_ACTIVATE ? false : 'systemd-socket-
   test('serves on the inherited app and admin sockets and leaves them as systemd made them', async (t) => {
     const dir = tmpdir('act');
     const configPath = path.join(dir, 'usersd.yaml');
-    fs.writeFileSync(configPath, configYaml({ dir, fake }));
+    fs.writeFileSync(configPath, configYaml({ dir, fake }), { mode: 0o600 });
     const { proc, stderr, listening } = socketActivate({ dir, configPath });
     t.after(() => proc.kill('SIGKILL'));
     const appPath = path.join(dir, 'app.sock');
@@ -425,7 +425,7 @@ describe('socket activation', { skip: SOCKET_ACTIVATE ? false : 'systemd-socket-
   test('with only the app socket passed, the daemon creates the admin socket itself', async (t) => {
     const dir = tmpdir('act1');
     const configPath = path.join(dir, 'usersd.yaml');
-    fs.writeFileSync(configPath, configYaml({ dir, fake }));
+    fs.writeFileSync(configPath, configYaml({ dir, fake }), { mode: 0o600 });
     const { proc, stderr, listening } = socketActivate({ dir, configPath, names: ['app'] });
     t.after(() => proc.kill('SIGKILL'));
     const appPath = path.join(dir, 'app.sock');
@@ -564,7 +564,7 @@ describe('sandbox', { skip: !ANALYZE ? NO_SYSTEMD : !SOCKET_ACTIVATE ? 'systemd-
     const configPath = path.join(dir, 'usersd.yaml');
     // "localhost" so name resolution (NSS, /etc/hosts, resolv.conf) is in the trace too.
     const local = { ...fake, baseUrl: fake.baseUrl.replace('127.0.0.1', 'localhost') };
-    fs.writeFileSync(configPath, configYaml({ dir, fake: local }).replace('events_poll_seconds: 0', 'events_poll_seconds: 1'));
+    fs.writeFileSync(configPath, configYaml({ dir, fake: local }).replace('events_poll_seconds: 0', 'events_poll_seconds: 1'), { mode: 0o600 });
     const tracePath = path.join(dir, 'trace.txt');
     const { proc, stderr, listening } = socketActivate({
       dir,

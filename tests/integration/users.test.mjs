@@ -16,6 +16,7 @@ import {
   suiteScope,
   UUID_RE,
   ISO_MS_RE,
+  sleep,
 } from './harness.mjs';
 
 const CURRENT_USER_KEYS = [
@@ -466,8 +467,13 @@ describe('user.resetAvatar', () => {
     const r = assertMutation(ok(await c.request('user.resetAvatar', undefined, { token: u.token })));
     assert.equal(r.data.avatarUrl, 'https://img.example.com/one.png');
 
-    // WorkOS changes the picture: reset follows.
+    // WorkOS changes the picture: a picture read less than 5 s ago is
+    // reused (SPEC 1: a storm of calls must not spend WorkOS's budget), then
+    // reset follows.
     await fake.createUser({ ...u.workos, profile_picture_url: 'https://img.example.com/two.png' });
+    const again = assertMutation(ok(await c.request('user.resetAvatar', undefined, { token: u.token })));
+    assert.equal(again.data.avatarUrl, 'https://img.example.com/one.png');
+    await sleep(5100);
     const r2 = assertMutation(ok(await c.request('user.resetAvatar', undefined, { token: u.token })));
     assert.equal(r2.data.avatarUrl, 'https://img.example.com/two.png');
     assert.ok(r2.transactionId > r.transactionId);

@@ -517,12 +517,19 @@ TEST_CASE("admin api: a changes stream ends once its closed connection is writte
 
 TEST_CASE("admin api: backup refuses relative paths and writes a copy with its transactionId", "[admin]") {
   Rig rig;
+  rig.cfg.admin_socket.backup_dir = rig.dir / "backups";
   rig.SeedUser("user_1", "a@example.com");
   rig.SeedUser("user_2", "b@example.com");
   Client c(rig);
   CHECK(DefectMessage(c.Call("admin.backup", Json{{"path", "relative/dir"}})).rfind("path: must be absolute", 0) == 0);
   CHECK(DefectMessage(c.Call("admin.backup")) == "path: required");
-  std::string dest = rig.dir / "backup";
+  // Outside admin_socket.backup_dir (issue 21): refused, nothing written.
+  CHECK(DefectMessage(c.Call("admin.backup", Json{{"path", rig.dir / "elsewhere"}}))
+            .rfind("path: must be below admin_socket.backup_dir", 0) == 0);
+  CHECK(DefectMessage(c.Call("admin.backup", Json{{"path", rig.dir / "backups/../elsewhere"}}))
+            .rfind("path: must be below admin_socket.backup_dir", 0) == 0);
+  CHECK_FALSE(fs::exists(rig.dir / "elsewhere"));
+  std::string dest = rig.dir / "backups/backup";
   Json r = Ok(c.Call("admin.backup", Json{{"path", dest + "/"}}));
   CHECK(r["path"] == dest);
   CHECK(r["transactionId"] == 2);

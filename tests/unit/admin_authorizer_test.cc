@@ -7,7 +7,7 @@ namespace usersd::admin {
 namespace {
 
 ipc::PeerCred Peer(uid_t uid, gid_t gid) {
-  return ipc::PeerCred{1234, uid, gid, {}};
+  return ipc::PeerCred{1234, uid, gid, {}, true};
 }
 
 TEST_CASE("admin authorizer: admits root and the daemon's own uid, refuses others by default", "[admin]") {
@@ -36,6 +36,15 @@ TEST_CASE("admin authorizer: admits configured uids and primary gids", "[admin]"
   CHECK(allow(Peer(7777, 4242)));  // by gid
   CHECK_FALSE(allow(Peer(7777, 7777)));
   CHECK_FALSE(allow(Peer(4242, 1)));  // a uid equal to an allowed gid is not a match
+}
+
+TEST_CASE("admin authorizer: a peer whose credentials could not be read is refused, never taken for root", "[admin]") {
+  // What the server holds when getsockopt(SO_PEERCRED) failed: it used to
+  // read as uid 0, gid 0 and so as root (issue 21, item 9).
+  ipc::PeerCred unknown;
+  CHECK_FALSE(unknown.known);
+  CHECK_FALSE(AdminAuthorizer({}, {}, 990)(unknown));
+  CHECK_FALSE(AdminAuthorizer({}, {}, 990)(ipc::PeerCred{1234, 0, 0, {}, false}));
 }
 
 TEST_CASE("admin authorizer: the two-argument form takes the process's uid as its own", "[admin]") {

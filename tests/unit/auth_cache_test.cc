@@ -14,6 +14,7 @@ Claims MakeClaims(const std::string& sub, int64_t exp) {
   Claims c;
   c.sub = sub;
   c.exp = exp;
+  c.valid_until = exp;
   c.iss = "https://api.workos.com";
   c.org_id = "org_1";
   c.raw = {{"sub", sub}, {"exp", exp}};
@@ -46,6 +47,15 @@ TEST_CASE("token cache: an entry is good until exp, with no leeway", "[auth]") {
   // The expired entry was dropped, not just hidden.
   CHECK(cache.size() == 0);
   CHECK_FALSE(cache.Get("token-a", kNow).has_value());
+}
+
+TEST_CASE("token cache: an entry ends at valid_until when a maximum age ends it before exp", "[auth]") {
+  TokenCache cache(10);
+  Claims c = MakeClaims("user_a", kNow + 3600);
+  c.valid_until = kNow + 60;  // iat + auth.max_token_age_seconds
+  cache.Put("token-a", c);
+  CHECK(cache.Get("token-a", kNow + 59).has_value());
+  CHECK_FALSE(cache.Get("token-a", kNow + 60).has_value());
 }
 
 TEST_CASE("token cache: claims without exp are not cached", "[auth]") {

@@ -384,21 +384,58 @@ TEST_CASE("jwt: refuses an expired token, with leeway", "[auth]") {
   }
 }
 
-TEST_CASE("jwt: a token without exp (absent or null) is accepted with exp 0 (policy: SPEC 3 lists exp as optional)",
-          "[auth]") {
+TEST_CASE("jwt: a token without exp (absent or null) is refused by default (SPEC 3, auth.require_exp)", "[auth]") {
   auto jwks = DefaultJwks();
   json p = Payload();
   p.erase("exp");
-  Claims c = Accepted(Token(Header(), p, K().main), *jwks);
+  VerifyFailure f = Refused(Token(Header(), p, K().main), *jwks);
+  CHECK(f.error == TokenError::kExpired);
+  CHECK(f.detail.find("auth.require_exp") != std::string::npos);
+  p["exp"] = nullptr;
+  CHECK(Refused(Token(Header(), p, K().main), *jwks).error == TokenError::kExpired);
+}
+
+TEST_CASE("jwt: with require_exp off, a token without exp is accepted with exp 0 and never cacheable", "[auth]") {
+  auto jwks = DefaultJwks();
+  VerifyOptions o = Opts();
+  o.require_exp = false;
+  json p = Payload();
+  p.erase("exp");
+  Claims c = Accepted(Token(Header(), p, K().main), *jwks, o);
   CHECK(c.exp == 0);
+  CHECK(c.valid_until == 0);
   CHECK(c.sub == p["sub"]);
   p["exp"] = nullptr;
-  CHECK(Accepted(Token(Header(), p, K().main), *jwks).exp == 0);
+  CHECK(Accepted(Token(Header(), p, K().main), *jwks, o).exp == 0);
   // Present, it is still checked: wrong type, or in the past (0 is 1970).
   p["exp"] = "tomorrow";
-  CHECK(Refused(Token(Header(), p, K().main), *jwks).error == TokenError::kMalformed);
+  CHECK(Refused(Token(Header(), p, K().main), *jwks, o).error == TokenError::kMalformed);
   p["exp"] = 0;
-  CHECK(Refused(Token(Header(), p, K().main), *jwks).error == TokenError::kExpired);
+  CHECK(Refused(Token(Header(), p, K().main), *jwks, o).error == TokenError::kExpired);
+}
+
+TEST_CASE("jwt: max_age_seconds refuses tokens issued too long ago, or without iat, and bounds valid_until", "[auth]") {
+  auto jwks = DefaultJwks();
+  VerifyOptions o = Opts();
+  json p = Payload();  // iat kNow - 10, exp kNow + 300
+  CHECK(Accepted(Token(Header(), p, K().main), *jwks, o).valid_until == kNow + 300);
+  o.max_age_seconds = 60;
+  Claims c = Accepted(Token(Header(), p, K().main), *jwks, o);
+  CHECK(c.valid_until == kNow - 10 + 60);  // the age ends before exp
+  p["iat"] = kNow - 60 - 30 + 1;           // within the leeway (30 s)
+  CHECK(Accepted(Token(Header(), p, K().main), *jwks, o).exp == kNow + 300);
+  p["iat"] = kNow - 60 - 30;
+  VerifyFailure f = Refused(Token(Header(), p, K().main), *jwks, o);
+  CHECK(f.error == TokenError::kExpired);
+  CHECK(f.detail.find("older than 60 seconds") != std::string::npos);
+  p.erase("iat");
+  f = Refused(Token(Header(), p, K().main), *jwks, o);
+  CHECK(f.error == TokenError::kExpired);
+  CHECK(f.detail.find("no iat") != std::string::npos);
+  // A long max age leaves exp in charge.
+  p["iat"] = kNow - 10;
+  o.max_age_seconds = 86400;
+  CHECK(Accepted(Token(Header(), p, K().main), *jwks, o).valid_until == kNow + 300);
 }
 
 TEST_CASE("jwt: refuses a token whose nbf is in the future", "[auth]") {

@@ -71,6 +71,36 @@ std::string Encode(char32_t cp) {
   return out;
 }
 
+TEST_CASE("text: EmailKey folds ASCII as before and Unicode by canonical case folding", "[common][text]") {
+  CHECK(EmailKey("Ada.LOVELACE@Example.COM") == "ada.lovelace@example.com");
+  CHECK(EmailKey("") == "");
+  const std::string emile = EmailKey("\xC3\xA9mile@x.fr");  // émile, NFC
+  CHECK(emile == "\xC3\xA9mile@x.fr");
+  CHECK(EmailKey("\xC3\x89MILE@X.FR") == emile);   // ÉMILE
+  CHECK(EmailKey("e\xCC\x81mile@x.fr") == emile);  // decomposed
+  CHECK(EmailKey("E\xCC\x81mile@x.fr") == emile);
+  CHECK(EmailKey("STRA\xC3\x9F"
+                 "E@x.de") == "strasse@x.de");  // ß folds to ss (full folding)
+  CHECK(EmailKey("\xCE\xA3\xCE\x8F\xCE\xA3@x.gr") == EmailKey("\xCF\x83\xCF\x8E\xCF\x82@x.gr"));  // ΣΏΣ, σώς
+  // Idempotent, and invalid UTF-8 folds as ASCII without failing.
+  CHECK(EmailKey(emile) == emile);
+  CHECK(EmailKey("A\xFF@X") == "a\xFF@x");
+}
+
+TEST_CASE("text: IsFullwidthForm and IsMixedScript", "[common][text]") {
+  CHECK(IsFullwidthForm(0xFF21));  // Ａ
+  CHECK(IsFullwidthForm(0xFF01));
+  CHECK(IsFullwidthForm(0xFFE0));
+  CHECK_FALSE(IsFullwidthForm('A'));
+  CHECK_FALSE(IsFullwidthForm(0xFF61));  // halfwidth katakana punctuation
+  CHECK_FALSE(IsMixedScript("frank.1+x"));
+  CHECK_FALSE(IsMixedScript("\xD0\xB8\xD0\xB2\xD0\xB0\xD0\xBD"));  // иван
+  CHECK(IsMixedScript("p\xD0\xB0ypal"));                           // pаypal
+  CHECK_FALSE(IsMixedScript("\xE5\xB1\xB1\xE7\x94\xB0taro"));      // 山田taro
+  CHECK(IsMixedScript("\xE5\xB1\xB1\xD0\xB8"));                    // Han and Cyrillic
+  CHECK_FALSE(IsMixedScript("e\xCC\x81"));                         // combining marks are Inherited
+}
+
 }  // namespace
 
 TEST_CASE("text: ToLowerAscii folds A-Z only, every other byte unchanged", "[common][text]") {

@@ -60,9 +60,13 @@ class TempDir {
     ::rmdir(path_.c_str());
   }
   const std::string& path() const { return path_; }
-  std::string Write(const std::string& name, const std::string& content) {
+  // Written mode 0600 (a key file or a config holding a key must not be
+  // readable by others: LoadConfigFile and ResolveSecrets refuse that);
+  // `mode` sets another.
+  std::string Write(const std::string& name, const std::string& content, mode_t mode = 0600) {
     std::string p = path_ + "/" + name;
     std::ofstream(p, std::ios::binary) << content;
+    ::chmod(p.c_str(), mode);
     files_.push_back(p);
     return p;
   }
@@ -94,12 +98,17 @@ socket:
   group: usersd
   max_line_bytes: 2048
   max_connections: 10
+  first_request_timeout_ms: 1000
+  idle_timeout_ms: 2000
+  max_buffered_bytes: 65536
+  max_connections_per_uid: 7
 admin_socket:
   path: /tmp/u/admin.sock
   mode: 0640
   allowed_uids: [0, 1000]
   allowed_gids:
     - 4
+  backup_dir: /tmp/u/backups/
 store:
   path: /tmp/u/store
   map_size_mib: 128
@@ -112,6 +121,8 @@ auth:
   audience: my-api
   algorithms: [RS256, RS512]
   leeway_seconds: 5
+  require_exp: false
+  max_token_age_seconds: 3600
   jwks_refresh_seconds: 600
   jwks_min_refresh_seconds: 60
 workos:
@@ -121,6 +132,8 @@ workos:
   timeout_ms: 2500
   max_concurrency: 2
   events_poll_seconds: 0
+  max_queued_requests: 5
+  allow_insecure_http: true
 outbox:
   initial_backoff_ms: 50
   max_backoff_ms: 5000
@@ -143,7 +156,12 @@ void CheckDefaults(const Config& c) {
   CHECK_FALSE(c.socket.group.has_value());
   CHECK(c.socket.max_line_bytes == 1048576);
   CHECK(c.socket.max_connections == 4096);
+  CHECK(c.socket.first_request_timeout_ms == 30000);
+  CHECK(c.socket.idle_timeout_ms == 300000);
+  CHECK(c.socket.max_buffered_bytes == 16u << 20);
+  CHECK(c.socket.max_connections_per_uid == 1024);
   CHECK(c.admin_socket.path == "/run/usersd/admin.sock");
+  CHECK(c.admin_socket.backup_dir == "/var/lib/usersd/backups");
   CHECK(c.admin_socket.mode == 0600);
   CHECK(c.admin_socket.allowed_uids.empty());
   CHECK(c.admin_socket.allowed_gids.empty());
@@ -157,6 +175,8 @@ void CheckDefaults(const Config& c) {
   CHECK_FALSE(c.auth.audience.has_value());
   CHECK(c.auth.algorithms == std::vector<std::string>{"RS256"});
   CHECK(c.auth.leeway_seconds == 30);
+  CHECK(c.auth.require_exp);
+  CHECK(c.auth.max_token_age_seconds == 0);
   CHECK(c.auth.jwks_refresh_seconds == 3600);
   CHECK(c.auth.jwks_min_refresh_seconds == 30);
   CHECK(c.workos.base_url == "https://api.workos.com");
@@ -165,6 +185,8 @@ void CheckDefaults(const Config& c) {
   CHECK(c.workos.timeout_ms == 10000);
   CHECK(c.workos.max_concurrency == 8);
   CHECK(c.workos.events_poll_seconds == 10);
+  CHECK(c.workos.max_queued_requests == 64);
+  CHECK_FALSE(c.workos.allow_insecure_http);
   CHECK(c.outbox.initial_backoff_ms == 1000);
   CHECK(c.outbox.max_backoff_ms == 300000);
   CHECK(c.outbox.max_age_seconds == 604800);
@@ -204,6 +226,11 @@ TEST_CASE("config: a file with every key sets every field", "[config]") {
   CHECK(c.socket.group == std::optional<std::string>("usersd"));
   CHECK(c.socket.max_line_bytes == 2048);
   CHECK(c.socket.max_connections == 10);
+  CHECK(c.socket.first_request_timeout_ms == 1000);
+  CHECK(c.socket.idle_timeout_ms == 2000);
+  CHECK(c.socket.max_buffered_bytes == 65536);
+  CHECK(c.socket.max_connections_per_uid == 7);
+  CHECK(c.admin_socket.backup_dir == "/tmp/u/backups");  // trailing slash stripped
   CHECK(c.admin_socket.path == "/tmp/u/admin.sock");
   CHECK(c.admin_socket.mode == 0640);
   CHECK(c.admin_socket.allowed_uids == std::vector<uint32_t>{0, 1000});
@@ -218,6 +245,8 @@ TEST_CASE("config: a file with every key sets every field", "[config]") {
   CHECK(c.auth.audience == std::optional<std::string>("my-api"));
   CHECK(c.auth.algorithms == std::vector<std::string>{"RS256", "RS512"});
   CHECK(c.auth.leeway_seconds == 5);
+  CHECK_FALSE(c.auth.require_exp);
+  CHECK(c.auth.max_token_age_seconds == 3600);
   CHECK(c.auth.jwks_refresh_seconds == 600);
   CHECK(c.auth.jwks_min_refresh_seconds == 60);
   CHECK(c.workos.base_url == "http://127.0.0.1:8080");  // trailing slash stripped
@@ -226,6 +255,8 @@ TEST_CASE("config: a file with every key sets every field", "[config]") {
   CHECK(c.workos.timeout_ms == 2500);
   CHECK(c.workos.max_concurrency == 2);
   CHECK(c.workos.events_poll_seconds == 0);
+  CHECK(c.workos.max_queued_requests == 5);
+  CHECK(c.workos.allow_insecure_http);
   CHECK(c.outbox.initial_backoff_ms == 50);
   CHECK(c.outbox.max_backoff_ms == 5000);
   CHECK(c.outbox.max_age_seconds == 3600);
@@ -240,7 +271,7 @@ TEST_CASE("config: a file with every key sets every field", "[config]") {
 
   // Every key differs from its default, so the diff must name all of them:
   // this catches a key that is parsed but missing from DiffReloadable.
-  CHECK(AllChangedKeys(Config{}, c).size() == 36);
+  CHECK(AllChangedKeys(Config{}, c).size() == 45);
 }
 
 TEST_CASE("config: docs/CONFIGURATION.md documents every key", "[config]") {
@@ -530,13 +561,14 @@ TEST_CASE("config: DiffReloadable separates runtime keys from restart keys", "[c
   REQUIRE(full.ok());
   std::vector<std::string> full_restart;
   std::vector<std::string> reloadable = DiffReloadable(Config{}, *full, &full_restart);
-  CHECK(reloadable == std::vector<std::string>{
-                          "auth.leeway_seconds", "auth.jwks_refresh_seconds", "auth.jwks_min_refresh_seconds",
-                          "workos.timeout_ms", "workos.max_concurrency", "workos.events_poll_seconds",
-                          "outbox.initial_backoff_ms", "outbox.max_backoff_ms", "outbox.max_age_seconds",
-                          "policy.org_admins_manage_members", "provisioning.jit", "log.level", "log.format",
-                          "metrics.textfile", "metrics.textfile_interval_seconds"});
-  CHECK(full_restart.size() == 21);
+  CHECK(reloadable ==
+        std::vector<std::string>{"auth.leeway_seconds", "auth.require_exp", "auth.max_token_age_seconds",
+                                 "auth.jwks_refresh_seconds", "auth.jwks_min_refresh_seconds", "workos.timeout_ms",
+                                 "workos.max_concurrency", "workos.events_poll_seconds", "workos.max_queued_requests",
+                                 "outbox.initial_backoff_ms", "outbox.max_backoff_ms", "outbox.max_age_seconds",
+                                 "policy.org_admins_manage_members", "provisioning.jit", "log.level", "log.format",
+                                 "metrics.textfile", "metrics.textfile_interval_seconds"});
+  CHECK(full_restart.size() == 27);
 }
 
 TEST_CASE("config: ToYaml round-trips through ParseConfig without the API key", "[config]") {
@@ -696,6 +728,90 @@ TEST_CASE("config: LoadConfigFile parses the file and resolves the key", "[confi
   Result<Config> invalid = LoadConfigFile(bad);
   REQUIRE_FALSE(invalid.ok());
   CHECK_THAT(invalid.status().message(), Catch::StartsWith(bad + ": log.level (line 2)"));
+}
+
+TEST_CASE("config: http:// is refused for workos.base_url and auth.jwks_url unless loopback or allowed", "[config]") {
+  // Issue 21, item 7: the API key and the JWKS must not travel in clear.
+  std::string e = ErrorOf("workos:\n  base_url: http://workos.internal.example\n");
+  CHECK_THAT(e, Catch::Contains("workos.base_url (line 2)"));
+  CHECK_THAT(e, Catch::Contains("workos.allow_insecure_http"));
+  e = ErrorOf("auth:\n  jwks_url: http://10.0.0.7/jwks\n");
+  CHECK_THAT(e, Catch::Contains("auth.jwks_url (line 2)"));
+  for (const char* ok : {"workos: {base_url: \"http://127.0.0.1:8089\"}", "workos: {base_url: \"http://[::1]:80/\"}",
+                         "workos: {base_url: \"http://localhost:9\"}", "auth: {jwks_url: \"http://127.1.2.3/jwks\"}",
+                         "workos: {base_url: \"https://workos.internal.example\"}",
+                         "workos: {base_url: \"http://workos.internal.example\", allow_insecure_http: true}"}) {
+    INFO(ok);
+    Result<Config> r = ParseConfig(ok);
+    INFO(r.status().ToString());
+    CHECK(r.ok());
+  }
+}
+
+TEST_CASE("config: IsLoopbackUrl", "[config]") {
+  for (const char* yes : {"http://127.0.0.1", "http://127.0.0.1:8080/x", "http://127.255.0.9/", "http://localhost",
+                          "http://LOCALHOST.:1", "http://a.localhost/", "http://[::1]:9", "http://u:p@127.0.0.1/"}) {
+    INFO(yes);
+    CHECK(IsLoopbackUrl(yes));
+  }
+  for (const char* no : {"http://128.0.0.1", "http://127.0.0.1.example.com", "http://localhost.example.com",
+                         "http://[::2]", "http://127.0.0", "http://127.0.0.256", "http://10.0.0.1",
+                         "http://127.0.0.1@evil.example/", "http://evil.example?127.0.0.1", "localhost"}) {
+    INFO(no);
+    CHECK_FALSE(IsLoopbackUrl(no));
+  }
+}
+
+TEST_CASE("config: admin_socket.backup_dir must be an absolute path without . or ..", "[config]") {
+  CHECK_THAT(ErrorOf("admin_socket: {backup_dir: backups}"), Catch::Contains("must be an absolute path"));
+  CHECK_THAT(ErrorOf("admin_socket: {backup_dir: /var/lib/../tmp}"), Catch::Contains("\"..\""));
+  CHECK_THAT(ErrorOf("socket: {max_line_bytes: 1048576, max_buffered_bytes: 65536}"),
+             Catch::Contains("socket.max_buffered_bytes (65536) must be at least socket.max_line_bytes"));
+}
+
+TEST_CASE("config: a key in a file others may read is refused (config inline, api_key_file)", "[config][secrets]") {
+  // Issue 21, item 10.
+  TempDir dir;
+  ScopedEnv env("WORKOS_API_KEY", nullptr);
+  ScopedEnv creds("CREDENTIALS_DIRECTORY", nullptr);
+  std::string open_cfg = dir.Write("open.yaml", "workos: {api_key: sk_inline_secret}\n", 0644);
+  Result<Config> r = LoadConfigFile(open_cfg);
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("readable by every user"));
+  CHECK_THAT(r.status().message(), Catch::Contains(open_cfg));
+  CHECK(r.status().message().find("sk_inline_secret") == std::string::npos);
+  // Group-readable: a warning, not a refusal; private: fine.
+  CHECK(LoadConfigFile(dir.Write("group.yaml", "workos: {api_key: sk_inline_secret}\n", 0640)).ok());
+  CHECK(LoadConfigFile(dir.Write("private.yaml", "workos: {api_key: sk_inline_secret}\n", 0600)).ok());
+  // A readable config without a key is no one's business.
+  CHECK(LoadConfigFile(dir.Write("nokey.yaml", "log: {level: warn}\n", 0644)).ok());
+
+  Config c;
+  c.workos.api_key_file = dir.Write("open.key", "sk_file_secret\n", 0604);
+  Status st = ResolveSecrets(&c);
+  REQUIRE_FALSE(st.ok());
+  CHECK_THAT(st.message(), Catch::Contains("workos.api_key_file"));
+  CHECK(st.message().find("sk_file_secret") == std::string::npos);
+  c.workos.api_key_file = dir.Write("group.key", "sk_file_secret\n", 0640);
+  REQUIRE(ResolveSecrets(&c).ok());
+  CHECK(c.workos.api_key == std::optional<std::string>("sk_file_secret"));
+}
+
+TEST_CASE("config: with scrub_env, WORKOS_API_KEY is overwritten and removed once read", "[config][secrets]") {
+  ScopedEnv creds("CREDENTIALS_DIRECTORY", nullptr);
+  ScopedEnv env("WORKOS_API_KEY", "sk_env_secret");
+  char* value = ::getenv("WORKOS_API_KEY");
+  REQUIRE(value != nullptr);
+  Config kept;
+  REQUIRE(ResolveSecrets(&kept).ok());
+  CHECK(::getenv("WORKOS_API_KEY") != nullptr);  // without scrubbing, left alone
+  Config c;
+  REQUIRE(ResolveSecrets(&c, /*scrub_env=*/true).ok());
+  CHECK(c.workos.api_key == std::optional<std::string>("sk_env_secret"));
+  CHECK(::getenv("WORKOS_API_KEY") == nullptr);
+  // The bytes the environment held are gone too (glibc keeps setenv's
+  // buffer, so reading it here is safe).
+  CHECK(std::string(value, 13).find("sk_env") == std::string::npos);
 }
 
 }  // namespace

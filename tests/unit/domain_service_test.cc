@@ -593,6 +593,135 @@ TEST_CASE("org-admin policy when enabled", "[domain][policy]") {
   }
 }
 
+TEST_CASE("org-admin policy follows the target's latest token: a member who moved to another org is out of reach",
+          "[domain][policy]") {
+  // Issue 21, item 1: the check compared the organization stored at the
+  // target's first sign-in, so an org admin kept power over a user who had
+  // left for another organization.
+  TempDir dir;
+  ServiceOptions o;
+  o.org_admins_manage_members = true;
+  Rig rig(dir.path(), o);
+  rig.Provision("admin1", "org_1", std::string("admin"));
+  std::string bob = rig.Provision("bob", "org_1");
+  REQUIRE(rig.Update(C("admin1", "org_1", "admin"), Json{{"id", bob}, {"firstName", "Managed"}}).kind == Kind::kOk);
+
+  // Bob signs in again, as a member of org_2.
+  uint64_t tx = rig.LastTxid();
+  REQUIRE(rig.Me(C("bob", "org_2")).kind == Kind::kOk);
+  CHECK(rig.ByWorkos("bob")->organization_id == std::optional<std::string>("org_2"));
+  CHECK(rig.LastTxid() == tx + 1);  // one write records it
+  CHECK(rig.ByWorkos("bob")->first_name == "Managed");
+  // The same token again writes nothing.
+  REQUIRE(rig.Me(C("bob", "org_2")).kind == Kind::kOk);
+  CHECK(rig.LastTxid() == tx + 1);
+
+  tx = rig.LastTxid();
+  CheckUnauthorized(rig.Update(C("admin1", "org_1", "admin"), Json{{"id", bob}, {"email", "evil@example.com"}}));
+  CheckUnauthorized(rig.Delete(C("admin1", "org_1", "admin"), bob));
+  CHECK(rig.LastTxid() == tx);
+  CHECK(rig.ById(bob)->live());
+  CHECK(rig.ById(bob)->email == "bob@example.com");
+
+  // A token without an organization takes the user out of every one.
+  REQUIRE(rig.Me(C("bob", std::nullopt)).kind == Kind::kOk);
+  CHECK_FALSE(rig.ByWorkos("bob")->organization_id.has_value());
+  // And back in org_1: manageable again.
+  REQUIRE(rig.Me(C("bob", "org_1")).kind == Kind::kOk);
+  CHECK(rig.Update(C("admin1", "org_1", "admin"), Json{{"id", bob}, {"lastName", "Back"}}).kind == Kind::kOk);
+}
+
+TEST_CASE("org-admin policy: an admin manages members only, an owner admins and members; no one another's email",
+          "[domain][policy]") {
+  TempDir dir;
+  ServiceOptions o;
+  o.org_admins_manage_members = true;
+  Rig rig(dir.path(), o);
+  std::string owner1 = rig.Provision("owner1", "org_1", std::string("owner"));
+  std::string owner2 = rig.Provision("owner2", "org_1", std::string("owner"));
+  std::string admin1 = rig.Provision("admin1", "org_1", std::string("admin"));
+  std::string admin2 = rig.Provision("admin2", "org_1", std::string("admin"));
+  std::string mem = rig.Provision("mem1", "org_1");
+  auto as_admin = C("admin1", "org_1", "admin");
+  auto as_owner = C("owner1", "org_1", "owner");
+  uint64_t tx = rig.LastTxid();
+
+  CheckUnauthorized(rig.Update(as_admin, Json{{"id", owner1}, {"firstName", "No"}}));
+  CheckUnauthorized(rig.Delete(as_admin, owner2));
+  CheckUnauthorized(rig.Update(as_admin, Json{{"id", admin2}, {"firstName", "No"}}));
+  CheckUnauthorized(rig.Delete(as_admin, admin2));
+  CheckUnauthorized(rig.Update(as_owner, Json{{"id", owner2}, {"firstName", "No"}}));
+  CheckUnauthorized(rig.Delete(as_owner, owner2));
+  CHECK(rig.LastTxid() == tx);
+
+  CHECK(rig.Update(as_owner, Json{{"id", admin2}, {"firstName", "ByOwner"}}).kind == Kind::kOk);
+  CHECK(rig.Update(as_owner, Json{{"id", mem}, {"firstName", "ByOwner"}}).kind == Kind::kOk);
+  CHECK(rig.Update(as_admin, Json{{"id", mem}, {"lastName", "ByAdmin"}}).kind == Kind::kOk);
+
+  // Another user's email: a password reset to it would take the account
+  // over, so not even an owner changes it; sending the current one is fine.
+  tx = rig.LastTxid();
+  auto email = rig.Update(as_owner, Json{{"id", mem}, {"email", "taken@example.com"}});
+  CheckUnauthorized(email);
+  CHECK(email.detail == "only the user itself may change its email");
+  CheckUnauthorized(rig.Update(as_admin, Json{{"id", mem}, {"email", "taken@example.com"}}));
+  CHECK(rig.LastTxid() == tx);
+  CHECK(rig.Update(as_admin, Json{{"id", mem}, {"email", "mem1@example.com"}, {"firstName", "Same"}}).kind ==
+        Kind::kOk);
+  CHECK(rig.Update(C("mem1", "org_1"), Json{{"id", mem}, {"email", "mine@example.com"}}).kind == Kind::kOk);
+
+  // The role follows the token too: promoted, mem1 is out of admin1's reach.
+  REQUIRE(rig.Me(C("mem1", "org_1", "admin")).kind == Kind::kOk);
+  CHECK(rig.ByWorkos("mem1")->role == "admin");
+  CheckUnauthorized(rig.Update(as_admin, Json{{"id", mem}, {"firstName", "No"}}));
+  CHECK(rig.Update(as_owner, Json{{"id", mem}, {"firstName", "StillOwners"}}).kind == Kind::kOk);
+  (void)admin1;
+}
+
+TEST_CASE("WorkOS reads on the request path are rationed: a recent picture is reused, a 404 subject remembered",
+          "[domain][avatar][provision]") {
+  TempDir dir;
+  Rig rig(dir.path());
+  std::string id = rig.Provision("user_p", std::nullopt, {}, "p@example.com", std::string("https://p/1.png"));
+  auto me = C("user_p");
+  size_t calls = rig.workos->calls.size();
+  for (int i = 0; i < 5; ++i) REQUIRE(rig.ResetAvatar(me).kind == Kind::kOk);
+  CHECK(rig.workos->calls.size() == calls + 1);
+  rig.workos->profiles["user_p"].profile_picture_url = "https://p/2.png";
+  rig.clock.Advance(kPictureReuseMs - 1);
+  CHECK(rig.ResetAvatar(me).value["data"]["avatarUrl"] == "https://p/1.png");
+  CHECK(rig.workos->calls.size() == calls + 1);
+  rig.clock.Advance(1);
+  CHECK(rig.ResetAvatar(me).value["data"]["avatarUrl"] == "https://p/2.png");
+  CHECK(rig.workos->calls.size() == calls + 2);
+  (void)id;
+
+  // A subject WorkOS does not know: asked once, then refused from memory.
+  calls = rig.workos->calls.size();
+  for (int i = 0; i < 5; ++i) CheckUnauthorized(rig.Me(C("ghost")));
+  CHECK(rig.workos->calls.size() == calls + 1);
+  rig.clock.Advance(kUnknownSubjectMs);
+  CheckUnauthorized(rig.Me(C("ghost")));
+  CHECK(rig.workos->calls.size() == calls + 2);
+  CHECK_FALSE(rig.ByWorkos("ghost"));
+}
+
+TEST_CASE("a WorkOS read refused by the bounded queue is InternalServerError and changes nothing",
+          "[domain][avatar][provision]") {
+  TempDir dir;
+  Rig rig(dir.path());
+  std::string id = rig.Provision("user_q", std::nullopt, {}, "q@example.com", std::string("https://p/q.png"));
+  uint64_t tx = rig.LastTxid();
+  rig.workos->force = Outcome::kBusy;
+  auto r = rig.ResetAvatar(C("user_q"));
+  CHECK(r.kind == Kind::kInternal);
+  auto p = rig.Me(C("newcomer"));
+  CHECK(p.kind == Kind::kInternal);
+  CHECK_FALSE(rig.ByWorkos("newcomer"));
+  CHECK(rig.LastTxid() == tx);
+  (void)id;
+}
+
 TEST_CASE("delete: soft delete, outbox job, then the caller is refused", "[domain][delete]") {
   TempDir dir;
   Rig rig(dir.path());

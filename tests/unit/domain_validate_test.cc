@@ -255,6 +255,28 @@ TEST_CASE("validate: ValidateEmail accepts plausible addresses", "[domain][valid
   }
 }
 
+TEST_CASE("validate: ValidateEmail refuses fullwidth and mixed-script local parts, keeps one-script ones",
+          "[domain][validate]") {
+  // Issue 21, item 8: look-alikes of another address.
+  CheckStatus(ValidateEmail("\xEF\xBD\x86rank@example.com"),  // fullwidth f
+              "email: local part must not use fullwidth characters");
+  CheckStatus(ValidateEmail("frank\xEF\xBC\x8B"
+                            "1@example.com"),  // fullwidth +
+              "email: local part must not use fullwidth characters");
+  CheckStatus(ValidateEmail("p\xD0\xB0ypal@example.com"),  // Latin with a Cyrillic a
+              "email: local part must not mix scripts (such as Latin and Cyrillic)");
+  CheckStatus(ValidateEmail("\xCE\xB1lpha\xD0\xB1@example.com"),  // Greek and Cyrillic
+              "email: local part must not mix scripts (such as Latin and Cyrillic)");
+  for (const char* ok : {"\xD0\xB8\xD0\xB2\xD0\xB0\xD0\xBD.1985@example.ru",  // Cyrillic with digits and a dot
+                         "\xE5\xB1\xB1\xE7\x94\xB0taro@example.jp",           // Han and Latin
+                         "\xE3\x81\x9F\xE3\x82\x8D\xE3\x81\x86\xE5\xB1\xB1@example.jp",  // Hiragana, Han
+                         "\xEA\xB9\x80kim@example.kr",                                   // Hangul and Latin
+                         "e\xCC\x81mile@example.fr"}) {                                  // a combining mark
+    INFO(ok);
+    CheckStatus(ValidateEmail(ok), "");
+  }
+}
+
 TEST_CASE("validate: ValidateEmail refuses implausible addresses", "[domain][validate]") {
   const std::string kInvalid = "email: not a valid email address";
   const std::string too_long =
@@ -655,7 +677,7 @@ TEST_CASE("validate: ParseUpdatePayload reads every field", "[domain][validate]"
   CHECK(patch->id == kUuid);
   CHECK(patch->first_name == "Zo\xC3\xAB");
   CHECK(patch->last_name == "Smith");
-  CHECK(patch->email == "Zoe@Example.com");  // stored as given; uniqueness uses ToLowerAscii
+  CHECK(patch->email == "Zoe@Example.com");  // stored as given; uniqueness uses EmailKey
   REQUIRE(patch->avatar_url);
   CHECK(*patch->avatar_url == "https://example.com/z.png");
   REQUIRE(patch->timezone);

@@ -5,6 +5,7 @@
 
 #include <lmdb.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -12,6 +13,7 @@
 #include "store/record_codec.h"
 #include "tests/unit/temp_dir.h"
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <iterator>
 #include <thread>
@@ -314,6 +316,81 @@ TEST_CASE("store: a second live user with the same email in another case is refu
   t->Abort();
   CHECK_FALSE(Get(*s, "u2"));
   CHECK(IdOf(ByEmail(*s, "ADA@example.com")) == "u1");
+}
+
+TEST_CASE("store: emails are unique under Unicode case folding and NFC, not only ASCII case", "[store]") {
+  // Issue 21, item 8.
+  TempDir dir;
+  auto s = OpenAt(dir.path());
+  Put(*s, MakeUser("u1", "w1", "\xC3\x89mile@example.fr"));  // Émile, precomposed
+  Put(*s, MakeUser("u2", "w2", "strasse@example.de"));
+  for (const char* same : {"\xC3\xA9mile@example.fr",   // émile
+                           "E\xCC\x81MILE@EXAMPLE.FR",  // E + combining acute, upper case
+                           "STRA\xC3\x9F"
+                           "E@example.de"}) {  // STRAßE: ß folds to ss
+    INFO(same);
+    auto t = s->BeginWrite();
+    REQUIRE(t.ok());
+    Status st = t->PutUser(MakeUser("u3", "w3", same), std::nullopt);
+    CHECK(st.message() == "email already in use");
+    t->Abort();
+    CHECK_FALSE(IdOf(ByEmail(*s, same)).empty());
+  }
+  CHECK(IdOf(ByEmail(*s, "e\xCC\x81mile@example.fr")) == "u1");
+  CHECK(IdOf(ByEmail(*s, "STRASSE@EXAMPLE.DE")) == "u2");
+  CHECK_FALSE(ByEmail(*s, "emile@example.fr"));  // a different letter, not a case
+}
+
+TEST_CASE("store: an email index of the ASCII-only key is rebuilt at open; a clash does not block the user",
+          "[store]") {
+  TempDir dir;
+  {
+    auto s = OpenAt(dir.path());
+    Put(*s, MakeUser("u1", "w1", "\xC3\x89mile@example.fr"));  // Émile
+    Put(*s, MakeUser("u2", "w2", "ada@example.com"));
+  }
+  {
+    // What an older usersd left: keys folded in ASCII only, no marker, and
+    // two live users whose addresses differ only in a non-ASCII case.
+    MDB_env* env = nullptr;
+    REQUIRE(mdb_env_create(&env) == 0);
+    mdb_env_set_maxdbs(env, 16);
+    REQUIRE(mdb_env_open(env, dir.path().c_str(), 0, 0600) == 0);
+    MDB_txn* txn = nullptr;
+    REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+    MDB_dbi by_email, meta, users;
+    REQUIRE(mdb_dbi_open(txn, "by_email", 0, &by_email) == 0);
+    REQUIRE(mdb_dbi_open(txn, "meta", 0, &meta) == 0);
+    REQUIRE(mdb_dbi_open(txn, "users", 0, &users) == 0);
+    REQUIRE(mdb_drop(txn, by_email, 0) == 0);
+    auto put = [&](MDB_dbi dbi, std::string k, std::string v) {
+      MDB_val kv{k.size(), k.data()}, vv{v.size(), v.data()};
+      REQUIRE(mdb_put(txn, dbi, &kv, &vv, 0) == 0);
+    };
+    put(by_email, "\xC3\x89mile@example.fr", "u1");
+    put(by_email, "ada@example.com", "u2");
+    UserRecord twin = MakeUser("u3", "w3", "\xC3\xA9mile@example.fr");  // émile
+    put(users, "u3", EncodeUser(twin));
+    put(by_email, "\xC3\xA9mile@example.fr", "u3");
+    std::string key = "email_index";
+    MDB_val k{key.size(), key.data()};
+    REQUIRE(mdb_del(txn, meta, &k, nullptr) == 0);
+    REQUIRE(mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+  }
+  auto s = OpenAt(dir.path());
+  CHECK(IdOf(ByEmail(*s, "E\xCC\x81MILE@example.fr")) == "u1");
+  CHECK(IdOf(ByEmail(*s, "\xC3\xA9mile@example.fr")) == "u1");
+  CHECK(IdOf(ByEmail(*s, "ADA@example.com")) == "u2");
+  // The twin keeps its address and its other changes go through.
+  UserRecord twin = Must(Get(*s, "u3"));
+  twin.first_name = "Twin";
+  Put(*s, twin);
+  CHECK(Must(Get(*s, "u3")).first_name == "Twin");
+  // Reopening does not rebuild again (the marker is set).
+  s.reset();
+  s = OpenAt(dir.path());
+  CHECK(IdOf(ByEmail(*s, "\xC3\xA9MILE@example.fr")) == "u1");
 }
 
 TEST_CASE("store: a soft-deleted user frees its email", "[store]") {
@@ -1231,6 +1308,32 @@ TEST_CASE("backup: a directory that already holds a data.mdb is refused", "[stor
   // Backing up onto the live store itself is refused the same way.
   CHECK_FALSE(s->Backup(dir.sub("live")).ok());
   CHECK(Get(*s, "b"));
+}
+
+TEST_CASE("backup: the copy is mode 0600 whatever the umask, and a symlink named data.mdb is not followed", "[store]") {
+  // Issue 21, item 6: mdb_env_copy2 created the copy 0666 less the umask.
+  TempDir dir;
+  auto s = OpenAt(dir.sub("live"));
+  Put(*s, MakeUser("a", "wa", "a@x.com"));
+  mode_t old = ::umask(022);
+  auto info = s->Backup(dir.sub("copy"));
+  ::umask(old);
+  REQUIRE(info.ok());
+  struct stat st {};
+  REQUIRE(::stat((dir.sub("copy") + "/data.mdb").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  REQUIRE(::stat(dir.sub("copy").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+
+  fs::create_directories(dir.sub("trap"));
+  std::string victim = dir.sub("victim");
+  { std::ofstream(victim) << "precious"; }
+  fs::create_symlink(victim, dir.sub("trap") + "/data.mdb");
+  Status refused = s->Backup(dir.sub("trap")).status();
+  CHECK(refused.code() == Code::kInvalidArgument);
+  std::ifstream in(victim);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(text == "precious");
 }
 
 }  // namespace

@@ -579,6 +579,41 @@ TEST_CASE("http: raising the concurrency limit starts queued requests", "[sync][
   REQUIRE(h.Finish() == 0);
 }
 
+TEST_CASE("http: a sheddable request finding max_queued requests waiting fails fast with queue_full; others queue",
+          "[sync][http]") {
+  Harness h(1);
+  h.client().SetMaxQueued(2);
+  TestServer srv;
+  std::vector<HttpResponse> got(6);
+  int completed = 0;
+  for (int i = 0; i < 6; ++i) {
+    HttpRequest req = Get(srv.Url("/hold?id=" + std::to_string(i)));
+    req.sheddable = i < 5;  // the last one is a background request
+    h.client().Send(std::move(req), [&, i](HttpResponse&& r) {
+      got[i] = std::move(r);
+      ++completed;
+    });
+  }
+  // One in flight, two waiting, two refused, and the background one queued
+  // whatever the limit.
+  CHECK(h.client().in_flight() == 1);
+  CHECK(h.client().queued() == 3);
+  REQUIRE(h.RunUntil([&] { return completed == 6; }, 30000));
+  for (int i : {0, 1, 2, 5}) {
+    INFO(i);
+    CHECK(got[i].status == 200);
+    CHECK_FALSE(got[i].queue_full);
+  }
+  for (int i : {3, 4}) {
+    INFO(i);
+    CHECK(got[i].status == 0);
+    CHECK(got[i].queue_full);
+    CHECK(got[i].error.find("workos.max_queued_requests 2") != std::string::npos);
+  }
+  CHECK(srv.arrivals().size() == 4);  // the refused ones were never sent
+  REQUIRE(h.Finish() == 0);
+}
+
 TEST_CASE("http: sequential requests reuse one keep-alive connection, re-sent from the callback", "[sync][http]") {
   Harness h;
   TestServer srv;
