@@ -33,6 +33,13 @@ bool VisiblyDiffers(const UserRecord& a, const UserRecord& b) {
          a.deleted_at_ms.has_value() != b.deleted_at_ms.has_value() || a.created_at_ms != b.created_at_ms;
 }
 
+bool ApplicationSeesChange(const UserRecord& a, const UserRecord& b) {
+  return a.email != b.email || a.first_name != b.first_name || a.last_name != b.last_name ||
+         a.avatar_url != b.avatar_url || a.timezone != b.timezone || a.settings != b.settings ||
+         a.is_onboarded != b.is_onboarded || a.deleted_at_ms.has_value() != b.deleted_at_ms.has_value() ||
+         a.created_at_ms != b.created_at_ms;
+}
+
 bool BookkeepingDiffers(const UserRecord& a, const UserRecord& b) {
   return a.shared_versions != b.shared_versions || a.workos_versions != b.workos_versions ||
          a.owned_versions != b.owned_versions || a.app_metadata != b.app_metadata ||

@@ -81,6 +81,11 @@ bool IsStale(const store::UserRecord& u, const Profile& p);
 // (everything but txid and updatedAt), or external_id does.
 bool VisiblyDiffers(const store::UserRecord& a, const store::UserRecord& b);
 
+// True when a field of the User an application reads differs (SPEC 1:
+// email, names, avatarUrl, timezone, settings, isOnboarded, createdAt,
+// deleted state): what moves updatedAt.
+bool ApplicationSeesChange(const store::UserRecord& a, const store::UserRecord& b);
+
 // True when only bookkeeping differs: versions, what WorkOS showed last
 // (workos_versions, workos_updated_at_ms, app_metadata). Stored without a
 // new transactionId: applications see no change.

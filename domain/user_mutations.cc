@@ -337,12 +337,10 @@ Result<RemoteOutcome> ApplyMerge(WriteTxn& t, const Profile& p, const UserRecord
   }
   USERSD_RETURN_IF_ERROR(SettleEmail(t, r));
   UserRecord& after = r.after;
-  // updatedAt says when this host last changed what an application sees.
-  UserRecord seen = after;
-  seen.external_id = before.external_id;
-  seen.id_from_import = before.id_from_import;
+  // updatedAt says when this host last changed what an application sees
+  // (not WorkOS's picture or external_id as such).
   bool visible = false;
-  USERSD_RETURN_IF_ERROR(Save(t, after, before, VisiblyDiffers(seen, before), c, &visible));
+  USERSD_RETURN_IF_ERROR(Save(t, after, before, ApplicationSeesChange(after, before), c, &visible));
   if (republish) USERSD_RETURN_IF_ERROR(PublishIfBehind(t, after, c));
   if (!visible) return RemoteOutcome::kUnchanged;
   if (auto target = RekeyTarget(after)) USERSD_RETURN_IF_ERROR(RekeyUser(t, after, *target, c));

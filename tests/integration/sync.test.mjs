@@ -15,7 +15,7 @@
 // Small backoffs (50 ms .. 500 ms) and a 1 s events poll keep it fast.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, newUser as harnessNewUser, ok, sleep, startDaemon, waitFor, withFake } from './harness.mjs';
+import { connect, newUser as harnessNewUser, ok, seedUser, sleep, startDaemon, tokenFor, waitFor, withFake } from './harness.mjs';
 
 // Small backoffs and a 1 s events poll keep the tests fast.
 const SYNC_CONFIG = {
@@ -178,6 +178,25 @@ test('a refused change (400) becomes a dead letter and the user\'s later changes
     assert.match(dead[0].body, /email_not_available/);
     assert.equal(dead[0].fields?.email ?? other.email, other.email, 'the dead letter keeps the address asked for');
   }
+});
+
+test('email squatting: an address WorkOS refused is released, and its WorkOS owner gets it here (issue 21 item 2)', async (t) => {
+  const env = await setup(t);
+  const eve = await newUser(env);
+  const frank = await seedUser(env.fake, { email: `frank-${process.pid}@example.com` });
+  // Eve takes Frank's address while Frank has not signed in on this host.
+  await update(env, eve, { email: frank.email });
+  await waitFor(async () => (await puts(env, eve.workosId)).some((r) => r.status === 400), { what: 'the refused PUT' });
+  await waitFor(async () => (await env.call('user.me', {}, eve.token)).value.email === eve.me.email,
+    { what: 'Eve back on her own address' });
+  // Frank signs in: the address is his, here as in WorkOS.
+  const token = await tokenFor(env.fake, frank);
+  const me = await env.call('user.me', {}, token);
+  assert.ok(me.ok, JSON.stringify(me));
+  assert.equal(me.value.email, frank.email);
+  const admin = await connect(env.daemon.adminPath, { t });
+  const byEmail = ok(await admin.request('admin.users.get', { email: frank.email }));
+  assert.equal(byEmail.workosId, frank.id);
 });
 
 test('50 rapid updates of one user end with WorkOS holding the final values', async (t) => {

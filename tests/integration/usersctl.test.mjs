@@ -233,8 +233,9 @@ describe('usersctl', () => {
     };
     const [dl] = await make('Dead');
     const out = await ctlOk(sock, ['dead-letters', 'list']);
-    assert.match(out, /^ID +USER +OP +STATUS +FAILED AT +BODY$/m);
-    assert.match(out, new RegExp(`^${dl.id} +${users[2].me.id} +update +400 `, 'm'));
+    assert.match(out, /^ID +USER +OP +FIELDS +STATUS +FAILED AT +BODY$/m);
+    assert.match(out, /first_name=Dead/, "the field asked for, with its value");
+    assert.match(out, new RegExp(`^${dl.id} +${users[2].me.id} +update +first_name=Dead +400 `, "m"));
     const unknown = await ctl(['--socket', sock, 'dead-letters', 'retry', String(dl.id + 999)]);
     assert.equal(unknown.code, 1);
     assert.match(unknown.stderr, /no dead letter with id/);
