@@ -445,7 +445,11 @@ struct OutboxSender::Impl {
     if (!ReadPublishState(batch, &fields, &user, &error)) {
       HttpResponse failed;
       failed.error = "cannot read the outbox job: " + error;
-      return RetryLater(uid, batch, probe, failed, /*upstream=*/false);
+      --in_flight;  // nothing was sent
+      --requests;
+      if (probe) probe_in_flight = false;
+      RetryLater(uid, batch, probe, failed, /*upstream=*/false);
+      return Pump();
     }
     if (!user) fields.erase(std::string(domain::kJobDocument));
     UserRecord u = user.value_or(UserRecord{});
