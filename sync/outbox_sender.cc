@@ -586,10 +586,7 @@ struct OutboxSender::Impl {
         op == JobOp::kFetch && r.status == 404 && head.job.fields.is_object() && head.job.fields.value("resync", false);
     if (op == JobOp::kUpdate && !ok && !IsRetryable(r) && !KeyRefused(r)) {
       // WorkOS answered, and refused: a dead letter with what was asked
-      // for, and the user's later jobs go on.
-      LogWarn(
-          "outbox: WorkOS refused a change; moved to dead letters",
-          {{"job", std::to_string(batch.front())}, {"user", head.job.user_id}, {"status", std::to_string(r.status)}});
+      // for (logged when it is stored), and the user's later jobs go on.
       Settle s = MakeSettle(uid, batch, sent ? *sent : domain::PublishSent{}, r.status, r.body.substr(0, 4096));
       return Finish(probe, r.status, std::move(s));
     }
@@ -864,8 +861,10 @@ struct OutboxSender::Impl {
   void SettleDone(const Settle& s) {
     if (s.refusal) {
       ++dead_lettered;
-      LogWarn("outbox: the change cannot be applied; moved to dead letters",
-              {{"job", std::to_string(s.batch.back())}, {"detail", s.refusal->substr(0, 300)}});
+      LogWarn("outbox: WorkOS refused a change, or it cannot apply; moved to dead letters",
+              {{"job", std::to_string(s.batch.back())},
+               {"status", std::to_string(s.status)},
+               {"detail", s.refusal->substr(0, 300)}});
     } else if (s.not_taken) {
       ++dead_lettered;
       ++not_taken_count;
