@@ -177,18 +177,33 @@ struct Reconciler::Impl {
     return true;
   }
 
-  // A retryable answer (transport, 408, 429, 5xx): the same request again
-  // after a backoff. False for any other answer.
+  // A retryable answer (transport, 408, 429, 5xx) or a refused API key
+  // (401, 403): the same request again after a backoff, so the run resumes
+  // where it stopped once WorkOS answers or takes the key (SPEC 4). False for
+  // any other answer.
   bool RetryLater(const HttpResponse& r, const char* what) {
-    if (!IsRetryable(r)) return false;
-    backoff_ms = std::min(opt.max_backoff_ms, backoff_ms ? backoff_ms * 2 : opt.initial_backoff_ms);
+    const bool unauthorized = IsUnauthorized(r);
+    if (!IsRetryable(r) && !unauthorized) return false;
+    const int64_t cap =
+        unauthorized ? std::max(opt.max_backoff_ms, opt.unauthorized_max_backoff_ms) : opt.max_backoff_ms;
+    backoff_ms = std::min(cap, backoff_ms ? backoff_ms * 2 : opt.initial_backoff_ms);
     int64_t wait = backoff_ms;
     if (r.retry_after_ms) wait = std::max(wait, *r.retry_after_ms);
     retry_at_ms = clock.MonotonicMs() + wait;
     run.last_error = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
-    LogDebug(std::string("reconcile: ") + what + " failed; retrying", {{"error", run.last_error}});
+    if (unauthorized) run.last_error = "WorkOS refuses the API key (" + run.last_error + "); waiting for a working key";
+    // The refused key is logged by the WorkOS client, once a minute.
+    LogDebug(std::string("reconcile: ") + what + " failed; retrying",
+             {{"error", run.last_error}, {"retry_in_ms", std::to_string(wait)}});
     Arm(wait);
     return true;
+  }
+
+  void RetryNow() {
+    if (closed || !run.running || step_in_flight) return;
+    retry_at_ms = 0;
+    backoff_ms = 0;
+    Arm(0);
   }
 
   // The next request or batch, paced.
@@ -460,6 +475,9 @@ struct Reconciler::Impl {
       if (r.status == 200) {
         profile = ParseWorkosUser(Json::parse(r.body, nullptr, false));
         if (!profile || profile->workos_id.empty()) return done(Status::Internal("WorkOS returned an unreadable user"));
+      } else if (IsUnauthorized(r)) {
+        return done(Status::Unavailable("WorkOS refuses the API key (HTTP " + std::to_string(r.status) +
+                                        "); usersctl status shows where the key comes from"));
       } else if (r.status != 404) {
         return done(Status::Unavailable(r.status == 0 ? "WorkOS unreachable: " + r.error
                                                       : "WorkOS answered HTTP " + std::to_string(r.status)));
@@ -546,6 +564,10 @@ bool Reconciler::running() const {
 
 void Reconciler::SetOptions(ReconcileOptions options) {
   impl_->opt = options;
+}
+
+void Reconciler::RetryNow() {
+  impl_->RetryNow();
 }
 
 void Reconciler::Close() {

@@ -232,7 +232,7 @@ TEST_CASE("reconcile: a failed confirmation is retried, or ends the run without 
   bool forbidden = false;
   rig.base.workos.responder = [&](const FakeWorkos::Call& c) {
     if (c.method == "USERS") return rig.dir.List(c);  // lists nobody
-    if (forbidden) return Reply(403, R"({"code":"forbidden"})");
+    if (forbidden) return Reply(400, R"({"code":"bad_request"})");
     if (unavailable-- > 0) return Reply(503);
     return rig.dir.Get(c.workos_id);  // 404: both are gone
   };
@@ -250,7 +250,7 @@ TEST_CASE("reconcile: a failed confirmation is retried, or ends the run without 
   REQUIRE(rig.rec->StartAll("admin").ok());
   rig.RunToEnd();
   CHECK(rig.ByWorkosId("user_c")->live());
-  CHECK(rig.rec->status().last_error.find("403") != std::string::npos);
+  CHECK(rig.rec->status().last_error.find("400") != std::string::npos);
   CHECK(rig.finished == 1);
 }
 
@@ -293,7 +293,7 @@ TEST_CASE("reconcile: list requests are paced at requests_per_second", "[sync][r
   CHECK(calls[2].at_ms - calls[1].at_ms >= 100);
 }
 
-TEST_CASE("reconcile: a 503 is retried with backoff on the same page; a 403 ends the run with the error",
+TEST_CASE("reconcile: a 503 is retried with backoff on the same page; a 400 ends the run with the error",
           "[sync][reconcile]") {
   Rig rig;
   rig.opt.initial_backoff_ms = 50;
@@ -311,11 +311,67 @@ TEST_CASE("reconcile: a 503 is retried with backoff on the same page; a 403 ends
   CHECK(rig.base.workos.calls[1].after == rig.base.workos.calls[2].after);  // the same page again
   CHECK(rig.rec->status().last_error.empty());
 
-  rig.base.workos.responder = [](const FakeWorkos::Call&) { return Reply(403, R"({"code":"forbidden"})"); };
+  rig.base.workos.responder = [](const FakeWorkos::Call&) { return Reply(400, R"({"code":"bad_request"})"); };
   REQUIRE(rig.rec->StartAll("admin").ok());
   rig.RunToEnd();
-  CHECK(rig.rec->status().last_error.find("403") != std::string::npos);
+  CHECK(rig.rec->status().last_error.find("400") != std::string::npos);
   CHECK(rig.finished == 1);  // only the first run completed
+}
+
+TEST_CASE("reconcile: a refused API key (401, 403) waits with backoff and resumes the run where it stopped",
+          "[sync][reconcile]") {
+  // Issue 22: a 401/403 ended the run; it now waits for the key, which an
+  // operator fixes, and goes on from the same page.
+  Rig rig;
+  // The waits run on real timers and are checked against the fake clock
+  // (a request never starts before its retry time), so they are short here.
+  rig.opt.initial_backoff_ms = 20;
+  rig.opt.max_backoff_ms = 40;  // what a 503 would wait at most
+  rig.opt.unauthorized_max_backoff_ms = 160;
+  for (int i = 0; i < 3; ++i) rig.dir.Add("user_" + std::to_string(i), "u" + std::to_string(i) + "@example.com", "U");
+  rig.opt.page_limit = 2;
+  int status = 0;  // 0: answer; else refuse with it
+  rig.base.workos.responder = [&](const FakeWorkos::Call& c) {
+    if (c.after && status) return Reply(status, R"({"code":"unauthorized","message":"Invalid API key"})");
+    return rig.dir.List(c);
+  };
+  rig.Start();
+  status = 401;
+  REQUIRE(rig.rec->StartAll("admin").ok());
+  // Spin while refused: the run stays running, the requests back off.
+  for (int round = 0; round < 8; ++round) {
+    rig.base.SpinUntil([&] {
+      if (rig.base.workos.Deliver() == 0) rig.base.clock.Advance(1);
+      return rig.Calls("USERS") >= static_cast<size_t>(2 + round);
+    });
+    if (round == 3) status = 403;  // a key without the permission: the same
+  }
+  CHECK(rig.rec->running());
+  CHECK(rig.rec->status().pages == 1);
+  CHECK(rig.rec->status().last_error.find("refuses the API key") != std::string::npos);
+  CHECK(rig.rec->status().runs_failed == 0);
+  CHECK(rig.base.workos.state() == UpstreamState::kUnauthorized);
+  // Waits between the refused tries double, past a 503's cap, up to their own.
+  const auto& calls = rig.base.workos.calls;
+  std::vector<int64_t> gaps;
+  for (size_t i = 2; i < calls.size(); ++i) gaps.push_back(calls[i].at_ms - calls[i - 1].at_ms);
+  REQUIRE(gaps.size() >= 6);
+  const int64_t at_least[] = {20, 40, 80, 160, 160, 160};
+  for (size_t i = 0; i < 6; ++i) {
+    INFO("gap " << i);
+    CHECK(gaps[i] >= at_least[i]);
+  }
+  // Every refused try asked for the same page.
+  for (size_t i = 2; i < calls.size(); ++i) CHECK(calls[i].after == calls[1].after);
+
+  // The key works again; RetryNow (what the daemon calls when WorkOS takes
+  // the key) ends the wait, and the run finishes from where it stopped.
+  status = 0;
+  rig.rec->RetryNow();
+  rig.RunToEnd();
+  CHECK(rig.rec->status().users_seen == 3);
+  CHECK(rig.rec->status().last_error.empty());
+  CHECK(rig.finished == 1);
 }
 
 TEST_CASE("reconcile: after a failed run automatic triggers wait, doubling; an admin request starts at once",
@@ -326,7 +382,7 @@ TEST_CASE("reconcile: after a failed run automatic triggers wait, doubling; an a
   rig.dir.Add("user_0", "u0@example.com", "U");
   bool forbidden = true;
   rig.base.workos.responder = [&](const FakeWorkos::Call& c) {
-    return forbidden ? Reply(403, R"({"code":"forbidden"})") : rig.dir.List(c);
+    return forbidden ? Reply(400, R"({"code":"bad_request"})") : rig.dir.List(c);
   };
   rig.Start();
   REQUIRE(rig.rec->StartAll("cursor_rejected").ok());
@@ -340,7 +396,7 @@ TEST_CASE("reconcile: after a failed run automatic triggers wait, doubling; an a
   size_t calls = rig.Calls("USERS");
   auto refused = rig.rec->StartAll("cursor_rejected");
   REQUIRE_FALSE(refused.ok());
-  CHECK(refused.status().message().find("HTTP 403") != std::string::npos);
+  CHECK(refused.status().message().find("HTTP 400") != std::string::npos);
   CHECK(refused.status().message().find("60 s") != std::string::npos);
   CHECK_FALSE(rig.rec->StartAll("interval").ok());
   rig.base.clock.Advance(59'000);
