@@ -234,6 +234,8 @@ struct EventsPoller::Impl {
         had_events ? std::optional<FeedPos>(page->events.back().pos) : std::nullopt;
     const bool newest_first = page->newest_first;
     const bool full = page_size >= static_cast<size_t>(kPageLimit);
+    const bool shows_cursor = cursor && std::any_of(page->events.begin(), page->events.end(),
+                                                    [&](const FeedEvent& ev) { return ev.pos.id == *cursor; });
 
     // Keep what is newer than the feed position.
     const std::optional<FeedPos> floor =
@@ -268,12 +270,13 @@ struct EventsPoller::Impl {
         // the same page back forever.
         return SkipTo(*page_last, full, behind);
       }
-      // Every event is at or before the cursor. Stuck only when the feed
-      // cannot move: the page is full (what comes after it is never asked
-      // for) or came newest first (`after` then walks to older events). A
-      // short oldest-first page of old events is a server that ignores
-      // `after` with nothing new yet: a new event would be on it.
-      if (!full && !newest_first) {
+      // Every event is at or before the cursor. Stuck when the feed cannot
+      // move: a full page (what comes after it is never served), a page that
+      // came newest first, or one without the cursor event (`after` walking
+      // to older events, as `order=desc` does). A short oldest-first page
+      // that still shows the cursor event is a server that ignores `after`
+      // with nothing new yet: a new event would be on that page.
+      if (!full && !newest_first && shows_cursor) {
         stats.stuck = false;
         return CaughtUp();
       }

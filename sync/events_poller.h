@@ -29,11 +29,12 @@
 //
 // Stuck and old cursors. "Stuck" means the feed cannot move, never "nothing
 // new yet": a page that had events but none newer than the cursor, and was
-// full or came newest first (the server ignores `after` or `order`, so what
-// is newer is never served), turns stats().stuck true (logged once per
-// episode, exported as usersd_events_stuck) until a poll moves the cursor or
-// reaches the end of the feed. A short oldest-first page of old events is a
-// server that ignores `after` with nothing new: caught up, not stuck.
+// full, came newest first or did not show the cursor event (the server
+// ignores `after` or `order`, so what is newer is never served), turns
+// stats().stuck true (logged once per episode, exported as
+// usersd_events_stuck) until a poll moves the cursor or reaches the end of
+// the feed. A short oldest-first page that shows the cursor event and nothing
+// after it is a server that ignores `after` with nothing new: caught up.
 //
 // A refused API key (401, 403) fails the poll quietly (WorkosClient logs it
 // once a minute) and doubles the wait before the next one, from the poll

@@ -102,6 +102,7 @@ struct Reconciler::Impl {
   int64_t auto_wait_ms = 0;     // the wait after the last failed run (0: the last run did not fail)
   int64_t auto_not_before = 0;  // monotonic; automatic triggers wait until then
   uint64_t runs_completed = 0, runs_failed = 0;
+  bool failed_on_key = false;  // the last run failed on a refused API key (401, 403)
 
   // ---------------------------------------------------------------- timer
 
@@ -141,6 +142,7 @@ struct Reconciler::Impl {
     next.started_at_ms = clock.NowMs();
     run = next;
     backoff_ms = 0;
+    failed_on_key = false;
     LogInfo("reconcile: listing every WorkOS user", {{"reason", reason}, {"run", std::to_string(run.run_id)}});
     Persist(run, [this] { Step(); });
     return run.run_id;
@@ -177,33 +179,47 @@ struct Reconciler::Impl {
     return true;
   }
 
-  // A retryable answer (transport, 408, 429, 5xx) or a refused API key
-  // (401, 403): the same request again after a backoff, so the run resumes
-  // where it stopped once WorkOS answers or takes the key (SPEC 4). False for
-  // any other answer.
+  // A retryable answer (transport, 408, 429, 5xx): the same request again
+  // after a backoff. False for any other answer.
   bool RetryLater(const HttpResponse& r, const char* what) {
-    const bool unauthorized = IsUnauthorized(r);
-    if (!IsRetryable(r) && !unauthorized) return false;
-    const int64_t cap =
-        unauthorized ? std::max(opt.max_backoff_ms, opt.unauthorized_max_backoff_ms) : opt.max_backoff_ms;
-    backoff_ms = std::min(cap, backoff_ms ? backoff_ms * 2 : opt.initial_backoff_ms);
+    if (!IsRetryable(r)) return false;
+    backoff_ms = std::min(opt.max_backoff_ms, backoff_ms ? backoff_ms * 2 : opt.initial_backoff_ms);
     int64_t wait = backoff_ms;
     if (r.retry_after_ms) wait = std::max(wait, *r.retry_after_ms);
     retry_at_ms = clock.MonotonicMs() + wait;
     run.last_error = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
-    if (unauthorized) run.last_error = "WorkOS refuses the API key (" + run.last_error + "); waiting for a working key";
-    // The refused key is logged by the WorkOS client, once a minute.
-    LogDebug(std::string("reconcile: ") + what + " failed; retrying",
-             {{"error", run.last_error}, {"retry_in_ms", std::to_string(wait)}});
+    LogDebug(std::string("reconcile: ") + what + " failed; retrying", {{"error", run.last_error}});
     Arm(wait);
     return true;
   }
 
+  // What a failed request says in last_error. A refused key (401, 403) is
+  // named as such, and remembered: the run's failure is then the key's, and
+  // RetryNow() lifts the wait it caused once WorkOS takes the key again.
+  std::string Refusal(const HttpResponse& r) {
+    if (IsUnauthorized(r)) {
+      failed_on_key = true;
+      return "WorkOS refuses the API key (HTTP " + std::to_string(r.status) + ") " + r.body.substr(0, 200);
+    }
+    return (r.status == 0 ? r.error : "HTTP " + std::to_string(r.status)) + " " + r.body.substr(0, 200);
+  }
+
   void RetryNow() {
-    if (closed || !run.running || step_in_flight) return;
-    retry_at_ms = 0;
-    backoff_ms = 0;
-    Arm(0);
+    if (closed) return;
+    if (run.running) {
+      if (step_in_flight) return;
+      retry_at_ms = 0;
+      backoff_ms = 0;
+      Arm(0);
+      return;
+    }
+    if (failed_on_key) {
+      // The last run failed only because of the key: automatic triggers need
+      // not wait out its backoff now that the key works.
+      failed_on_key = false;
+      auto_not_before = 0;
+      Arm(0);
+    }
   }
 
   // The next request or batch, paced.
@@ -228,8 +244,7 @@ struct Reconciler::Impl {
     if (closed || r.cancelled) return;
     if (r.status != 200) {
       if (RetryLater(r, "list request")) return;
-      std::string what = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
-      return Fail("listing users failed: " + what + " " + r.body.substr(0, 200));
+      return Fail("listing users failed: " + Refusal(r));
     }
     auto page = ParseUsersPage(r.body);
     if (!page.ok()) return Fail(page.status().message());
@@ -356,8 +371,7 @@ struct Reconciler::Impl {
         }
       } else if (r.status != 404) {
         if (RetryLater(r, "confirming a user")) return;
-        std::string what = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
-        return Fail("confirming " + workos_id + " failed: " + what + " " + r.body.substr(0, 200));
+        return Fail("confirming " + workos_id + " failed: " + Refusal(r));
       }
       backoff_ms = 0;
       RunState next = run;

@@ -25,15 +25,15 @@
 // Pacing and resumption: requests (list pages and the sweep's confirming
 // GETs) start at most requests_per_second;
 // a retryable failure (transport, 408, 429, 5xx) waits with exponential
-// backoff (honouring Retry-After, at most max_backoff_ms) and retries the
-// same page; so does a refused API key (401, 403), with waits up to
-// unauthorized_max_backoff_ms, so the run resumes where it stopped once the
-// key works (RetryNow() ends the wait early); another answer ends the run
-// with last_error. After a failed run the automatic triggers
+// backoff (honouring Retry-After) and retries the same page; another answer
+// ends the run with last_error, a refused API key (401, 403) included, named
+// as such ("WorkOS refuses the API key (HTTP 401) ..."). After a failed run the automatic triggers
 // (the poller's, the timer's) wait: 1 minute after the first failure,
 // doubling up to 1 hour, reset by a completed run, so a key without the
 // permission or a broken proxy costs WorkOS one list request per wait, not
-// one per poll; an admin request starts at once. The next run starts over.
+// one per poll; an admin request starts at once. RetryNow() (the daemon calls
+// it when WorkOS takes the API key again) lifts that wait when the failure
+// was the key's. The next run starts over.
 // The run's state (phase, position, counters) is committed with every page
 // and every sweep batch (meta "reconcile"), and which WorkOS users the
 // listing showed is recorded per user (meta "rcs:{workosId}" = run id), so a
@@ -71,8 +71,6 @@ struct ReconcileOptions {
   int64_t interval_early_ms = 0;
   int64_t initial_backoff_ms = 1000;
   int64_t max_backoff_ms = 60000;
-  // The longest wait between two tries while WorkOS refuses the API key.
-  int64_t unauthorized_max_backoff_ms = 300000;
   // After a failed run, automatic triggers wait this long, doubling per
   // failed run up to failed_run_max_wait_ms.
   int64_t failed_run_wait_ms = 60 * 1000;
@@ -131,8 +129,9 @@ class Reconciler {
   // One user by WorkOS id.
   void ResyncOne(const std::string& workos_id, std::function<void(Result<ResyncResult>)> done);
   bool running() const;
-  // Ends the wait before a retry of a running run's request (e.g. WorkOS
-  // takes the API key again); nothing otherwise.
+  // WorkOS answers again, or takes the API key again: a running run's
+  // request waiting for a retry goes now, and when the last run failed on a
+  // refused key, automatic triggers no longer wait for the failed-run backoff.
   void RetryNow();
   void SetOptions(ReconcileOptions options);
   void Close();

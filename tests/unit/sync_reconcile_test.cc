@@ -318,60 +318,54 @@ TEST_CASE("reconcile: a 503 is retried with backoff on the same page; a 400 ends
   CHECK(rig.finished == 1);  // only the first run completed
 }
 
-TEST_CASE("reconcile: a refused API key (401, 403) waits with backoff and resumes the run where it stopped",
+TEST_CASE("reconcile: a refused API key fails the run naming the key; once WorkOS takes it, triggers need not wait",
           "[sync][reconcile]") {
-  // Issue 22: a 401/403 ended the run; it now waits for the key, which an
-  // operator fixes, and goes on from the same page.
+  // Issue 22: a 401/403 is the key's fault, not the listing's. The run ends
+  // (the events poller does not poll while one runs, so it must not hang on
+  // a key that may lack only this permission), automatic triggers back off as
+  // after any failed run, and RetryNow (called when WorkOS takes the key
+  // again) lifts that wait.
   Rig rig;
-  // The waits run on real timers and are checked against the fake clock
-  // (a request never starts before its retry time), so they are short here.
-  rig.opt.initial_backoff_ms = 20;
-  rig.opt.max_backoff_ms = 40;  // what a 503 would wait at most
-  rig.opt.unauthorized_max_backoff_ms = 160;
-  for (int i = 0; i < 3; ++i) rig.dir.Add("user_" + std::to_string(i), "u" + std::to_string(i) + "@example.com", "U");
-  rig.opt.page_limit = 2;
-  int status = 0;  // 0: answer; else refuse with it
+  rig.opt.failed_run_wait_ms = 60'000;
+  rig.dir.Add("user_0", "u0@example.com", "U");
+  int status = 401;
   rig.base.workos.responder = [&](const FakeWorkos::Call& c) {
-    if (c.after && status) return Reply(status, R"({"code":"unauthorized","message":"Invalid API key"})");
-    return rig.dir.List(c);
+    return status ? Reply(status, R"({"code":"unauthorized","message":"Invalid API key"})") : rig.dir.List(c);
   };
   rig.Start();
-  status = 401;
-  REQUIRE(rig.rec->StartAll("admin").ok());
-  // Spin while refused: the run stays running, the requests back off.
-  for (int round = 0; round < 8; ++round) {
-    rig.base.SpinUntil([&] {
-      if (rig.base.workos.Deliver() == 0) rig.base.clock.Advance(1);
-      return rig.Calls("USERS") >= static_cast<size_t>(2 + round);
-    });
-    if (round == 3) status = 403;  // a key without the permission: the same
-  }
-  CHECK(rig.rec->running());
-  CHECK(rig.rec->status().pages == 1);
-  CHECK(rig.rec->status().last_error.find("refuses the API key") != std::string::npos);
-  CHECK(rig.rec->status().runs_failed == 0);
+  REQUIRE(rig.rec->StartAll("cursor_rejected").ok());
+  rig.RunToEnd();
+  ReconcileStatus s = rig.rec->status();
+  CHECK(s.runs_failed == 1);
+  CHECK(s.last_error.find("WorkOS refuses the API key (HTTP 401)") != std::string::npos);
   CHECK(rig.base.workos.state() == UpstreamState::kUnauthorized);
-  // Waits between the refused tries double, past a 503's cap, up to their own.
-  const auto& calls = rig.base.workos.calls;
-  std::vector<int64_t> gaps;
-  for (size_t i = 2; i < calls.size(); ++i) gaps.push_back(calls[i].at_ms - calls[i - 1].at_ms);
-  REQUIRE(gaps.size() >= 6);
-  const int64_t at_least[] = {20, 40, 80, 160, 160, 160};
-  for (size_t i = 0; i < 6; ++i) {
-    INFO("gap " << i);
-    CHECK(gaps[i] >= at_least[i]);
-  }
-  // Every refused try asked for the same page.
-  for (size_t i = 2; i < calls.size(); ++i) CHECK(calls[i].after == calls[1].after);
+  auto refused = rig.rec->StartAll("cursor_rejected");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().message().find("refuses the API key") != std::string::npos);
 
-  // The key works again; RetryNow (what the daemon calls when WorkOS takes
-  // the key) ends the wait, and the run finishes from where it stopped.
+  // While the key is still refused, RetryNow changes nothing for a run that
+  // failed for another reason.
+  status = 400;
+  rig.base.clock.Advance(60'000);
+  REQUIRE(rig.rec->StartAll("cursor_rejected").ok());
+  rig.RunToEnd();
+  rig.rec->RetryNow();
+  CHECK_FALSE(rig.rec->StartAll("cursor_rejected").ok());
+
+  // A 403 (a key without the permission) is the key's too; once the key
+  // works, the daemon's RetryNow lets the poller's trigger start at once.
+  status = 403;
+  rig.base.clock.Advance(120'000);
+  REQUIRE(rig.rec->StartAll("cursor_rejected").ok());
+  rig.RunToEnd();
+  CHECK(rig.rec->status().last_error.find("WorkOS refuses the API key (HTTP 403)") != std::string::npos);
+  CHECK_FALSE(rig.rec->StartAll("cursor_rejected").ok());
   status = 0;
   rig.rec->RetryNow();
+  REQUIRE(rig.rec->StartAll("cursor_rejected").ok());
   rig.RunToEnd();
-  CHECK(rig.rec->status().users_seen == 3);
-  CHECK(rig.rec->status().last_error.empty());
   CHECK(rig.finished == 1);
+  CHECK(rig.rec->status().last_error.empty());
 }
 
 TEST_CASE("reconcile: after a failed run automatic triggers wait, doubling; an admin request starts at once",
