@@ -8,8 +8,8 @@
 
 #include <cerrno>
 #include <csignal>
-#include <cstring>
 #include <algorithm>
+#include <cstring>
 #include <random>
 
 #include "common/log.h"
@@ -204,10 +204,8 @@ Status App::Start() {
   ApplyConfiguredState(/*at_start=*/true);
   // When WorkOS takes the key again (or answers again), the workers that
   // back off are woken at once instead of at the end of their waits.
-  workos_->SetOnStateChange([this](sync::UpstreamState before) {
-    if (stopping_ || workos_->state() != sync::UpstreamState::kOnline) return;
-    (void)before;
-    WakeSync();
+  workos_->SetOnStateChange([this](sync::UpstreamState) {
+    if (!stopping_ && workos_->state() == sync::UpstreamState::kOnline) WakeSync();
   });
   RegisterMetrics();
   metrics_textfile_ = std::make_unique<admin::MetricsTextfile>(&loop_, &metrics_, &cfg_);
