@@ -105,7 +105,8 @@ describe('a refused API key', () => {
       fake, t: scope, dir,
       configExtra: { workos: { api_key_file: keyFile, events_poll_seconds: 1 } },
     });
-    // The ready line cannot know yet.
+    // The ready line cannot know yet (it follows the listen: wait for it).
+    await waitFor(() => /usersd ready /.test(d.logs()), { what: 'the ready line' });
     assert.match(d.logs(), /usersd ready .*upstream=unknown/);
     await waitFor(async () => (await status(d)).upstream.state === 'unauthorized', { timeoutMs: 15000, what: 'unauthorized' });
     const s = await status(d);
