@@ -143,6 +143,11 @@ function removeCgroupTree(dir) {
   fs.rmdirSync(dir);
 }
 
+// Resolves to null after `ms`, without keeping the process alive for it.
+function timeout(ms) {
+  return new Promise((resolve) => setTimeout(() => resolve(null), ms).unref());
+}
+
 // ------------------------------------------------------------ the machine
 
 class Machine {
@@ -252,7 +257,7 @@ class Machine {
   async poweroff() {
     if (!this.proc || this.exitCode) return this.exitCode;
     this.sh('systemctl poweroff', { allowFail: true });
-    const r = await Promise.race([this.exited, sleep(90000).then(() => null)]);
+    const r = await Promise.race([this.exited, timeout(90000)]);
     if (!r) {
       this.proc.kill('SIGKILL');
       return this.exited;
@@ -262,7 +267,7 @@ class Machine {
 
   async reboot() {
     this.sh('systemctl reboot', { allowFail: true });
-    const r = await Promise.race([this.exited, sleep(90000).then(() => null)]);
+    const r = await Promise.race([this.exited, timeout(90000)]);
     // nspawn ends with 133 when the container asked for a reboot (what
     // systemd-nspawn@.service restarts it on: RestartForceExitStatus=133).
     assert.deepEqual(r, { code: 133, signal: null }, `systemctl reboot: nspawn ended ${JSON.stringify(r)}\n${this.consoleTail()}`);
