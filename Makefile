@@ -4,7 +4,8 @@
 #   make test   install what is missing, build with ASan+UBSan, run every test,
 #               then each fuzzer for TEST_FUZZ_SECONDS (10 s)
 # Other targets: build, fuzz (long fuzzing), bench, install, clean,
-#   deb (Debian package into dist/), test-package (build, install, test, purge it).
+#   deb (Debian package into dist/), test-package (build, install, test, purge it;
+#   then the same under systemd in a container).
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 BUILD_DIR ?= build
@@ -25,7 +26,7 @@ DEB_PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev
   clang libclang-rt-14-dev clang-format systemd ca-certificates scdoc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: format-check deps promtool build build-daemon build-test build-fuzz build-client-ts test tsan run fuzz bench install clean deb-deps deb test-package
+.PHONY: format-check deps promtool build build-daemon build-test build-fuzz build-client-ts test tsan run fuzz bench install clean deb-deps deb systemd-test-deps test-package
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -143,6 +144,21 @@ deb: deps deb-deps
 
 # Builds the package, installs it on this machine with dpkg -i, checks it and
 # runs the installed daemon against the WorkOS-compatible test server, then
-# purges it and checks that nothing is left (tests/package/run.sh). Needs root.
-test-package: deb
+# purges it and checks that nothing is left (tests/package/run.sh). Then the
+# same package under a real systemd (tests/package/systemd.test.mjs): a
+# minimal root of this host's Debian release, built by mmdebstrap from this
+# host's apt sources and booted with systemd-nspawn, where the units,
+# sandbox, socket activation, reload, restart, kill -9, crash loop, watchdog,
+# reboot and purge are checked; it prints its time per step and leaves
+# nothing behind. Needs root.
+SYSTEMD_TEST_PACKAGES := systemd-container mmdebstrap
+systemd-test-deps:
+	@missing=$$(for p in $(SYSTEMD_TEST_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$(echo $$missing)" ]; then \
+	  echo "make: installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test-package: deb systemd-test-deps
 	bash tests/package/run.sh $(DEB_FILE)
+	USERSD_DEB=$(DEB_FILE) node --test --test-reporter=spec tests/package/systemd.test.mjs

@@ -353,6 +353,16 @@ Json AdminApi::Impl::StatusJson() {
   sync::UpstreamState up = d.workos->state();
   Json since = up == sync::UpstreamState::kUnconfigured ? Json(nullptr)
                                                          : Json(FormatIso8601Ms(d.workos->state_since_ms()));
+  Json upstream{{"state", sync::UpstreamStateName(up)}, {"since", since}};
+  if (up == sync::UpstreamState::kUnconfigured) {
+    upstream["detail"] = "usersd is not configured: " + config::UnconfiguredDetail(*d.config, d.config_path);
+  } else {
+    upstream["keySource"] = config::DescribeApiKeySource(*d.config, d.config_path);
+  }
+  if (up == sync::UpstreamState::kUnauthorized) {
+    upstream["detail"] = "WorkOS refuses the API key (" + d.workos->unauthorized_detail() + "); " +
+                         config::ApiKeyAdvice(*d.config, d.config_path);
+  }
   std::optional<std::string> cursor = d.events ? d.events->cursor() : std::nullopt;
   auto ms_or_null = [](int64_t ms) { return ms > 0 ? Json(FormatIso8601Ms(ms)) : Json(nullptr); };
   Json events = nullptr;
@@ -402,7 +412,7 @@ Json AdminApi::Impl::StatusJson() {
                 {"maxMapSizeBytes", d.config->store.max_map_size_mib << 20}}},
               {"outbox", {{"depth", s.outbox_depth}, {"oldestAgeSeconds", SecondsOrNull(oldest_age_ms)}}},
               {"deadLetters", s.dead_letters},
-              {"upstream", {{"state", sync::UpstreamStateName(up)}, {"since", since}}},
+              {"upstream", upstream},
               {"eventsCursor", cursor ? Json(*cursor) : Json(nullptr)},
               {"events", events},
               {"reconcile", reconcile},
@@ -437,11 +447,21 @@ void AdminApi::Impl::HandleHealth(const ipc::Request& q, ipc::Responder r) {
     if (keys == 0) c["detail"] = "no signing keys: every token is refused";
     checks["jwks"] = c;
   }
-  // Advisory checks: reported, never fatal (usersd serves while WorkOS is away).
+  // configured: an unconfigured daemon refuses every request (SPEC 4).
   {
-    bool offline = status["upstream"]["state"] == "offline";
-    Json c{{"ok", !offline}, {"state", status["upstream"]["state"]}, {"since", status["upstream"]["since"]}};
-    if (offline) c["detail"] = "WorkOS is unreachable; serving from the local store";
+    bool configured = status["upstream"]["state"] != "unconfigured";
+    Json c{{"ok", configured}};
+    if (!configured) c["detail"] = status["upstream"]["detail"];
+    checks["configured"] = c;
+  }
+  // Advisory checks: reported, never fatal (usersd serves while WorkOS is away
+  // or refuses the key: tokens are still verified with the cached JWKS).
+  {
+    const Json& st = status["upstream"]["state"];
+    bool good = st == "online" || st == "unconfigured";  // the latter is the check above
+    Json c{{"ok", good}, {"state", st}, {"since", status["upstream"]["since"]}};
+    if (st == "offline") c["detail"] = "WorkOS is unreachable; serving from the local store";
+    if (st == "unauthorized") c["detail"] = status["upstream"]["detail"];
     checks["upstream"] = c;
   }
   {
@@ -479,7 +499,7 @@ void AdminApi::Impl::HandleHealth(const ipc::Request& q, ipc::Responder r) {
       else if (!st.ok()) c["detail"] = st.message();
       checks["writer"] = c;
       bool ok = checks["store"]["ok"].get<bool>() && checks["writer"]["ok"].get<bool>() &&
-                checks["jwks"]["ok"].get<bool>();
+                checks["jwks"]["ok"].get<bool>() && checks["configured"]["ok"].get<bool>();
       api->Reply(r, tag, ipc::Outcome::Success(Json{{"ok", ok}, {"checks", checks}}));
     }
   };
@@ -671,10 +691,15 @@ void AdminApi::Impl::HandleUsersResync(const ipc::Request& q, ipc::Responder r) 
   d.reconciler->ResyncOne(workos_id, [this, r, tag = q.tag](Result<sync::ResyncResult> res) {
     if (!res.ok()) return Reply(r, tag, FromStatus(res.status(), "resyncing the user"));
     Json user = res->user ? ToAdminUserJson(*res->user) : Json(nullptr);
+    // WorkOS answered 404: the user was deleted here now ("deleted"), had
+    // been deleted here already ("already_deleted": gone on both sides), or
+    // was never here ("not_found_in_workos").
+    std::string outcome = domain::RemoteOutcomeName(res->outcome);
+    if (!res->in_workos && res->outcome != domain::RemoteOutcome::kDeleted) {
+      outcome = res->user && !res->user->live() ? "already_deleted" : "not_found_in_workos";
+    }
     Reply(r, tag,
-          ipc::Outcome::Success(Json{{"user", std::move(user)},
-                                     {"outcome", domain::RemoteOutcomeName(res->outcome)},
-                                     {"inWorkos", res->in_workos}}));
+          ipc::Outcome::Success(Json{{"user", std::move(user)}, {"outcome", outcome}, {"inWorkos", res->in_workos}}));
   });
 }
 

@@ -61,6 +61,7 @@ struct AdminDeps {
   int64_t started_at_ms = 0;
   const Clock* clock = nullptr;
   const config::Config* config = nullptr;  // the running configuration
+  std::string config_path;                 // its file, named in messages
   store::Store* store = nullptr;
   store::Writer* writer = nullptr;
   Metrics* metrics = nullptr;

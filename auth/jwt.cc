@@ -524,8 +524,8 @@ std::variant<Claims, VerifyFailure> VerifyImpl(std::string_view token, const Jwk
   if (std::find(opts.issuers.begin(), opts.issuers.end(), c.iss) == opts.issuers.end()) {
     // Named, so an operator sees which issuer to configure (SPEC 3); cut
     // short because the token's sender chose it.
-    return Fail(TokenError::kBadIssuer,
-                "issuer \"" + c.iss.substr(0, 256) + (c.iss.size() > 256 ? "…" : "") + "\" is not accepted");
+    return Fail(TokenError::kBadIssuer, "issuer \"" + c.iss.substr(0, 256) + (c.iss.size() > 256 ? "…" : "") +
+                                            "\" is not accepted (not in auth.issuers)");
   }
 
   if (opts.audience) {
@@ -540,7 +540,18 @@ std::variant<Claims, VerifyFailure> VerifyImpl(std::string_view token, const Jwk
         }
       }
     }
-    if (!match) return Fail(TokenError::kBadAudience, "audience not accepted");
+    if (!match) {
+      // The token's aud is named (cut short: its sender chose it), and the
+      // key that decides; the configured value itself is not echoed to the
+      // caller.
+      std::string aud;
+      if (aud_it == payload.end()) aud = "none";
+      else aud = aud_it->dump(-1, ' ', false, json::error_handler_t::replace);
+      if (aud.size() > 256) aud = aud.substr(0, 256) + "…";
+      return Fail(TokenError::kBadAudience, aud_it == payload.end()
+                                                ? "token has no aud; auth.audience requires one"
+                                                : "token aud " + aud + " does not match auth.audience");
+    }
   }
 
   auto sub_it = payload.find("sub");

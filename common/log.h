@@ -2,7 +2,11 @@
 //
 // Text format prefixes each line with the syslog priority ("<6>"), which
 // journald turns into the entry's level; JSON format writes one object per
-// line. Callers pass structured fields; never pass a token or an API key.
+// line ({"ts", "level", "msg", fields...}, level spelled as log.level spells
+// it: error, warn, info, debug), with the same "<N>" prefix only when stderr
+// is the journal's stream (JOURNAL_STREAM), so that journald keeps the
+// priority and a JSON reader elsewhere sees plain JSON. Callers pass
+// structured fields; never pass a token or an API key.
 // Thread-safe: one process-wide sink guarded by a mutex.
 #pragma once
 
@@ -18,6 +22,13 @@ enum class LogFormat { kText, kJson };
 
 // Parses "error", "warn"/"warning", "info", "debug".
 bool ParseLogLevel(std::string_view name, LogLevel* out);
+
+// True when JOURNAL_STREAM ("DEVICE:INODE", as systemd sets it) names the
+// file open on `fd`.
+bool StderrIsJournal(const char* journal_stream, int fd);
+// Overrides the check of JOURNAL_STREAM against stderr that the first JSON
+// line makes (tests).
+void SetStderrIsJournal(bool is_journal);
 
 void SetLogLevel(LogLevel level);
 void SetLogFormat(LogFormat format);

@@ -1,6 +1,8 @@
 #include "common/metrics.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 
 namespace usersd {
@@ -22,10 +24,38 @@ std::string Escape(const std::string& v) {
   return out;
 }
 
+}  // namespace
+
+std::string FormatMetricValue(double v) {
+  // Prometheus spells the special values this way; to_chars would write
+  // "nan" and "inf".
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  // The shortest digits that read back as the same double (0.865, not the
+  // 0.86499999999999999 that "%.17g" prints), as plain decimals unless the
+  // exponent is below -4 or 21 and above (JavaScript's rule): bucket bounds
+  // read le="0.0001", timestamps 1733550000.123, and only extremes use an
+  // exponent.
+  char buf[400];
+  auto sci = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
+  if (sci.ec != std::errc()) return "NaN";
+  const char* e = std::find(buf, sci.ptr, 'e');
+  int exponent = 0;
+  if (e != sci.ptr) {
+    const char* digits = e + 1;
+    if (digits != sci.ptr && *digits == '+') ++digits;  // from_chars takes '-' only
+    std::from_chars(digits, sci.ptr, exponent);
+  }
+  if (exponent < -4 || exponent >= 21) return std::string(buf, sci.ptr);
+  auto fixed = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
+  if (fixed.ec != std::errc()) return "NaN";
+  return std::string(buf, fixed.ptr);
+}
+
+namespace {
+
 std::string Num(double v) {
-  char buf[64];
-  snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+  return FormatMetricValue(v);
 }
 
 std::string WithLabel(const std::string& key, const std::string& extra) {

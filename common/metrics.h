@@ -60,4 +60,8 @@ class Metrics {
   std::vector<std::function<void(Metrics&)>> collectors_;
 };
 
+// A sample value as the text exposition writes it: the shortest decimal that
+// reads back as the same double ("0.865", "3", "1e+21"), "NaN", "+Inf", "-Inf".
+std::string FormatMetricValue(double v);
+
 }  // namespace usersd

@@ -143,7 +143,7 @@ class Loader {
   void Mode(const Field& f, uint32_t* out);
   void Group(const Field& f, std::optional<std::string>* out);
   void IdList(const Field& f, std::vector<uint32_t>* out);
-  void ClientId(const Field& f, std::string* out);
+  void ClientId(const Field& f, std::optional<std::string>* out);
   void OptUuid(const Field& f, std::optional<std::string>* out);
   void MetadataPrefix(const Field& f, std::string* out);
   void Issuers(const Field& f, std::optional<std::vector<std::string>>* out);
@@ -553,7 +553,11 @@ void Loader::MetadataPrefix(const Field& f, std::string* out) {
   *out = std::move(s);
 }
 
-void Loader::ClientId(const Field& f, std::string* out) {
+void Loader::ClientId(const Field& f, std::optional<std::string>* out) {
+  if (f.node.IsNull()) {
+    out->reset();
+    return;
+  }
   std::string s;
   if (!String(f, &s)) return;
   // The id is pasted into URLs and issuer strings, so keep it to the
@@ -892,17 +896,36 @@ class DocumentCounter : public YAML::EventHandler {
   std::vector<YAML::Mark> starts_;
 };
 
-// One row per key of Config, in document order; drives DiffReloadable.
-struct KeyInfo {
-  const char* path;
-  bool reloadable;
-  bool (*equal)(const Config&, const Config&);
-};
+// One row per key of Config, in document order (config.h, Keys()).
+#define USERSD_KEY(path, member, reloadable)                                                 \
+  KeySpec {                                                                                  \
+    path, reloadable, [](const Config& a, const Config& b) { return a.member == b.member; }, \
+        [](const Config& from, Config* to) { to->member = from.member; }                     \
+  }
 
-#define USERSD_KEY(path, member, reloadable) \
-  KeyInfo { path, reloadable, [](const Config& a, const Config& b) { return a.member == b.member; } }
+// workos.api_key is the key in force, wherever it came from: its source
+// travels with it.
+void CopyApiKey(const Config& from, Config* to) {
+  to->workos.api_key = from.workos.api_key;
+  to->workos.api_key_source = from.workos.api_key_source;
+  to->workos.api_key_source_path = from.workos.api_key_source_path;
+}
 
-const KeyInfo kKeys[] = {
+// Restart-only keys, and why:
+//   socket.*, admin_socket.*  the sockets are bound (or inherited from
+//                             systemd) once, at start;
+//   store.*                   the LMDB environment is opened once;
+//   auth.client_id, auth.jwks_url, auth.jwks_file, workos.base_url
+//                             where keys are fetched from and which issuers
+//                             are derived, wired into the JWKS manager at start;
+//   identity.namespace, sync.metadata.*
+//                             a host changing these while running would
+//                             compute other ids and documents than the rest
+//                             of the fleet for the same users (SPEC 4b).
+// Everything else is reloadable, auth.issuers, auth.audience,
+// auth.algorithms and the API key included (the authenticator and the WorkOS
+// client take new values at once; cached token verdicts are dropped).
+const std::vector<KeySpec> kKeys = {
     USERSD_KEY("socket.path", socket.path, false),
     USERSD_KEY("socket.mode", socket.mode, false),
     USERSD_KEY("socket.group", socket.group, false),
@@ -923,17 +946,18 @@ const KeyInfo kKeys[] = {
     USERSD_KEY("auth.client_id", auth.client_id, false),
     USERSD_KEY("auth.jwks_url", auth.jwks_url, false),
     USERSD_KEY("auth.jwks_file", auth.jwks_file, false),
-    USERSD_KEY("auth.issuers", auth.issuers, false),
-    USERSD_KEY("auth.audience", auth.audience, false),
-    USERSD_KEY("auth.algorithms", auth.algorithms, false),
+    USERSD_KEY("auth.issuers", auth.issuers, true),
+    USERSD_KEY("auth.audience", auth.audience, true),
+    USERSD_KEY("auth.algorithms", auth.algorithms, true),
     USERSD_KEY("auth.leeway_seconds", auth.leeway_seconds, true),
     USERSD_KEY("auth.require_exp", auth.require_exp, true),
     USERSD_KEY("auth.max_token_age_seconds", auth.max_token_age_seconds, true),
     USERSD_KEY("auth.jwks_refresh_seconds", auth.jwks_refresh_seconds, true),
     USERSD_KEY("auth.jwks_min_refresh_seconds", auth.jwks_min_refresh_seconds, true),
     USERSD_KEY("workos.base_url", workos.base_url, false),
-    USERSD_KEY("workos.api_key", workos.api_key, false),
-    USERSD_KEY("workos.api_key_file", workos.api_key_file, false),
+    KeySpec{"workos.api_key", true,
+            [](const Config& a, const Config& b) { return a.workos.api_key == b.workos.api_key; }, &CopyApiKey},
+    USERSD_KEY("workos.api_key_file", workos.api_key_file, true),
     USERSD_KEY("workos.timeout_ms", workos.timeout_ms, true),
     USERSD_KEY("workos.max_concurrency", workos.max_concurrency, true),
     USERSD_KEY("workos.events_poll_seconds", workos.events_poll_seconds, true),
@@ -969,20 +993,22 @@ std::string OctalMode(uint32_t mode) {
 
 }  // namespace
 
-std::string Config::EffectiveJwksUrl() const {
+std::optional<std::string> Config::EffectiveJwksUrl() const {
   if (auth.jwks_url) return *auth.jwks_url;
-  return StripTrailingSlashes(workos.base_url) + "/sso/jwks/" + auth.client_id;
+  if (!auth.client_id) return std::nullopt;
+  return StripTrailingSlashes(workos.base_url) + "/sso/jwks/" + *auth.client_id;
 }
 
 std::vector<std::string> Config::EffectiveIssuers() const {
   if (auth.issuers) return *auth.issuers;
   // WorkOS signs AuthKit tokens with these issuers, also behind a proxy; a
   // WorkOS-compatible server elsewhere signs with its own URL.
-  std::vector<std::string> out = {kWorkosIssuer, std::string(kWorkosIssuer) + "/user_management/" + auth.client_id};
+  std::vector<std::string> out = {kWorkosIssuer};
+  if (auth.client_id) out.push_back(std::string(kWorkosIssuer) + "/user_management/" + *auth.client_id);
   std::string base = StripTrailingSlashes(workos.base_url);
   if (base != kWorkosIssuer) {
     out.push_back(base);
-    out.push_back(base + "/user_management/" + auth.client_id);
+    if (auth.client_id) out.push_back(base + "/user_management/" + *auth.client_id);
   }
   return out;
 }
@@ -1108,11 +1134,14 @@ Result<Config> LoadConfigFile(const std::string& path, bool scrub_env) {
 }
 
 Status ResolveSecrets(Config* cfg, bool scrub_env) {
+  cfg->workos.api_key_source = ApiKeySource::kNone;
+  cfg->workos.api_key_source_path.clear();
   if (const char* env = std::getenv("WORKOS_API_KEY"); env != nullptr && *env != '\0') {
     std::string key = std::string(Trim(env));
     if (scrub_env) ScrubEnv("WORKOS_API_KEY");
     USERSD_RETURN_IF_ERROR(CheckApiKey(key, "environment variable WORKOS_API_KEY"));
     cfg->workos.api_key = std::move(key);
+    cfg->workos.api_key_source = ApiKeySource::kEnvironment;
     return Status::Ok();
   }
   if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY"); dir != nullptr && *dir != '\0') {
@@ -1129,6 +1158,8 @@ Status ResolveSecrets(Config* cfg, bool scrub_env) {
       if (!key.empty()) {
         USERSD_RETURN_IF_ERROR(CheckApiKey(key, source));
         cfg->workos.api_key = std::move(key);
+        cfg->workos.api_key_source = ApiKeySource::kCredential;
+        cfg->workos.api_key_source_path = path;
         return Status::Ok();
       }
     }
@@ -1142,28 +1173,99 @@ Status ResolveSecrets(Config* cfg, bool scrub_env) {
     key = std::string(Trim(key));
     USERSD_RETURN_IF_ERROR(CheckApiKey(key, source));
     cfg->workos.api_key = std::move(key);
+    cfg->workos.api_key_source = ApiKeySource::kFile;
+    cfg->workos.api_key_source_path = *cfg->workos.api_key_file;
     return Status::Ok();
   }
   if (cfg->workos.api_key) {
     std::string key = std::string(Trim(*cfg->workos.api_key));
     USERSD_RETURN_IF_ERROR(CheckApiKey(key, "workos.api_key"));
     cfg->workos.api_key = std::move(key);
+    cfg->workos.api_key_source = ApiKeySource::kInline;
   }
   return Status::Ok();
 }
 
-std::vector<std::string> DiffReloadable(const Config& old_cfg, const Config& new_cfg,
-                                        std::vector<std::string>* needs_restart) {
-  std::vector<std::string> reloadable;
-  for (const KeyInfo& k : kKeys) {
-    if (k.equal(old_cfg, new_cfg)) continue;
+std::string DescribeApiKeySource(const Config& cfg, const std::string& config_path) {
+  const std::string& path = cfg.workos.api_key_source_path;
+  switch (cfg.workos.api_key_source) {
+    case ApiKeySource::kEnvironment: return "the environment variable WORKOS_API_KEY";
+    case ApiKeySource::kCredential: return "the systemd credential workos_api_key (" + path + ")";
+    case ApiKeySource::kFile: return "workos.api_key_file (" + path + ")";
+    case ApiKeySource::kInline: return "workos.api_key in " + config_path;
+    case ApiKeySource::kNone: break;
+  }
+  return "no API key is set";
+}
+
+std::string ApiKeyAdvice(const Config& cfg, const std::string& config_path) {
+  const std::string& path = cfg.workos.api_key_source_path;
+  switch (cfg.workos.api_key_source) {
+    case ApiKeySource::kEnvironment:
+      return "set WORKOS_API_KEY to a valid key with User Management and Events access, then restart usersd";
+    case ApiKeySource::kCredential:
+      // systemd copies a credential when the service starts: a reload reads
+      // the same copy again.
+      return "write a valid key to the file that the unit's LoadCredential=workos_api_key: names "
+             "(/etc/usersd/workos_api_key in the packaged unit), then restart usersd (a reload does not re-read "
+             "credentials)";
+    case ApiKeySource::kFile:
+      return "write a valid key to " + path + ", then reload usersd (systemctl reload usersd or usersctl reload)";
+    case ApiKeySource::kInline:
+      return "set workos.api_key (better: workos.api_key_file) in " + config_path +
+             " to a valid key, then reload usersd";
+    case ApiKeySource::kNone: break;
+  }
+  return "set a WorkOS API key: workos.api_key_file in " + config_path +
+         ", the systemd credential workos_api_key, or WORKOS_API_KEY";
+}
+
+std::string UnconfiguredDetail(const Config& cfg, const std::string& config_path) {
+  const bool client = cfg.auth.client_id.has_value();
+  const bool key = cfg.workos.api_key.has_value() && !cfg.workos.api_key->empty();
+  if (client && key) return {};
+  const std::string file = config_path.empty() ? std::string("the configuration file") : config_path;
+  const std::string key_where =
+      "a WorkOS API key (/etc/usersd/workos_api_key under the packaged unit, workos.api_key_file in " + file +
+      ", or WORKOS_API_KEY)";
+  std::string what;
+  if (!client && !key) what = "set auth.client_id in " + file + " and " + key_where;
+  else if (!client) what = "set auth.client_id in " + file;
+  else what = "set " + key_where;
+  return what + ", then restart usersd";
+}
+
+const std::vector<KeySpec>& Keys() {
+  return kKeys;
+}
+
+const KeySpec* FindKey(const std::string& path) {
+  for (const KeySpec& k : kKeys)
+    if (path == k.path) return &k;
+  return nullptr;
+}
+
+ReloadPlan PlanReload(const Config& running, const Config& next) {
+  ReloadPlan plan{next, {}, {}};
+  for (const KeySpec& k : kKeys) {
+    if (k.equal(running, next)) continue;
     if (k.reloadable) {
-      reloadable.emplace_back(k.path);
-    } else if (needs_restart != nullptr) {
-      needs_restart->emplace_back(k.path);
+      plan.reloaded.emplace_back(k.path);
+    } else {
+      plan.needs_restart.emplace_back(k.path);
+      k.copy(running, &plan.applied);
     }
   }
-  return reloadable;
+  return plan;
+}
+
+std::vector<std::string> DiffReloadable(const Config& old_cfg, const Config& new_cfg,
+                                        std::vector<std::string>* needs_restart) {
+  ReloadPlan plan = PlanReload(old_cfg, new_cfg);
+  if (needs_restart != nullptr) {
+    needs_restart->insert(needs_restart->end(), plan.needs_restart.begin(), plan.needs_restart.end());
+  }
+  return std::move(plan.reloaded);
 }
 
 std::string ToYaml(const Config& c) {
@@ -1223,7 +1325,7 @@ std::string ToYaml(const Config& c) {
   out << YAML::EndMap;
 
   section("auth");
-  str("client_id", c.auth.client_id);
+  opt("client_id", c.auth.client_id);
   opt("jwks_url", c.auth.jwks_url);
   opt("jwks_file", c.auth.jwks_file);
   out << YAML::Key << "issuers" << YAML::Value;

@@ -48,7 +48,9 @@ struct StoreConfig {
 };
 
 struct AuthConfig {
-  std::string client_id = "client_123";
+  // The WorkOS client id. Unset (the default), usersd is unconfigured: it
+  // contacts nothing and refuses every request naming this key (SPEC 4).
+  std::optional<std::string> client_id;
   std::optional<std::string> jwks_url;    // default {workos.base_url}/sso/jwks/{client_id}
   std::optional<std::string> jwks_file;
   std::optional<std::vector<std::string>> issuers;  // default: the two WorkOS issuers
@@ -61,10 +63,17 @@ struct AuthConfig {
   int64_t jwks_min_refresh_seconds = 30;
 };
 
+// Where the API key in force came from (set by ResolveSecrets).
+enum class ApiKeySource { kNone, kEnvironment, kCredential, kFile, kInline };
+
 struct WorkosConfig {
   std::string base_url = "https://api.workos.com";
   std::optional<std::string> api_key;       // resolved: WORKOS_API_KEY env > credential > api_key_file > api_key
   std::optional<std::string> api_key_file;
+  // Not YAML keys: filled in by ResolveSecrets with the source of api_key
+  // and, for a file or credential, its path.
+  ApiKeySource api_key_source = ApiKeySource::kNone;
+  std::string api_key_source_path;
   int64_t timeout_ms = 10000;
   uint32_t max_concurrency = 8;
   int64_t events_poll_seconds = 10;        // 0 disables the poller
@@ -143,7 +152,9 @@ struct Config {
   MetricsConfig metrics;
 
   // Derived values.
-  std::string EffectiveJwksUrl() const;             // auth.jwks_url or the WorkOS default
+  // auth.jwks_url, or the WorkOS default for auth.client_id; nullopt when
+  // neither is set.
+  std::optional<std::string> EffectiveJwksUrl() const;
   // auth.issuers, or the WorkOS defaults plus, when workos.base_url is not
   // WorkOS's own, that URL and {base_url}/user_management/{client_id} (a
   // WorkOS-compatible local server signs with its own URL; SPEC 3).
@@ -178,14 +189,53 @@ bool IsLoopbackUrl(const std::string& url);
 // startup; later reloads keep the running key).
 Status ResolveSecrets(Config* cfg, bool scrub_env = false);
 
-// Compares two configurations key by key, for SIGHUP / admin config.reload.
-// Returns the dotted keys that differ and can be applied at runtime
-// ("log.level", "outbox.max_backoff_ms"); appends the differing keys that only
-// take effect after a restart ("socket.path") to `needs_restart` when it is
-// not null. Both lists follow the order of docs/CONFIGURATION.md. Every field
-// of Config is covered, so two empty lists mean the configurations are equal.
+// One configuration key (SPEC 6a): the table that admin.config.reload's
+// report and the reload's apply step both read, so the two cannot disagree.
+struct KeySpec {
+  const char* path;  // dotted, as in the file: "auth.audience"
+  // True: a reload puts the new value in force. False: the running value is
+  // kept until the next start, and the key is reported under needsRestart.
+  bool reloadable;
+  bool (*equal)(const Config& a, const Config& b);
+  // Copies this key's value from `from` into `to` (a restart-only key keeps
+  // its running value this way).
+  void (*copy)(const Config& from, Config* to);
+};
+
+// Every key of Config, in the order of docs/CONFIGURATION.md.
+const std::vector<KeySpec>& Keys();
+// The entry for a dotted key, or nullptr.
+const KeySpec* FindKey(const std::string& path);
+
+// What a reload does (SIGHUP, admin.config.reload): `applied` is `next` with
+// every restart-only key set back to its value in `running`. `reloaded` lists
+// the reloadable keys whose value changes, `needs_restart` the restart-only
+// keys that differ (both in Keys() order).
+struct ReloadPlan {
+  Config applied;
+  std::vector<std::string> reloaded;
+  std::vector<std::string> needs_restart;
+};
+ReloadPlan PlanReload(const Config& running, const Config& next);
+
+// Compares two configurations key by key: the reloadable keys that differ
+// are returned, the restart-only ones appended to `needs_restart` when it is
+// not null (PlanReload's two lists). Two empty lists mean the configurations
+// are equal.
 std::vector<std::string> DiffReloadable(const Config& old_cfg, const Config& new_cfg,
                                         std::vector<std::string>* needs_restart);
+
+// Where the API key in force came from, for messages: "workos.api_key_file
+// (/etc/usersd/key)", "the environment variable WORKOS_API_KEY", ... ("no API
+// key is set" without one). Never contains the key.
+std::string DescribeApiKeySource(const Config& cfg, const std::string& config_path);
+// What an operator does when WorkOS refuses that key: where to write a new
+// one and whether a reload or a restart reads it.
+std::string ApiKeyAdvice(const Config& cfg, const std::string& config_path);
+// Empty when auth.client_id and an API key are set; otherwise what to set,
+// naming `config_path` and the keys ("set auth.client_id in
+// /etc/usersd/usersd.yaml and a WorkOS API key (...)").
+std::string UnconfiguredDetail(const Config& cfg, const std::string& config_path);
 
 // Writes `cfg` as YAML that ParseConfig reads back to the same values, for
 // `--check-config` output and the fuzzer's round trip. workos.api_key is

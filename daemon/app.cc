@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <algorithm>
 #include <cstring>
 #include <random>
 
@@ -59,10 +60,13 @@ double Random01() {
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
 }
 
-sync::WorkosOptions WorkosOptionsFrom(const config::Config& cfg) {
+sync::WorkosOptions WorkosOptionsFrom(const config::Config& cfg, const std::string& config_path) {
   sync::WorkosOptions o;
   o.base_url = cfg.workos.base_url;
   o.api_key = cfg.workos.api_key;
+  o.client_id_set = cfg.auth.client_id.has_value();
+  o.api_key_source = config::DescribeApiKeySource(cfg, config_path);
+  o.api_key_advice = config::ApiKeyAdvice(cfg, config_path);
   o.timeout_ms = cfg.workos.timeout_ms;
   return o;
 }
@@ -168,7 +172,7 @@ Status App::Start() {
   budget_->SetRate(static_cast<double>(cfg_.workos.requests_per_second));
   http_ = std::make_unique<sync::HttpClient>(&loop_, SystemClock(), cfg_.workos.max_concurrency);
   http_->SetMaxQueued(cfg_.workos.max_queued_requests);
-  workos_ = std::make_unique<sync::WorkosClient>(http_.get(), SystemClock(), WorkosOptionsFrom(cfg_));
+  workos_ = std::make_unique<sync::WorkosClient>(http_.get(), SystemClock(), WorkosOptionsFrom(cfg_, config_path_));
   workos_->SetBudget(budget_.get());
   auth_ = std::make_unique<auth::Authenticator>(SystemClock(), VerifyOptionsFrom(cfg_));
 
@@ -177,6 +181,8 @@ Status App::Start() {
   // With only a file configured, the file is the whole truth; an explicit
   // URL (or no file at all) means fetching.
   if (cfg_.auth.jwks_url || !cfg_.auth.jwks_file) jo.url = cfg_.EffectiveJwksUrl();
+  // An unconfigured daemon contacts nothing, JWKS included (SPEC 4): the
+  // manager fetches only while workos_->Configured().
   jo.refresh_seconds = cfg_.auth.jwks_refresh_seconds;
   jwks_ = std::make_unique<sync::JwksManager>(&loop_, workos_.get(), store_.get(), writer_.get(), auth_.get(),
                                               SystemClock(), jo);
@@ -207,6 +213,12 @@ Status App::Start() {
                                                     ServiceOptionsFrom(cfg_));
   service_->SetOutboxNotifier([this] { outbox_->Kick(); });
   api_ = std::make_unique<domain::UsersApi>(auth_.get(), service_.get(), &metrics_, SystemClock());
+  ApplyConfiguredState(/*at_start=*/true);
+  // When WorkOS takes the key again (or answers again), the workers that
+  // back off are woken at once instead of at the end of their waits.
+  workos_->SetOnStateChange([this](sync::UpstreamState) {
+    if (!stopping_ && workos_->state() == sync::UpstreamState::kOnline) WakeSync();
+  });
   RegisterMetrics();
   metrics_textfile_ = std::make_unique<admin::MetricsTextfile>(&loop_, &metrics_, &cfg_);
 
@@ -251,10 +263,12 @@ Status App::Start() {
     self->requests_at_last_trim_ = requests;
   }, 30000, 30000);
 
-  LogInfo("usersd ready", {{"version", version()},
-                           {"socket", cfg_.socket.path},
-                           {"store", cfg_.store.path},
-                           {"upstream", sync::UpstreamStateName(workos_->state())}});
+  // "unknown" until WorkOS has answered: at this point nothing has been
+  // sent yet, and "online" would be a guess.
+  const char* upstream =
+      workos_->Configured() && !workos_->answered() ? "unknown" : sync::UpstreamStateName(workos_->state());
+  LogInfo("usersd ready",
+          {{"version", version()}, {"socket", cfg_.socket.path}, {"store", cfg_.store.path}, {"upstream", upstream}});
   metrics_textfile_->Start();
   Notify("READY=1\nSTATUS=serving");
   return Status::Ok();
@@ -280,6 +294,7 @@ Status App::OpenSockets() {
   deps.started_at_ms = started_at_ms_;
   deps.clock = &SystemClock();
   deps.config = &cfg_;
+  deps.config_path = config_path_;
   deps.store = store_.get();
   deps.writer = writer_.get();
   deps.metrics = &metrics_;
@@ -432,28 +447,23 @@ Status App::Reload(std::vector<std::string>* reloaded, std::vector<std::string>*
   if (config_path_.empty()) return Status::InvalidArgument("usersd was started without --config; nothing to reload");
   auto next = config::LoadConfigFile(config_path_);
   if (!next.ok()) return next.status();
-  if (api_key_from_env_) next->workos.api_key = cfg_.workos.api_key;
-  *reloaded = config::DiffReloadable(cfg_, *next, needs_restart);
-  config::Config applied = *next;
-  // Keys that need a restart keep their running values.
-  applied.socket = cfg_.socket;
-  applied.admin_socket = cfg_.admin_socket;
-  applied.store = cfg_.store;
-  applied.auth.client_id = cfg_.auth.client_id;
-  applied.auth.jwks_url = cfg_.auth.jwks_url;
-  applied.auth.jwks_file = cfg_.auth.jwks_file;
-  applied.workos.base_url = cfg_.workos.base_url;
-  applied.workos.allow_insecure_http = cfg_.workos.allow_insecure_http;
-  // The key too (it takes effect after a restart): a reload cannot see the
-  // WORKOS_API_KEY the daemon scrubbed from its environment at startup.
-  applied.workos.api_key = cfg_.workos.api_key;
-  applied.workos.api_key_file = cfg_.workos.api_key_file;
-  applied.identity = cfg_.identity;
-  applied.sync.metadata = cfg_.sync.metadata;
-  cfg_ = std::move(applied);
+  // WORKOS_API_KEY was read and scrubbed from the environment at start
+  // (issue 21): a reload cannot see it, so the key it gave stays in force.
+  if (api_key_from_env_) {
+    next->workos.api_key = cfg_.workos.api_key;
+    next->workos.api_key_source = cfg_.workos.api_key_source;
+    next->workos.api_key_source_path = cfg_.workos.api_key_source_path;
+  }
+  // One table (config::Keys()) decides both what is reported and what is
+  // applied: restart-only keys keep their running values in `applied`.
+  config::ReloadPlan plan = config::PlanReload(cfg_, *next);
+  *reloaded = plan.reloaded;
+  *needs_restart = plan.needs_restart;
+  const bool key_changed = std::find(reloaded->begin(), reloaded->end(), "workos.api_key") != reloaded->end();
+  cfg_ = std::move(plan.applied);
   ApplyLogConfig(cfg_);
   WarnAboutSettings(cfg_);
-  workos_->SetOptions(WorkosOptionsFrom(cfg_));
+  workos_->SetOptions(WorkosOptionsFrom(cfg_, config_path_));
   http_->SetMaxConcurrency(cfg_.workos.max_concurrency);
   http_->SetMaxQueued(cfg_.workos.max_queued_requests);
   auth_->SetOptions(VerifyOptionsFrom(cfg_));
@@ -464,11 +474,38 @@ Status App::Reload(std::vector<std::string>* reloaded, std::vector<std::string>*
   outbox_->SetOptions(OutboxOptionsFrom(cfg_, budget_));
   events_->SetOptions(EventsOptionsFrom(cfg_, KickOutbox()));
   reconciler_->SetOptions(ReconcileOptionsFrom(cfg_, KickOutbox(), budget_));
+  bool was_configured = unconfigured_detail_.empty();
+  ApplyConfiguredState(/*at_start=*/false);
   std::string r, n;
   for (const auto& k : *reloaded) r += (r.empty() ? "" : ",") + k;
   for (const auto& k : *needs_restart) n += (n.empty() ? "" : ",") + k;
   LogInfo("configuration reloaded", {{"reloaded", r}, {"needs_restart", n}});
+  // A new key (or the first one) is tried now, not when each worker's
+  // backoff ends.
+  if (workos_->Configured() && (key_changed || !was_configured)) {
+    jwks_->Refresh([](Status) {});
+    WakeSync();
+  }
   return Status::Ok();
+}
+
+void App::ApplyConfiguredState(bool at_start) {
+  std::string detail = config::UnconfiguredDetail(cfg_, config_path_);
+  if (detail == unconfigured_detail_ && !at_start) return;
+  unconfigured_detail_ = detail;
+  api_->SetUnconfigured(detail.empty() ? std::string() : "usersd is not configured", detail);
+  if (!detail.empty()) {
+    LogWarn("usersd is not configured: it contacts nothing and refuses every request", {{"fix", detail}});
+  } else if (!at_start) {
+    LogInfo("usersd is configured: contacting WorkOS");
+  }
+}
+
+void App::WakeSync() {
+  if (stopping_) return;
+  if (outbox_) outbox_->Kick();
+  if (events_) events_->PollNow([](Status) {});
+  if (reconciler_) reconciler_->RetryNow();
 }
 
 void App::Stop() {

@@ -80,6 +80,13 @@ class App {
   std::function<void()> KickOutbox();
   void BackfillStep(std::string after, size_t queued_so_far);
   void Notify(const std::string& state);
+  // Works out whether auth.client_id and the API key are set and tells the
+  // application socket (an unconfigured daemon refuses every request, naming
+  // what to set); logs the change, and at start logs when unconfigured.
+  void ApplyConfiguredState(bool at_start);
+  // Wakes the outbox, the events poller and a waiting reconciliation, e.g.
+  // when WorkOS takes the API key again.
+  void WakeSync();
 
   config::Config cfg_;
   std::string config_path_;
@@ -112,6 +119,7 @@ class App {
   int64_t stop_deadline_ms_ = 0;
   int64_t started_at_ms_ = 0;
   int exit_code_ = 0;
+  std::string unconfigured_detail_;  // what to set, or "" when configured
 };
 
 }  // namespace usersd::daemon

@@ -112,6 +112,12 @@ void UsersApi::Dispatch(const ipc::Request& request, ipc::Responder responder) {
       responder.Reply(r.raw.empty() ? ipc::Outcome::Success(std::move(r.value)) : ipc::Outcome::SuccessRaw(std::move(r.raw)));
     else responder.Reply(ToOutcome(r));
   };
+  if (!unconfigured_message_.empty()) {
+    OpResult r = OpResult::Internal(unconfigured_detail_);
+    r.message = unconfigured_message_;
+    finish(std::move(r));
+    return;
+  }
   // Only the methods that read a payload copy it.
   Json payload = (m == Method::kUpdate || m == Method::kDelete) ? request.payload : Json();
   auth_->Authenticate(request.Header("authorization"),

@@ -35,6 +35,14 @@ class UsersApi : public ipc::Dispatcher {
   // usersd_token_failures_total in `metrics`.
   UsersApi(auth::Authenticator* auth, UsersService* service, Metrics* metrics, const Clock& clock);
   void Dispatch(const ipc::Request& request, ipc::Responder responder) override;
+  // While `message` is not empty, every request for one of the five methods
+  // is answered with InternalServerError {message, detail} before its token
+  // is looked at (an unconfigured daemon, SPEC 4: `detail` names the file
+  // and keys to set). Unknown methods keep their ValidationError.
+  void SetUnconfigured(std::string message, std::string detail) {
+    unconfigured_message_ = std::move(message);
+    unconfigured_detail_ = std::move(detail);
+  }
   std::unique_ptr<ipc::ConnectionState> NewConnectionState() override;
 
  private:
@@ -50,6 +58,7 @@ class UsersApi : public ipc::Dispatcher {
   // requests by [method][outcome kind], durations by [method].
   std::atomic<uint64_t>* requests_[kNumMethods][OpResult::kNumKinds] = {};
   Metrics::Hist* durations_[kNumMethods] = {};
+  std::string unconfigured_message_, unconfigured_detail_;
   // The last refused-issuer log line (loop thread).
   std::string last_bad_issuer_;
   int64_t last_bad_issuer_log_ms_ = 0;

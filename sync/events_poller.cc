@@ -20,6 +20,8 @@ namespace {
 // Persisting the caught-up time costs a commit; after an empty poll it is
 // written only when the stored one is older than this.
 constexpr int64_t kCaughtUpPersistMs = 3600 * 1000;
+// The longest wait between two polls while WorkOS refuses the API key.
+constexpr int64_t kUnauthorizedMaxWaitMs = 300 * 1000;
 
 // A user event to apply.
 struct Event {
@@ -80,6 +82,8 @@ struct EventsPoller::Impl {
   std::optional<std::string> cursor;
   int64_t range_start_ms = 0;
   int64_t caught_up_persisted_ms = 0;
+  uint32_t unauthorized_polls = 0;  // polls in a row that WorkOS answered 401/403
+  bool logged_skip = false;         // the range_start skip was logged (once per process)
   EventsStats stats;
 
   void Load() {
@@ -96,11 +100,28 @@ struct EventsPoller::Impl {
     caught_up_persisted_ms = MetaInt(*txn, kMetaEventsCaughtUpAt).value_or(0);
     // Before the first caught-up poll, the feed position is as old as where
     // it starts: the cursor event, or range_start.
-    stats.caught_up_ms = caught_up_persisted_ms ? caught_up_persisted_ms
-                                                : (cursor && stats.cursor_at_ms ? stats.cursor_at_ms : range_start_ms);
+    // A cursor taken from events before range_start (a server that ignores
+    // range_start, see OnPage) stands for range_start, not for its own time.
+    stats.caught_up_ms =
+        caught_up_persisted_ms
+            ? caught_up_persisted_ms
+            : (cursor && stats.cursor_at_ms ? std::max(stats.cursor_at_ms, range_start_ms) : range_start_ms);
   }
 
-  void ArmNextPoll() { Arm(PollDelayMs(opt.poll_seconds, opt.random ? opt.random() : 0.0)); }
+  void ArmNextPoll() {
+    int64_t delay = PollDelayMs(opt.poll_seconds, opt.random ? opt.random() : 0.0);
+    // While WorkOS refuses the API key, each refused poll doubles the wait
+    // (from the poll interval, at least a second, up to 5 minutes); the
+    // first accepted answer ends it, and App wakes the poller when another
+    // request finds the key accepted again.
+    if (unauthorized_polls > 0) {
+      int64_t wait = std::max<int64_t>(delay, 1000);
+      for (uint32_t i = 0; i < unauthorized_polls && wait < kUnauthorizedMaxWaitMs; ++i) wait *= 2;
+      delay = std::min(wait, kUnauthorizedMaxWaitMs);
+    }
+    stats.next_poll_delay_ms = delay;
+    Arm(delay);
+  }
 
   void Arm(int64_t delay_ms) {
     if (!timer_open || closed) return;
@@ -172,6 +193,14 @@ struct EventsPoller::Impl {
 
   void OnPage(HttpResponse&& r, bool with_cursor) {
     if (closed || r.cancelled) return Finish(Status::Unavailable("shutting down"));
+    if (IsUnauthorized(r)) {
+      // Not a cursor problem: the key. WorkosClient logs it (once a minute);
+      // the next poll waits longer (ArmNextPoll).
+      ++unauthorized_polls;
+      return Finish(Status::Unavailable("WorkOS refuses the API key (HTTP " + std::to_string(r.status) + ")"),
+                    /*quiet=*/true);
+    }
+    unauthorized_polls = 0;
     if (r.status != 200) {
       bool rejected = with_cursor && (r.status == 400 || r.status == 404 || r.status == 410 || r.status == 422);
       if (rejected) {
@@ -201,18 +230,53 @@ struct EventsPoller::Impl {
     }
     for (const auto& ev : page->events) stats.newest_seen_ms = std::max(stats.newest_seen_ms, ev.pos.at_ms);
     const bool had_events = !page->events.empty();
+    const std::optional<FeedPos> page_last =
+        had_events ? std::optional<FeedPos>(page->events.back().pos) : std::nullopt;
+    const bool newest_first = page->newest_first;
+    const bool full = page_size >= static_cast<size_t>(kPageLimit);
+    const bool shows_cursor = cursor && std::any_of(page->events.begin(), page->events.end(),
+                                                    [&](const FeedEvent& ev) { return ev.pos.id == *cursor; });
 
     // Keep what is newer than the feed position.
     const std::optional<FeedPos> floor =
         cursor ? std::optional<FeedPos>(FeedPos{stats.cursor_at_ms, *cursor}) : std::nullopt;
     uint64_t behind = 0;
     std::vector<FeedEvent> ahead = EventsAfter(std::move(page->events), floor, range_start_ms, &behind);
+    // A cursor taken from a page of events before range_start (SkipTo) is
+    // itself before range_start: what follows it up to range_start is
+    // skipped too, until the position reaches range_start.
+    const bool before_start = !cursor || stats.cursor_at_ms < range_start_ms;
+    if (cursor && before_start) {
+      auto old = std::remove_if(ahead.begin(), ahead.end(),
+                                [&](const FeedEvent& ev) { return ev.pos.at_ms < range_start_ms; });
+      behind += static_cast<uint64_t>(ahead.end() - old);
+      ahead.erase(old, ahead.end());
+    }
     stats.behind_cursor += behind;
     uint64_t ignored = page->unreadable;
     if (ahead.empty()) {
       stats.ignored += ignored;
       if (!had_events) {
         // Caught up.
+        stats.stuck = false;
+        return CaughtUp();
+      }
+      if (before_start) {
+        // No position yet (or one still before range_start), and every event
+        // of the page is before range_start:
+        // a server that ignores range_start serves the feed from its start.
+        // Nothing here is to be applied, so the page's last event becomes the
+        // position and reading goes on from there (SPEC 4); waiting would get
+        // the same page back forever.
+        return SkipTo(*page_last, full, behind);
+      }
+      // Every event is at or before the cursor. Stuck when the feed cannot
+      // move: a full page (what comes after it is never served), a page that
+      // came newest first, or one without the cursor event (`after` walking
+      // to older events, as `order=desc` does). A short oldest-first page
+      // that still shows the cursor event is a server that ignores `after`
+      // with nothing new yet: a new event would be on that page.
+      if (!full && !newest_first && shows_cursor) {
         stats.stuck = false;
         return CaughtUp();
       }
@@ -234,7 +298,6 @@ struct EventsPoller::Impl {
 
     int64_t now = clock.NowMs();
     auto outcome = std::make_shared<PageOutcome>();
-    const bool full = page_size >= static_cast<size_t>(kPageLimit);
     const size_t page_events = events.size();
     writer->Submit(
         [events = std::move(events), new_pos, now, outcome, full, sync = opt.sync](WriteTxn& t) -> Status {
@@ -290,6 +353,38 @@ struct EventsPoller::Impl {
         });
   }
 
+  // Moves the position to `pos` without applying anything (a page of events
+  // before range_start), in one transaction; then reads the next page, or,
+  // after a short page, counts the feed as read to its end.
+  void SkipTo(const FeedPos& pos, bool full, uint64_t skipped) {
+    if (!logged_skip) {
+      logged_skip = true;
+      LogInfo(
+          "events: the server sent events from before range_start (it ignores range_start); skipping them",
+          {{"range_start", FormatIso8601Ms(range_start_ms)}, {"through", pos.id}, {"events", std::to_string(skipped)}});
+    }
+    int64_t now = clock.NowMs();
+    writer->Submit(
+        [pos, full, now](WriteTxn& t) -> Status {
+          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursor, pos.id));
+          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursorAt, std::to_string(pos.at_ms)));
+          if (!full) USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCaughtUpAt, std::to_string(now)));
+          return Status::Ok();
+        },
+        [this, alive = alive, pos, full, now](Status st) {
+          if (!*alive) return;
+          if (closed) return Finish(Status::Unavailable("shutting down"));
+          if (!st.ok()) return Finish(st);
+          cursor = pos.id;
+          stats.cursor_at_ms = pos.at_ms;
+          stats.stuck = false;
+          if (full) return FetchPage();
+          caught_up_persisted_ms = now;
+          stats.caught_up_ms = now;
+          Finish(Status::Ok());
+        });
+  }
+
   // An empty page: the feed is read to its end. The time is persisted now
   // and then (it decides whether a restart much later must reconcile).
   void CaughtUp() {
@@ -304,7 +399,7 @@ struct EventsPoller::Impl {
                    });
   }
 
-  void Finish(Status st) {
+  void Finish(Status st, bool quiet = false) {
     polling = false;
     if (st.ok()) {
       stats.last_success_ms = clock.NowMs();
@@ -313,7 +408,12 @@ struct EventsPoller::Impl {
                                      {"stuck", stats.stuck ? "true" : "false"}});
     } else {
       ++stats.failures;
-      if (!closed) LogWarn("events poll failed", {{"error", st.ToString()}});
+      if (closed) {
+      } else if (quiet) {
+        LogDebug("events poll failed", {{"error", st.ToString()}});
+      } else {
+        LogWarn("events poll failed", {{"error", st.ToString()}});
+      }
     }
     auto w = std::move(waiting);
     waiting.clear();

@@ -14,7 +14,11 @@
 //   - the page is sorted by (created_at, id) and applied oldest first; a page
 //     that came back newest first is logged (once) and counted;
 //   - events at or before the cursor (by created_at, then id) are skipped,
-//     and so are events before range_start when there is no cursor;
+//     and so are events before range_start when there is no cursor; a page
+//     of nothing but such events while there is no cursor (a server that
+//     ignores range_start) moves the cursor to its last event, and reading
+//     goes on, so a fresh store or a finished reconciliation is not stuck
+//     behind an old history;
 //   - each event carries the whole user, so of several events of one user in
 //     a page only the last is applied, and domain/remote_user.h refuses a
 //     user state older than the one the record already shows.
@@ -23,10 +27,18 @@
 // half-applies a page. What an event does to a record is decided by
 // domain/user_mutations.h (ApplyRemoteUser / ApplyRemoteDelete).
 //
-// Stuck and old cursors. A page that had events but none newer than the
-// cursor means the server is not serving the feed in the order asked:
-// stats().stuck turns true (logged once per episode, exported as
-// usersd_events_stuck) until a poll moves the cursor or comes back empty.
+// Stuck and old cursors. "Stuck" means the feed cannot move, never "nothing
+// new yet": a page that had events but none newer than the cursor, and was
+// full, came newest first or did not show the cursor event (the server
+// ignores `after` or `order`, so what is newer is never served), turns
+// stats().stuck true (logged once per episode, exported as
+// usersd_events_stuck) until a poll moves the cursor or reaches the end of
+// the feed. A short oldest-first page that shows the cursor event and nothing
+// after it is a server that ignores `after` with nothing new: caught up.
+//
+// A refused API key (401, 403) fails the poll quietly (WorkosClient logs it
+// once a minute) and doubles the wait before the next one, from the poll
+// interval up to 5 minutes, until an accepted answer.
 // When the last poll that reached the end of the feed is older than
 // max_cursor_age_ms (events are kept for a limited time), or the server
 // rejects the cursor (400, 404, 410 or 422 to a request with `after`), the
@@ -81,6 +93,7 @@ struct EventsStats {
   int64_t cursor_at_ms = 0;       // created_at of the cursor event (0: none)
   int64_t newest_seen_ms = 0;     // newest created_at any page showed
   int64_t caught_up_ms = 0;       // last poll that reached the end of the feed
+  int64_t next_poll_delay_ms = 0;  // the wait armed after the last poll (longer while the key is refused)
 };
 
 struct EventsOptions {

@@ -75,6 +75,12 @@ void JwksManager::Refresh(std::function<void(Status)> done) {
     done(Status::Unavailable("no JWKS URL configured"));
     return;
   }
+  // An unconfigured daemon contacts nothing (SPEC 4); the App refreshes once
+  // a reload completes the configuration.
+  if (!workos_->Configured()) {
+    done(Status::Unavailable("WorkOS is not configured"));
+    return;
+  }
   waiting_.push_back(std::move(done));
   if (fetching_) return;  // joins the fetch under way
   fetching_ = true;

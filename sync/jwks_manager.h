@@ -4,8 +4,10 @@
 // cached in the store, so a restart while offline still verifies. Then the
 // URL (auth.jwks_url, default {workos.base_url}/sso/jwks/{client_id}) is
 // fetched now, every auth.jwks_refresh_seconds, and on demand when a token
-// names an unknown kid (the Authenticator rate-limits those). A fetched set
-// is persisted in the store's meta table through the Writer.
+// names an unknown kid (the Authenticator rate-limits those), but never
+// while the WorkOS client is unconfigured (auth.client_id or the API key
+// unset: such a daemon contacts nothing). A fetched set is persisted in the
+// store's meta table through the Writer.
 //
 // Loop thread only. Owns one uv_timer_t; Close() before destruction.
 #pragma once

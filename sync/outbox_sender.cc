@@ -48,6 +48,7 @@ bool UpstreamDown(const HttpResponse& r) {
 
 std::string Describe(const HttpResponse& r) {
   std::string s;
+  if (IsUnauthorized(r)) return "WorkOS refuses the API key (HTTP " + std::to_string(r.status) + ")";
   if (r.status == 0) {
     s = r.timed_out ? "timeout: " : "transport: ";
     s += r.error;
@@ -62,7 +63,7 @@ std::string Describe(const HttpResponse& r) {
 // Neither heals by itself, but neither is the change's fault: the job waits
 // (backoff, the whole sender paused) instead of going to the dead letters.
 bool KeyRefused(const HttpResponse& r) {
-  return r.status == 401 || r.status == 403;
+  return IsUnauthorized(r);
 }
 
 }  // namespace
@@ -916,6 +917,9 @@ void OutboxSender::Start() {
 void OutboxSender::Kick() {
   Impl& m = *impl_;
   if (m.closed || !m.started) return;
+  // The daemon kicks when WorkOS accepts the key again or a reload brought
+  // another key: a pause for a refused key ends with a probe at once.
+  if (m.paused && m.pause_for_key) m.pause_until = std::min(m.pause_until, m.clock.NowMs());
   m.kick_pending = true;
   m.Arm(m.clock.NowMs());
 }

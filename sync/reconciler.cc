@@ -102,6 +102,7 @@ struct Reconciler::Impl {
   int64_t auto_wait_ms = 0;     // the wait after the last failed run (0: the last run did not fail)
   int64_t auto_not_before = 0;  // monotonic; automatic triggers wait until then
   uint64_t runs_completed = 0, runs_failed = 0;
+  bool failed_on_key = false;  // the last run failed on a refused API key (401, 403)
 
   // ---------------------------------------------------------------- timer
 
@@ -141,6 +142,7 @@ struct Reconciler::Impl {
     next.started_at_ms = clock.NowMs();
     run = next;
     backoff_ms = 0;
+    failed_on_key = false;
     LogInfo("reconcile: listing every WorkOS user", {{"reason", reason}, {"run", std::to_string(run.run_id)}});
     Persist(run, [this] { Step(); });
     return run.run_id;
@@ -197,6 +199,35 @@ struct Reconciler::Impl {
     return true;
   }
 
+  // What a failed request says in last_error. A refused key (401, 403) is
+  // named as such, and remembered: the run's failure is then the key's, and
+  // RetryNow() lifts the wait it caused once WorkOS takes the key again.
+  std::string Refusal(const HttpResponse& r) {
+    if (IsUnauthorized(r)) {
+      failed_on_key = true;
+      return "WorkOS refuses the API key (HTTP " + std::to_string(r.status) + ") " + r.body.substr(0, 200);
+    }
+    return (r.status == 0 ? r.error : "HTTP " + std::to_string(r.status)) + " " + r.body.substr(0, 200);
+  }
+
+  void RetryNow() {
+    if (closed) return;
+    if (run.running) {
+      if (step_in_flight) return;
+      retry_at_ms = 0;
+      backoff_ms = 0;
+      Arm(0);
+      return;
+    }
+    if (failed_on_key) {
+      // The last run failed only because of the key: automatic triggers need
+      // not wait out its backoff now that the key works.
+      failed_on_key = false;
+      auto_not_before = 0;
+      Arm(0);
+    }
+  }
+
   // The next request or batch, paced.
   void Step() {
     if (closed || !run.running || step_in_flight) return;
@@ -219,8 +250,7 @@ struct Reconciler::Impl {
     if (closed || r.cancelled) return;
     if (r.status != 200) {
       if (RetryLater(r, "list request")) return;
-      std::string what = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
-      return Fail("listing users failed: " + what + " " + r.body.substr(0, 200));
+      return Fail("listing users failed: " + Refusal(r));
     }
     auto page = ParseUsersPage(r.body);
     if (!page.ok()) return Fail(page.status().message());
@@ -349,8 +379,7 @@ struct Reconciler::Impl {
         }
       } else if (r.status != 404) {
         if (RetryLater(r, "confirming a user")) return;
-        std::string what = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
-        return Fail("confirming " + workos_id + " failed: " + what + " " + r.body.substr(0, 200));
+        return Fail("confirming " + workos_id + " failed: " + Refusal(r));
       }
       backoff_ms = 0;
       RunState next = run;
@@ -468,6 +497,9 @@ struct Reconciler::Impl {
       if (r.status == 200) {
         profile = ParseWorkosUser(Json::parse(r.body, nullptr, false));
         if (!profile || profile->workos_id.empty()) return done(Status::Internal("WorkOS returned an unreadable user"));
+      } else if (IsUnauthorized(r)) {
+        return done(Status::Unavailable("WorkOS refuses the API key (HTTP " + std::to_string(r.status) +
+                                        "); usersctl status shows where the key comes from"));
       } else if (r.status != 404) {
         return done(Status::Unavailable(r.status == 0 ? "WorkOS unreachable: " + r.error
                                                       : "WorkOS answered HTTP " + std::to_string(r.status)));
@@ -554,6 +586,10 @@ bool Reconciler::running() const {
 
 void Reconciler::SetOptions(ReconcileOptions options) {
   impl_->opt = options;
+}
+
+void Reconciler::RetryNow() {
+  impl_->RetryNow();
 }
 
 void Reconciler::Close() {

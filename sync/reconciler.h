@@ -26,11 +26,14 @@
 // GETs) start at most requests_per_second;
 // a retryable failure (transport, 408, 429, 5xx) waits with exponential
 // backoff (honouring Retry-After) and retries the same page; another answer
-// ends the run with last_error. After a failed run the automatic triggers
+// ends the run with last_error, a refused API key (401, 403) included, named
+// as such ("WorkOS refuses the API key (HTTP 401) ..."). After a failed run the automatic triggers
 // (the poller's, the timer's) wait: 1 minute after the first failure,
 // doubling up to 1 hour, reset by a completed run, so a key without the
 // permission or a broken proxy costs WorkOS one list request per wait, not
-// one per poll; an admin request starts at once. The next run starts over.
+// one per poll; an admin request starts at once. RetryNow() (the daemon calls
+// it when WorkOS takes the API key again) lifts that wait when the failure
+// was the key's. The next run starts over.
 // The run's state (phase, position, counters) is committed with every page
 // and every sweep batch (meta "reconcile"), and which WorkOS users the
 // listing showed is recorded per user (meta "rcs:{workosId}" = run id), so a
@@ -130,6 +133,10 @@ class Reconciler {
   // One user by WorkOS id.
   void ResyncOne(const std::string& workos_id, std::function<void(Result<ResyncResult>)> done);
   bool running() const;
+  // WorkOS answers again, or takes the API key again: a running run's
+  // request waiting for a retry goes now, and when the last run failed on a
+  // refused key, automatic triggers no longer wait for the failed-run backoff.
+  void RetryNow();
   void SetOptions(ReconcileOptions options);
   void Close();
   ReconcileStatus status() const;

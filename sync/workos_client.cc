@@ -10,6 +10,7 @@ const char* UpstreamStateName(UpstreamState s) {
     case UpstreamState::kUnconfigured: return "unconfigured";
     case UpstreamState::kOnline: return "online";
     case UpstreamState::kOffline: return "offline";
+    case UpstreamState::kUnauthorized: return "unauthorized";
   }
   return "unconfigured";
 }
@@ -17,6 +18,10 @@ const char* UpstreamStateName(UpstreamState s) {
 bool IsRetryable(const HttpResponse& r) {
   if (r.status == 0) return true;
   return r.status == 408 || r.status == 429 || r.status >= 500;
+}
+
+bool IsUnauthorized(const HttpResponse& r) {
+  return r.status == 401 || r.status == 403;
 }
 
 std::string EncodePathSegment(std::string_view s) {
@@ -40,11 +45,11 @@ WorkosClient::WorkosClient(HttpClient* http, const Clock& clock, WorkosOptions o
 
 UpstreamState WorkosClient::state() const {
   if (!Configured()) return UpstreamState::kUnconfigured;
-  return offline_ ? UpstreamState::kOffline : UpstreamState::kOnline;
+  return answered_;
 }
 
 bool WorkosClient::Offline() const {
-  if (!offline_) return false;
+  if (answered_ == UpstreamState::kOnline) return false;
   // Let one live attempt through per probe interval.
   int64_t now = clock_.MonotonicMs();
   if (now - last_probe_ms_ >= options_.offline_probe_interval_ms) {
@@ -54,23 +59,51 @@ bool WorkosClient::Offline() const {
   return true;
 }
 
-void WorkosClient::SetOptions(WorkosOptions options) { options_ = std::move(options); }
+void WorkosClient::SetOptions(WorkosOptions options) {
+  if (options.api_key != options_.api_key) last_unauthorized_log_ms_ = 0;
+  options_ = std::move(options);
+}
 
 void WorkosClient::Observe(const HttpResponse& r) {
   // Neither says anything about WorkOS: nothing was sent.
   if (r.cancelled || r.queue_full) return;
-  bool down = r.status == 0 || r.status == 429 || r.status >= 500;
-  if (down && !offline_) {
-    offline_ = true;
-    since_ms_ = clock_.NowMs();
-    last_probe_ms_ = clock_.MonotonicMs();
+  answered_once_ = true;
+  UpstreamState now_state = UpstreamState::kOnline;
+  if (r.status == 0 || r.status == 429 || r.status >= 500) now_state = UpstreamState::kOffline;
+  else if (IsUnauthorized(r)) now_state = UpstreamState::kUnauthorized;
+  const UpstreamState before = answered_;
+  const int64_t mono = clock_.MonotonicMs();
+  if (now_state == UpstreamState::kUnauthorized) {
+    unauthorized_detail_ = "HTTP " + std::to_string(r.status);
+    if (!r.body.empty()) unauthorized_detail_ += ": " + r.body.substr(0, 200);
+    // Once when it starts, then at most once a minute while it lasts: each
+    // worker backs off on its own, but together they would still repeat it.
+    if (before != UpstreamState::kUnauthorized || last_unauthorized_log_ms_ == 0 ||
+        mono - last_unauthorized_log_ms_ >= options_.unauthorized_log_interval_ms) {
+      last_unauthorized_log_ms_ = mono;
+      LogWarn("WorkOS refuses the API key; sync waits and retries until the key is accepted",
+              {{"status", std::to_string(r.status)},
+               {"key_source", options_.api_key_source},
+               {"fix", options_.api_key_advice}});
+    }
+  } else {
+    unauthorized_detail_.clear();
+    last_unauthorized_log_ms_ = 0;
+  }
+  if (now_state == before) return;
+  answered_ = now_state;
+  since_ms_ = clock_.NowMs();
+  if (now_state == UpstreamState::kOffline) {
+    last_probe_ms_ = mono;
     LogWarn("WorkOS is unreachable; continuing offline",
             {{"status", std::to_string(r.status)}, {"error", r.status == 0 ? r.error : std::string()}});
-  } else if (!down && offline_) {
-    offline_ = false;
-    since_ms_ = clock_.NowMs();
-    LogInfo("WorkOS is reachable again");
+  } else if (now_state == UpstreamState::kOnline) {
+    LogInfo(before == UpstreamState::kUnauthorized ? "WorkOS accepts the API key again" : "WorkOS is reachable again",
+            {{"key_source", options_.api_key_source}});
+  } else {
+    last_probe_ms_ = mono;
   }
+  if (on_state_change_) on_state_change_(before);
 }
 
 void WorkosClient::Call(const std::string& method, const std::string& path, std::string body, HttpCallback cb,
@@ -120,7 +153,9 @@ void WorkosClient::GetUser(const std::string& workos_id, std::function<void(GetR
       }
     } else if (r.status == 404) {
       out.outcome = Outcome::kNotFound;
-    } else if (IsRetryable(r)) {
+    } else if (IsRetryable(r) || IsUnauthorized(r)) {
+      // A refused key is not the user's fault: the request path serves as
+      // if WorkOS were away, and the fill-in waits for a working key.
       out.outcome = Outcome::kUnreachable;
       out.error = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
     } else {
@@ -179,8 +214,15 @@ void WorkosClient::Fetch(const std::string& url, HttpCallback cb) {
 }
 
 void WorkosClient::ExportMetrics(Metrics& m) const {
+  const UpstreamState s = state();
   m.Describe("usersd_upstream_online", "gauge", "1 when WorkOS answers, 0 when offline.");
-  m.Set("usersd_upstream_online", {}, state() == UpstreamState::kOffline ? 0.0 : 1.0);
+  m.Set("usersd_upstream_online", {}, s == UpstreamState::kOffline ? 0.0 : 1.0);
+  m.Describe("usersd_upstream_state", "gauge",
+             "1 for the upstream state usersd is in (online, offline, unauthorized, unconfigured), 0 for the others.");
+  for (UpstreamState each :
+       {UpstreamState::kOnline, UpstreamState::kOffline, UpstreamState::kUnauthorized, UpstreamState::kUnconfigured}) {
+    m.Set("usersd_upstream_state", {{"state", UpstreamStateName(each)}}, each == s ? 1.0 : 0.0);
+  }
   m.Describe("usersd_workos_reads_merged_total", "counter",
              "Request-path WorkOS reads of a user that joined one already in flight.");
   m.Set("usersd_workos_reads_merged_total", {}, static_cast<double>(reads_merged_));

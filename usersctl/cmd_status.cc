@@ -31,8 +31,13 @@ int CmdStatus(Client& c, const Options& o, const Words& rest) {
   line("dead letters", Str(s["deadLetters"]));
   const Json& up = s["upstream"];
   std::string upstream = up.value("state", "?");
-  if (!up["since"].is_null()) upstream += " since " + up["since"].get<std::string>();
+  if (up.contains("since") && !up["since"].is_null()) upstream += " since " + up["since"].get<std::string>();
   line("upstream", upstream);
+  // Why, when it needs an operator: what to set (unconfigured) or where the
+  // refused key comes from and what to do (unauthorized).
+  if (up.contains("detail") && up["detail"].is_string()) line("", up["detail"].get<std::string>());
+  if (up.value("state", "") == "unauthorized" && up.contains("keySource") && up["keySource"].is_string())
+    line("", "key from " + up["keySource"].get<std::string>());
   line("events cursor", Str(s["eventsCursor"]));
   // How the feed is read, from daemons that report it: the last good poll,
   // how long ago the feed was last read to its end, and a stuck feed.
@@ -64,7 +69,7 @@ int CmdHealth(Client& c, const Options& o, const Words& rest) {
   }
   std::printf("health: %s\n", ok ? "ok" : "NOT OK");
   std::vector<std::vector<std::string>> rows;
-  for (const char* name : {"store", "writer", "jwks", "upstream", "outbox", "deadLetters"}) {
+  for (const char* name : {"configured", "store", "writer", "jwks", "upstream", "outbox", "deadLetters"}) {
     if (!h["checks"].contains(name)) continue;
     const Json& ch = h["checks"][name];
     std::string detail;
@@ -76,13 +81,15 @@ int CmdHealth(Client& c, const Options& o, const Words& rest) {
         detail += (detail.empty() ? "" : ", ") + k + "=" + Str(v);
       }
     }
-    bool advisory = std::string(name) != "store" && std::string(name) != "writer" && std::string(name) != "jwks";
+    bool advisory = std::string(name) != "store" && std::string(name) != "writer" && std::string(name) != "jwks" &&
+                    std::string(name) != "configured";
     std::string state = ch.value("ok", false) ? "ok" : (advisory ? "warn" : "FAIL");
     rows.push_back({std::string("  ") + name, state, detail});
   }
   for (const auto& [k, ch] : h["checks"].items()) {
     bool known = false;
-    for (const char* name : {"store", "writer", "jwks", "upstream", "outbox", "deadLetters"}) known |= k == name;
+    for (const char* name : {"configured", "store", "writer", "jwks", "upstream", "outbox", "deadLetters"})
+      known |= k == name;
     if (!known) rows.push_back({"  " + k, ch.value("ok", false) ? "ok" : "FAIL", ch.dump()});
   }
   PrintTable({"  CHECK", "STATE", "DETAIL"}, rows);

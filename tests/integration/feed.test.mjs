@@ -76,6 +76,35 @@ test('remote changes arrive from a server that lists newest first, on a fresh st
   assert.ok((await metric(env, 'usersd_events_applied_total{type="user.updated"}')) >= 1);
 });
 
+test('a fresh store reads on past 120 older events from a server that ignores range_start; the feed is not stuck', async (t) => {
+  // Issue 22: the first page held only events from before the store
+  // (range_start); they were skipped, the position never moved and the same
+  // page came back forever, so no remote change ever arrived.
+  const fake = await withFake({ t, eventsIgnoreRangeStart: true });
+  const old = [];
+  for (let i = 0; i < 120; i++) old.push({ email: `old-${i}-${process.pid}@example.com`, first_name: 'Old', last_name: 'L', emitEvent: true });
+  const seeded = await fake.createUsers(old);
+  await sleep(20);  // the store is created after these events
+  const daemon = await startDaemon({ fake, t, configExtra: CONFIG });
+  const admin = async (tag, payload) => call(daemon.adminPath, tag, payload);
+  const fresh = await fake.createUser({ email: `fresh-${process.pid}@example.com`, first_name: 'Fresh', last_name: 'L', emitEvent: true });
+  await waitFor(async () => (await admin('admin.users.get', { workosId: fresh.id })).exit._tag === 'Success', {
+    timeoutMs: 15000, what: 'the new user from the feed',
+  });
+  const status = ok(await admin('admin.status'));
+  assert.equal(status.events.stuck, false);
+  assert.ok(status.events.behindCursor >= 120);
+  // The older history was skipped, not applied.
+  assert.equal((await admin('admin.users.get', { workosId: seeded[0].id })).exit._tag, 'Failure');
+  // And the feed keeps moving.
+  await fake.createUser({ id: fresh.id, first_name: 'Fresher', emitEvent: true });
+  await waitFor(async () => ok(await admin('admin.users.get', { workosId: fresh.id })).firstName === 'Fresher', {
+    timeoutMs: 15000, what: 'a later change',
+  });
+  assert.equal(ok(await admin('admin.status')).events.stuck, false);
+  assert.match(daemon.logs(), /it ignores range_start/);
+});
+
 test('a server that ignores order cannot bring a deleted user back; the stuck feed is visible', async (t) => {
   // A server that always lists newest first, whatever `order` says.
   const env = await setup(t, { fake: { eventsIgnoreOrder: true, eventsDefaultOrder: 'desc' } });
@@ -310,6 +339,6 @@ test('tokens signed by a local WorkOS-compatible server verify with only base_ur
   const other = await env.fake.mintToken({ sub: u.workos.id, iss: 'https://issuer.example.com' });
   const exit = await env.conn.request('user.me', undefined, { token: other });
   assert.equal(exit.exit.cause.error._tag, 'UnauthorizedError');
-  assert.match(exit.exit.cause.error.detail, /issuer "https:\/\/issuer\.example\.com" is not accepted/);
+  assert.match(exit.exit.cause.error.detail, /issuer "https:\/\/issuer\.example\.com" is not accepted \(not in auth\.issuers\)/);
   await waitFor(() => /issuer not in auth.issuers/.test(env.daemon.logs()), { what: 'the log line' });
 });

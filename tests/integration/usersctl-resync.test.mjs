@@ -156,6 +156,13 @@ describe('usersctl users resync', () => {
     assert.equal(answer.reconcile.usersDeleted, 1);
     const gone = JSON.parse((await ctl(['--socket', d.adminPath, '--json', 'users', 'get', '--workos-id', b.id])).stdout);
     assert.ok(gone.deletedAt);
+    // Deleted in WorkOS and here: said so (issue 22; it was "unchanged").
+    const again = await ctl(['--socket', d.adminPath, 'users', 'resync', '--workos-id', b.id]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /^outcome +already_deleted\n/);
+    assert.match(again.stdout, /^deletedAt +\d{4}-/m);
+    const never = JSON.parse((await ctl(['--socket', d.adminPath, '--json', 'users', 'resync', '--workos-id', 'user_never_here'])).stdout);
+    assert.deepEqual([never.outcome, never.user, never.inWorkos], ['not_found_in_workos', null, false]);
   });
 
   test('one user: the outcome and the user; --json prints the answer as is', async () => {

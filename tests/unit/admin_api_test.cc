@@ -250,7 +250,9 @@ TEST_CASE("admin api: status has the SPEC shape", "[admin]") {
   CHECK(s["store"]["mapSizeBytes"].get<uint64_t>() >= s["store"]["sizeBytes"].get<uint64_t>());
   CHECK(s["outbox"] == Json{{"depth", 0}, {"oldestAgeSeconds", nullptr}});
   CHECK(s["deadLetters"] == 0);
-  CHECK(s["upstream"] == Json{{"state", "unconfigured"}, {"since", nullptr}});
+  CHECK(s["upstream"]["state"] == "unconfigured");
+  CHECK(s["upstream"]["since"].is_null());
+  CHECK(s["upstream"]["detail"].get<std::string>().find("set auth.client_id") != std::string::npos);
   CHECK(s["eventsCursor"].is_null());
   CHECK(s["jwks"] == Json{{"keys", 0}, {"ageSeconds", nullptr}});
 }
@@ -275,6 +277,55 @@ TEST_CASE("admin api: health reports each check; no JWKS key makes it not ok", "
   CHECK(h["checks"]["jwks"]["ok"] == false);
   CHECK(h["checks"]["upstream"]["ok"] == true);
   CHECK(h["checks"]["deadLetters"]["ok"] == true);
+  // Unconfigured: every application request is refused, so health fails,
+  // saying what to set.
+  CHECK(h["checks"]["configured"]["ok"] == false);
+  CHECK(h["checks"]["configured"]["detail"].get<std::string>().find("auth.client_id") != std::string::npos);
+}
+
+TEST_CASE("admin api: a refused API key shows as unauthorized in status, health and metrics, naming its source",
+          "[admin]") {
+  Rig rig;
+  rig.cfg.auth.client_id = "client_1";
+  rig.cfg.workos.api_key = "sk_revoked";
+  rig.cfg.workos.api_key_source = config::ApiKeySource::kFile;
+  rig.cfg.workos.api_key_source_path = "/etc/usersd/key";
+  sync::WorkosOptions o;
+  o.api_key = "sk_revoked";
+  o.client_id_set = true;
+  o.api_key_source = config::DescribeApiKeySource(rig.cfg, "/etc/usersd/usersd.yaml");
+  rig.workos->SetOptions(o);
+  Client c(rig);
+  Json s = Ok(c.Call("admin.status"));
+  CHECK(s["upstream"]["state"] == "online");
+  sync::HttpResponse refused;
+  refused.status = 401;
+  refused.body = R"({"code":"unauthorized","message":"Invalid API key"})";
+  rig.workos->Observe(refused);
+  s = Ok(c.Call("admin.status"));
+  CHECK(s["upstream"]["state"] == "unauthorized");
+  CHECK(s["upstream"]["keySource"] == "workos.api_key_file (/etc/usersd/key)");
+  std::string detail = s["upstream"]["detail"].get<std::string>();
+  CHECK(detail.find("HTTP 401") != std::string::npos);
+  CHECK(detail.find("/etc/usersd/key") != std::string::npos);
+  CHECK(detail.find("sk_revoked") == std::string::npos);
+  Json h = Ok(c.Call("admin.health"));
+  CHECK(h["checks"]["configured"]["ok"] == true);
+  CHECK(h["checks"]["upstream"]["ok"] == false);
+  CHECK(h["checks"]["upstream"]["state"] == "unauthorized");
+  CHECK(h["checks"]["upstream"]["detail"] == s["upstream"]["detail"]);
+  Metrics mine;  // the daemon adds the WorkOS client's series (App::RegisterMetrics)
+  rig.workos->ExportMetrics(mine);
+  std::string text = mine.Render();
+  CHECK(text.find("usersd_upstream_state{state=\"unauthorized\"} 1\n") != std::string::npos);
+  CHECK(text.find("usersd_upstream_state{state=\"online\"} 0\n") != std::string::npos);
+  // Any other answer means the key was taken.
+  sync::HttpResponse found;
+  found.status = 404;
+  rig.workos->Observe(found);
+  s = Ok(c.Call("admin.status"));
+  CHECK(s["upstream"]["state"] == "online");
+  CHECK_FALSE(s["upstream"].contains("detail"));
 }
 
 TEST_CASE("admin api: users.get finds by id, workosId and email; else UserNotFoundError", "[admin]") {

@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -168,7 +170,7 @@ void CheckDefaults(const Config& c) {
   CHECK(c.store.path == "/var/lib/usersd");
   CHECK(c.store.map_size_mib == 64);
   CHECK(c.store.max_map_size_mib == 65536);
-  CHECK(c.auth.client_id == "client_123");
+  CHECK_FALSE(c.auth.client_id.has_value());
   CHECK_FALSE(c.auth.jwks_url.has_value());
   CHECK_FALSE(c.auth.jwks_file.has_value());
   CHECK_FALSE(c.auth.issuers.has_value());
@@ -238,7 +240,7 @@ TEST_CASE("config: a file with every key sets every field", "[config]") {
   CHECK(c.store.path == "/tmp/u/store");
   CHECK(c.store.map_size_mib == 128);
   CHECK(c.store.max_map_size_mib == 1024);
-  CHECK(c.auth.client_id == "client_01HXYZ");
+  CHECK(c.auth.client_id == std::optional<std::string>("client_01HXYZ"));
   CHECK(c.auth.jwks_url == std::optional<std::string>("https://auth.example.com/jwks"));
   CHECK(c.auth.jwks_file == std::optional<std::string>("/etc/usersd/jwks.json"));
   CHECK(c.auth.issuers == std::optional<std::vector<std::string>>({"https://auth.example.com"}));
@@ -266,7 +268,7 @@ TEST_CASE("config: a file with every key sets every field", "[config]") {
   CHECK(c.log.format == "json");
   CHECK(c.metrics.textfile == std::optional<std::string>("/var/lib/node_exporter/usersd.prom"));
   CHECK(c.metrics.textfile_interval_seconds == 30);
-  CHECK(c.EffectiveJwksUrl() == "https://auth.example.com/jwks");
+  CHECK(c.EffectiveJwksUrl() == std::optional<std::string>("https://auth.example.com/jwks"));
   CHECK(c.EffectiveIssuers() == std::vector<std::string>{"https://auth.example.com"});
 
   // Every key differs from its default, so the diff must name all of them:
@@ -496,13 +498,14 @@ TEST_CASE("config: malformed input never throws", "[config]") {
 
 TEST_CASE("config: derived JWKS URL and issuers follow client_id and base_url", "[config]") {
   Config c;
-  CHECK(c.EffectiveJwksUrl() == "https://api.workos.com/sso/jwks/client_123");
+  c.auth.client_id = "client_123";
+  CHECK(c.EffectiveJwksUrl() == std::optional<std::string>("https://api.workos.com/sso/jwks/client_123"));
   CHECK(c.EffectiveIssuers() ==
         std::vector<std::string>{"https://api.workos.com", "https://api.workos.com/user_management/client_123"});
   Result<Config> r = ParseConfig("workos: {base_url: 'http://127.0.0.1:9000//'}\nauth: {client_id: client_X}\n");
   REQUIRE(r.ok());
   CHECK(r->workos.base_url == "http://127.0.0.1:9000");
-  CHECK(r->EffectiveJwksUrl() == "http://127.0.0.1:9000/sso/jwks/client_X");
+  CHECK(r->EffectiveJwksUrl() == std::optional<std::string>("http://127.0.0.1:9000/sso/jwks/client_X"));
   // A WorkOS-compatible server elsewhere signs with its own URL (SPEC 3).
   CHECK(r->EffectiveIssuers() ==
         std::vector<std::string>{"https://api.workos.com", "https://api.workos.com/user_management/client_X",
@@ -550,10 +553,11 @@ TEST_CASE("config: DiffReloadable separates runtime keys from restart keys", "[c
   b.socket.path = "/tmp/other.sock";
   b.workos.api_key = "sk_rotated";
   b.auth.algorithms = {"RS384"};
-  CHECK(DiffReloadable(a, b, &restart) ==
-        std::vector<std::string>{"auth.leeway_seconds", "outbox.max_backoff_ms", "log.level"});
-  CHECK(restart == std::vector<std::string>{"socket.path", "auth.algorithms", "workos.api_key"});
-  CHECK(DiffReloadable(a, b, nullptr).size() == 3);
+  CHECK(DiffReloadable(a, b, &restart) == std::vector<std::string>{"auth.algorithms", "auth.leeway_seconds",
+                                                                   "workos.api_key", "outbox.max_backoff_ms",
+                                                                   "log.level"});
+  CHECK(restart == std::vector<std::string>{"socket.path"});
+  CHECK(DiffReloadable(a, b, nullptr).size() == 5);
 
   // The reloadable set from the task: log, outbox, policy, provisioning,
   // metrics, the WorkOS client tuning and the JWKS timing.
@@ -561,14 +565,30 @@ TEST_CASE("config: DiffReloadable separates runtime keys from restart keys", "[c
   REQUIRE(full.ok());
   std::vector<std::string> full_restart;
   std::vector<std::string> reloadable = DiffReloadable(Config{}, *full, &full_restart);
-  CHECK(reloadable ==
-        std::vector<std::string>{"auth.leeway_seconds", "auth.require_exp", "auth.max_token_age_seconds",
-                                 "auth.jwks_refresh_seconds", "auth.jwks_min_refresh_seconds", "workos.timeout_ms",
-                                 "workos.max_concurrency", "workos.events_poll_seconds", "workos.max_queued_requests",
-                                 "outbox.initial_backoff_ms", "outbox.max_backoff_ms", "outbox.max_age_seconds",
-                                 "policy.org_admins_manage_members", "provisioning.jit", "log.level", "log.format",
-                                 "metrics.textfile", "metrics.textfile_interval_seconds"});
-  CHECK(full_restart.size() == 27);
+  CHECK(reloadable == std::vector<std::string>{"auth.issuers",
+                                               "auth.audience",
+                                               "auth.algorithms",
+                                               "auth.leeway_seconds",
+                                               "auth.require_exp",
+                                               "auth.max_token_age_seconds",
+                                               "auth.jwks_refresh_seconds",
+                                               "auth.jwks_min_refresh_seconds",
+                                               "workos.api_key",
+                                               "workos.api_key_file",
+                                               "workos.timeout_ms",
+                                               "workos.max_concurrency",
+                                               "workos.events_poll_seconds",
+                                               "workos.max_queued_requests",
+                                               "outbox.initial_backoff_ms",
+                                               "outbox.max_backoff_ms",
+                                               "outbox.max_age_seconds",
+                                               "policy.org_admins_manage_members",
+                                               "provisioning.jit",
+                                               "log.level",
+                                               "log.format",
+                                               "metrics.textfile",
+                                               "metrics.textfile_interval_seconds"});
+  CHECK(full_restart.size() == 22);
 }
 
 TEST_CASE("config: ToYaml round-trips through ParseConfig without the API key", "[config]") {
@@ -812,6 +832,215 @@ TEST_CASE("config: with scrub_env, WORKOS_API_KEY is overwritten and removed onc
   // The bytes the environment held are gone too (glibc keeps setenv's
   // buffer, so reading it here is safe).
   CHECK(std::string(value, 13).find("sk_env") == std::string::npos);
+}
+
+// Issue 22: admin.config.reload reported auth.audience, auth.issuers,
+// auth.algorithms and workos.api_key under needsRestart while the reload put
+// them in force at once. One table (Keys()) now drives both; this checks it
+// key by key: each changed alone, reloaded, and looked at in what the reload
+// puts in force.
+TEST_CASE("config: every key, changed alone and reloaded, is in force exactly when reported reloaded",
+          "[config][reload]") {
+  // A value for every key that differs from its default and is valid alone.
+  const std::map<std::string, std::string> changed = {
+      {"socket.path", "/tmp/x/other.sock"},
+      {"socket.mode", "\"0600\""},
+      {"socket.group", "wheel"},
+      {"socket.max_line_bytes", "2048"},
+      {"socket.max_connections", "10"},
+      {"socket.first_request_timeout_ms", "5000"},
+      {"socket.idle_timeout_ms", "60000"},
+      {"socket.max_buffered_bytes", "33554432"},
+      {"socket.max_connections_per_uid", "7"},
+      {"admin_socket.path", "/tmp/x/adm.sock"},
+      {"admin_socket.mode", "\"0640\""},
+      {"admin_socket.allowed_uids", "[1000]"},
+      {"admin_socket.allowed_gids", "[4]"},
+      {"admin_socket.backup_dir", "/tmp/x/backups"},
+      {"store.path", "/tmp/x/store"},
+      {"store.map_size_mib", "128"},
+      {"store.max_map_size_mib", "1024"},
+      {"auth.client_id", "client_changed"},
+      {"auth.jwks_url", "https://auth.example.com/jwks"},
+      {"auth.jwks_file", "/etc/usersd/jwks.json"},
+      {"auth.issuers", "[https://issuer.example.com]"},
+      {"auth.audience", "my-api"},
+      {"auth.algorithms", "[RS512]"},
+      {"auth.leeway_seconds", "5"},
+      {"auth.require_exp", "false"},
+      {"auth.max_token_age_seconds", "86400"},
+      {"auth.jwks_refresh_seconds", "600"},
+      {"auth.jwks_min_refresh_seconds", "60"},
+      {"workos.base_url", "http://127.0.0.1:8080"},
+      {"workos.api_key", "sk_test_changed"},
+      {"workos.api_key_file", "/etc/usersd/key"},
+      {"workos.timeout_ms", "2500"},
+      {"workos.max_concurrency", "2"},
+      {"workos.events_poll_seconds", "0"},
+      {"workos.requests_per_second", "5"},
+      {"workos.max_queued_requests", "3"},
+      {"workos.allow_insecure_http", "true"},
+      {"outbox.initial_backoff_ms", "50"},
+      {"outbox.max_backoff_ms", "5000"},
+      {"outbox.max_age_seconds", "3600"},
+      {"identity.namespace", "6ba7b810-9dad-11d1-80b4-00c04fd430c8"},
+      {"sync.metadata.enabled", "false"},
+      {"sync.metadata.prefix", "app_"},
+      {"sync.metadata.keys", "3"},
+      {"sync.metadata.read_first", "never"},
+      {"sync.reconcile.interval_hours", "0"},
+      {"sync.reconcile.max_cursor_age_days", "3"},
+      {"sync.reconcile.requests_per_second", "20"},
+      {"policy.org_admins_manage_members", "true"},
+      {"provisioning.jit", "false"},
+      {"log.level", "debug"},
+      {"log.format", "json"},
+      {"metrics.textfile", "/tmp/x.prom"},
+      {"metrics.textfile_interval_seconds", "30"},
+  };
+  // What needs a restart, and why (config.cc, above the table): sockets and
+  // the store are opened once; where keys come from is wired at start; ids
+  // and documents must stay those of the fleet.
+  const std::set<std::string> restart_only = {"socket.path",
+                                              "socket.mode",
+                                              "socket.group",
+                                              "socket.max_line_bytes",
+                                              "socket.max_connections",
+                                              "socket.first_request_timeout_ms",
+                                              "socket.idle_timeout_ms",
+                                              "socket.max_buffered_bytes",
+                                              "socket.max_connections_per_uid",
+                                              "admin_socket.path",
+                                              "admin_socket.mode",
+                                              "admin_socket.allowed_uids",
+                                              "admin_socket.allowed_gids",
+                                              "admin_socket.backup_dir",
+                                              "store.path",
+                                              "store.map_size_mib",
+                                              "store.max_map_size_mib",
+                                              "auth.client_id",
+                                              "auth.jwks_url",
+                                              "auth.jwks_file",
+                                              "workos.base_url",
+                                              "workos.allow_insecure_http",
+                                              "identity.namespace",
+                                              "sync.metadata.enabled",
+                                              "sync.metadata.prefix",
+                                              "sync.metadata.keys",
+                                              "sync.metadata.read_first"};
+
+  std::set<std::string> table;
+  for (const KeySpec& k : Keys()) table.insert(k.path);
+  std::set<std::string> tested;
+  for (const auto& [k, v] : changed) tested.insert(k);
+  CHECK(table == tested);  // a new key needs a value above
+
+  const Config running;
+  for (const KeySpec& key : Keys()) {
+    INFO("key: " << key.path);
+    REQUIRE(changed.count(key.path) == 1);
+    // "a.b.c: v" as nested YAML.
+    std::string yaml, indent;
+    std::string rest = key.path;
+    for (size_t dot; (dot = rest.find('.')) != std::string::npos; rest = rest.substr(dot + 1)) {
+      yaml += indent + rest.substr(0, dot) + ":\n";
+      indent += "  ";
+    }
+    yaml += indent + rest + ": " + changed.at(key.path) + "\n";
+    Result<Config> next = ParseConfig(yaml, "changed.yaml");
+    INFO(yaml << next.status().ToString());
+    REQUIRE(next.ok());
+    REQUIRE_FALSE(key.equal(running, *next));
+
+    ReloadPlan plan = PlanReload(running, *next);
+    const bool expect_reload = restart_only.count(key.path) == 0;
+    CHECK(key.reloadable == expect_reload);
+    CHECK(plan.reloaded == (expect_reload ? std::vector<std::string>{key.path} : std::vector<std::string>{}));
+    CHECK(plan.needs_restart == (expect_reload ? std::vector<std::string>{} : std::vector<std::string>{key.path}));
+    // In force after the reload: the new value when reported reloaded, the
+    // running one when reported as needing a restart; every other key as it was.
+    if (expect_reload) {
+      CHECK(key.equal(plan.applied, *next));
+    } else {
+      CHECK(key.equal(plan.applied, running));
+    }
+    for (const KeySpec& other : Keys()) {
+      if (std::string(other.path) == key.path) continue;
+      INFO("other key: " << other.path);
+      CHECK(other.equal(plan.applied, running));
+    }
+    // Reloading the same file again changes and reports nothing more.
+    ReloadPlan again = PlanReload(plan.applied, *next);
+    CHECK(again.reloaded.empty());
+    CHECK(again.needs_restart == plan.needs_restart);
+  }
+  // The four keys the issue names are reloadable now, and say so.
+  for (const char* k : {"auth.audience", "auth.issuers", "auth.algorithms", "workos.api_key"}) {
+    REQUIRE(FindKey(k) != nullptr);
+    CHECK(FindKey(k)->reloadable);
+  }
+  CHECK(FindKey("no.such.key") == nullptr);
+}
+
+TEST_CASE("config: a reloaded API key carries where it came from; one kept for a restart keeps its source",
+          "[config][reload][secrets]") {
+  Config running;
+  running.workos.api_key = "sk_old";
+  running.workos.api_key_source = ApiKeySource::kCredential;
+  running.workos.api_key_source_path = "/run/credentials/usersd.service/workos_api_key";
+  Config next = running;
+  next.workos.api_key = "sk_new";
+  next.workos.api_key_source = ApiKeySource::kFile;
+  next.workos.api_key_source_path = "/etc/usersd/key";
+  ReloadPlan plan = PlanReload(running, next);
+  CHECK(plan.reloaded == std::vector<std::string>{"workos.api_key"});
+  CHECK(plan.applied.workos.api_key == std::optional<std::string>("sk_new"));
+  CHECK(plan.applied.workos.api_key_source == ApiKeySource::kFile);
+  CHECK(DescribeApiKeySource(plan.applied, "/etc/usersd/usersd.yaml") == "workos.api_key_file (/etc/usersd/key)");
+  CHECK(ApiKeyAdvice(plan.applied, "/etc/usersd/usersd.yaml").find("reload") != std::string::npos);
+  CHECK(ApiKeyAdvice(running, "/etc/usersd/usersd.yaml").find("restart usersd") != std::string::npos);
+  CHECK(DescribeApiKeySource(running, "x").find("sk_") == std::string::npos);
+}
+
+TEST_CASE("config: an unset client id or API key is named, with the file, as what to set", "[config]") {
+  Config c;
+  CHECK_FALSE(c.auth.client_id.has_value());
+  CHECK_FALSE(c.EffectiveJwksUrl().has_value());
+  CHECK(c.EffectiveIssuers() == std::vector<std::string>{"https://api.workos.com"});
+  std::string both = UnconfiguredDetail(c, "/etc/usersd/usersd.yaml");
+  CHECK(both.find("auth.client_id in /etc/usersd/usersd.yaml") != std::string::npos);
+  CHECK(both.find("WorkOS API key") != std::string::npos);
+  c.auth.client_id = "client_1";
+  std::string key_only = UnconfiguredDetail(c, "/etc/usersd/usersd.yaml");
+  CHECK(key_only.find("auth.client_id") == std::string::npos);
+  CHECK(key_only.find("/etc/usersd/workos_api_key") != std::string::npos);
+  c.workos.api_key = "sk_1";
+  CHECK(UnconfiguredDetail(c, "/etc/usersd/usersd.yaml").empty());
+  c.auth.client_id.reset();
+  CHECK(UnconfiguredDetail(c, "/etc/usersd/usersd.yaml") ==
+        "set auth.client_id in /etc/usersd/usersd.yaml, then restart usersd");
+  // null is a valid value for it (the packaged file shows it).
+  Result<Config> r = ParseConfig("auth:\n  client_id: null\n");
+  REQUIRE(r.ok());
+  CHECK_FALSE(r->auth.client_id.has_value());
+}
+
+TEST_CASE("config: docs/CONFIGURATION.md says reload or restart for each key as the reload does", "[config][reload]") {
+  std::string docs = ReadText(std::string(USERSD_SOURCE_DIR) + "/docs/CONFIGURATION.md");
+  REQUIRE_FALSE(docs.empty());
+  for (const KeySpec& key : Keys()) {
+    INFO("key: " << key.path);
+    // | `key` | type | default | reload/restart | meaning |
+    size_t row = docs.find("\n| `" + std::string(key.path) + "` |");
+    REQUIRE(row != std::string::npos);
+    std::string line = docs.substr(row + 1, docs.find('\n', row + 1) - row - 1);
+    std::vector<std::string> cells;
+    for (size_t at = 0, bar; (bar = line.find(" | ", at)) != std::string::npos; at = bar + 3) {
+      cells.push_back(line.substr(at, bar - at));
+    }
+    REQUIRE(cells.size() >= 4);
+    CHECK(cells[3] == (key.reloadable ? "reload" : "restart"));
+  }
 }
 
 }  // namespace

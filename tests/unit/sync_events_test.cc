@@ -572,5 +572,105 @@ TEST_CASE("events: events are counted by type in the metrics", "[sync][events]")
   CHECK(text.find("usersd_events_applied_total{type=\"user.deleted\"} 1") != std::string::npos);
 }
 
+TEST_CASE("events: with no cursor, a server that ignores range_start does not leave the feed stuck behind old events",
+          "[sync][events]") {
+  // Issue 22: with 100 or more user events older than the store, the first
+  // page held only events before range_start; they were skipped, the cursor
+  // never moved and the same page came back forever (STUCK).
+  Rig rig;
+  rig.max_cursor_age_ms = 3 * 3600 * 1000;
+  const int64_t old_at = 1'700'000'000'000;
+  for (int i = 0; i < 150; ++i) {
+    std::string wid = "user_old" + std::to_string(i);
+    rig.feed.Add("user.created", WorkosUser(wid, wid + "@example.com", "Old", "L"), old_at + i);
+  }
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  const auto& calls = rig.base.workos.calls;
+  REQUIRE(calls.size() == 2);
+  CHECK(calls[0].range_start.has_value());
+  CHECK(calls[1].after == std::optional<std::string>("event_00000100"));  // read on after the skipped page
+  CHECK(rig.poller->cursor() == std::optional<std::string>("event_00000150"));
+  CHECK_FALSE(rig.poller->stats().stuck);
+  CHECK(rig.poller->stats().behind_cursor == 150);
+  CHECK(rig.poller->stats().applied == 0);
+  CHECK_FALSE(rig.ByWorkosId("user_old0"));
+
+  // The position survives a restart, and its age is counted from range_start
+  // (not from the skipped events' times): no reconciliation is asked for.
+  rig.Restart();
+  rig.feed.Add("user.created", WorkosUser("user_new", "new@example.com", "New", "L"));
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.reconcile_requests.empty());
+  REQUIRE(rig.ByWorkosId("user_new"));
+  CHECK(rig.poller->cursor() == std::optional<std::string>("event_00000151"));
+  CHECK_FALSE(rig.poller->stats().stuck);
+}
+
+TEST_CASE("events: a mixed first page applies only what is after range_start, then follows the cursor",
+          "[sync][events]") {
+  Rig rig;
+  for (int i = 0; i < 60; ++i) {
+    std::string wid = "user_old" + std::to_string(i);
+    rig.feed.Add("user.created", WorkosUser(wid, wid + "@example.com", "Old", "L"), 1'700'000'000'000 + i);
+  }
+  for (int i = 0; i < 60; ++i) {
+    std::string wid = "user_new" + std::to_string(i);
+    rig.feed.Add("user.created", WorkosUser(wid, wid + "@example.com", "New", "L"));
+  }
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.poller->stats().applied == 60);
+  CHECK(rig.poller->cursor() == std::optional<std::string>("event_00000120"));
+  CHECK_FALSE(rig.ByWorkosId("user_old59"));
+  CHECK(rig.ByWorkosId("user_new59"));
+}
+
+TEST_CASE("events: stuck means the feed cannot move, not that nothing is new", "[sync][events]") {
+  Rig rig;
+  rig.feed.ignore_after = true;  // a short history, served whole whatever `after` says
+  rig.feed.Add("user.created", WorkosUser("user_a", "a@example.com", "A", "L"));
+  rig.feed.Add("user.updated", WorkosUser("user_a", "a@example.com", "A2", "L"));
+  rig.Start();
+  REQUIRE(rig.Poll().ok());
+  REQUIRE(rig.Poll().ok());  // the same short page: nothing new yet, and a new event would be on it
+  CHECK_FALSE(rig.poller->stats().stuck);
+  rig.feed.Add("user.updated", WorkosUser("user_a", "a@example.com", "A3", "L"));
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.ByWorkosId("user_a")->first_name == "A3");
+  // A full page of old events: what is newer is never served.
+  for (int i = 0; i < 100; ++i) rig.feed.Add("user.updated", WorkosUser("user_a", "a@example.com", "A3", "L"));
+  REQUIRE(rig.Poll().ok());
+  rig.feed.Add("user.updated", WorkosUser("user_a", "a@example.com", "A4", "L"));
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.poller->stats().stuck);
+}
+
+TEST_CASE("events: a refused API key backs the polls off, quietly, until the key works", "[sync][events]") {
+  Rig rig;
+  rig.feed.Add("user.created", WorkosUser("user_a", "a@example.com", "A", "L"));
+  rig.base.workos.responder = [](const FakeWorkos::Call&) {
+    return Reply(401, R"({"code":"unauthorized","message":"Invalid API key"})");
+  };
+  rig.Start();
+  std::vector<int64_t> waits;
+  for (int i = 0; i < 10; ++i) {
+    CHECK_FALSE(rig.Poll().ok());
+    waits.push_back(rig.poller->stats().next_poll_delay_ms);
+  }
+  CHECK(waits == std::vector<int64_t>{2000, 4000, 8000, 16000, 32000, 64000, 128000, 256000, 300000, 300000});
+  CHECK(rig.base.workos.state() == UpstreamState::kUnauthorized);
+  CHECK(rig.reconcile_requests.empty());  // not mistaken for a rejected cursor
+  CHECK_FALSE(rig.poller->cursor());
+
+  // The key works again: the next poll reads the feed and the wait is the
+  // poll interval again.
+  rig.base.workos.responder = [&rig](const FakeWorkos::Call& c) { return rig.feed.Page(c); };
+  REQUIRE(rig.Poll().ok());
+  CHECK(rig.ByWorkosId("user_a"));
+  CHECK(rig.poller->stats().next_poll_delay_ms == PollDelayMs(0, 0.0));
+  CHECK(rig.base.workos.state() == UpstreamState::kOnline);
+}
+
 }  // namespace
 }  // namespace usersd::sync

@@ -44,7 +44,7 @@ inline HttpResponse Reply(int status, std::string body = "{}", std::optional<int
 // Every call is recorded and left pending until the test answers it, with
 // `responder` (default: 200 "{}") or an explicit response. Upstream state
 // follows WorkosClient's rule: offline after a transport error, 5xx or 429,
-// online after anything else.
+// unauthorized after 401 or 403, online after anything else.
 class FakeWorkos : public WorkosApi {
  public:
   struct Call {
@@ -59,7 +59,7 @@ class FakeWorkos : public WorkosApi {
   explicit FakeWorkos(const Clock& clock) : clock_(clock) {}
 
   bool Configured() const override { return configured; }
-  UpstreamState state() const override { return offline_ ? UpstreamState::kOffline : UpstreamState::kOnline; }
+  UpstreamState state() const override { return configured ? state_ : UpstreamState::kUnconfigured; }
   void PutUser(const std::string& id, const Json& fields, HttpCallback cb) override {
     Add({"PUT", id, fields, {}, {}, 0, clock_.NowMs()}, std::move(cb));
   }
@@ -84,7 +84,7 @@ class FakeWorkos : public WorkosApi {
       auto [call, cb] = std::move(pending_.front());
       pending_.pop_front();
       HttpResponse r = responder ? responder(call) : Reply(200);
-      offline_ = r.status == 0 || r.status == 429 || r.status >= 500;
+      Observe(r);
       cb(std::move(r));
     }
     return n;
@@ -94,7 +94,7 @@ class FakeWorkos : public WorkosApi {
     REQUIRE(!pending_.empty());
     auto [call, cb] = std::move(pending_.front());
     pending_.pop_front();
-    offline_ = r.status == 0 || r.status == 429 || r.status >= 500;
+    Observe(r);
     cb(std::move(r));
   }
   // Pending callbacks are dropped without running, as after a crash.
@@ -108,13 +108,18 @@ class FakeWorkos : public WorkosApi {
   std::vector<Call> calls;  // every call ever made, in order
 
  private:
+  void Observe(const HttpResponse& r) {
+    if (r.status == 0 || r.status == 429 || r.status >= 500) state_ = UpstreamState::kOffline;
+    else if (r.status == 401 || r.status == 403) state_ = UpstreamState::kUnauthorized;
+    else state_ = UpstreamState::kOnline;
+  }
   void Add(Call c, HttpCallback cb) {
     calls.push_back(c);
     pending_.emplace_back(std::move(c), std::move(cb));
   }
   const Clock& clock_;
   std::deque<std::pair<Call, HttpCallback>> pending_;
-  bool offline_ = false;
+  UpstreamState state_ = UpstreamState::kOnline;
 };
 
 // A store with its writer and a loop. Teardown: writer stopped, last dones

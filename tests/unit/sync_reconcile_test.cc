@@ -232,7 +232,7 @@ TEST_CASE("reconcile: a failed confirmation is retried, or ends the run without 
   bool forbidden = false;
   rig.base.workos.responder = [&](const FakeWorkos::Call& c) {
     if (c.method == "USERS") return rig.dir.List(c);  // lists nobody
-    if (forbidden) return Reply(403, R"({"code":"forbidden"})");
+    if (forbidden) return Reply(400, R"({"code":"bad_request"})");
     if (unavailable-- > 0) return Reply(503);
     return rig.dir.Get(c.workos_id);  // 404: both are gone
   };
@@ -250,7 +250,7 @@ TEST_CASE("reconcile: a failed confirmation is retried, or ends the run without 
   REQUIRE(rig.rec->StartAll("admin").ok());
   rig.RunToEnd();
   CHECK(rig.ByWorkosId("user_c")->live());
-  CHECK(rig.rec->status().last_error.find("403") != std::string::npos);
+  CHECK(rig.rec->status().last_error.find("400") != std::string::npos);
   CHECK(rig.finished == 1);
 }
 
@@ -293,7 +293,7 @@ TEST_CASE("reconcile: list requests are paced at requests_per_second", "[sync][r
   CHECK(calls[2].at_ms - calls[1].at_ms >= 100);
 }
 
-TEST_CASE("reconcile: a 503 is retried with backoff on the same page; a 403 ends the run with the error",
+TEST_CASE("reconcile: a 503 is retried with backoff on the same page; a 400 ends the run with the error",
           "[sync][reconcile]") {
   Rig rig;
   rig.opt.initial_backoff_ms = 50;
@@ -311,11 +311,61 @@ TEST_CASE("reconcile: a 503 is retried with backoff on the same page; a 403 ends
   CHECK(rig.base.workos.calls[1].after == rig.base.workos.calls[2].after);  // the same page again
   CHECK(rig.rec->status().last_error.empty());
 
-  rig.base.workos.responder = [](const FakeWorkos::Call&) { return Reply(403, R"({"code":"forbidden"})"); };
+  rig.base.workos.responder = [](const FakeWorkos::Call&) { return Reply(400, R"({"code":"bad_request"})"); };
   REQUIRE(rig.rec->StartAll("admin").ok());
   rig.RunToEnd();
-  CHECK(rig.rec->status().last_error.find("403") != std::string::npos);
+  CHECK(rig.rec->status().last_error.find("400") != std::string::npos);
   CHECK(rig.finished == 1);  // only the first run completed
+}
+
+TEST_CASE("reconcile: a refused API key fails the run naming the key; once WorkOS takes it, triggers need not wait",
+          "[sync][reconcile]") {
+  // Issue 22: a 401/403 is the key's fault, not the listing's. The run ends
+  // (the events poller does not poll while one runs, so it must not hang on
+  // a key that may lack only this permission), automatic triggers back off as
+  // after any failed run, and RetryNow (called when WorkOS takes the key
+  // again) lifts that wait.
+  Rig rig;
+  rig.opt.failed_run_wait_ms = 60'000;
+  rig.dir.Add("user_0", "u0@example.com", "U");
+  int status = 401;
+  rig.base.workos.responder = [&](const FakeWorkos::Call& c) {
+    return status ? Reply(status, R"({"code":"unauthorized","message":"Invalid API key"})") : rig.dir.List(c);
+  };
+  rig.Start();
+  REQUIRE(rig.rec->StartAll("cursor_rejected").ok());
+  rig.RunToEnd();
+  ReconcileStatus s = rig.rec->status();
+  CHECK(s.runs_failed == 1);
+  CHECK(s.last_error.find("WorkOS refuses the API key (HTTP 401)") != std::string::npos);
+  CHECK(rig.base.workos.state() == UpstreamState::kUnauthorized);
+  auto refused = rig.rec->StartAll("cursor_rejected");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().message().find("refuses the API key") != std::string::npos);
+
+  // While the key is still refused, RetryNow changes nothing for a run that
+  // failed for another reason.
+  status = 400;
+  rig.base.clock.Advance(60'000);
+  REQUIRE(rig.rec->StartAll("cursor_rejected").ok());
+  rig.RunToEnd();
+  rig.rec->RetryNow();
+  CHECK_FALSE(rig.rec->StartAll("cursor_rejected").ok());
+
+  // A 403 (a key without the permission) is the key's too; once the key
+  // works, the daemon's RetryNow lets the poller's trigger start at once.
+  status = 403;
+  rig.base.clock.Advance(120'000);
+  REQUIRE(rig.rec->StartAll("cursor_rejected").ok());
+  rig.RunToEnd();
+  CHECK(rig.rec->status().last_error.find("WorkOS refuses the API key (HTTP 403)") != std::string::npos);
+  CHECK_FALSE(rig.rec->StartAll("cursor_rejected").ok());
+  status = 0;
+  rig.rec->RetryNow();
+  REQUIRE(rig.rec->StartAll("cursor_rejected").ok());
+  rig.RunToEnd();
+  CHECK(rig.finished == 1);
+  CHECK(rig.rec->status().last_error.empty());
 }
 
 TEST_CASE("reconcile: after a failed run automatic triggers wait, doubling; an admin request starts at once",
@@ -326,7 +376,7 @@ TEST_CASE("reconcile: after a failed run automatic triggers wait, doubling; an a
   rig.dir.Add("user_0", "u0@example.com", "U");
   bool forbidden = true;
   rig.base.workos.responder = [&](const FakeWorkos::Call& c) {
-    return forbidden ? Reply(403, R"({"code":"forbidden"})") : rig.dir.List(c);
+    return forbidden ? Reply(400, R"({"code":"bad_request"})") : rig.dir.List(c);
   };
   rig.Start();
   REQUIRE(rig.rec->StartAll("cursor_rejected").ok());
@@ -340,7 +390,7 @@ TEST_CASE("reconcile: after a failed run automatic triggers wait, doubling; an a
   size_t calls = rig.Calls("USERS");
   auto refused = rig.rec->StartAll("cursor_rejected");
   REQUIRE_FALSE(refused.ok());
-  CHECK(refused.status().message().find("HTTP 403") != std::string::npos);
+  CHECK(refused.status().message().find("HTTP 400") != std::string::npos);
   CHECK(refused.status().message().find("60 s") != std::string::npos);
   CHECK_FALSE(rig.rec->StartAll("interval").ok());
   rig.base.clock.Advance(59'000);

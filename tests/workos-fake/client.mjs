@@ -172,7 +172,7 @@ function stopProcess(proc, timeoutMs = 5000) {
  *
  * opts: {port = 0, host, clientId = 'client_123', apiKey = 'sk_test_123',
  *        keyFile, stateFile, portFile, maxEvents, maxLog, verbose,
- *        eventsDefaultOrder, eventsIgnoreOrder, eventsIgnoreFilters, eventsRetentionMs,
+ *        eventsDefaultOrder, eventsIgnoreOrder, eventsIgnoreFilters, eventsIgnoreRangeStart, eventsRetentionMs,
  *        expiredCursor, tokenIssuer, metadataUpdate, externalIdConflictStatus,
  *        env, stderr ('pipe' | 'inherit'), startTimeoutMs = 15000}
  *
@@ -198,6 +198,7 @@ export async function startFake(opts = {}) {
     if (order) a.push('--events-default-order', order);
     if (opts.eventsIgnoreOrder) a.push('--events-ignore-order');
     if (opts.eventsIgnoreFilters) a.push('--events-ignore-filters');
+    if (opts.eventsIgnoreRangeStart) a.push('--events-ignore-range-start');
     if (opts.eventsRetentionMs !== undefined) a.push('--events-retention-ms', String(opts.eventsRetentionMs));
     if (opts.expiredCursor) a.push('--expired-cursor', opts.expiredCursor);
     if (opts.tokenIssuer) a.push('--token-issuer', opts.tokenIssuer);

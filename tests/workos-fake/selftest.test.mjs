@@ -589,7 +589,7 @@ describe('workos fake', () => {
     });
 
     test('behaviour switches: default order, ignored order and filters, PUT without applying, retention', async (t) => {
-      t.after(() => fake.setBehaviour({ eventsDefaultOrder: 'desc', eventsIgnoreOrder: false, eventsIgnoreFilters: false, putIgnoresFields: [], eventsRetentionMs: null, expiredCursor: 'reject' }));
+      t.after(() => fake.setBehaviour({ eventsDefaultOrder: 'desc', eventsIgnoreOrder: false, eventsIgnoreFilters: false, eventsIgnoreRangeStart: false, putIgnoresFields: [], eventsRetentionMs: null, expiredCursor: 'reject' }));
       for (let i = 0; i < 4; i++) await fake.api('POST', '/user_management/users', { email: `b${i}@example.com` });
       await fake.addEvent({ event: 'session.created', data: {} });
       const all = (await fake.listEvents()).map((e) => e.id);
@@ -600,6 +600,14 @@ describe('workos fake', () => {
       await fake.setBehaviour({ eventsIgnoreOrder: false, eventsIgnoreFilters: true });
       const r = await fake.api('GET', `/events?order=asc&events[]=user.created&range_start=${encodeURIComponent(new Date(Date.now() + 60000).toISOString())}`);
       assert.equal(r.body.data.length, 5);
+      // range_start alone ignored: the type filter still applies.
+      await fake.setBehaviour({ eventsIgnoreFilters: false, eventsIgnoreRangeStart: true });
+      const future = encodeURIComponent(new Date(Date.now() + 60000).toISOString());
+      const rs = await fake.api('GET', `/events?order=asc&limit=100&events[]=user.created&range_start=${future}`);
+      assert.equal(rs.body.data.length, 4);
+      assert.ok(rs.body.data.every((e) => e.event === 'user.created'));
+      await fake.setBehaviour({ eventsIgnoreRangeStart: false });
+      assert.equal((await fake.api('GET', `/events?order=asc&limit=100&range_start=${future}`)).body.data.length, 0);
       await fake.setBehaviour({ eventsIgnoreFilters: false, putIgnoresFields: ['email'] });
       const u = (await fake.listUsers())[0];
       const put = await fake.api('PUT', `/user_management/users/${u.id}`, { email: 'moved@example.com', first_name: 'Moved' });

@@ -319,6 +319,7 @@ export async function startServer(options = {}) {
     eventsDefaultOrder: 'desc',
     eventsIgnoreOrder: false,
     eventsIgnoreFilters: false,
+    eventsIgnoreRangeStart: false,
     eventsRetentionMs: null,
     expiredCursor: 'reject',
     putIgnoresFields: [],
@@ -331,7 +332,7 @@ export async function startServer(options = {}) {
     metadataOnlyEvents: 'emit',
     ...options,
   };
-  const BEHAVIOUR_KEYS = ['eventsDefaultOrder', 'eventsIgnoreOrder', 'eventsIgnoreFilters', 'eventsRetentionMs',
+  const BEHAVIOUR_KEYS = ['eventsDefaultOrder', 'eventsIgnoreOrder', 'eventsIgnoreFilters', 'eventsIgnoreRangeStart', 'eventsRetentionMs',
     'expiredCursor', 'putIgnoresFields', 'tokenIssuer', 'metadataUpdate', 'externalIdConflictStatus', 'eventsTimeFormat',
     'usersUnknownAfter', 'rateLimit', 'metadataOnlyEvents'];
   const initialBehaviour = Object.fromEntries(BEHAVIOUR_KEYS.map((k) => [k, opts[k]]));
@@ -908,6 +909,10 @@ export async function startServer(options = {}) {
       rangeStart = undefined;
       rangeEnd = undefined;
     }
+    // range_start alone ignored (type filter, range_end, order and after
+    // honoured): a server that lists the whole history to a client without
+    // a position.
+    if (behaviour.eventsIgnoreRangeStart) rangeStart = undefined;
 
     const out = [];
     let lastId = null;
@@ -1282,7 +1287,10 @@ function parseArgs(argv) {
     metadataUpdate: ['replace', 'merge'], externalIdConflictStatus: ['400', '409', '422'],
     eventsTimeFormat: ['iso', 'naive'],
   };
-  const flags = { '--events-ignore-order': 'eventsIgnoreOrder', '--events-ignore-filters': 'eventsIgnoreFilters' };
+  const flags = {
+    '--events-ignore-order': 'eventsIgnoreOrder', '--events-ignore-filters': 'eventsIgnoreFilters',
+    '--events-ignore-range-start': 'eventsIgnoreRangeStart',
+  };
   const numeric = new Set(['port', 'maxEvents', 'maxLog', 'eventsRetentionMs', 'externalIdConflictStatus']);
   const out = {};
   // A whole test run can switch how PUT applies metadata without touching
@@ -1317,6 +1325,7 @@ function parseArgs(argv) {
       process.stderr.write('usage: node server.mjs [--port 0] [--host 127.0.0.1] [--client-id client_123] [--api-key sk_test_123]\n' +
         '         [--key-file path.json] [--state-file path.json] [--port-file path] [--max-events N] [--max-log N] [--verbose]\n' +
         '         [--events-default-order desc|asc] [--events-ignore-order] [--events-ignore-filters]\n' +
+        '         [--events-ignore-range-start]\n' +
         '         [--events-retention-ms N] [--expired-cursor reject|ignore] [--token-issuer workos|self]\n' +
         '         [--metadata-update replace|merge] [--external-id-conflict-status 400|409|422]\n' +
         '         [--events-time-format iso|naive]\n');
