@@ -248,7 +248,10 @@ export async function setupUsers(cluster, { count = 6, failures, log = () => {},
   let legacy = null;
   if (legacyId && hosts.length >= 2) legacy = await setupLegacyUser(cluster, { tag, users, provision, failures, log });
   heal(h0);
-  for (const h of hosts) for (const u of users.slice(half)) await provision(h, u);
+  // The legacy user is provisioned where setupLegacyUser wants it; asking
+  // host 0 again here would record the id it re-keys to (fast since the
+  // outbox applies WorkOS's answers), not the one it provisioned offline.
+  for (const h of hosts) for (const u of users.slice(half)) if (!u.legacy) await provision(h, u);
   for (const u of cluster.columnsOnly ? [] : users.filter((x) => x !== legacy)) {
     const ids = Object.values(u.ids);
     const tagOffline = u.offlineOn ? ` (provisioned offline on ${u.offlineOn})` : '';
