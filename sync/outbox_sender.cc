@@ -46,9 +46,13 @@ bool UpstreamDown(const HttpResponse& r) {
   return r.status == 0 || r.status == 429 || r.status >= 500;
 }
 
+// The start of a job's last_error after a 401/403 (persisted: a restart
+// still knows the job waited for the key).
+constexpr std::string_view kKeyRefusedError = "WorkOS refuses the API key";
+
 std::string Describe(const HttpResponse& r) {
   std::string s;
-  if (IsUnauthorized(r)) return "WorkOS refuses the API key (HTTP " + std::to_string(r.status) + ")";
+  if (IsUnauthorized(r)) return std::string(kKeyRefusedError) + " (HTTP " + std::to_string(r.status) + ")";
   if (r.status == 0) {
     s = r.timed_out ? "timeout: " : "transport: ";
     s += r.error;
@@ -323,7 +327,13 @@ struct OutboxSender::Impl {
       if (due > now) break;
       UserQ& q = users.at(uid);
       Entry& head = jobs.at(q.ids.front());
-      if (now - head.job.created_at_ms >= opt.max_age_ms) {
+      // SPEC 4: nothing is dead-lettered for a refused key, also not for
+      // having waited for it past max_age: such a job is sent once the key
+      // works, and expires only if it then fails for another reason.
+      bool waited_for_key = head.last_status == 401 || head.last_status == 403 ||
+                            head.job.last_error.rfind(kKeyRefusedError, 0) == 0;
+      if (now - head.job.created_at_ms >= opt.max_age_ms && !waited_for_key && !pause_for_key &&
+          workos->state() != UpstreamState::kUnauthorized) {
         Expire(uid, now);
         continue;
       }

@@ -675,7 +675,16 @@ TEST_CASE("outbox: 401 and 403 wait with backoff and pause the sender; nothing i
   CHECK(rig.base.DeadLetters().empty());
   size_t calls = rig.base.workos.calls.size();
   CHECK(calls <= 4);  // one probe at a time while the key is refused
-  status = 200;       // the key was fixed
+  // A week and more with the key refused: still nothing dead-lettered
+  // (max_age counts against the change, not against a refused key).
+  for (int i = 0; i < 30; ++i) {
+    rig.Advance(6 * 3600 * 1000LL);
+    rig.DeliverAll();
+  }
+  CHECK(rig.base.DeadLetters().empty());
+  CHECK(rig.base.Jobs().size() == 2);
+  status = 200;        // the key was fixed
+  rig.sender->Kick();  // what the daemon does when WorkOS accepts the key again
   for (int i = 0; i < 10 && !rig.base.Jobs().empty(); ++i) {
     rig.Advance(60 * 1000);
     rig.DeliverAll();
