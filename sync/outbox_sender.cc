@@ -3,10 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <deque>
-#include <set>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "common/log.h"
@@ -88,29 +85,12 @@ int64_t BackoffDelayMs(const OutboxOptions& o, uint32_t attempt, double random01
   return std::max<int64_t>(0, delay);
 }
 
-struct OutboxSender::Impl {
-  // One job of the in-memory window. due_ms starts as the persisted
-  // next_attempt_at_ms; last_status is the status of the last failed send in
-  // this process (0 when unknown), for the dead letter of an expired job.
-  struct Entry {
-    OutboxJob job;
-    int64_t due_ms = 0;
-    int last_status = 0;
-  };
-  // The loaded jobs of one WorkOS user, in id order. `busy` while a request
-  // for it is in flight; `key` is its entry in `ready` when it has one.
-  struct UserQ {
-    std::deque<uint64_t> ids;
-    bool busy = false;
-    std::optional<int64_t> key;
-  };
-
+struct OutboxSender::Impl : OutboxWindow {
   Impl(uv_loop_t* l, WorkosApi* w, store::Store* s, store::Writer* wr, const Clock& c, OutboxOptions o, Random r)
-      : loop(l), workos(w), store(s), writer(wr), clock(c), opt(o), random(std::move(r)) {}
+      : OutboxWindow(s), loop(l), workos(w), writer(wr), clock(c), opt(o), random(std::move(r)) {}
 
   uv_loop_t* loop;
   WorkosApi* workos;
-  store::Store* store;
   store::Writer* writer;
   const Clock& clock;
   OutboxOptions opt;
@@ -124,13 +104,6 @@ struct OutboxSender::Impl {
   bool started = false;
   bool closed = false;
   bool kick_pending = false;
-
-  std::map<uint64_t, Entry> jobs;                   // the window, by id
-  std::unordered_map<std::string, UserQ> users;     // by user id
-  std::set<std::pair<int64_t, std::string>> ready;  // (due, user) of idle users with jobs
-  std::unordered_set<uint64_t> removing;            // deletions submitted, not yet committed
-  uint64_t loaded_upto = 0;                         // highest job id read from the store
-  bool more = false;                                // the window was full at the last read
 
   size_t in_flight = 0;
   bool paused = false;
@@ -185,127 +158,18 @@ struct OutboxSender::Impl {
 
   // ------------------------------------------------------------ window
 
-  // Queues are per WorkOS user, not per local id: a re-key moves the stored
-  // jobs to the new id, but the window still holds some under the old one,
-  // and both must go one at a time, in job order.
-  static std::string QueueOf(const OutboxJob& job) {
-    return job.workos_id.empty() ? "local:" + job.user_id : job.workos_id;
-  }
-
-  void Add(OutboxJob job) {
-    uint64_t id = job.id;
-    std::string uid = QueueOf(job);
-    int64_t due = job.next_attempt_at_ms;
-    if (!jobs.emplace(id, Entry{std::move(job), due, 0}).second) return;
-    UserQ& q = users[uid];
-    bool new_head = q.ids.empty() || id < q.ids.front();
-    if (q.ids.empty() || q.ids.back() < id) {
-      q.ids.push_back(id);
-    } else {
-      q.ids.insert(std::upper_bound(q.ids.begin(), q.ids.end(), id), id);
-    }
-    if (new_head) Reschedule(uid);
-  }
-
-  // Reads jobs above loaded_upto into the window; then, when the whole table
-  // is read, checks that nothing below it was missed.
-  void Load() {
+  // Reads the table into the window (OutboxWindow::Load), noting when.
+  void LoadJobs() {
     last_load = clock.NowMs();
-    if (jobs.size() >= kWindow) {
-      more = true;
-      return;
-    }
-    auto txn = store->BeginRead();
-    if (!txn.ok()) {
-      LogWarn("outbox: cannot read the store", {{"error", txn.status().ToString()}});
-      return;
-    }
-    size_t room = kWindow - jobs.size();
-    auto list = txn->ListJobsAfter(loaded_upto, room);
-    if (!list.ok()) {
-      LogWarn("outbox: cannot read jobs", {{"error", list.status().ToString()}});
-      return;
-    }
-    for (auto& j : *list) {
-      loaded_upto = std::max(loaded_upto, j.id);
-      Add(std::move(j));
-    }
-    more = list->size() == room;
-    if (!more) {
-      // Every job in the table is in the window or being removed, unless one
-      // was put back under an id below loaded_upto (a re-queued dead letter).
-      uint64_t count = txn->CountEntries(store::Table::kOutbox);
-      if (count > jobs.size() + removing.size()) Resync(*txn);
-    }
+    Load();
   }
-
-  void Resync(store::ReadTxn& txn) {
-    uint64_t after = 0;
-    for (;;) {
-      auto chunk = txn.ListJobsAfter(after, 1024);
-      if (!chunk.ok()) return;
-      for (auto& j : *chunk) {
-        after = j.id;
-        if (j.id > loaded_upto) return;  // read by Load already
-        if (jobs.count(j.id) || removing.count(j.id)) continue;
-        if (jobs.size() >= kWindow) {
-          more = true;
-          return;
-        }
-        LogInfo("outbox: picked up a re-queued job", {{"job", std::to_string(j.id)}});
-        Add(std::move(j));
-      }
-      if (chunk->size() < 1024) return;
-    }
+  void ForgetJobs(const std::string& uid, const std::vector<uint64_t>& ids) {
+    Forget(uid, ids);
+    if (wants_refill()) kick_pending = true;
   }
-
-  // Puts `uid` back into `ready` keyed by its head job's due time, or drops
-  // the user when it has nothing left. Invalidates references into `users`.
-  void Reschedule(const std::string& uid) {
-    auto it = users.find(uid);
-    if (it == users.end()) return;
-    UserQ& q = it->second;
-    if (q.key) {
-      ready.erase({*q.key, uid});
-      q.key.reset();
-    }
-    if (q.busy) return;
-    if (q.ids.empty()) {
-      users.erase(it);
-      return;
-    }
-    int64_t due = jobs.at(q.ids.front()).due_ms;
-    ready.emplace(due, uid);
-    q.key = due;
-  }
-
-  // Drops delivered or dead-lettered jobs from memory.
-  void Forget(const std::string& uid, const std::vector<uint64_t>& ids) {
-    auto it = users.find(uid);
-    for (uint64_t id : ids) {
-      jobs.erase(id);
-      removing.insert(id);
-      if (it != users.end()) {
-        auto& d = it->second.ids;
-        auto pos = std::find(d.begin(), d.end(), id);
-        if (pos != d.end()) d.erase(pos);
-      }
-    }
-    if (more && jobs.size() < kWindow / 2) kick_pending = true;
-  }
-
-  // Drops jobs whose removal has already committed from memory.
-  void Drop(const std::string& uid, const std::vector<uint64_t>& ids) {
-    auto it = users.find(uid);
-    for (uint64_t id : ids) {
-      jobs.erase(id);
-      if (it != users.end()) {
-        auto& d = it->second.ids;
-        auto pos = std::find(d.begin(), d.end(), id);
-        if (pos != d.end()) d.erase(pos);
-      }
-    }
-    if (more && jobs.size() < kWindow / 2) kick_pending = true;
+  void DropJobs(const std::string& uid, const std::vector<uint64_t>& ids) {
+    Drop(uid, ids);
+    if (wants_refill()) kick_pending = true;
   }
 
   // ------------------------------------------------------------ sending
@@ -387,7 +251,7 @@ struct OutboxSender::Impl {
     if (closed) return;
     if (kick_pending || (started && clock.NowMs() >= last_load + kRescanMs)) {
       kick_pending = false;
-      if (started) Load();
+      if (started) LoadJobs();
     }
     Pump();
   }
@@ -627,7 +491,7 @@ struct OutboxSender::Impl {
         SubmitDelete(batch);
       }
       delivered += batch.size();
-      Forget(uid, batch);
+      ForgetJobs(uid, batch);
     } else if (IsRetryable(r) || KeyRefused(r)) {
       RetryLater(uid, batch, probe, r, UpstreamDown(r) || KeyRefused(r));
       Pump();
@@ -644,7 +508,7 @@ struct OutboxSender::Impl {
                                                                          {"status", std::to_string(r.status)}});
       SubmitDeadLetter(std::move(dead), r.status, r.body.substr(0, 4096));
       dead_lettered += batch.size();
-      Forget(uid, batch);
+      ForgetJobs(uid, batch);
     }
     Reschedule(uid);
     Pump();
@@ -662,7 +526,7 @@ struct OutboxSender::Impl {
             {{"job", std::to_string(id)}, {"user", e.job.user_id}, {"op", store::JobOpName(e.job.op)}});
     SubmitDeadLetter({e.job}, e.last_status, body);
     ++dead_lettered;
-    Forget(uid, {id});
+    ForgetJobs(uid, {id});
     Reschedule(uid);
   }
 
@@ -884,7 +748,7 @@ struct OutboxSender::Impl {
     }
     if (!s.refusal && !s.not_taken) delivered += s.batch.size();
     std::vector<uint64_t> gone(s.batch.begin(), s.batch.end() - (s.kept ? 1 : 0));
-    Drop(s.uid, gone);
+    DropJobs(s.uid, gone);
     if (s.kept) {
       ++kept_count;
       if (auto e = jobs.find(s.batch.back()); e != jobs.end()) {
@@ -917,7 +781,7 @@ void OutboxSender::Start() {
   m.timer.data = &m;
   m.timer_open = true;
   m.started = true;
-  m.Load();
+  m.LoadJobs();
   m.Pump();
   if (!m.jobs.empty()) {
     LogInfo("outbox: jobs waiting", {{"jobs", std::to_string(m.jobs.size()) + (m.more ? "+" : "")}});

@@ -38,11 +38,9 @@
 // events poller) ends the pause and everything due is sent again. Requests
 // already in flight when the pause begins finish normally.
 //
-// Memory: the sender keeps a window of at most kWindow jobs (the oldest ids)
-// in memory, read from the store at Start and extended by reading only ids
-// above the highest one seen (Kick, and whenever the window runs low). If
-// the table holds jobs the sender has not seen below that id (a dead letter
-// re-queued under its old id), a count check on Kick notices it and rescans.
+// Memory: the sender keeps a window of at most kWindow jobs in memory
+// (sync/outbox_window.h), read at Start, on Kick, whenever the window runs
+// low, and at least every 10 s whatever it was told.
 //
 // State (attempts, next attempt time, last error) is persisted in the job
 // through the Writer, so backoff survives restarts. Delivery is at least
@@ -69,6 +67,7 @@
 #include "common/metrics.h"
 #include "domain/user_mutations.h"
 #include "store/writer.h"
+#include "sync/outbox_window.h"
 #include "sync/request_budget.h"
 #include "sync/workos_client.h"
 
@@ -114,7 +113,7 @@ struct OutboxStats {
 class OutboxSender {
  public:
   // Jobs held in memory at most (see the class comment).
-  static constexpr size_t kWindow = 4096;
+  static constexpr size_t kWindow = OutboxWindow::kCapacity;
   // Update jobs merged into one PUT at most.
   static constexpr size_t kMaxMerge = 256;
 
