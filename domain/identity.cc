@@ -1,5 +1,7 @@
 #include "domain/identity.h"
 
+#include <sys/random.h>
+
 #include <openssl/evp.h>
 
 #include <cstdio>
@@ -55,6 +57,16 @@ std::string IdForWorkosUser(std::string_view ns, std::string_view workos_id,
                             const std::optional<std::string>& external_id) {
   if (auto id = IdFromExternalId(external_id)) return *id;
   return UuidV5(ns, workos_id);
+}
+
+std::string NewUuid() {
+  unsigned char b[16];
+  size_t got = 0;
+  while (got < sizeof b) {
+    ssize_t n = getrandom(b + got, sizeof b - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  return FormatUuid(b, 4);
 }
 
 }  // namespace usersd::domain

@@ -19,6 +19,9 @@ namespace usersd::domain {
 // changing it changes every id a new host computes.
 inline constexpr std::string_view kDefaultIdentityNamespace = "2d0a2811-61d1-50ed-bfc0-e2ac6ad2e741";
 
+// A fresh random (version 4) UUID in lower case.
+std::string NewUuid();
+
 // The canonical lower-case text of the 16 bytes `b` as a UUID of `version`
 // (its version and RFC 9562 variant bits set; `b` itself is not changed).
 std::string FormatUuid(const unsigned char* b, int version);

@@ -24,7 +24,7 @@
 
 #include "domain/identity.h"
 #include "domain/shared_fields.h"
-#include "domain/users_service.h"
+#include "domain/types.h"
 #include "store/records.h"
 
 namespace usersd::domain {

@@ -7,13 +7,6 @@ namespace usersd::domain {
 
 using store::UserRecord;
 
-std::optional<std::string> NormalizePictureUrl(const std::optional<std::string>& url) {
-  if (!url) return std::nullopt;
-  std::string_view trimmed = Trim(*url, kLineBlanks);
-  if (trimmed.empty()) return std::nullopt;
-  return std::string(trimmed);
-}
-
 void AdoptProfilePicture(UserRecord& u, const std::optional<std::string>& picture) {
   std::optional<std::string> pic = NormalizePictureUrl(picture);
   bool follows = u.avatar_url.value_or(std::string()) == u.profile_picture_url.value_or(std::string());

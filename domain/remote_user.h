@@ -35,7 +35,7 @@
 #include <string>
 
 #include "domain/shared_fields.h"
-#include "domain/users_service.h"
+#include "domain/types.h"
 #include "store/store.h"
 
 namespace usersd::domain {
@@ -90,10 +90,6 @@ bool ApplicationSeesChange(const store::UserRecord& a, const store::UserRecord& 
 // (workos_versions, workos_updated_at_ms, app_metadata). Stored without a
 // new transactionId: applications see no change.
 bool BookkeepingDiffers(const store::UserRecord& a, const store::UserRecord& b);
-
-// Trims whitespace from a profile picture URL; nullopt when nothing is left
-// (WorkOS has no picture).
-std::optional<std::string> NormalizePictureUrl(const std::optional<std::string>& url);
 
 // Records the picture WorkOS reported for `u` (nullopt: none) in
 // profile_picture_url ("" for none). avatar_url follows it only while it

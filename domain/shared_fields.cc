@@ -2,7 +2,8 @@
 
 #include <atomic>
 
-#include "domain/remote_user.h"
+#include "common/text.h"
+
 #include "domain/validate.h"
 #include "domain/versions.h"
 
@@ -23,6 +24,13 @@ bool IsChunkKey(std::string_view key, std::string_view prefix) {
   return true;
 }
 }  // namespace
+
+std::optional<std::string> NormalizePictureUrl(const std::optional<std::string>& url) {
+  if (!url) return std::nullopt;
+  std::string_view trimmed = Trim(*url, kLineBlanks);
+  if (trimmed.empty()) return std::nullopt;
+  return std::string(trimmed);
+}
 
 bool IsSharedField(std::string_view name) {
   return SharedFieldIndex(name).has_value();

@@ -66,6 +66,10 @@ bool IsSharedField(std::string_view name);
 // The index of `name` in kSharedFields; nullopt for other names.
 std::optional<size_t> SharedFieldIndex(std::string_view name);
 
+// Trims whitespace from a profile picture URL; nullopt when nothing is left
+// (WorkOS has no picture).
+std::optional<std::string> NormalizePictureUrl(const std::optional<std::string>& url);
+
 // avatarUrl's document value for "the WorkOS profile picture": an avatar
 // that shows it (never set, or reset) follows the picture on every host, so
 // a later picture change in WorkOS shows everywhere; any other value is the

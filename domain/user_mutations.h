@@ -43,7 +43,7 @@
 #include "domain/publish.h"
 #include "domain/remote_user.h"
 #include "domain/shared_fields.h"
-#include "domain/users_service.h"
+#include "domain/types.h"
 #include "domain/validate.h"
 #include "store/store.h"
 

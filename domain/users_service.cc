@@ -71,16 +71,6 @@ bool ActsAsOrgAdmin(const ServiceOptions& o, const auth::Claims& caller) {
 
 }  // namespace
 
-std::string NewUuid() {
-  unsigned char b[16];
-  size_t got = 0;
-  while (got < sizeof b) {
-    ssize_t n = getrandom(b + got, sizeof b - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
-  }
-  return FormatUuid(b, 4);
-}
-
 UsersService::UsersService(store::Store* store, store::Writer* writer, WorkosProfileSource* workos, const Clock& clock,
                            ServiceOptions options)
     : store_(store), writer_(writer), workos_(workos), clock_(clock) {

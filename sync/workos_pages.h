@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "domain/users_service.h"
+#include "domain/types.h"
 
 namespace usersd::sync {
 
