@@ -28,7 +28,7 @@
 #include <string_view>
 
 #include "common/status.h"
-#include "store/store.h"
+#include "store/records.h"
 
 namespace usersd::store {
 

@@ -41,6 +41,13 @@ inline constexpr size_t kSharedFieldCount = 4;
 inline constexpr size_t kOwnedFieldCount = 3;
 using SharedVersions = std::array<Version, kSharedFieldCount>;
 
+// JSON values written into records (settings, job fields) may nest at most
+// this many levels, the value itself being level 1 (the domain's limit).
+// WriteTxn refuses deeper ones; the record codec decodes no deeper than
+// records can nest.
+inline constexpr size_t kMaxStoredDepth = 64;
+
+
 // One user as stored. Times are milliseconds since the epoch.
 struct UserRecord {
   std::string id;         // UUID, our primary key

@@ -63,12 +63,6 @@ namespace usersd::store {
 
 using Json = nlohmann::json;
 
-// JSON values written into records (settings, job fields) may nest at most
-// this many levels, the value itself being level 1 (the domain's limit).
-// WriteTxn refuses deeper ones; the record codec decodes no deeper than
-// records can nest.
-inline constexpr size_t kMaxStoredDepth = 64;
-
 // The store's tables (see the file comment).
 enum class Table { kUsers, kByWorkos, kByEmail, kMeta, kChanges, kOutbox, kDead, kJobsByUser };
 inline constexpr size_t kTableCount = 8;
