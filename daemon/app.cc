@@ -148,6 +148,7 @@ Status App::Start() {
   so.path = cfg_.store.path;
   so.map_size_bytes = cfg_.store.map_size_mib << 20;
   so.max_map_size_bytes = cfg_.store.max_map_size_mib << 20;
+  so.sync_mode = cfg_.store.sync_mode == "two" ? store::SyncMode::kTwo : store::SyncMode::kOne;
   auto st = store::Store::Open(so);
   if (!st.ok()) return st.status();
   store_ = std::move(*st);
