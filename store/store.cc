@@ -197,9 +197,23 @@ Result<std::optional<std::string>> ReadTxn::GetRaw(MDB_dbi dbi, std::string_view
   return std::optional<std::string>(std::string(View(v)));
 }
 
+namespace {
+// The value under `key`, as a view into LMDB's memory: valid until the
+// transaction writes again or ends, so decode it at once (the user lookups
+// below do, which saves a copy of the record and of the index entry per
+// user.me).
+Result<std::optional<std::string_view>> GetView(MDB_txn* txn, MDB_dbi dbi, std::string_view key) {
+  MDB_val k = Val(key), v;
+  int rc = mdb_get(txn, dbi, &k, &v);
+  if (rc == MDB_NOTFOUND) return std::optional<std::string_view>();
+  if (rc != 0) return FromMdb(rc, "mdb_get");
+  return std::optional<std::string_view>(View(v));
+}
+}  // namespace
+
 Result<std::optional<UserRecord>> ReadTxn::GetUser(std::string_view id) {
   if (id.empty() || id.size() > kMaxKeyBytes) return std::optional<UserRecord>();
-  auto raw = GetRaw(store_->dbi(Table::kUsers), id);
+  auto raw = GetView(txn_, store_->dbi(Table::kUsers), id);
   if (!raw.ok()) return raw.status();
   if (!raw->has_value()) return std::optional<UserRecord>();
   auto u = DecodeUser(**raw);
@@ -209,15 +223,15 @@ Result<std::optional<UserRecord>> ReadTxn::GetUser(std::string_view id) {
 
 Result<std::optional<UserRecord>> ReadTxn::FindByWorkosId(std::string_view workos_id) {
   if (workos_id.empty() || workos_id.size() > kMaxKeyBytes) return std::optional<UserRecord>();
-  auto id = GetRaw(store_->dbi(Table::kByWorkos), workos_id);
+  auto id = GetView(txn_, store_->dbi(Table::kByWorkos), workos_id);
   if (!id.ok()) return id.status();
   if (!id->has_value()) return std::optional<UserRecord>();
-  return GetUser(**id);
+  return GetUser(**id);  // a read: the view stays valid for it
 }
 
 Result<std::optional<UserRecord>> ReadTxn::FindByEmail(std::string_view email) {
   if (email.empty() || email.size() > kMaxKeyBytes) return std::optional<UserRecord>();
-  auto id = GetRaw(store_->dbi(Table::kByEmail), ToLowerAscii(email));
+  auto id = GetView(txn_, store_->dbi(Table::kByEmail), ToLowerAscii(email));
   if (!id.ok()) return id.status();
   if (!id->has_value()) return std::optional<UserRecord>();
   return GetUser(**id);
