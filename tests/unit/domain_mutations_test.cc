@@ -342,7 +342,7 @@ TEST_CASE("mutations: the backfill publishes every id not known to be set, once,
 
 // The per-user index: the held-fields read of one user touches that user's
 // jobs only. Not a timed test: run by hand for the figures in
-// docs/BENCHMARKS.md ("build-asan/tests/test_domain_mutations_test [.bench]").
+// docs/bench-history.md ("build-asan/tests/test_domain_mutations_test [.bench]").
 TEST_CASE("mutations: held fields with 100,000 queued jobs of other users", "[.bench]") {
   Db db;
   db.Write([&](store::WriteTxn& t) {
