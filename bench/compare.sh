@@ -99,17 +99,8 @@ rss_excl_map_kib() {
        /^Rss:/ && !in_map { sum += $2 }
        END { print sum + 0 }' "/proc/$1/smaps"
 }
-field() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"; }
-# CPU clock ticks (utime+stime) of processes; of PostgreSQL: the postmaster,
-# its children, and its reaped children (cutime+cstime).
-proc_ticks() {
-  local t=0 p v
-  for p in "$@"; do
-    v=$(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || v=0
-    t=$((t + ${v:-0}))
-  done
-  echo "$t"
-}
+# CPU clock ticks of PostgreSQL: the postmaster, its children, and its reaped
+# children (cutime+cstime).
 pg_ticks() {
   local t c v
   t=$(awk '{ sub(/.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$PGPID/stat")
@@ -119,18 +110,12 @@ pg_ticks() {
   done
   echo "$t"
 }
-# Microseconds of CPU per request: ticks requests -> µs
-cpu_us() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "n/a" }'; }
-# users outbox_depth syncs commits workos_requests (bench/usersd_stats.mjs)
+# users outbox_depth syncs commits workos_requests writes (bench/usersd_stats.mjs)
 usersd_stats() { node "$ROOT/bench/usersd_stats.mjs" --admin "$D1/admin.sock" --fake "$FAKE" "$@"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
-# The median and the range of numbers: "median min max".
-stats() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-  END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1], v[NR] }'; }
 # A ratio column: "median (min–max)".
 ratio_col() { read -r m lo hi < <(stats "$@"); printf "%.2f (%.2f–%.2f)" "$m" "$lo" "$hi"; }
-median() { stats "$@" | awk '{ printf "%.3f", $1 }'; }
 
 # CPU time stolen by the hypervisor: "steal_ticks total_ticks" from /proc/stat.
 cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t }' /proc/stat; }
@@ -318,9 +303,9 @@ for r in $(seq "$ROUNDS"); do
     R_SEL+=("$SEL_TPS"); X_SEL+=("$(ratio "$ME_RPS" "$SEL_TPS")")
     line+=", SELECT $(printf %.0f "$SEL_TPS")/s ${PG_CPU} µs"
   fi
-  read -r _ _ S0 K0 _ < <(usersd_stats --clear-fake)
+  read -r _ _ S0 K0 _ _ < <(usersd_stats --clear-fake)
   loadgen update; UPD=$LG; UPD_RPS=$(field "$UPD" rps); C_UPD+=("$LG_CPU"); C_FAKE+=("$LG_FAKE_CPU")
-  read -r NUSERS DEPTH_NOW S1 K1 WREQ < <(usersd_stats)
+  read -r NUSERS DEPTH_NOW S1 K1 WREQ _ < <(usersd_stats)
   DEPTH+=("$DEPTH_NOW")
   WPU+=("$(awk -v w="$WREQ" -v n="$(field "$UPD" replies)" 'BEGIN { if (n > 0) printf "%.3f", w / n; else print 0 }')")
   SPC_NOW=n/a

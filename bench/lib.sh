@@ -5,7 +5,8 @@
 #   and sets FAKE to its URL and FAKE_PID; bench_write_config DIR: writes
 #   DIR/usersd.yaml for a daemon with its sockets and store in DIR, talking
 #   to FAKE (METADATA=0: sharing off; SYNC_MODE=one|two: store.sync_mode;
-#   unset, the binary's defaults apply).
+#   unset, the binary's defaults apply). Also: field, proc_ticks, cpu_us,
+#   stats, median (see each).
 
 bench_init() {
   BENCH_ROOT=$1
@@ -44,3 +45,21 @@ YAML
   # from before SPEC 4b refuses the key).
   if [ "${METADATA:-}" = 0 ]; then echo "sync: { metadata: { enabled: false } }" >>"$1/usersd.yaml"; fi
 }
+
+# A number field of a one-line JSON object: field JSON NAME.
+field() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"; }
+# CPU clock ticks (utime+stime, all threads) of processes: proc_ticks PID...
+proc_ticks() {
+  local t=0 p v
+  for p in "$@"; do
+    v=$(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || v=0
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+# Microseconds of CPU per request: cpu_us TICKS REQUESTS.
+cpu_us() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "n/a" }'; }
+# The median and the range of numbers: "median min max".
+stats() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+  END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1], v[NR] }'; }
+median() { stats "$@" | awk '{ printf "%.3f", $1 }'; }

@@ -3,11 +3,12 @@
 //
 //   node bench/usersd_stats.mjs --admin ADMIN_SOCK [--fake URL] [--clear-fake]
 //
-// Prints "users outbox_depth syncs commits workos_requests": the store's user
-// count and outbox depth (admin.status), usersd_store_syncs_total and
-// usersd_store_commits_total (admin.metrics; "n/a" from a binary without
-// them), and the number of User Management requests in the WorkOS-compatible
-// test server's request log (GET /__test/requests; "n/a" without --fake).
+// Prints "users outbox_depth syncs commits workos_requests writes": the
+// store's user count and outbox depth (admin.status), usersd_store_syncs_total
+// and usersd_store_commits_total (admin.metrics; "n/a" from a binary without
+// them), the number of User Management requests in the WorkOS-compatible test
+// server's request log (GET /__test/requests; "n/a" without --fake), and
+// usersd_writer_ops_total.
 // --clear-fake empties that log afterwards (DELETE /__test/requests).
 import net from 'node:net';
 
@@ -61,4 +62,13 @@ if (fake) {
   workos = String((await r.json()).length);
   if (clear) await fetch(`${fake}/__test/requests`, { method: 'DELETE' });
 }
-console.log([status.users, status.outbox.depth, metric('usersd_store_syncs_total'), metric('usersd_store_commits_total'), workos].join(' '));
+console.log(
+  [
+    status.users,
+    status.outbox.depth,
+    metric('usersd_store_syncs_total'),
+    metric('usersd_store_commits_total'),
+    workos,
+    metric('usersd_writer_ops_total'),
+  ].join(' '),
+);

@@ -105,9 +105,9 @@ void Writer::Run() {
       // reply.
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping and drained
-      // A batch waits for this commit's data sync (SyncMode::kOne): gather
-      // nothing more than what is queued, since every microsecond spent here
-      // delays its replies.
+      // A batch waits for this commit's data sync (SyncMode::kOne): wait
+      // for nothing (every microsecond here delays its replies), take what
+      // is queued and what comes while it runs.
       const bool hurry = !pending_.empty();
       // Right after a commit the clients it answered send their next
       // mutations within a fraction of a millisecond. Waiting for as many
@@ -129,6 +129,14 @@ void Writer::Run() {
       };
       gathering_ = true;
       take();
+      // Hurried: no waiting, but what arrives while the ops run joins too.
+      while (hurry && !stopping_) {
+        lock.unlock();
+        run_new();
+        lock.lock();
+        if (queue_.empty() || batch.size() >= max_batch_) break;
+        take();
+      }
       while (!hurry && !stopping_ && batch.size() < target) {
         lock.unlock();
         run_new();

@@ -18,8 +18,12 @@
 // which flushes N's meta page with it, or, when no op is queued as commit N
 // returns, after an explicit Store::Sync (an idle writer syncs at once, so a
 // lone write waits for the same two syncs as in kTwo). While batch N waits,
-// the writer gathers nothing beyond what is queued: under load one sync per
-// commit, and replies never wait for a gather.
+// the next batch is gathered without waiting (what is queued, and what comes
+// while its ops run), so replies never wait for a gather. Under load that is
+// one sync per commit. A client still waits for two syncs (its commit's and
+// the next one), so with a fixed number of clients that each wait for their
+// reply the rate hardly changes; it is the syncs per write that fall
+// (docs/BENCHMARKS.md).
 //
 // Why the last durable tree survives a power cut while commit N+1 writes
 // (LMDB 0.9, mdb.c): the meta page of transaction T goes to slot T & 1
