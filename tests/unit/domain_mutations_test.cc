@@ -31,13 +31,16 @@ struct Db {
     store = std::move(*s);
   }
   MutationContext Ctx() { return MutationContext{now, &sync}; }
-  // Runs `fn` in one write transaction and commits it.
+  // Runs `fn` in one write transaction, commits it and makes it durable, as
+  // the Writer does before it acknowledges (readers see a transactionId in
+  // the change feed only then, store.h).
   template <class Fn>
   auto Write(Fn fn) {
     auto t = store->BeginWrite();
     REQUIRE(t.ok());
     auto r = fn(*t);
     REQUIRE(t->Commit().ok());
+    REQUIRE(store->Sync().ok());
     return r;
   }
   std::optional<UserRecord> ByWorkos(const std::string& w) {
