@@ -22,7 +22,7 @@ TEST_DEBUG_INFO ?= -g1
 # Debian packages the build and the tests need. Node.js (>= 20) is also
 # needed; Debian's nodejs package is installed only when no node is on PATH.
 DEB_PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev liblmdb-dev \
-  libyaml-cpp-dev nlohmann-json3-dev catch2 libssl-dev libsystemd-dev libunistring-dev tzdata lmdb-utils \
+  libyaml-cpp-dev nlohmann-json3-dev catch2 libssl-dev libunistring-dev tzdata lmdb-utils \
   clang libclang-rt-14-dev clang-format systemd ca-certificates scdoc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

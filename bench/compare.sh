@@ -13,15 +13,28 @@
 # The pairs are interleaved, ROUNDS times (usersd, Redis, PostgreSQL; same
 # order and warm-up each round), and each ratio is printed as the median with
 # its min–max, so that changes of machine weather during the run show up
-# as spread instead of as a skewed ratio. Also printed: the fdatasync latency
-# of the store's filesystem, the CPU time stolen by the host and the load
-# average at start and end, and the scale check: user.me latency with 1,000
-# vs 1,000,000 users, startup time to ready and idle RSS.
+# as spread instead of as a skewed ratio. Beside each ratio: the CPU time per
+# request of the server processes (utime+stime from /proc/PID/stat around
+# each run, divided by the requests of that run, warm-up included): usersd;
+# redis-server; every PostgreSQL process (postmaster, backends, background
+# workers, and the backends that exited, through the postmaster's cutime).
+# With a machine shared with builds this is steadier than throughput.
+# For user.update also: the store's syncs per commit (usersd_store_syncs_total
+# and _commits_total), the User Management requests the WorkOS-compatible
+# test server received per user.update during the run, and the outbox depth
+# after it. Before each user.me run the outbox is left to drain (at most
+# DRAIN_SECONDS), so that its deliveries do not count against user.me.
+# Also printed: the fdatasync latency of the store's filesystem, the CPU time
+# stolen by the host and the load average at start and end, and the scale
+# check: user.me latency with 1,000 vs 1,000,000 users, startup time to ready
+# and idle RSS.
 #
 # Environment: CONNECTIONS (32), DURATION seconds per measured run (5),
 # ROUNDS (5), USERS (1000), BIG_USERS (1000000; 0 skips the scale check),
-# FIELD (timezone), PG (1; 0 leaves PostgreSQL out), METADATA (0: shared fields
-# stay local, bench/lib.sh).
+# FIELD (timezone), PG (1; 0 leaves PostgreSQL out), DRAIN_SECONDS (60),
+# METADATA (0: shared fields stay local; unset: the default, sharing on) and
+# SYNC_MODE (one | two: store.sync_mode; unset: the default) (bench/lib.sh),
+# LOADGEN (usersd-loadgen binary; default BUILD_DIR's).
 set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,7 +46,8 @@ USERS=${USERS:-1000}
 BIG=${BIG_USERS:-1000000}
 FIELD=${FIELD:-timezone}
 PG=${PG:-1}
-LOADGEN=$BUILD/bench/usersd-loadgen
+LOADGEN=${LOADGEN:-$BUILD/bench/usersd-loadgen}
+DRAIN=${DRAIN_SECONDS:-60}
 SEED=$BUILD/bench/usersd-seed
 USERSD=$BUILD/daemon/usersd
 SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
@@ -85,15 +99,23 @@ rss_excl_map_kib() {
        /^Rss:/ && !in_map { sum += $2 }
        END { print sum + 0 }' "/proc/$1/smaps"
 }
-field() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"; }
+# CPU clock ticks of PostgreSQL: the postmaster, its children, and its reaped
+# children (cutime+cstime).
+pg_ticks() {
+  local t c v
+  t=$(awk '{ sub(/.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$PGPID/stat")
+  for c in $(pgrep -P "$PGPID"); do
+    v=$(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$c/stat" 2>/dev/null) || v=0
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+# users outbox_depth syncs commits workos_requests writes (bench/usersd_stats.mjs)
+usersd_stats() { node "$ROOT/bench/usersd_stats.mjs" --admin "$D1/admin.sock" --fake "$FAKE" "$@"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
-# The median and the range of numbers: "median min max".
-stats() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-  END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1], v[NR] }'; }
 # A ratio column: "median (min–max)".
 ratio_col() { read -r m lo hi < <(stats "$@"); printf "%.2f (%.2f–%.2f)" "$m" "$lo" "$hi"; }
-median() { stats "$@" | awk '{ printf "%.3f", $1 }'; }
 
 # CPU time stolen by the hypervisor: "steal_ticks total_ticks" from /proc/stat.
 cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t }' /proc/stat; }
@@ -142,8 +164,25 @@ start_usersd "$D1"
 node "$ROOT/bench/setup.mjs" --fake "$FAKE" --socket "$D1/usersd.sock" --users "$USERS" --out "$D1/creds" 2>/dev/null
 sleep 0.5
 IDLE_RSS=$(rss_kib "$USERSD_PID"); IDLE_RSS_X=$(rss_excl_map_kib "$USERSD_PID")
-loadgen() { # op -> JSON
-  "$LOADGEN" --socket "$D1/usersd.sock" --tokens "$D1/creds" -c "$C" --duration "$DUR" --op "$1" --field "$FIELD" --json
+loadgen() { # op -> LG (its JSON), LG_CPU (usersd's CPU µs per reply of the run) and LG_FAKE_CPU (the test server's)
+  local t0 t1 f0 f1
+  t0=$(proc_ticks "$USERSD_PID"); f0=$(proc_ticks "$FAKE_PID")
+  LG=$("$LOADGEN" --socket "$D1/usersd.sock" --tokens "$D1/creds" -c "$C" --duration "$DUR" --op "$1" --field "$FIELD" --json)
+  t1=$(proc_ticks "$USERSD_PID"); f1=$(proc_ticks "$FAKE_PID")
+  LG_CPU=$(cpu_us $((t1 - t0)) "$(field "$LG" replies)")
+  LG_FAKE_CPU=$(cpu_us $((f1 - f0)) "$(field "$LG" replies)")
+}
+# Waits until the outbox is empty (at most DRAIN seconds); prints the seconds.
+drain_outbox() {
+  local t0 depth
+  t0=$(date +%s%N)
+  while :; do
+    read -r _ depth _ < <(usersd_stats)
+    [ "$depth" = 0 ] && break
+    [ $(( ($(date +%s%N) - t0) / 1000000000 )) -lt "$DRAIN" ] || break
+    sleep 0.2
+  done
+  awk -v n=$(( ($(date +%s%N) - t0) / 1000000 )) 'BEGIN { printf "%.1f", n / 1000 }'
 }
 
 # --- Redis on a Unix socket ---------------------------------------------
@@ -162,8 +201,12 @@ PIDS+=($RPID_GET)
 read -r RPID_SET RDIR_SET < <(redis_run --appendonly yes --appendfsync always)
 PIDS+=($RPID_SET)
 redis-benchmark -s "$RDIR_GET/redis.sock" -c "$C" -n 500000 -d 300 -t set -q >/dev/null  # fill keys for GET
-redis_bench() { # dir test requests -> requests per second
-  redis-benchmark -s "$1/redis.sock" -c "$C" -n "$3" -d 300 -t "$2" --csv | awk -F'","' 'NR==2 {gsub(/"/,"",$2); print $2}'
+redis_bench() { # dir test requests pid -> RB (requests per second) and RB_CPU (the server's CPU µs per request)
+  local t0 t1
+  t0=$(proc_ticks "$4")
+  RB=$(redis-benchmark -s "$1/redis.sock" -c "$C" -n "$3" -d 300 -t "$2" --csv | awk -F'","' 'NR==2 {gsub(/"/,"",$2); print $2}')
+  t1=$(proc_ticks "$4")
+  RB_CPU=$(cpu_us $((t1 - t0)) "$3")
 }
 
 # --- PostgreSQL: a throwaway server on a Unix socket ----------------------
@@ -225,39 +268,59 @@ UPDATE users SET timezone = (ARRAY['Europe/Paris', 'UTC', 'America/New_York', 'A
   WHERE id = md5('usersd-bench-' || :n)::uuid RETURNING $COLS;
 SQL
 fi
-pgbench_run() { # script seconds -> "tps latency_avg_ms"
+pgbench_run() { # script seconds -> "tps latency_avg_ms transactions"
   "$PGBIN/pgbench" -h "$PGDIR" -U bench -n -M prepared -c "$C" -j 1 -T "$2" -D users="$USERS" -f "$1" postgres 2>&1 |
     awk '/^latency average/ { lat = $4 } /^tps/ { tps = $3 } /^number of failed transactions/ { failed = $5 }
-         END { if (tps == "" || failed + 0 > 0) { print "pgbench failed" > "/dev/stderr"; exit 1 } print tps, lat }'
+         /^number of transactions actually processed/ { n = $6 }
+         END { if (tps == "" || failed + 0 > 0) { print "pgbench failed" > "/dev/stderr"; exit 1 } print tps, lat, n }'
 }
-pg_bench() { # script -> tps (1 s warm-up, like usersd-loadgen's, then DURATION)
+pg_bench() { # script -> PGB (tps; 1 s warm-up, like usersd-loadgen's, then DURATION) and PG_CPU (CPU µs per transaction)
+  local t0 t1 n
   pgbench_run "$1" 1 >/dev/null
-  pgbench_run "$1" "$DUR" | cut -d' ' -f1
+  t0=$(pg_ticks)
+  read -r PGB _ n < <(pgbench_run "$1" "$DUR")
+  sleep 0.2  # the run's backends exit and are reaped (cutime)
+  t1=$(pg_ticks)
+  PG_CPU=$(cpu_us $((t1 - t0)) "$n")
 }
 
 # --- the rounds: usersd, Redis, PostgreSQL; read pairs then durable writes -
 R_ME=() R_GET=() R_SEL=() R_UPD=() R_SET=() R_PUPD=()
 X_GET=() X_SEL=() X_SET=() X_PUPD=()
 P50_ME=() P99_ME=() P999_ME=() P50_UPD=() P99_UPD=() P999_UPD=()
+C_ME=() C_GET=() C_SEL=() C_UPD=() C_SET=() C_PUPD=() C_FAKE=()
+SPC=() WPU=() DEPTH=() DRAINED=()
 N_GET=$((100000 * DUR)) N_SET=$((10000 * DUR))
 for r in $(seq "$ROUNDS"); do
-  ME=$(loadgen me); ME_RPS=$(field "$ME" rps)
-  GET_RPS=$(redis_bench "$RDIR_GET" get "$N_GET")
+  DRAINED+=("$(drain_outbox)")
+  loadgen me; ME=$LG; ME_RPS=$(field "$ME" rps); C_ME+=("$LG_CPU")
+  redis_bench "$RDIR_GET" get "$N_GET" "$RPID_GET"; GET_RPS=$RB; C_GET+=("$RB_CPU")
   R_ME+=("$ME_RPS"); R_GET+=("$GET_RPS"); X_GET+=("$(ratio "$ME_RPS" "$GET_RPS")")
   P50_ME+=("$(field "$ME" p50_ms)"); P99_ME+=("$(field "$ME" p99_ms)"); P999_ME+=("$(field "$ME" p999_ms)")
-  line="round $r: user.me $ME_RPS/s, GET $(printf %.0f "$GET_RPS")/s"
+  line="round $r: user.me $ME_RPS/s ${LG_CPU} µs, GET $(printf %.0f "$GET_RPS")/s ${RB_CPU} µs"
   if [ "$PG" = 1 ]; then
-    SEL_TPS=$(pg_bench "$WORK/pg-select.sql"); R_SEL+=("$SEL_TPS"); X_SEL+=("$(ratio "$ME_RPS" "$SEL_TPS")")
-    line+=", SELECT $(printf %.0f "$SEL_TPS")/s"
+    pg_bench "$WORK/pg-select.sql"; SEL_TPS=$PGB; C_SEL+=("$PG_CPU")
+    R_SEL+=("$SEL_TPS"); X_SEL+=("$(ratio "$ME_RPS" "$SEL_TPS")")
+    line+=", SELECT $(printf %.0f "$SEL_TPS")/s ${PG_CPU} µs"
   fi
-  UPD=$(loadgen update); UPD_RPS=$(field "$UPD" rps)
-  SET_RPS=$(redis_bench "$RDIR_SET" set "$N_SET")
+  read -r _ _ S0 K0 _ _ < <(usersd_stats --clear-fake)
+  loadgen update; UPD=$LG; UPD_RPS=$(field "$UPD" rps); C_UPD+=("$LG_CPU"); C_FAKE+=("$LG_FAKE_CPU")
+  read -r NUSERS DEPTH_NOW S1 K1 WREQ _ < <(usersd_stats)
+  DEPTH+=("$DEPTH_NOW")
+  WPU+=("$(awk -v w="$WREQ" -v n="$(field "$UPD" replies)" 'BEGIN { if (n > 0) printf "%.3f", w / n; else print 0 }')")
+  SPC_NOW=n/a
+  if [ "$S0" != n/a ] && [ "$K1" != "$K0" ]; then
+    SPC_NOW=$(awk -v s=$((S1 - S0)) -v k=$((K1 - K0)) 'BEGIN { printf "%.3f", s / k }')
+    SPC+=("$SPC_NOW")
+  fi
+  redis_bench "$RDIR_SET" set "$N_SET" "$RPID_SET"; SET_RPS=$RB; C_SET+=("$RB_CPU")
   R_UPD+=("$UPD_RPS"); R_SET+=("$SET_RPS"); X_SET+=("$(ratio "$UPD_RPS" "$SET_RPS")")
   P50_UPD+=("$(field "$UPD" p50_ms)"); P99_UPD+=("$(field "$UPD" p99_ms)"); P999_UPD+=("$(field "$UPD" p999_ms)")
-  line+="; user.update $UPD_RPS/s, SET $(printf %.0f "$SET_RPS")/s"
+  line+="; user.update $UPD_RPS/s $LG_CPU µs ($SPC_NOW syncs/commit, ${WPU[-1]} WorkOS requests each, outbox $DEPTH_NOW), SET $(printf %.0f "$SET_RPS")/s ${RB_CPU} µs"
   if [ "$PG" = 1 ]; then
-    PUPD_TPS=$(pg_bench "$WORK/pg-update.sql"); R_PUPD+=("$PUPD_TPS"); X_PUPD+=("$(ratio "$UPD_RPS" "$PUPD_TPS")")
-    line+=", UPDATE $(printf %.0f "$PUPD_TPS")/s"
+    pg_bench "$WORK/pg-update.sql"; PUPD_TPS=$PGB; C_PUPD+=("$PG_CPU")
+    R_PUPD+=("$PUPD_TPS"); X_PUPD+=("$(ratio "$UPD_RPS" "$PUPD_TPS")")
+    line+=", UPDATE $(printf %.0f "$PUPD_TPS")/s ${PG_CPU} µs"
   fi
   echo "$line; load $(cut -d' ' -f1 /proc/loadavg)"
   # Next round's Redis runs last about DURATION seconds too.
@@ -274,16 +337,27 @@ if [ "$PG" = 1 ]; then
 fi
 ME_RPS=$(median "${R_ME[@]}")
 ME_P50=$(median "${P50_ME[@]}"); ME_P99=$(median "${P99_ME[@]}")
+cpu_col() { median "$@" | awk '{ printf "%.1f", $1 }'; }
 
 echo
-printf "%-52s %10s %10s  %s\n" "pair ($C connections; medians of $ROUNDS rounds)" "usersd/s" "peer/s" "ratio median (min–max)"
-printf "%-52s %10.0f %10.0f  %s\n" "user.me vs Redis GET" "$ME_RPS" "$(median "${R_GET[@]}")" "$(ratio_col "${X_GET[@]}")"
-[ "$PG" = 1 ] && printf "%-52s %10.0f %10.0f  %s\n" "user.me vs PostgreSQL SELECT by key (prepared)" "$ME_RPS" "$(median "${R_SEL[@]}")" "$(ratio_col "${X_SEL[@]}")"
-printf "%-52s %10.0f %10.0f  %s\n" "user.update ($FIELD) vs Redis SET appendfsync always" "$(median "${R_UPD[@]}")" "$(median "${R_SET[@]}")" "$(ratio_col "${X_SET[@]}")"
-[ "$PG" = 1 ] && printf "%-52s %10.0f %10.0f  %s\n" "user.update ($FIELD) vs PostgreSQL UPDATE … RETURNING" "$(median "${R_UPD[@]}")" "$(median "${R_PUPD[@]}")" "$(ratio_col "${X_PUPD[@]}")"
+printf "%-52s %10s %10s  %-20s %9s %9s\n" "pair ($C connections; medians of $ROUNDS rounds)" "usersd/s" "peer/s" "ratio median (min–max)" "usersd µs" "peer µs"
+printf "%-52s %10.0f %10.0f  %-20s %9s %9s\n" "user.me vs Redis GET" "$ME_RPS" "$(median "${R_GET[@]}")" "$(ratio_col "${X_GET[@]}")" "$(cpu_col "${C_ME[@]}")" "$(cpu_col "${C_GET[@]}")"
+[ "$PG" = 1 ] && printf "%-52s %10.0f %10.0f  %-20s %9s %9s\n" "user.me vs PostgreSQL SELECT by key (prepared)" "$ME_RPS" "$(median "${R_SEL[@]}")" "$(ratio_col "${X_SEL[@]}")" "$(cpu_col "${C_ME[@]}")" "$(cpu_col "${C_SEL[@]}")"
+printf "%-52s %10.0f %10.0f  %-20s %9s %9s\n" "user.update ($FIELD) vs Redis SET appendfsync always" "$(median "${R_UPD[@]}")" "$(median "${R_SET[@]}")" "$(ratio_col "${X_SET[@]}")" "$(cpu_col "${C_UPD[@]}")" "$(cpu_col "${C_SET[@]}")"
+[ "$PG" = 1 ] && printf "%-52s %10.0f %10.0f  %-20s %9s %9s\n" "user.update ($FIELD) vs PostgreSQL UPDATE … RETURNING" "$(median "${R_UPD[@]}")" "$(median "${R_PUPD[@]}")" "$(ratio_col "${X_PUPD[@]}")" "$(cpu_col "${C_UPD[@]}")" "$(cpu_col "${C_PUPD[@]}")"
+echo "(µs: CPU time of the server processes per request, utime+stime from /proc, medians of the rounds)"
 echo
 echo "user.me     latency ms (medians of the rounds): p50 $ME_P50  p99 $ME_P99  p99.9 $(median "${P999_ME[@]}")"
 echo "user.update latency ms (medians of the rounds): p50 $(median "${P50_UPD[@]}")  p99 $(median "${P99_UPD[@]}")  p99.9 $(median "${P999_UPD[@]}")"
+if [ "${#SPC[@]}" -gt 0 ]; then
+  read -r m lo hi < <(stats "${SPC[@]}")
+  echo "user.update: store syncs per commit $m ($lo–$hi) (usersd_store_syncs_total / usersd_store_commits_total over each run)"
+else
+  echo "user.update: store syncs per commit n/a (this usersd does not count them)"
+fi
+read -r m lo hi < <(stats "${WPU[@]}")
+echo "user.update: WorkOS User Management requests per user.update during the run $m ($lo–$hi); the test server's CPU per user.update $(cpu_col "${C_FAKE[@]}") µs"
+echo "outbox depth right after each update run: ${DEPTH[*]} (store: $NUSERS users); seconds waited for it to drain before each user.me run: ${DRAINED[*]}"
 echo "startup to socket ready: ${READY_MS} ms (empty store); idle RSS after setup: ${IDLE_RSS} KiB total, ${IDLE_RSS_X} KiB excluding the data.mdb mapping"
 
 # --- scale: 1,000,000 users ----------------------------------------------

@@ -2,7 +2,9 @@
 //
 // Opens N connections; each keeps exactly one request outstanding (send,
 // wait for the reply, send the next), like redis-benchmark with -P 1. Reports
-// throughput and latency percentiles from exact sorted samples.
+// throughput and latency percentiles from exact sorted samples. --json also
+// gives `replies`: every reply of the run, warm-up included, for the CPU time
+// per request of the server (bench/compare.sh).
 //
 //   usersd-loadgen --socket PATH --tokens FILE [--connections 32]
 //                  [--duration 10] [--warmup 1] [--op me|update]
@@ -54,6 +56,7 @@ struct State {
   uint64_t errors = 0;
   uint64_t refused = 0;
   uint64_t completed = 0;
+  uint64_t replies = 0;  // every reply, warm-up and tail included (for CPU per request)
   bool stopping = false;
   int open = 0;
 };
@@ -126,6 +129,7 @@ struct Conn {
 
   void OnLine(std::string_view l) {
     auto now = Clock::now();
+    st->replies++;
     bool ok = l.find(R"("_tag":"Success")") != std::string_view::npos;
     if (!ok && refusing && l.find("UnauthorizedError") != std::string_view::npos) {
       st->refused++;
@@ -259,11 +263,13 @@ int main(int argc, char** argv) {
   };
   double rps = st.completed / secs;
   if (st.opt.json) {
-    printf("{\"op\":\"%s\",\"connections\":%d,\"seconds\":%.1f,\"requests\":%llu,\"errors\":%llu,"
-           "\"refused\":%llu,\"rps\":%.0f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f}\n",
-           st.opt.op.c_str(), st.opt.connections, secs, static_cast<unsigned long long>(st.completed),
-           static_cast<unsigned long long>(st.errors), static_cast<unsigned long long>(st.refused), rps, pct(50),
-           pct(90), pct(99), pct(99.9));
+    printf(
+        "{\"op\":\"%s\",\"connections\":%d,\"seconds\":%.1f,\"requests\":%llu,\"errors\":%llu,"
+        "\"refused\":%llu,\"rps\":%.0f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
+        "\"replies\":%llu}\n",
+        st.opt.op.c_str(), st.opt.connections, secs, static_cast<unsigned long long>(st.completed),
+        static_cast<unsigned long long>(st.errors), static_cast<unsigned long long>(st.refused), rps, pct(50), pct(90),
+        pct(99), pct(99.9), static_cast<unsigned long long>(st.replies));
   } else {
     printf("%s: %d connections, %.1f s: %llu requests, %.0f req/s, errors %llu, refused %llu\n", st.opt.op.c_str(),
            st.opt.connections, secs, static_cast<unsigned long long>(st.completed), rps,

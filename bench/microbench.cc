@@ -1,5 +1,5 @@
 // usersd-microbench: nanoseconds per call of the per-request pieces that
-// docs/BENCHMARKS.md's optimisation log measures in isolation: parsing a
+// docs/bench-history.md's optimisation log measures in isolation: parsing a
 // user.me request line (820-byte token), a token-cache lookup (SHA-256),
 // decoding a user record with and without settings, and writing the
 // user.me reply. Single-threaded, best of 3 runs of N calls each.

@@ -6,7 +6,7 @@
 # bench/setup.mjs, then runs usersd-loadgen (32 connections, OP = me | update)
 # for SECONDS. With perf arguments, `perf record <args> -p <usersd pid>`
 # samples the daemon for the length of the run and writes perf.data in the
-# current directory. Examples (docs/BENCHMARKS.md, "Where the time goes"):
+# current directory. Examples (docs/BENCHMARKS.md, "Where the CPU goes"):
 #   bash bench/profile.sh build me 6 -F 3000
 #   FIELD=timezone bash bench/profile.sh build update 6 -F 4000
 #   perf report --no-children --sort dso,symbol

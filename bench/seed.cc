@@ -67,6 +67,11 @@ int main(int argc, char** argv) {
       u.last_name = "User " + std::to_string(i);
       u.created_at_ms = now;
       u.profile_picture_url = std::string();
+      // Users of a host already in step with WorkOS (SPEC 4b): their id is
+      // WorkOS's external_id, so the daemon does not queue the one-time
+      // backfill job for each of them (1,000,000 jobs whose deliveries
+      // would compete with the scale check's user.me load).
+      u.external_id = u.id;
       auto txid = txn->NextTxid();
       if (!txid.ok()) return 1;
       u.txid = *txid;

@@ -683,6 +683,10 @@ void Loader::Root(const YAML::Node& root) {
                                 // 16 TiB keeps the byte size far from overflow.
                                 {"map_size_mib", int_field(&c.store.map_size_mib, 1, 1 << 24)},
                                 {"max_map_size_mib", int_field(&c.store.max_map_size_mib, 1, 1 << 24)},
+                                {"sync_mode",
+                                 [&](const Field& v) {
+                                   Enum(v, {"one", "two"}, &c.store.sync_mode);
+                                 }},
                             });
                }},
               {"auth",
@@ -943,6 +947,7 @@ const std::vector<KeySpec> kKeys = {
     USERSD_KEY("store.path", store.path, false),
     USERSD_KEY("store.map_size_mib", store.map_size_mib, false),
     USERSD_KEY("store.max_map_size_mib", store.max_map_size_mib, false),
+    USERSD_KEY("store.sync_mode", store.sync_mode, false),
     USERSD_KEY("auth.client_id", auth.client_id, false),
     USERSD_KEY("auth.jwks_url", auth.jwks_url, false),
     USERSD_KEY("auth.jwks_file", auth.jwks_file, false),
@@ -1322,6 +1327,7 @@ std::string ToYaml(const Config& c) {
   str("path", c.store.path);
   num("map_size_mib", static_cast<int64_t>(c.store.map_size_mib));
   num("max_map_size_mib", static_cast<int64_t>(c.store.max_map_size_mib));
+  str("sync_mode", c.store.sync_mode);
   out << YAML::EndMap;
 
   section("auth");

@@ -45,6 +45,7 @@ struct StoreConfig {
   std::string path = "/var/lib/usersd";
   uint64_t map_size_mib = 64;
   uint64_t max_map_size_mib = 65536;
+  std::string sync_mode = "one";  // "one" | "two" (store::SyncMode)
 };
 
 struct AuthConfig {

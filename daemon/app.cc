@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <sys/file.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +12,7 @@
 #include <random>
 
 #include "common/log.h"
+#include "daemon/sd_daemon.h"
 #include "domain/versions.h"
 
 namespace usersd::daemon {
@@ -135,7 +135,9 @@ const std::string& App::version() const {
   return v;
 }
 
-void App::Notify(const std::string& state) { sd_notify(0, state.c_str()); }
+void App::Notify(const std::string& state) {
+  sd::Notify(state);
+}
 
 Status App::Start() {
   // A client that goes away with replies pending must cost a write error
@@ -160,6 +162,7 @@ Status App::Start() {
   so.path = cfg_.store.path;
   so.map_size_bytes = cfg_.store.map_size_mib << 20;
   so.max_map_size_bytes = cfg_.store.max_map_size_mib << 20;
+  so.sync_mode = cfg_.store.sync_mode == "two" ? store::SyncMode::kTwo : store::SyncMode::kOne;
   auto st = store::Store::Open(so);
   if (!st.ok()) return st.status();
   store_ = std::move(*st);
@@ -246,8 +249,9 @@ Status App::Start() {
   uint64_t wd_usec = 0;
   uv_timer_init(&loop_, &watchdog_timer_);
   watchdog_timer_.data = this;
-  if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
-    uv_timer_start(&watchdog_timer_, [](uv_timer_t*) { sd_notify(0, "WATCHDOG=1"); }, 0, wd_usec / 2000);
+  if (sd::WatchdogEnabled(&wd_usec) > 0 && wd_usec > 0) {
+    uv_timer_start(
+        &watchdog_timer_, [](uv_timer_t*) { sd::Notify("WATCHDOG=1"); }, 0, wd_usec / 2000);
   }
   uv_timer_init(&loop_, &stop_timer_);
   stop_timer_.data = this;
@@ -319,20 +323,12 @@ Status App::OpenSockets() {
   // Socket activation: systemd passes the sockets of usersd.socket, named
   // by FileDescriptorName= ("app", "admin"). They are used as they are,
   // never unlinked or re-created. Unnamed sockets are taken in order.
-  char** names = nullptr;
-  int n = sd_listen_fds_with_names(1, &names);
   int app_fd = -1, admin_fd = -1;
   std::vector<int> unnamed;
-  for (int i = 0; i < n; ++i) {
-    std::string name = names && names[i] ? names[i] : "";
-    int fd = SD_LISTEN_FDS_START + i;
+  for (const auto& [fd, name] : sd::ListenFds()) {
     if (name == "app") app_fd = fd;
     else if (name == "admin") admin_fd = fd;
     else unnamed.push_back(fd);
-  }
-  if (names) {
-    for (int i = 0; i < n; ++i) free(names[i]);
-    free(names);
   }
   if (app_fd < 0 && !unnamed.empty()) app_fd = unnamed[0], unnamed.erase(unnamed.begin());
   if (admin_fd < 0 && !unnamed.empty()) admin_fd = unnamed[0];

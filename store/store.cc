@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <utility>
@@ -125,6 +126,10 @@ const char* TableName(Table table) {
   return "?";
 }
 
+const char* SyncModeName(SyncMode mode) {
+  return mode == SyncMode::kTwo ? "two" : "one";
+}
+
 const char* JobOpName(JobOp op) {
   switch (op) {
     case JobOp::kUpdate: return "update";
@@ -171,9 +176,11 @@ std::string JobIndexKey(std::string_view user_id, uint64_t job_id) {
 
 // ---------------------------------------------------------------- ReadTxn
 
-ReadTxn::ReadTxn(Store* store, MDB_txn* txn, bool holds_lock) : store_(store), txn_(txn), holds_lock_(holds_lock) {}
+ReadTxn::ReadTxn(Store* store, MDB_txn* txn, bool holds_lock)
+    : store_(store), txn_(txn), holds_lock_(holds_lock), reader_(holds_lock) {}
 
-ReadTxn::ReadTxn(ReadTxn&& o) noexcept : store_(o.store_), txn_(o.txn_), holds_lock_(o.holds_lock_) {
+ReadTxn::ReadTxn(ReadTxn&& o) noexcept
+    : store_(o.store_), txn_(o.txn_), holds_lock_(o.holds_lock_), reader_(o.reader_) {
   o.txn_ = nullptr;
   o.holds_lock_ = false;
 }
@@ -195,9 +202,23 @@ Result<std::optional<std::string>> ReadTxn::GetRaw(MDB_dbi dbi, std::string_view
   return std::optional<std::string>(std::string(View(v)));
 }
 
+namespace {
+// The value under `key`, as a view into LMDB's memory: valid until the
+// transaction writes again or ends, so decode it at once (the user lookups
+// below do, which saves a copy of the record and of the index entry per
+// user.me).
+Result<std::optional<std::string_view>> GetView(MDB_txn* txn, MDB_dbi dbi, std::string_view key) {
+  MDB_val k = Val(key), v;
+  int rc = mdb_get(txn, dbi, &k, &v);
+  if (rc == MDB_NOTFOUND) return std::optional<std::string_view>();
+  if (rc != 0) return FromMdb(rc, "mdb_get");
+  return std::optional<std::string_view>(View(v));
+}
+}  // namespace
+
 Result<std::optional<UserRecord>> ReadTxn::GetUser(std::string_view id) {
   if (id.empty() || id.size() > kMaxKeyBytes) return std::optional<UserRecord>();
-  auto raw = GetRaw(store_->dbi(Table::kUsers), id);
+  auto raw = GetView(txn_, store_->dbi(Table::kUsers), id);
   if (!raw.ok()) return raw.status();
   if (!raw->has_value()) return std::optional<UserRecord>();
   auto u = DecodeUser(**raw);
@@ -207,15 +228,15 @@ Result<std::optional<UserRecord>> ReadTxn::GetUser(std::string_view id) {
 
 Result<std::optional<UserRecord>> ReadTxn::FindByWorkosId(std::string_view workos_id) {
   if (workos_id.empty() || workos_id.size() > kMaxKeyBytes) return std::optional<UserRecord>();
-  auto id = GetRaw(store_->dbi(Table::kByWorkos), workos_id);
+  auto id = GetView(txn_, store_->dbi(Table::kByWorkos), workos_id);
   if (!id.ok()) return id.status();
   if (!id->has_value()) return std::optional<UserRecord>();
-  return GetUser(**id);
+  return GetUser(**id);  // a read: the view stays valid for it
 }
 
 Result<std::optional<UserRecord>> ReadTxn::FindByEmail(std::string_view email) {
   if (email.empty() || email.size() > kMaxKeyBytes) return std::optional<UserRecord>();
-  auto id = GetRaw(store_->dbi(Table::kByEmail), EmailIndexKey(email));
+  auto id = GetView(txn_, store_->dbi(Table::kByEmail), EmailIndexKey(email));
   if (!id.ok()) return id.status();
   if (!id->has_value()) return std::optional<UserRecord>();
   return GetUser(**id);
@@ -225,9 +246,13 @@ Result<std::optional<std::string>> ReadTxn::GetMeta(std::string_view key) {
   return GetRaw(store_->dbi(Table::kMeta), key);
 }
 
+uint64_t ReadTxn::VisibleTxidLimit() const {
+  return reader_ ? store_->durable_txid() : std::numeric_limits<uint64_t>::max();
+}
+
 uint64_t ReadTxn::LastTxid() {
   auto v = CounterFrom(GetMeta("last_txid"), "last_txid");
-  return v.ok() ? *v : 0;
+  return v.ok() ? std::min(*v, VisibleTxidLimit()) : 0;
 }
 
 namespace {
@@ -266,13 +291,15 @@ Status Scan(MDB_txn* txn, MDB_dbi dbi, std::string_view start, Fn fn) {
 
 // Decodes the entries from `start` on into a vector: `decode(key, value)`
 // gives a Result<T>; the first failure ends the scan with its status. An
-// entry whose key equals `skip` is passed over; `max` == 0 means no limit.
+// entry whose key equals `skip` is passed over; `max` == 0 means no limit;
+// the scan ends before a key >= `end` (when not empty).
 template <class T, class Decode>
 Result<std::vector<T>> Collect(MDB_txn* txn, MDB_dbi dbi, std::string_view start, std::string_view skip, size_t max,
-                               Decode decode) {
+                               Decode decode, std::string_view end = {}) {
   std::vector<T> out;
   Status bad;
   Status st = Scan(txn, dbi, start, [&](std::string_view k, std::string_view v) {
+    if (!end.empty() && k >= end) return false;
     if (!skip.empty() && k == skip) return true;
     Result<T> item = decode(k, v);
     if (!item.ok()) {
@@ -351,12 +378,19 @@ Result<std::optional<DeadLetter>> ReadTxn::GetDeadLetter(uint64_t id) {
 
 Result<std::vector<Change>> ReadTxn::ChangesSince(uint64_t since, size_t limit) {
   if (limit == 0) return std::vector<Change>();
-  return Collect<Change>(txn_, store_->dbi(Table::kChanges), U64Key(since), {}, limit,
-                         [](std::string_view k, std::string_view v) -> Result<Change> {
-                           auto c = DecodeChange(v);
-                           if (c.ok()) c->txid = U64FromKey(k);
-                           return c;
-                         });
+  const uint64_t visible = VisibleTxidLimit();
+  if (since > visible) return std::vector<Change>();
+  // Keys are big-endian transactionIds, so the scan stops at the first
+  // entry that is not durable yet.
+  const std::string stop = visible == std::numeric_limits<uint64_t>::max() ? std::string() : U64Key(visible + 1);
+  return Collect<Change>(
+      txn_, store_->dbi(Table::kChanges), U64Key(since), {}, limit,
+      [](std::string_view k, std::string_view v) -> Result<Change> {
+        auto c = DecodeChange(v);
+        if (c.ok()) c->txid = U64FromKey(k);
+        return c;
+      },
+      stop);
 }
 
 uint64_t ReadTxn::CountEntries(Table table) {
@@ -377,14 +411,23 @@ Result<WriteTxn> WriteTxn::BeginNested() {
   MDB_txn* child = nullptr;
   int rc = mdb_txn_begin(store_->env_, txn_, 0, &child);
   if (rc != 0) return FromMdb(rc, "mdb_txn_begin(nested)");
-  return WriteTxn(store_, child);
+  return WriteTxn(store_, child, /*nested=*/true);
 }
 
 Status WriteTxn::Commit() {
   if (done_ || !txn_) return Status::Internal("commit on a finished transaction");
   done_ = true;
+  if (nested_) {
+    int rc = mdb_txn_commit(txn_);
+    txn_ = nullptr;
+    return FromMdb(rc, "mdb_txn_commit(nested)");
+  }
+  // The transactionId this commit makes current, for the durable watermark.
+  auto last = CounterFrom(GetMeta("last_txid"), "last_txid");
+  const uint64_t id = mdb_txn_id(txn_);
   int rc = mdb_txn_commit(txn_);
   txn_ = nullptr;
+  if (rc == 0) store_->Committed(id, last.ok() ? *last : 0);
   return FromMdb(rc, "mdb_txn_commit");
 }
 
@@ -604,7 +647,9 @@ Status Store::Init() {
   rc = mdb_env_set_mapsize(env_, options_.map_size_bytes);
   if (rc != 0) return FromMdb(rc, "mdb_env_set_mapsize");
   // MDB_NOTLS: read transactions belong to their ReadTxn, not to the thread.
-  rc = mdb_env_open(env_, options_.path.c_str(), MDB_NOTLS, 0600);
+  // MDB_NOMETASYNC: see SyncMode and store/writer.h.
+  const unsigned flags = MDB_NOTLS | (options_.sync_mode == SyncMode::kOne ? MDB_NOMETASYNC : 0u);
+  rc = mdb_env_open(env_, options_.path.c_str(), flags, 0600);
   if (rc != 0) {
     mdb_env_close(env_);
     env_ = nullptr;
@@ -699,8 +744,20 @@ Status Store::Init() {
   MDB_val ck = Val("created_at"), cv;
   if (mdb_get(txn, dbi(Table::kMeta), &ck, &cv) == 0)
     created_at_ms_ = std::strtoll(std::string(View(cv)).c_str(), nullptr, 10);
+  MDB_val tk = Val("last_txid"), tv;
+  uint64_t last_txid = 0;
+  if (mdb_get(txn, dbi(Table::kMeta), &tk, &tv) == 0) last_txid = U64FromKey(View(tv));
   rc = mdb_txn_commit(txn);
-  return FromMdb(rc, "committing store initialisation");
+  if (rc != 0) return FromMdb(rc, "committing store initialisation");
+  // What this open read may be a commit whose meta page is still only in
+  // the page cache: a process killed in SyncMode::kOne leaves it there. One
+  // sync makes it durable before anything shows its transactionId.
+  rc = mdb_env_sync(env_, 1);
+  if (rc != 0) return FromMdb(rc, "syncing the store at open");
+  syncs_.fetch_add(1, std::memory_order_relaxed);
+  committed_txid_ = last_txid;
+  durable_txid_.store(last_txid, std::memory_order_release);
+  return Status::Ok();
 }
 
 Status Store::RebuildEmailIndex(MDB_txn* txn) {
@@ -737,6 +794,9 @@ Status Store::RebuildEmailIndex(MDB_txn* txn) {
 Store::~Store() {
   for (MDB_txn* t : spare_reads_) mdb_txn_abort(t);
   spare_reads_.clear();
+  // mdb_env_close does not sync; a commit made without the Writer (which
+  // syncs before it stops) may still wait for its meta page's sync.
+  if (env_ && !Sync().ok()) LogError("store: the last commit could not be synced at close", {});
   if (env_) mdb_env_close(env_);
   if (registered_) {
     std::lock_guard<std::mutex> lock(OpenStoresMu());
@@ -826,7 +886,44 @@ Result<WriteTxn> Store::BeginWrite() {
     rc = mdb_txn_begin(env_, nullptr, 0, &txn);
   }
   if (rc != 0) return FromMdb(rc, "mdb_txn_begin(write)");
-  return WriteTxn(this, txn);
+  return WriteTxn(this, txn, /*nested=*/false);
+}
+
+void Store::Committed(uint64_t id, uint64_t txid) {
+  // LMDB skips a commit that wrote nothing: no sync, no meta page, and the
+  // environment's last transaction stays the one before. The meta pages
+  // live in the map, which only this (the writer) thread ever remaps.
+  MDB_envinfo info{};
+  mdb_env_info(env_, &info);
+  if (info.me_last_txnid != id) return;
+  const uint64_t n = commits_.load(std::memory_order_relaxed) + 1;
+  if (options_.sync_mode == SyncMode::kTwo) {
+    // Data pages synced, then the meta page written through the O_DSYNC
+    // descriptor: this commit is on disk.
+    syncs_.fetch_add(2, std::memory_order_relaxed);
+    commits_.store(n, std::memory_order_release);
+    durable_txid_.store(txid, std::memory_order_release);
+    durable_commits_.store(n, std::memory_order_release);
+  } else {
+    // This commit's data sync also flushed the previous commit's meta page
+    // (written, unsynced, before it): that one is on disk, this one is not.
+    syncs_.fetch_add(1, std::memory_order_relaxed);
+    commits_.store(n, std::memory_order_release);
+    durable_txid_.store(committed_txid_, std::memory_order_release);
+    durable_commits_.store(n - 1, std::memory_order_release);
+  }
+  committed_txid_ = txid;
+}
+
+Status Store::Sync() {
+  const uint64_t n = commits_.load(std::memory_order_relaxed);
+  if (durable_commits_.load(std::memory_order_relaxed) == n) return Status::Ok();
+  int rc = mdb_env_sync(env_, 1);
+  if (rc != 0) return FromMdb(rc, "mdb_env_sync");
+  syncs_.fetch_add(1, std::memory_order_relaxed);
+  durable_txid_.store(committed_txid_, std::memory_order_release);
+  durable_commits_.store(n, std::memory_order_release);
+  return Status::Ok();
 }
 
 Status Store::Grow() {
@@ -885,6 +982,15 @@ Result<BackupInfo> Store::Backup(int dir_fd, const std::string& shown) {
     LeaveMap();
   }
   if (rc != 0) return fail(FromMdb(rc, "backing up the store to " + shown));
+  // The copy's snapshot may be a commit whose meta page is not on disk yet
+  // (SyncMode::kOne): make it durable here too, or a power cut could hand
+  // the copy's transactionId to another change. fdatasync may run beside
+  // the writer's commits; the durable watermark catches up at its next one.
+  if (options_.sync_mode == SyncMode::kOne) {
+    rc = mdb_env_sync(env_, 1);
+    if (rc != 0) return fail(FromMdb(rc, "syncing the store after the backup"));
+    syncs_.fetch_add(1, std::memory_order_relaxed);
+  }
   // LMDB writes the copy without syncing it; a backup must survive a crash.
   if (::fsync(fd) != 0) return fail(Status::IOError("cannot sync backup " + shown + ": " + std::strerror(errno)));
   // And its directory entry, or a crash could lose the file.
@@ -939,6 +1045,14 @@ void Store::ExportMetrics(Metrics& m) {
   m.Describe("usersd_store_file_bytes", "gauge", "Size of data.mdb on disk.");
   m.Describe("usersd_store_max_map_bytes", "gauge", "Largest map size the store may grow to (store.max_map_size_mib).");
   m.Describe("usersd_outbox_oldest_age_seconds", "gauge", "Age of the oldest job waiting for WorkOS (0 when empty).");
+  m.Describe("usersd_store_commits_total", "counter", "LMDB write transactions committed that wrote pages.");
+  m.Describe("usersd_store_syncs_total", "counter",
+             "Syncs of data.mdb (fdatasync, or a meta page written through LMDB's O_DSYNC descriptor); "
+             "divided by usersd_store_commits_total: syncs per commit.");
+  m.Describe("usersd_store_sync_mode", "gauge", "store.sync_mode in use: 1 (one sync per commit) or 2.");
+  m.Set("usersd_store_commits_total", {}, static_cast<double>(commits()));
+  m.Set("usersd_store_syncs_total", {}, static_cast<double>(syncs()));
+  m.Set("usersd_store_sync_mode", {}, options_.sync_mode == SyncMode::kTwo ? 2.0 : 1.0);
   StoreStats s = Stats();
   m.Set("usersd_store_map_bytes", {}, static_cast<double>(s.map_size_bytes));
   m.Set("usersd_store_used_bytes", {}, static_cast<double>(s.used_bytes));

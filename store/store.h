@@ -69,11 +69,23 @@ inline constexpr size_t kTableCount = 8;
 // The LMDB database name of a table (part of the on-disk format).
 const char* TableName(Table table);
 
+// How a commit becomes durable (store.sync_mode; see "Durability" in
+// store/writer.h).
+//   kOne: LMDB opened with MDB_NOMETASYNC. A commit syncs its data pages and
+//         writes its meta page without a sync; the next commit's data sync
+//         (or Store::Sync) makes that meta page durable. One sync per commit
+//         under load, and a commit is durable only one sync later.
+//   kTwo: LMDB's default. A commit syncs its data pages, then writes its
+//         meta page through a synchronous descriptor: durable on return.
+enum class SyncMode { kOne, kTwo };
+const char* SyncModeName(SyncMode mode);
+
 struct StoreOptions {
   std::string path;                  // directory; created if missing
   uint64_t map_size_bytes = 64ull << 20;
   uint64_t max_map_size_bytes = 64ull << 30;
   const Clock* clock = &SystemClock();
+  SyncMode sync_mode = SyncMode::kOne;
 };
 
 struct StoreStats {
@@ -108,6 +120,10 @@ class ReadTxn {
   // (common/text.h EmailKey: NFC, Unicode case folding).
   Result<std::optional<UserRecord>> FindByEmail(std::string_view email);
   Result<std::optional<std::string>> GetMeta(std::string_view key);
+  // The last transactionId. A read transaction sees only durable ones
+  // (Store::durable_txid()): in SyncMode::kOne a commit is visible before
+  // its meta page is on disk, and SPEC 1 shows a transactionId only once it
+  // is durable. A write transaction sees its own.
   uint64_t LastTxid();
   // Users in id order strictly after `after` (empty = from the start), at
   // most `limit`.
@@ -123,7 +139,8 @@ class ReadTxn {
   Result<std::optional<OutboxJob>> GetJob(uint64_t id);
   Result<std::vector<DeadLetter>> ListDeadLetters(size_t limit);
   Result<std::optional<DeadLetter>> GetDeadLetter(uint64_t id);
-  // Changes with txid >= since, oldest first, at most `limit`.
+  // Changes with txid >= since, oldest first, at most `limit`; in a read
+  // transaction only durable ones (see LastTxid).
   Result<std::vector<Change>> ChangesSince(uint64_t since, size_t limit);
   // Entries in `table` (0 when LMDB cannot say).
   uint64_t CountEntries(Table table);
@@ -132,9 +149,12 @@ class ReadTxn {
   friend class Store;
   ReadTxn(Store* store, MDB_txn* txn, bool holds_lock);
   Result<std::optional<std::string>> GetRaw(MDB_dbi dbi, std::string_view key);
+  // The highest transactionId this transaction may show (see LastTxid).
+  uint64_t VisibleTxidLimit() const;
   Store* store_;
   MDB_txn* txn_;
   bool holds_lock_;
+  bool reader_;  // a read transaction (BeginRead), not a WriteTxn
 };
 
 // A write transaction (writer thread only). Mutations maintain the indexes.
@@ -184,10 +204,11 @@ class WriteTxn : public ReadTxn {
 
  private:
   friend class Store;
-  WriteTxn(Store* store, MDB_txn* txn) : ReadTxn(store, txn, false) {}
+  WriteTxn(Store* store, MDB_txn* txn, bool nested) : ReadTxn(store, txn, false), nested_(nested) {}
   Status Put(MDB_dbi dbi, std::string_view key, std::string_view value);
   Status Del(MDB_dbi dbi, std::string_view key);
   bool done_ = false;
+  bool nested_ = false;
 };
 
 class Store {
@@ -233,6 +254,23 @@ class Store {
   // Any thread; takes effect at the next Grow().
   void set_max_map_size(uint64_t bytes) { max_map_size_.store(bytes); }
 
+  // Durability (see SyncMode and store/writer.h). A commit "counts" when it
+  // wrote something (LMDB skips an empty one: no sync, no new meta page).
+  SyncMode sync_mode() const { return options_.sync_mode; }
+  // Makes every commit so far durable: one fdatasync of data.mdb, or
+  // nothing when they already are. Writer thread (or, with no Writer, the
+  // thread that commits).
+  Status Sync();
+  // Commits that counted, by this process since Open; the first
+  // durable_commits() of them are known to be on disk. Any thread.
+  uint64_t commits() const { return commits_.load(std::memory_order_acquire); }
+  uint64_t durable_commits() const { return durable_commits_.load(std::memory_order_acquire); }
+  // Syncs of data.mdb (fdatasync, or a write through LMDB's O_DSYNC
+  // descriptor) by this process since Open. Any thread.
+  uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
+  // The last transactionId known to be durable. Any thread.
+  uint64_t durable_txid() const { return durable_txid_.load(std::memory_order_acquire); }
+
  private:
   friend class ReadTxn;
   friend class WriteTxn;
@@ -251,6 +289,9 @@ class Store {
   // another process gave it) while new readers are held back. Returns the
   // LMDB code; LMDB refuses (EINVAL) while a write transaction is open.
   int Remap(uint64_t size);
+  // Bookkeeping of a top-level commit of the write transaction `id` whose
+  // last_txid was `txid` (writer thread).
+  void Committed(uint64_t id, uint64_t txid);
 
   MDB_dbi dbi(Table table) const { return dbis_[static_cast<size_t>(table)]; }
 
@@ -272,6 +313,13 @@ class Store {
   std::vector<MDB_txn*> spare_reads_;
   bool registered_ = false;      // in the process-wide set of open stores
   uint64_t dev_ = 0, ino_ = 0;
+  // Durability bookkeeping (see commits()). Written by the writer thread
+  // only; atomics so that readers and metrics may look at any time.
+  std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> durable_commits_{0};
+  std::atomic<uint64_t> syncs_{0};
+  uint64_t committed_txid_ = 0;  // last_txid of the last commit that counted
+  std::atomic<uint64_t> durable_txid_{0};
 };
 
 // Gives `after` the next transactionId, stores it (PutUser, with `before` the

@@ -100,8 +100,15 @@ void Writer::Run() {
     };
     {
       std::unique_lock<std::mutex> lock(mu_);
+      // Nothing is pending here unless the queue holds ops (Settle syncs
+      // when it finds the queue empty), so the wait never holds back a
+      // reply.
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping and drained
+      // A batch waits for this commit's data sync (SyncMode::kOne): wait
+      // for nothing (every microsecond here delays its replies), take what
+      // is queued and what comes while it runs.
+      const bool hurry = !pending_.empty();
       // Right after a commit the clients it answered send their next
       // mutations within a fraction of a millisecond. Waiting for as many
       // as the last batch had, and beyond that while the queue keeps growing
@@ -122,7 +129,15 @@ void Writer::Run() {
       };
       gathering_ = true;
       take();
-      while (!stopping_ && batch.size() < target) {
+      // Hurried: no waiting, but what arrives while the ops run joins too.
+      while (hurry && !stopping_) {
+        lock.unlock();
+        run_new();
+        lock.lock();
+        if (queue_.empty() || batch.size() >= max_batch_) break;
+        take();
+      }
+      while (!hurry && !stopping_ && batch.size() < target) {
         lock.unlock();
         run_new();
         lock.lock();
@@ -139,7 +154,9 @@ void Writer::Run() {
       }
       gathering_ = false;
       taken_ = 0;
-      wake_at_ = std::max<size_t>(1, batch.size());
+      // A hurried batch holds whoever was quicker than the rest: it says
+      // nothing about how many clients come together.
+      if (!hurry) wake_at_ = std::max<size_t>(1, batch.size());
     }
     run_new();
     if (straight && txn) {
@@ -150,8 +167,9 @@ void Writer::Run() {
         } else {
           LogError("store commit failed", {{"error", commit.ToString()}});
           for (auto& it : batch) it.result = commit;
+          FailPending(commit);
         }
-        Finish(batch);
+        Settle(std::move(batch));
         continue;
       }
     }
@@ -164,8 +182,56 @@ void Writer::Run() {
     for (auto& it : batch) it.result = Status::Ok();
     if (op_failed) replays_++;
     ApplyBatch(batch, /*nested=*/op_failed);
-    Finish(batch);
+    Settle(std::move(batch));
   }
+}
+
+void Writer::Settle(std::vector<Item>&& batch) {
+  pending_.push_back(Pending{std::move(batch), store_->commits()});
+  if (ack_early_for_testing_.load(std::memory_order_relaxed)) {
+    // Test-only (see set_ack_early_for_testing): as if committed meant durable.
+    for (auto& p : pending_) Finish(p.batch);
+    pending_.clear();
+    return;
+  }
+  AckDurable();
+  if (pending_.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Another commit follows at once: its data sync will cover this one.
+    if (!queue_.empty()) return;
+  }
+  // Idle: sync now rather than keep the replies waiting for a next commit.
+  Status st = store_->Sync();
+  if (!st.ok()) {
+    LogError("store sync failed", {{"error", st.ToString()}});
+    FailPending(st);
+    return;
+  }
+  AckDurable();
+}
+
+void Writer::AckDurable() {
+  const uint64_t durable = store_->durable_commits();
+  while (!pending_.empty() && pending_.front().commits <= durable) {
+    Finish(pending_.front().batch);
+    pending_.pop_front();
+  }
+}
+
+void Writer::FailPending(const Status& why) {
+  // A batch whose commit is not known to be durable when a commit or sync
+  // fails may or may not survive a power cut (after a failed fdatasync the
+  // kernel may have dropped the pages it could not write): its writes get
+  // the error, as a failed commit's do, though they stay visible.
+  const uint64_t durable = store_->durable_commits();
+  for (auto& p : pending_) {
+    if (p.commits <= durable) continue;
+    for (auto& it : p.batch)
+      if (it.result.ok()) it.result = Status::IOError("durability unknown: " + why.message());
+  }
+  for (auto& p : pending_) Finish(p.batch);
+  pending_.clear();
 }
 
 void Writer::ApplyBatch(std::vector<Item>& batch, bool nested) {
@@ -249,6 +315,7 @@ void Writer::ApplyGroup(std::vector<Item>& batch, std::vector<size_t> idx, bool 
         LogError("store commit failed", {{"error", commit.ToString()}});
         for (size_t i : idx)
           if (batch[i].result.ok()) batch[i].result = commit;
+        FailPending(commit);
       }
       batches_++;
       return;
@@ -303,7 +370,8 @@ void Writer::Finish(std::vector<Item>& batch) {
 }
 
 void Writer::ExportMetrics(Metrics& m) const {
-  m.Describe("usersd_writer_batches_total", "counter", "Store write batches committed (one fsync each).");
+  m.Describe("usersd_writer_batches_total", "counter",
+             "Store write batches committed (see usersd_store_syncs_total for their syncs).");
   m.Describe("usersd_writer_ops_total", "counter", "Store write operations run.");
   m.Describe("usersd_writer_replays_total", "counter",
              "Write batches aborted and run again op by op because an op failed.");

@@ -115,6 +115,7 @@ store:
   path: /tmp/u/store
   map_size_mib: 128
   max_map_size_mib: 1024
+  sync_mode: two
 auth:
   client_id: client_01HXYZ
   jwks_url: https://auth.example.com/jwks
@@ -170,6 +171,7 @@ void CheckDefaults(const Config& c) {
   CHECK(c.store.path == "/var/lib/usersd");
   CHECK(c.store.map_size_mib == 64);
   CHECK(c.store.max_map_size_mib == 65536);
+  CHECK(c.store.sync_mode == "one");
   CHECK_FALSE(c.auth.client_id.has_value());
   CHECK_FALSE(c.auth.jwks_url.has_value());
   CHECK_FALSE(c.auth.jwks_file.has_value());
@@ -240,6 +242,7 @@ TEST_CASE("config: a file with every key sets every field", "[config]") {
   CHECK(c.store.path == "/tmp/u/store");
   CHECK(c.store.map_size_mib == 128);
   CHECK(c.store.max_map_size_mib == 1024);
+  CHECK(c.store.sync_mode == "two");
   CHECK(c.auth.client_id == std::optional<std::string>("client_01HXYZ"));
   CHECK(c.auth.jwks_url == std::optional<std::string>("https://auth.example.com/jwks"));
   CHECK(c.auth.jwks_file == std::optional<std::string>("/etc/usersd/jwks.json"));
@@ -273,7 +276,7 @@ TEST_CASE("config: a file with every key sets every field", "[config]") {
 
   // Every key differs from its default, so the diff must name all of them:
   // this catches a key that is parsed but missing from DiffReloadable.
-  CHECK(AllChangedKeys(Config{}, c).size() == 45);
+  CHECK(AllChangedKeys(Config{}, c).size() == 46);
 }
 
 TEST_CASE("config: docs/CONFIGURATION.md documents every key", "[config]") {
@@ -325,7 +328,8 @@ TEST_CASE("config: bad values name the dotted key, the line and the rule", "[con
     const char* rule;  // part of the explanation
   };
   const Case cases[] = {
-      {"log: {level: info}\nsocket:\n  mode: rw-rw----\n", "socket.mode (line 3)", "octal permission string like \"0660\""},
+      {"log: {level: info}\nsocket:\n  mode: rw-rw----\n", "socket.mode (line 3)",
+       "octal permission string like \"0660\""},
       {"socket:\n  mode: \"0888\"\n", "socket.mode (line 2)", "octal permission string"},
       {"socket:\n  mode: 1777\n", "socket.mode (line 2)", "at most 0777"},
       {"admin_socket:\n  mode: [6, 0, 0]\n", "admin_socket.mode (line 2)", "not a list"},
@@ -349,6 +353,8 @@ TEST_CASE("config: bad values name the dotted key, the line and the rule", "[con
       {"store:\n  map_size_mib: 2048\n  max_map_size_mib: 1024\n", "store.map_size_mib (line 2)",
        "must not exceed store.max_map_size_mib"},
       {"store:\n  max_map_size_mib: 32\n", "store.max_map_size_mib (line 2)", "must not exceed"},
+      {"store:\n  sync_mode: three\n", "store.sync_mode (line 2)", "must be one of one, two"},
+      {"store:\n  sync_mode: 1\n", "store.sync_mode (line 2)", "must be one of one, two"},
       {"auth:\n  client_id: \"client/../x\"\n", "auth.client_id (line 2)", "WorkOS client id"},
       {"auth:\n  jwks_url: ftp://x/jwks\n", "auth.jwks_url (line 2)", "http:// or https://"},
       {"auth:\n  issuers: []\n", "auth.issuers (line 2)", "use null for the WorkOS defaults"},
@@ -372,8 +378,7 @@ TEST_CASE("config: bad values name the dotted key, the line and the rule", "[con
       {"outbox:\n  initial_backoff_ms: 5000\n  max_backoff_ms: 100\n", "outbox.initial_backoff_ms (line 2)",
        "must not exceed outbox.max_backoff_ms"},
       {"outbox:\n  max_age_seconds: 0\n", "outbox.max_age_seconds (line 2)", "from 1 to"},
-      {"policy:\n  org_admins_manage_members: \"true\"\n", "policy.org_admins_manage_members (line 2)",
-       "not a string"},
+      {"policy:\n  org_admins_manage_members: \"true\"\n", "policy.org_admins_manage_members (line 2)", "not a string"},
       {"provisioning:\n  jit: yes\n", "provisioning.jit (line 2)", "true or false"},
       {"provisioning:\n  jit: 1\n", "provisioning.jit (line 2)", "true or false"},
       {"log:\n  level: verbose\n", "log.level (line 2)", "one of error, warn, info, debug"},
@@ -588,7 +593,7 @@ TEST_CASE("config: DiffReloadable separates runtime keys from restart keys", "[c
                                                "log.format",
                                                "metrics.textfile",
                                                "metrics.textfile_interval_seconds"});
-  CHECK(full_restart.size() == 22);
+  CHECK(full_restart.size() == 23);  // store.sync_mode among them
 }
 
 TEST_CASE("config: ToYaml round-trips through ParseConfig without the API key", "[config]") {
@@ -860,6 +865,7 @@ TEST_CASE("config: every key, changed alone and reloaded, is in force exactly wh
       {"store.path", "/tmp/x/store"},
       {"store.map_size_mib", "128"},
       {"store.max_map_size_mib", "1024"},
+      {"store.sync_mode", "two"},
       {"auth.client_id", "client_changed"},
       {"auth.jwks_url", "https://auth.example.com/jwks"},
       {"auth.jwks_file", "/etc/usersd/jwks.json"},
@@ -918,6 +924,7 @@ TEST_CASE("config: every key, changed alone and reloaded, is in force exactly wh
                                               "store.path",
                                               "store.map_size_mib",
                                               "store.max_map_size_mib",
+                                              "store.sync_mode",
                                               "auth.client_id",
                                               "auth.jwks_url",
                                               "auth.jwks_file",

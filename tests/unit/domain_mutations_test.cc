@@ -35,13 +35,16 @@ struct Db {
     store = std::move(*s);
   }
   MutationContext Ctx() { return MutationContext{now, &sync}; }
-  // Runs `fn` in one write transaction and commits it.
+  // Runs `fn` in one write transaction, commits it and makes it durable, as
+  // the Writer does before it acknowledges (readers see a transactionId in
+  // the change feed only then, store.h).
   template <class Fn>
   auto Write(Fn fn) {
     auto t = store->BeginWrite();
     REQUIRE(t.ok());
     auto r = fn(*t);
     REQUIRE(t->Commit().ok());
+    REQUIRE(store->Sync().ok());
     return r;
   }
   std::optional<UserRecord> ByWorkos(const std::string& w) {
@@ -917,7 +920,7 @@ TEST_CASE("publish: jobs of an earlier release become the document, with version
 
 // The per-user index: the held-fields read of one user touches that user's
 // jobs only. Not a timed test: run by hand for the figures in
-// docs/BENCHMARKS.md ("build-asan/tests/test_domain_mutations_test [.bench]").
+// docs/bench-history.md ("build-asan/tests/test_domain_mutations_test [.bench]").
 TEST_CASE("mutations: held fields with 100,000 queued jobs of other users", "[.bench]") {
   Db db;
   db.Write([&](store::WriteTxn& t) {

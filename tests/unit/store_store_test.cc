@@ -50,7 +50,9 @@ UserRecord MakeUser(const std::string& id, const std::string& workos_id, const s
   return u;
 }
 
-// Runs fn in one write transaction and commits it.
+// Runs fn in one write transaction, commits it and makes it durable, as the
+// Writer does before it acknowledges (in sync_mode one, readers see its
+// transactionIds only then).
 template <class Fn>
 void Write(Store& s, Fn fn) {
   auto t = s.BeginWrite();
@@ -59,6 +61,7 @@ void Write(Store& s, Fn fn) {
   Status st = t->Commit();
   INFO(st.ToString());
   REQUIRE(st.ok());
+  REQUIRE(s.Sync().ok());
 }
 
 void Put(Store& s, const UserRecord& u) {
@@ -570,7 +573,7 @@ TEST_CASE("store: settings nested deeper than the store can read back are refuse
   CHECK(Must(Get(*s, "u1")).settings == ok.settings);
   Write(*s, [&](WriteTxn& t) {
     Change c;
-    c.txid = 1;
+    c.txid = *t.NextTxid();
     c.user = ok;
     REQUIRE(t.AppendChange(c).ok());
     OutboxJob job;
@@ -661,6 +664,89 @@ TEST_CASE("store: NextTxid is strictly increasing and persists across reopen", "
   auto s = OpenAt(dir.path());
   Write(*s, [&](WriteTxn& t) { ids.push_back(*t.NextTxid()); });
   CHECK(ids == std::vector<uint64_t>{1, 2, 3, 4, 5});
+}
+
+// Commits a new user `id` straight through the store (no Writer, no Sync).
+uint64_t CommitNew(Store& s, const std::string& id) {
+  auto t = s.BeginWrite();
+  REQUIRE(t.ok());
+  UserRecord u = MakeUser(id, "w" + id, id + "@example.com");
+  REQUIRE(CommitUserChange(*t, u, std::nullopt, ChangeOp::kUpsert, 1).ok());
+  REQUIRE(t->Commit().ok());
+  return u.txid;
+}
+
+TEST_CASE("store: sync_mode one shows a transactionId only once its commit is durable", "[store][durability]") {
+  TempDir dir;
+  auto s = OpenAt(dir.path());
+  REQUIRE(s->sync_mode() == SyncMode::kOne);
+  const uint64_t syncs0 = s->syncs();
+  CHECK(syncs0 == 1);  // the open's
+  auto last = [&] { return s->BeginRead()->LastTxid(); };
+  auto feed = [&] { return s->BeginRead()->ChangesSince(1, 100)->size(); };
+
+  CHECK(CommitNew(*s, "a") == 1);
+  // Committed: its data is visible, its transactionId is not (its meta page
+  // is not on disk yet).
+  CHECK(Get(*s, "a").has_value());
+  CHECK(last() == 0);
+  CHECK(feed() == 0);
+  CHECK(s->commits() == 1);
+  CHECK(s->durable_commits() == 0);
+  CHECK(s->syncs() == syncs0 + 1);
+
+  // The next commit's data sync makes the first durable.
+  CHECK(CommitNew(*s, "b") == 2);
+  CHECK(last() == 1);
+  CHECK(feed() == 1);
+  CHECK(s->durable_commits() == 1);
+  CHECK(s->durable_txid() == 1);
+  CHECK(s->syncs() == syncs0 + 2);
+  {
+    auto t = s->BeginWrite();  // a write transaction sees its own
+    CHECK(t->LastTxid() == 2);
+  }
+
+  // An empty commit writes and syncs nothing.
+  {
+    auto t = s->BeginWrite();
+    REQUIRE(t->Commit().ok());
+  }
+  CHECK(s->commits() == 2);
+  CHECK(s->syncs() == syncs0 + 2);
+
+  REQUIRE(s->Sync().ok());
+  CHECK(last() == 2);
+  CHECK(feed() == 2);
+  CHECK(s->durable_commits() == 2);
+  CHECK(s->syncs() == syncs0 + 3);
+  REQUIRE(s->Sync().ok());  // nothing left to sync
+  CHECK(s->syncs() == syncs0 + 3);
+
+  // A backup's transactionId is made durable before it is reported.
+  CHECK(CommitNew(*s, "c") == 3);
+  auto info = s->Backup(dir.sub("backup"));
+  REQUIRE(info.ok());
+  CHECK(info->txid == 3);
+  CHECK(s->syncs() == syncs0 + 5);  // commit c, the backup's sync of the store
+}
+
+TEST_CASE("store: sync_mode two makes a commit durable when it returns", "[store][durability]") {
+  TempDir dir;
+  StoreOptions o;
+  o.path = dir.path();
+  o.sync_mode = SyncMode::kTwo;
+  auto opened = Store::Open(o);
+  REQUIRE(opened.ok());
+  auto& s = *opened;
+  const uint64_t syncs0 = s->syncs();
+  CHECK(CommitNew(*s, "a") == 1);
+  CHECK(s->BeginRead()->LastTxid() == 1);
+  CHECK(s->BeginRead()->ChangesSince(1, 10)->size() == 1);
+  CHECK(s->durable_commits() == 1);
+  CHECK(s->syncs() == syncs0 + 2);  // data pages, then the meta page through O_DSYNC
+  REQUIRE(s->Sync().ok());
+  CHECK(s->syncs() == syncs0 + 2);
 }
 
 TEST_CASE("store: an aborted transaction does not consume a transactionId", "[store]") {
@@ -953,6 +1039,8 @@ TEST_CASE("changes: ChangesSince returns entries from `since` in order, at most 
       c.at_ms = 1000 + int64_t(tx);
       REQUIRE(t.AppendChange(c).ok());
     }
+    // Readers see change entries up to the store's last transactionId.
+    REQUIRE(t.PutMeta("last_txid", U64Key(txids.back())).ok());
   });
   auto r = s->BeginRead();
   auto all = r->ChangesSince(0, 100);
@@ -984,7 +1072,7 @@ TEST_CASE("changes: TrimChanges deletes entries before a txid, bounded per call"
   Write(*s, [&](WriteTxn& t) {
     for (uint64_t tx = 1; tx <= 10; ++tx) {
       Change c;
-      c.txid = tx;
+      c.txid = *t.NextTxid();
       c.user = MakeUser("u", "w", "");
       REQUIRE(t.AppendChange(c).ok());
     }
@@ -1083,6 +1171,7 @@ TEST_CASE("store: a corrupt stored record is reported as Corruption", "[store]")
   PokeRaw(dir.path(), Table::kUsers, "bad", std::string(50'000, '\x91'));
   PokeRaw(dir.path(), Table::kOutbox, U64Key(1), "\xc1");
   PokeRaw(dir.path(), Table::kChanges, U64Key(5), "garbage");
+  PokeRaw(dir.path(), Table::kMeta, "last_txid", U64Key(5));
   PokeRaw(dir.path(), Table::kDead, U64Key(9), "\x80");
   auto s = OpenAt(dir.path());
   auto r = s->BeginRead();

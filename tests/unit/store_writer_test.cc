@@ -32,11 +32,13 @@ using usersd::testing::TempDir;
 // headers require: writer stopped, its last dones delivered, the Poster
 // closed, the loop closed (and checked to close cleanly).
 struct Rig {
-  explicit Rig(uint64_t map = 4ull << 20, uint64_t max_map = 64ull << 20, size_t max_batch = 512) {
+  explicit Rig(uint64_t map = 4ull << 20, uint64_t max_map = 64ull << 20, size_t max_batch = 512,
+               SyncMode mode = SyncMode::kOne) {
     StoreOptions o;
     o.path = dir.path();
     o.map_size_bytes = map;
     o.max_map_size_bytes = max_map;
+    o.sync_mode = mode;
     auto s = Store::Open(o);
     INFO(s.status().ToString());
     REQUIRE(s.ok());
@@ -664,6 +666,85 @@ TEST_CASE("writer: ops trickling in while a batch gathers give the results of on
   }
   // Far fewer commits than ops: the batches did gather.
   CHECK(batched.writer->batches() < specs.size() / 2);
+}
+
+// Two commits back to back: op 1 holds the writer thread until op 2 is
+// queued, so op 2 is waiting when commit 1 returns. Returns what the store
+// counted (syncs, commits) and the store's commits() when each done ran.
+struct BackToBack {
+  uint64_t syncs = 0, commits = 0;
+  uint64_t commits_at_done1 = 0, commits_at_done2 = 0;
+  uint64_t durable_txid_at_done1 = 0;
+};
+BackToBack RunBackToBack(SyncMode mode) {
+  Rig rig(4ull << 20, 64ull << 20, 512, mode);
+  const uint64_t syncs0 = rig.store->syncs(), commits0 = rig.store->commits();
+  rig.writer->Start();
+  std::promise<void> running, queued;
+  std::shared_future<void> second = queued.get_future().share();
+  BackToBack r;
+  bool done1 = false, done2 = false;
+  auto first = PutUserOp(MakeUser("a"));
+  rig.writer->Submit(
+      [&running, second, first](WriteTxn& t) {
+        running.set_value();
+        second.wait();
+        return first(t);
+      },
+      [&](Status st) {
+        CHECK(st.ok());
+        done1 = true;
+        r.commits_at_done1 = rig.store->commits();
+        r.durable_txid_at_done1 = rig.store->durable_txid();
+      });
+  running.get_future().wait();
+  rig.writer->Submit(PutUserOp(MakeUser("b")), [&](Status st) {
+    CHECK(st.ok());
+    CHECK(done1);  // in order
+    done2 = true;
+    r.commits_at_done2 = rig.store->commits();
+  });
+  queued.set_value();
+  rig.RunUntil([&] { return done2; });
+  r.syncs = rig.store->syncs() - syncs0;
+  r.commits = rig.store->commits() - commits0;
+  CHECK(rig.store->durable_commits() == rig.store->commits());
+  CHECK(rig.store->BeginRead()->LastTxid() == 2);
+  return r;
+}
+
+TEST_CASE("writer: sync_mode one acknowledges a commit after the next one's data sync, or an idle sync", "[writer]") {
+  BackToBack r = RunBackToBack(SyncMode::kOne);
+  CHECK(r.commits == 2);
+  // Commit 1 (data sync), commit 2 (data sync, which also made commit 1's
+  // meta page durable), then an idle sync for commit 2: three, not four.
+  CHECK(r.syncs == 3);
+  // Op 1's done ran only after commit 2, when its transactionId was durable.
+  CHECK(r.commits_at_done1 == 2);
+  CHECK(r.durable_txid_at_done1 >= 1);
+  CHECK(r.commits_at_done2 == 2);
+}
+
+TEST_CASE("writer: sync_mode two syncs twice per commit and acknowledges each at once", "[writer]") {
+  BackToBack r = RunBackToBack(SyncMode::kTwo);
+  CHECK(r.commits == 2);
+  CHECK(r.syncs == 4);
+  CHECK(r.durable_txid_at_done1 >= 1);
+}
+
+TEST_CASE("writer: sync_mode one, a lone write is synced at once (two syncs, no wait for a next commit)", "[writer]") {
+  Rig rig;
+  const uint64_t syncs0 = rig.store->syncs();
+  rig.writer->Start();
+  for (int i = 0; i < 5; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    REQUIRE(rig.SubmitSync(PutUserOp(MakeUser("u" + std::to_string(i)))).ok());
+    // Acknowledged without waiting for another write (none comes).
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
+    CHECK(rig.store->durable_commits() == rig.store->commits());
+    CHECK(rig.store->BeginRead()->LastTxid() == uint64_t(i + 1));
+  }
+  CHECK(rig.store->syncs() - syncs0 == 10);
 }
 
 }  // namespace
