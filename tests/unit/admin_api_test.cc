@@ -20,6 +20,7 @@
 
 #include "common/poster.h"
 #include "domain/users_service.h"
+#include "domain/versions.h"
 
 namespace usersd::admin {
 namespace {
@@ -255,6 +256,13 @@ TEST_CASE("admin api: status has the SPEC shape", "[admin]") {
   CHECK(s["upstream"]["detail"].get<std::string>().find("set auth.client_id") != std::string::npos);
   CHECK(s["eventsCursor"].is_null());
   CHECK(s["jwks"] == Json{{"keys", 0}, {"ageSeconds", nullptr}});
+  // SPEC 4b: the host's id for versions of shared fields, once it has one.
+  CHECK(s["hostId"].is_null());
+  rig.Write([&](store::WriteTxn& t) -> Status { return domain::EnsureHostId(t).status(); });
+  s = Ok(c.Call("admin.status"));
+  REQUIRE(s["hostId"].is_string());
+  CHECK(s["hostId"].get<std::string>().size() == 16);
+  CHECK(s["hostId"].get<std::string>().find_first_not_of("0123456789abcdef") == std::string::npos);
 }
 
 TEST_CASE("admin api: unknown methods and non-object payloads are ValidationError defects", "[admin]") {
