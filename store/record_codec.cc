@@ -1,5 +1,7 @@
 #include "store/record_codec.h"
 
+#include "store/codec_internal.h"
+
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -11,93 +13,11 @@
 
 namespace usersd::store {
 
+using namespace codec;
+
 namespace {
 
-// The version every user record and outbox job carries as "v".
-constexpr int kRecordVersion = 1;
-// The decoders recurse once per nesting level. Records nest at most
-// kMaxStoredDepth + 2 levels (dead letter > job > fields); anything deeper is
-// not ours, and stopping there keeps garbage from exhausting the stack.
-constexpr size_t kMaxDecodeDepth = 2 * kMaxStoredDepth;
-
-// ------------------------------------------------------------- DOM form
-
-template <class T>
-void PutOpt(Json& j, const char* k, const std::optional<T>& v) {
-  if (v) j[k] = *v;
-}
-
-// Typed field readers for decoding. They throw (turned into Corruption by the
-// callers) instead of converting: nlohmann would silently cast a float or a
-// negative number, and casting an out-of-range double is undefined behaviour.
-int64_t I64Of(const Json& v, const char* k) {
-  if (v.is_number_unsigned()) {
-    uint64_t u = v.get<uint64_t>();
-    if (u > uint64_t(std::numeric_limits<int64_t>::max())) throw std::runtime_error(std::string(k) + " out of range");
-    return int64_t(u);
-  }
-  if (v.is_number_integer()) return v.get<int64_t>();
-  throw std::runtime_error(std::string(k) + " is not an integer");
-}
-int64_t I64(const Json& j, const char* k) { return I64Of(j.at(k), k); }
-uint64_t U64(const Json& j, const char* k) {
-  const Json& v = j.at(k);
-  if (v.is_number_unsigned()) return v.get<uint64_t>();
-  throw std::runtime_error(std::string(k) + " is not an unsigned integer");
-}
-int I32(const Json& j, const char* k) {
-  int64_t v = I64(j, k);
-  if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max())
-    throw std::runtime_error(std::string(k) + " out of range");
-  return int(v);
-}
-uint32_t U32(const Json& j, const char* k) {
-  uint64_t v = U64(j, k);
-  if (v > std::numeric_limits<uint32_t>::max()) throw std::runtime_error(std::string(k) + " out of range");
-  return uint32_t(v);
-}
-std::string StrField(const Json& j, const char* k) { return j.at(k).get<std::string>(); }
-bool BoolField(const Json& j, const char* k) { return j.at(k).get<bool>(); }
-std::optional<std::string> OptStr(const Json& j, const char* k) {
-  auto it = j.find(k);
-  if (it == j.end() || it->is_null()) return std::nullopt;
-  return it->get<std::string>();
-}
-std::optional<int64_t> OptI64(const Json& j, const char* k) {
-  auto it = j.find(k);
-  if (it == j.end() || it->is_null()) return std::nullopt;
-  return I64Of(*it, k);
-}
-
-// The versions of a user record ("sv") and of a job ("ver") are stored as
-// MessagePack bin: per version 8 bytes ms, 4 counter, 8 host, big-endian,
-// in the order of UserRecord's arrays (shared, workos, owned); trailing zero
-// versions are left out, and a record whose versions are all zero has no
-// "sv" at all (as every record of an earlier release).
-constexpr size_t kVersionBytes = 20;
 constexpr size_t kRecordVersionSlots = 2 * kSharedFieldCount + kOwnedFieldCount;
-
-void PutVersionBytes(std::vector<uint8_t>& out, const Version& v) {
-  auto be = [&](uint64_t x, int n) {
-    for (int i = n - 1; i >= 0; --i) out.push_back(static_cast<uint8_t>((x >> (8 * i)) & 0xff));
-  };
-  be(static_cast<uint64_t>(v.ms), 8);
-  be(v.counter, 4);
-  be(v.host, 8);
-}
-
-Version VersionFromBytes(const uint8_t* p) {
-  auto be = [&](size_t at, int n) {
-    uint64_t x = 0;
-    for (int i = 0; i < n; ++i) x = (x << 8) | p[at + i];
-    return x;
-  };
-  Version v;
-  v.ms = static_cast<int64_t>(be(0, 8));
-  v.counter = static_cast<uint32_t>(be(8, 4));
-  v.host = be(12, 8);
-  return v;
-}
 
 // The slots of `u`'s versions, in stored order (const or not, as `u` is).
 template <class U>
@@ -129,205 +49,6 @@ bool SetUserVersions(UserRecord& u, const uint8_t* p, size_t n) {
   for (size_t i = 0; i < n / kVersionBytes; ++i) *slots[i] = VersionFromBytes(p + i * kVersionBytes);
   return true;
 }
-
-Json JobToJson(const OutboxJob& job) {
-  Json j{{"v", kRecordVersion},
-         {"id", job.id},
-         {"user", job.user_id},
-         {"workos", job.workos_id},
-         {"op", static_cast<int>(job.op)},
-         {"fields", job.fields},
-         {"tx", job.txid},
-         {"created", job.created_at_ms},
-         {"attempts", job.attempts},
-         {"next", job.next_attempt_at_ms},
-         {"err", job.last_error}};
-  if (!job.version.zero()) {
-    std::vector<uint8_t> b;
-    PutVersionBytes(b, job.version);
-    j["ver"] = Json::binary(std::move(b));
-  }
-  return j;
-}
-
-OutboxJob JobFromJson(const Json& j) {
-  if (I32(j, "v") != kRecordVersion) throw std::runtime_error("unknown outbox job version");
-  OutboxJob job;
-  job.id = U64(j, "id");
-  job.user_id = StrField(j, "user");
-  job.workos_id = StrField(j, "workos");
-  int op = I32(j, "op");
-  if (op < 0 || op > 2) throw std::runtime_error("bad job op");
-  job.op = static_cast<JobOp>(op);
-  job.fields = j.at("fields");
-  job.txid = U64(j, "tx");
-  job.created_at_ms = I64(j, "created");
-  job.attempts = U32(j, "attempts");
-  job.next_attempt_at_ms = I64(j, "next");
-  job.last_error = StrField(j, "err");
-  if (auto it = j.find("ver"); it != j.end()) {
-    const auto& b = it->get_binary();
-    if (b.size() != kVersionBytes) throw std::runtime_error("bad job version");
-    job.version = VersionFromBytes(b.data());
-  }
-  return job;
-}
-
-std::string ToMsgpack(const Json& j) {
-  std::vector<uint8_t> bytes = Json::to_msgpack(j);
-  return std::string(bytes.begin(), bytes.end());
-}
-
-// Builds the DOM like Json::from_msgpack, but stops at kMaxDecodeDepth
-// instead of recursing until the stack runs out.
-class BoundedDomSax {
- public:
-  explicit BoundedDomSax(Json& root) : dom_(root, /*allow_exceptions=*/true) {}
-  bool null() { return dom_.null(); }
-  bool boolean(bool v) { return dom_.boolean(v); }
-  bool number_integer(Json::number_integer_t v) { return dom_.number_integer(v); }
-  bool number_unsigned(Json::number_unsigned_t v) { return dom_.number_unsigned(v); }
-  bool number_float(Json::number_float_t v, const Json::string_t& s) { return dom_.number_float(v, s); }
-  bool string(Json::string_t& v) { return dom_.string(v); }
-  bool binary(Json::binary_t& v) { return dom_.binary(v); }
-  bool start_object(std::size_t n) { return Deeper() && dom_.start_object(n); }
-  bool key(Json::string_t& k) { return dom_.key(k); }
-  bool end_object() {
-    --depth_;
-    return dom_.end_object();
-  }
-  bool start_array(std::size_t n) { return Deeper() && dom_.start_array(n); }
-  bool end_array() {
-    --depth_;
-    return dom_.end_array();
-  }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
-    error_ = e.what();
-    return false;
-  }
-  const std::string& error() const { return error_; }
-
- private:
-  bool Deeper() {
-    if (++depth_ <= kMaxDecodeDepth) return true;
-    error_ = "nested more than " + std::to_string(kMaxDecodeDepth) + " levels deep";
-    return false;
-  }
-  nlohmann::detail::json_sax_dom_parser<Json> dom_;
-  size_t depth_ = 0;
-  std::string error_;
-};
-
-Result<Json> FromMsgpack(std::string_view bytes) {
-  try {
-    Json j;
-    BoundedDomSax sax(j);
-    if (!Json::sax_parse(bytes.begin(), bytes.end(), &sax, nlohmann::json::input_format_t::msgpack, /*strict=*/true))
-      return Status::Corruption("undecodable record: " + sax.error());
-    return j;
-  } catch (const std::exception& e) {
-    return Status::Corruption(std::string("undecodable record: ") + e.what());
-  }
-}
-
-// --------------------------------------------------------- direct codec
-
-// MessagePack writer with nlohmann's encoding choices (binary_writer's
-// write_msgpack): fixint/uint8/16/32/64 for non-negative integers whatever
-// their C++ type, negative fixint/int8/16/32/64 below zero, fixstr/str8/16/32
-// and fixmap/map16/32.
-class MsgpackOut {
- public:
-  explicit MsgpackOut(std::string& out) : out_(out) {}
-  void Map(size_t n) {
-    if (n <= 15) {
-      Byte(0x80 | n);
-    } else if (n <= 0xffff) {
-      Byte(0xde);
-      Be(n, 2);
-    } else {
-      Byte(0xdf);
-      Be(n, 4);
-    }
-  }
-  void Str(std::string_view s) {
-    const size_t n = s.size();
-    if (n <= 31) {
-      Byte(0xa0 | n);
-    } else if (n <= 0xff) {
-      Byte(0xd9);
-      Be(n, 1);
-    } else if (n <= 0xffff) {
-      Byte(0xda);
-      Be(n, 2);
-    } else {
-      Byte(0xdb);
-      Be(n, 4);
-    }
-    out_.append(s);
-  }
-  void Uint(uint64_t v) {
-    if (v < 128) {
-      Byte(v);
-    } else if (v <= 0xff) {
-      Byte(0xcc);
-      Be(v, 1);
-    } else if (v <= 0xffff) {
-      Byte(0xcd);
-      Be(v, 2);
-    } else if (v <= 0xffffffffu) {
-      Byte(0xce);
-      Be(v, 4);
-    } else {
-      Byte(0xcf);
-      Be(v, 8);
-    }
-  }
-  void Int(int64_t v) {
-    if (v >= 0) return Uint(static_cast<uint64_t>(v));
-    const auto u = static_cast<uint64_t>(v);  // two's complement bytes
-    if (v >= -32) {
-      Byte(u & 0xff);
-    } else if (v >= std::numeric_limits<int8_t>::min()) {
-      Byte(0xd0);
-      Be(u, 1);
-    } else if (v >= std::numeric_limits<int16_t>::min()) {
-      Byte(0xd1);
-      Be(u, 2);
-    } else if (v >= std::numeric_limits<int32_t>::min()) {
-      Byte(0xd2);
-      Be(u, 4);
-    } else {
-      Byte(0xd3);
-      Be(u, 8);
-    }
-  }
-  void Bool(bool b) { Byte(b ? 0xc3 : 0xc2); }
-  void Nil() { Byte(0xc0); }
-  void Raw(const std::vector<uint8_t>& bytes) { out_.append(bytes.begin(), bytes.end()); }
-  // bin8/16/32, as nlohmann writes a binary value without a subtype.
-  void Bin(const std::vector<uint8_t>& bytes) {
-    const size_t n = bytes.size();
-    if (n <= 0xff) {
-      Byte(0xc4);
-      Be(n, 1);
-    } else if (n <= 0xffff) {
-      Byte(0xc5);
-      Be(n, 2);
-    } else {
-      Byte(0xc6);
-      Be(n, 4);
-    }
-    Raw(bytes);
-  }
-
- private:
-  void Byte(uint64_t b) { out_.push_back(static_cast<char>(b & 0xff)); }
-  void Be(uint64_t v, int bytes) {
-    for (int i = bytes - 1; i >= 0; --i) out_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  }
-  std::string& out_;
-};
 
 // The fields of a user record, by stored key.
 enum class Field : uint8_t {
@@ -653,188 +374,6 @@ class UserSax {
   std::string error_;
 };
 
-
-// MessagePack reader for the common shape of a user record: only the known
-// keys, with strings, booleans, integers and nil, and settings of plain JSON
-// types (built as nlohmann's reader builds them). Returns false on anything
-// else (including every error), and DecodeUser then takes the SAX path,
-// which has the reference behaviour and messages. Never reads past the end
-// of the bytes.
-class MsgpackIn {
- public:
-  explicit MsgpackIn(std::string_view b)
-      : p_(reinterpret_cast<const uint8_t*>(b.data())), end_(p_ + b.size()) {}
-  bool AtEnd() const { return p_ == end_; }
-  bool Map(size_t* n) {
-    if (p_ == end_) return false;
-    uint8_t c = *p_;
-    if ((c & 0xf0) == 0x80) {
-      ++p_;
-      *n = c & 0x0f;
-      return true;
-    }
-    if (c == 0xde) return ++p_, Be(2, n);
-    if (c == 0xdf) return ++p_, Be(4, n);
-    return false;
-  }
-  bool Str(std::string_view* s) {
-    if (p_ == end_) return false;
-    uint8_t c = *p_;
-    size_t n;
-    if ((c & 0xe0) == 0xa0) {
-      ++p_;
-      n = c & 0x1f;
-    } else if (c == 0xd9) {
-      if (!(++p_, Be(1, &n))) return false;
-    } else if (c == 0xda) {
-      if (!(++p_, Be(2, &n))) return false;
-    } else if (c == 0xdb) {
-      if (!(++p_, Be(4, &n))) return false;
-    } else {
-      return false;
-    }
-    if (static_cast<size_t>(end_ - p_) < n) return false;
-    *s = std::string_view(reinterpret_cast<const char*>(p_), n);
-    p_ += n;
-    return true;
-  }
-  bool Nil() {
-    if (p_ != end_ && *p_ == 0xc0) return ++p_, true;
-    return false;
-  }
-  bool Bin(const uint8_t** data, size_t* n) {
-    if (p_ == end_ || *p_ < 0xc4 || *p_ > 0xc6) return false;
-    const uint8_t c = *p_++;
-    if (!Be(size_t{1} << (c - 0xc4), n) || static_cast<size_t>(end_ - p_) < *n) return false;
-    *data = p_;
-    p_ += *n;
-    return true;
-  }
-  bool Bool(bool* b) {
-    if (p_ == end_ || (*p_ != 0xc2 && *p_ != 0xc3)) return false;
-    *b = *p_++ == 0xc3;
-    return true;
-  }
-  // An unsigned encoding (positive fixint, uint8..64).
-  bool Uint(uint64_t* v) {
-    if (p_ == end_) return false;
-    uint8_t c = *p_;
-    if (c < 0x80) return ++p_, *v = c, true;
-    if (c >= 0xcc && c <= 0xcf) return ++p_, Be(size_t{1} << (c - 0xcc), v);
-    return false;
-  }
-  // Any value, as nlohmann's MessagePack reader builds it (unsigned
-  // encodings as number_unsigned, signed ones as number_integer, float32
-  // widened, bin as binary, a repeated key: the last wins), nested at most
-  // kMaxDecodeDepth levels counting the record as level 1. False for ext
-  // types and non-string keys, which the SAX path handles.
-  bool Value(Json* out, size_t depth) {
-    if (p_ == end_) return false;
-    const uint8_t c = *p_;
-    if (c < 0x80 || (c >= 0xcc && c <= 0xcf)) {
-      uint64_t u;
-      if (!Uint(&u)) return false;
-      *out = u;
-      return true;
-    }
-    if (c >= 0xe0 || (c >= 0xd0 && c <= 0xd3)) {
-      int64_t i;
-      if (!Int64(&i)) return false;
-      *out = i;
-      return true;
-    }
-    if ((c & 0xe0) == 0xa0 || (c >= 0xd9 && c <= 0xdb)) {
-      std::string_view s;
-      if (!Str(&s)) return false;
-      *out = std::string(s);
-      return true;
-    }
-    const bool map = (c & 0xf0) == 0x80 || c == 0xde || c == 0xdf;
-    const bool array = (c & 0xf0) == 0x90 || c == 0xdc || c == 0xdd;
-    if (map || array) {
-      if (depth > kMaxDecodeDepth) return false;
-      size_t n;
-      ++p_;
-      if ((c & 0xe0) == 0x80) n = c & 0x0f;
-      else if (!Be((c == 0xdc || c == 0xde) ? 2 : 4, &n)) return false;
-      *out = map ? Json::object() : Json::array();
-      for (size_t i = 0; i < n; ++i) {
-        std::string_view key;
-        if (map && !Str(&key)) return false;
-        Json v;
-        if (!Value(&v, depth + 1)) return false;
-        if (map) (*out)[std::string(key)] = std::move(v);
-        else out->push_back(std::move(v));
-      }
-      return true;
-    }
-    ++p_;
-    switch (c) {
-      case 0xc0: *out = nullptr; return true;
-      case 0xc2: *out = false; return true;
-      case 0xc3: *out = true; return true;
-      case 0xca: {
-        uint32_t bits;
-        float f;
-        if (!Be(4, &bits)) return false;
-        std::memcpy(&f, &bits, sizeof f);
-        *out = static_cast<double>(f);
-        return true;
-      }
-      case 0xcb: {
-        uint64_t bits;
-        double d;
-        if (!Be(8, &bits)) return false;
-        std::memcpy(&d, &bits, sizeof d);
-        *out = d;
-        return true;
-      }
-      case 0xc4:
-      case 0xc5:
-      case 0xc6: {
-        size_t n;
-        if (!Be(size_t{1} << (c - 0xc4), &n) || static_cast<size_t>(end_ - p_) < n) return false;
-        *out = Json::binary(std::vector<uint8_t>(p_, p_ + n));
-        p_ += n;
-        return true;
-      }
-      default: return false;
-    }
-  }
-
-  // Any integer encoding that fits an int64 (what the DOM form's I64 takes).
-  bool Int64(int64_t* v) {
-    if (p_ == end_) return false;
-    uint8_t c = *p_;
-    uint64_t u;
-    if (c >= 0xe0) return ++p_, *v = static_cast<int8_t>(c), true;
-    if (c >= 0xd0 && c <= 0xd3) {
-      const size_t n = size_t{1} << (c - 0xd0);
-      if (!(++p_, Be(n, &u))) return false;
-      // Sign-extend the n-byte two's complement value.
-      const unsigned shift = static_cast<unsigned>(64 - 8 * n);
-      *v = static_cast<int64_t>(u << shift) >> shift;
-      return true;
-    }
-    if (!Uint(&u) || u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return false;
-    *v = static_cast<int64_t>(u);
-    return true;
-  }
-
- private:
-  template <class T>
-  bool Be(size_t n, T* out) {
-    if (static_cast<size_t>(end_ - p_) < n) return false;
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; ++i) v = (v << 8) | p_[i];
-    p_ += n;
-    *out = static_cast<T>(v);
-    return true;
-  }
-  const uint8_t* p_;
-  const uint8_t* end_;
-};
-
 bool FastDecodeUser(std::string_view bytes, UserRecord* u) {
   MsgpackIn in(bytes);
   size_t n;
@@ -946,6 +485,67 @@ void AppendUserMsgpack(std::string& out, const UserRecord& u) {
 
 }  // namespace
 
+namespace codec {
+
+std::string ToMsgpack(const Json& j) {
+  std::vector<uint8_t> bytes = Json::to_msgpack(j);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// Builds the DOM like Json::from_msgpack, but stops at kMaxDecodeDepth
+// instead of recursing until the stack runs out.
+class BoundedDomSax {
+ public:
+  explicit BoundedDomSax(Json& root) : dom_(root, /*allow_exceptions=*/true) {}
+  bool null() { return dom_.null(); }
+  bool boolean(bool v) { return dom_.boolean(v); }
+  bool number_integer(Json::number_integer_t v) { return dom_.number_integer(v); }
+  bool number_unsigned(Json::number_unsigned_t v) { return dom_.number_unsigned(v); }
+  bool number_float(Json::number_float_t v, const Json::string_t& s) { return dom_.number_float(v, s); }
+  bool string(Json::string_t& v) { return dom_.string(v); }
+  bool binary(Json::binary_t& v) { return dom_.binary(v); }
+  bool start_object(std::size_t n) { return Deeper() && dom_.start_object(n); }
+  bool key(Json::string_t& k) { return dom_.key(k); }
+  bool end_object() {
+    --depth_;
+    return dom_.end_object();
+  }
+  bool start_array(std::size_t n) { return Deeper() && dom_.start_array(n); }
+  bool end_array() {
+    --depth_;
+    return dom_.end_array();
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    error_ = e.what();
+    return false;
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  bool Deeper() {
+    if (++depth_ <= kMaxDecodeDepth) return true;
+    error_ = "nested more than " + std::to_string(kMaxDecodeDepth) + " levels deep";
+    return false;
+  }
+  nlohmann::detail::json_sax_dom_parser<Json> dom_;
+  size_t depth_ = 0;
+  std::string error_;
+};
+
+Result<Json> FromMsgpack(std::string_view bytes) {
+  try {
+    Json j;
+    BoundedDomSax sax(j);
+    if (!Json::sax_parse(bytes.begin(), bytes.end(), &sax, nlohmann::json::input_format_t::msgpack, /*strict=*/true))
+      return Status::Corruption("undecodable record: " + sax.error());
+    return j;
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("undecodable record: ") + e.what());
+  }
+}
+
+}  // namespace codec
+
 // ----------------------------------------------------------------- users
 
 std::string EncodeUser(const UserRecord& u) {
@@ -1030,39 +630,6 @@ UserRecord UserFromJson(const Json& j) {
     if (!SetUserVersions(u, b.data(), b.size())) throw std::runtime_error("sv has a bad length");
   }
   return u;
-}
-
-// --------------------------------------------------- jobs, dead letters
-
-std::string EncodeJob(const OutboxJob& j) { return ToMsgpack(JobToJson(j)); }
-
-Result<OutboxJob> DecodeJob(std::string_view bytes) {
-  auto j = FromMsgpack(bytes);
-  if (!j.ok()) return j.status();
-  try {
-    return JobFromJson(*j);
-  } catch (const std::exception& e) {
-    return Status::Corruption(std::string("bad outbox job: ") + e.what());
-  }
-}
-
-std::string EncodeDeadLetter(const DeadLetter& d) {
-  return ToMsgpack(Json{{"job", JobToJson(d.job)}, {"status", d.status}, {"body", d.body}, {"at", d.failed_at_ms}});
-}
-
-Result<DeadLetter> DecodeDeadLetter(std::string_view bytes) {
-  auto j = FromMsgpack(bytes);
-  if (!j.ok()) return j.status();
-  try {
-    DeadLetter d;
-    d.job = JobFromJson(j->at("job"));
-    d.status = I32(*j, "status");
-    d.body = StrField(*j, "body");
-    d.failed_at_ms = I64(*j, "at");
-    return d;
-  } catch (const std::exception& e) {
-    return Status::Corruption(std::string("bad dead letter: ") + e.what());
-  }
 }
 
 // ---------------------------------------------------------- change feed

@@ -58,4 +58,10 @@ Json UserToJson(const UserRecord& u);
 // unknown version.
 UserRecord UserFromJson(const Json& j);
 
+// The DOM form of a job (EncodeJob's bytes decode to it), the same way: the
+// reference DecodeJob's direct reader is held against.
+Json JobToJson(const OutboxJob& j);
+// Throws std::exception as UserFromJson does.
+OutboxJob JobFromJson(const Json& j);
+
 }  // namespace usersd::store
