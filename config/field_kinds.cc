@@ -30,7 +30,9 @@ bool HasControlChars(const std::string& s) {
   });
 }
 
-bool IsBlank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool IsBlank(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 }  // namespace
 
@@ -49,7 +51,11 @@ int LineOf(const YAML::Node& key, const YAML::Node& value) {
   return value.Mark().line + 1;
 }
 
-int LineOf(const YAML::Node& node) { return node.Mark().is_null() ? 0 : node.Mark().line + 1; }
+int LineOf(const YAML::Node& node) {
+  return node.Mark().is_null() ? 0 : node.Mark().line + 1;
+}
+
+namespace {
 
 bool ReadScalar(Errors& e, const Field& f, const char* expected) {
   if (f.node.IsNull()) {
@@ -63,6 +69,8 @@ bool ReadScalar(Errors& e, const Field& f, const char* expected) {
   return true;
 }
 
+}  // namespace
+
 bool ReadInt(Errors& e, const Field& f, int64_t min, int64_t max, int64_t* out) {
   const std::string range = "an integer from " + std::to_string(min) + " to " + std::to_string(max);
   if (!ReadScalar(e, f, range.c_str())) return false;
@@ -75,8 +83,8 @@ bool ReadInt(Errors& e, const Field& f, int64_t min, int64_t max, int64_t* out) 
     return false;
   }
   size_t digits_at = (!s.empty() && s[0] == '-') ? 1 : 0;
-  bool decimal = s.size() > digits_at &&
-                 std::all_of(s.begin() + digits_at, s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  bool decimal =
+      s.size() > digits_at && std::all_of(s.begin() + digits_at, s.end(), [](char c) { return c >= '0' && c <= '9'; });
   // "010" is octal in YAML 1.1 and decimal in YAML 1.2; refuse the ambiguity.
   bool leading_zero = decimal && s.size() > digits_at + 1 && s[digits_at] == '0';
   if (!decimal || leading_zero) {
@@ -92,6 +100,8 @@ bool ReadInt(Errors& e, const Field& f, int64_t min, int64_t max, int64_t* out) 
   *out = v;
   return true;
 }
+
+namespace {
 
 bool ReadString(Errors& e, const Field& f, std::string* out) {
   if (!ReadScalar(e, f, "a string")) return false;
@@ -113,8 +123,6 @@ bool ReadString(Errors& e, const Field& f, std::string* out) {
   *out = f.node.Scalar();
   return true;
 }
-
-namespace {
 
 void ReadBool(Errors& e, const Field& f, bool* out) {
   if (!ReadScalar(e, f, "true or false")) return;
@@ -184,8 +192,8 @@ void ReadSocketPath(Errors& e, const Field& f, std::string* out) {
   ReadPath(e, f, &s);
   if (s.empty()) return;
   if (s.size() >= kSunPathSize) {
-    e.At(f, "must be shorter than " + std::to_string(kSunPathSize) + " bytes (the sun_path limit of a Unix socket), got " +
-                 std::to_string(s.size()));
+    e.At(f, "must be shorter than " + std::to_string(kSunPathSize) +
+                " bytes (the sun_path limit of a Unix socket), got " + std::to_string(s.size()));
     return;
   }
   *out = std::move(s);
@@ -275,7 +283,8 @@ void ReadMode(Errors& e, const Field& f, uint32_t* out) {
   // A plain 0660 reaches us as the text "0660": read it as octal, which is
   // what every reader of a permission means. "0o660" is YAML 1.2's spelling.
   if (s.rfind("0o", 0) == 0) s.erase(0, 2);
-  bool octal = !s.empty() && s.size() <= 6 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '7'; });
+  bool octal =
+      !s.empty() && s.size() <= 6 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '7'; });
   if (!octal) {
     e.At(f, kWhat);
     return;
@@ -313,8 +322,9 @@ void ReadGroup(Errors& e, const Field& f, std::optional<std::string>* out) {
     *out = std::to_string(gid);
     return;
   }
-  bool valid_name = !s.empty() && s.size() <= 256 && s[0] != '-' &&
-                    std::none_of(s.begin(), s.end(), [](char c) { return c == ':' || c == '/' || c == ',' || IsBlank(c); });
+  bool valid_name = !s.empty() && s.size() <= 256 && s[0] != '-' && std::none_of(s.begin(), s.end(), [](char c) {
+    return c == ':' || c == '/' || c == ',' || IsBlank(c);
+  });
   if (!valid_name) {
     e.At(f, kWhat);
     return;
@@ -461,15 +471,14 @@ void ReadAlgorithms(Errors& e, const Field& f, std::vector<std::string>* out) {
     if (upper == "NONE") {
       e.At(itf, "\"" + s + "\" is refused: it would accept unsigned tokens; use RS256, RS384 or RS512");
     } else if (upper.rfind("HS", 0) == 0) {
-      e.At(itf, "\"" + s +
-                     "\" is refused: HMAC with a public JWKS key lets anyone forge tokens; use RS256, RS384 or RS512");
+      e.At(itf,
+           "\"" + s + "\" is refused: HMAC with a public JWKS key lets anyone forge tokens; use RS256, RS384 or RS512");
     } else {
       e.At(itf, "unsupported algorithm \"" + s + "\"; use RS256, RS384 or RS512");
     }
   }
   if (ok) *out = std::move(algs);
 }
-
 
 std::string OctalMode(uint32_t mode) {
   char buf[8];
@@ -479,7 +488,9 @@ std::string OctalMode(uint32_t mode) {
 
 // The writers are those ToYaml has always used: strings double-quoted (so
 // "0660", "true" or "null" stay strings), lists of ids in flow style.
-void WriteString(YAML::Emitter& out, const std::string& v) { out << YAML::DoubleQuoted << v; }
+void WriteString(YAML::Emitter& out, const std::string& v) {
+  out << YAML::DoubleQuoted << v;
+}
 
 void WriteOptString(YAML::Emitter& out, const std::optional<std::string>& v) {
   if (v) {
@@ -495,8 +506,12 @@ void WriteStrings(YAML::Emitter& out, const std::vector<std::string>& v) {
   out << YAML::EndSeq;
 }
 
-std::string ShowString(const std::string& v) { return v; }
-std::string ShowOptString(const std::optional<std::string>& v) { return v ? *v : "null"; }
+std::string ShowString(const std::string& v) {
+  return v;
+}
+std::string ShowOptString(const std::optional<std::string>& v) {
+  return v ? *v : "null";
+}
 
 template <class T>
 std::string ShowList(const std::vector<T>& v) {
@@ -528,9 +543,15 @@ Kind<bool> Boolean() {
           [](const bool& v) { return std::string(v ? "true" : "false"); }};
 }
 
-Kind<std::string> Path() { return StringKind("path", &ReadPath); }
-Kind<std::string> SocketPath() { return StringKind("path", &ReadSocketPath); }
-Kind<std::string> AbsolutePath() { return StringKind("absolute path", &ReadAbsolutePath); }
+Kind<std::string> Path() {
+  return StringKind("path", &ReadPath);
+}
+Kind<std::string> SocketPath() {
+  return StringKind("path", &ReadSocketPath);
+}
+Kind<std::string> AbsolutePath() {
+  return StringKind("absolute path", &ReadAbsolutePath);
+}
 
 Kind<std::string> BaseUrl() {
   return StringKind("URL", [](Errors& e, const Field& f, std::string* out) {
@@ -549,12 +570,24 @@ Kind<std::string> MetadataPrefix() {
   return StringKind("1 \u2026 30 of `A-Z a-z 0-9 _ -`", &ReadMetadataPrefix);
 }
 
-Kind<std::optional<std::string>> OptPath() { return OptStringKind("path, nullable", &ReadOptPath); }
-Kind<std::optional<std::string>> OptUrl() { return OptStringKind("URL, nullable", &ReadOptUrl); }
-Kind<std::optional<std::string>> OptString() { return OptStringKind("string, nullable", &ReadOptNonEmptyString); }
-Kind<std::optional<std::string>> ClientId() { return OptStringKind("string, nullable", &ReadClientId); }
-Kind<std::optional<std::string>> Uuid() { return OptStringKind("UUID, nullable", &ReadOptUuid); }
-Kind<std::optional<std::string>> Group() { return OptStringKind("string or integer, nullable", &ReadGroup); }
+Kind<std::optional<std::string>> OptPath() {
+  return OptStringKind("path, nullable", &ReadOptPath);
+}
+Kind<std::optional<std::string>> OptUrl() {
+  return OptStringKind("URL, nullable", &ReadOptUrl);
+}
+Kind<std::optional<std::string>> OptString() {
+  return OptStringKind("string, nullable", &ReadOptNonEmptyString);
+}
+Kind<std::optional<std::string>> ClientId() {
+  return OptStringKind("string, nullable", &ReadClientId);
+}
+Kind<std::optional<std::string>> Uuid() {
+  return OptStringKind("UUID, nullable", &ReadOptUuid);
+}
+Kind<std::optional<std::string>> Group() {
+  return OptStringKind("string or integer, nullable", &ReadGroup);
+}
 
 Kind<std::optional<std::string>> Secret() {
   Kind<std::optional<std::string>> kind = OptString();

@@ -52,7 +52,9 @@ KeySpec MakeKey(const char* path, Access access, Integer range, bool reloadable,
 }
 
 // USERSD_KEY("dotted.path", member.of.Config, kind, kReload or kRestart, "doc")
+// clang-format off
 #define USERSD_KEY(path, member, ...) MakeKey(path, [](auto& c) -> auto& { return c.member; }, __VA_ARGS__)
+// clang-format on
 
 // workos.api_key is the key in force, wherever it came from: its source
 // travels with it.
@@ -95,8 +97,8 @@ std::vector<KeySpec> BuildKeys() {
                  "longest request line; a longer one ends the connection"),
       USERSD_KEY("socket.max_connections", socket.max_connections, Integer{1, 1000000}, kRestart,
                  "client connections open at once"),
-      USERSD_KEY("socket.first_request_timeout_ms", socket.first_request_timeout_ms, Integer{0, 3600 * 1000},
-                 kRestart, "time a new connection has to send its first line; 0: no limit"),
+      USERSD_KEY("socket.first_request_timeout_ms", socket.first_request_timeout_ms, Integer{0, 3600 * 1000}, kRestart,
+                 "time a new connection has to send its first line; 0: no limit"),
       USERSD_KEY("socket.idle_timeout_ms", socket.idle_timeout_ms, Integer{0, 86400LL * 1000}, kRestart,
                  "an idle connection with nothing in flight is closed after this; 0: never"),
       USERSD_KEY("socket.max_buffered_bytes", socket.max_buffered_bytes, Integer{65536, 1LL << 40}, kRestart,
@@ -178,8 +180,8 @@ std::vector<KeySpec> BuildKeys() {
                  "time between full reconciliations; 0: no timer"),
       USERSD_KEY("sync.reconcile.max_cursor_age_days", sync.reconcile.max_cursor_age_days, Integer{1, 3650}, kReload,
                  "an older feed position is reconciled instead of read"),
-      USERSD_KEY("sync.reconcile.requests_per_second", sync.reconcile.requests_per_second, Integer{1, 1000},
-                 kReload, "requests per second of a reconciliation"),
+      USERSD_KEY("sync.reconcile.requests_per_second", sync.reconcile.requests_per_second, Integer{1, 1000}, kReload,
+                 "requests per second of a reconciliation"),
 
       USERSD_KEY("policy.org_admins_manage_members", policy.org_admins_manage_members, Boolean(), kReload,
                  "organization owners and admins manage its members"),
@@ -204,8 +206,8 @@ std::vector<KeySpec> BuildKeys() {
 void NotAbove(const internal::RuleContext& ctx, const std::string& low, int64_t low_value, const std::string& high,
               int64_t high_value) {
   if (low_value <= high_value) return;
-  ctx.Error(ctx.Present(low) ? low : high, low + " (" + std::to_string(low_value) + ") must not exceed " + high +
-                                               " (" + std::to_string(high_value) + ")");
+  ctx.Error(ctx.Present(low) ? low : high, low + " (" + std::to_string(low_value) + ") must not exceed " + high + " (" +
+                                               std::to_string(high_value) + ")");
 }
 
 void MapSizeWithinMax(const internal::RuleContext& ctx) {

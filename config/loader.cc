@@ -103,8 +103,8 @@ void Loader::Section(const Field& f, const SchemaNode& schema) {
     const YAML::Node value = it->second;
     const std::string prefix = f.path.empty() ? "" : f.path + ".";
     if (!key.IsScalar()) {
-      errors_.Report((f.path.empty() ? std::string("top level") : f.path) + " (line " +
-                     std::to_string(LineOf(key)) + "): keys must be plain strings");
+      errors_.Report((f.path.empty() ? std::string("top level") : f.path) + " (line " + std::to_string(LineOf(key)) +
+                     "): keys must be plain strings");
       continue;
     }
     const std::string name = key.Scalar();

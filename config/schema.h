@@ -52,10 +52,8 @@ class Errors {
 int LineOf(const YAML::Node& key, const YAML::Node& value);
 int LineOf(const YAML::Node& node);
 
-// Readers the kinds are built from. Each returns false after reporting.
-bool ReadScalar(Errors& errors, const Field& f, const char* expected);
+// Reads a plain decimal integer from `min` to `max`; false after reporting.
 bool ReadInt(Errors& errors, const Field& f, int64_t min, int64_t max, int64_t* out);
-bool ReadString(Errors& errors, const Field& f, std::string* out);
 
 // One kind of value, held in a Config member of type T.
 template <class T>
@@ -85,7 +83,7 @@ Kind<std::optional<std::string>> OptUrl();
 Kind<std::optional<std::string>> OptString();  // non-empty when set
 Kind<std::optional<std::string>> Secret();     // an OptString that ToYaml always writes as null
 Kind<std::optional<std::string>> ClientId();
-Kind<std::optional<std::string>> Uuid();  // nullable; stored in lower case
+Kind<std::optional<std::string>> Uuid();   // nullable; stored in lower case
 Kind<std::optional<std::string>> Group();  // a group name or a numeric gid
 Kind<uint32_t> Mode();                     // octal permission bits, at most 0777
 Kind<std::vector<uint32_t>> IdList();      // uids or gids; null means []

@@ -72,7 +72,6 @@ Status CheckApiKey(const std::string& key, const std::string& source) {
   return Status::Ok();
 }
 
-
 // Who besides the owner may read `path`: 'o' (others), 'g' (its group) or 0.
 // An unreadable stat (the file was read a moment ago) counts as private.
 char ReadableBy(const std::string& path) {
