@@ -2,7 +2,9 @@
 //
 // Every key has a default, so an empty file is a valid configuration. Unknown
 // keys and bad values are errors whose message names the key path and the
-// line ("workos.timeout_ms (line 12): must be a positive integer").
+// line ("workos.timeout_ms (line 12): must be an integer from 1 to 3600000").
+// Each key is one row of the table in config/keys.cc (Keys() below); a new
+// key is a member here, with its default, plus that row (CONTRIBUTING.md).
 // Value type; thread-compatible.
 #pragma once
 
