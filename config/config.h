@@ -2,11 +2,14 @@
 //
 // Every key has a default, so an empty file is a valid configuration. Unknown
 // keys and bad values are errors whose message names the key path and the
-// line ("workos.timeout_ms (line 12): must be a positive integer").
+// line ("workos.timeout_ms (line 12): must be an integer from 1 to 3600000").
+// Each key is one row of the table in config/keys.cc (Keys() below); a new
+// key is a member here, with its default, plus that row (CONTRIBUTING.md).
 // Value type; thread-compatible.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -190,20 +193,33 @@ bool IsLoopbackUrl(const std::string& url);
 // startup; later reloads keep the running key).
 Status ResolveSecrets(Config* cfg, bool scrub_env = false);
 
-// One configuration key (SPEC 6a): the table that admin.config.reload's
-// report and the reload's apply step both read, so the two cannot disagree.
+namespace internal {
+struct KeyCodec;  // config/schema.h: reads and writes a key's YAML value
+}
+
+// One configuration key (SPEC 6a), a row of the table in config/keys.cc that
+// parsing, the YAML dump, admin.config.reload's report and the reload's
+// apply step all read, so none of them can disagree about a key.
 struct KeySpec {
   const char* path;  // dotted, as in the file: "auth.audience"
+  // As CONFIGURATION.md's Type column writes it: "integer 1 … 1024" (the
+  // range the parser enforces), "`one` / `two`", "path, nullable".
+  std::string type;
+  // The default (Config{}'s value) as the docs write it: 1048576, "0660",
+  // null, [RS256].
+  std::string default_value;
   // True: a reload puts the new value in force. False: the running value is
   // kept until the next start, and the key is reported under needsRestart.
   bool reloadable;
+  const char* doc;  // one line: what the key is for
   bool (*equal)(const Config& a, const Config& b);
   // Copies this key's value from `from` into `to` (a restart-only key keeps
   // its running value this way).
   void (*copy)(const Config& from, Config* to);
+  std::shared_ptr<const internal::KeyCodec> codec;  // for config/ only
 };
 
-// Every key of Config, in the order of docs/CONFIGURATION.md.
+// Every key of Config, in the order of the file (and of ToYaml).
 const std::vector<KeySpec>& Keys();
 // The entry for a dotted key, or nullptr.
 const KeySpec* FindKey(const std::string& path);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -277,17 +278,6 @@ TEST_CASE("config: a file with every key sets every field", "[config]") {
   // Every key differs from its default, so the diff must name all of them:
   // this catches a key that is parsed but missing from DiffReloadable.
   CHECK(AllChangedKeys(Config{}, c).size() == 46);
-}
-
-TEST_CASE("config: docs/CONFIGURATION.md documents every key", "[config]") {
-  Result<Config> full = ParseConfig(kFullYaml);
-  REQUIRE(full.ok());
-  std::string docs = ReadText(std::string(USERSD_SOURCE_DIR) + "/docs/CONFIGURATION.md");
-  REQUIRE_FALSE(docs.empty());
-  for (const std::string& key : AllChangedKeys(Config{}, *full)) {
-    INFO("key: " << key);
-    CHECK(docs.find("`" + key + "`") != std::string::npos);
-  }
 }
 
 TEST_CASE("config: the example config for systemd parses", "[config]") {
@@ -904,7 +894,7 @@ TEST_CASE("config: every key, changed alone and reloaded, is in force exactly wh
       {"metrics.textfile", "/tmp/x.prom"},
       {"metrics.textfile_interval_seconds", "30"},
   };
-  // What needs a restart, and why (config.cc, above the table): sockets and
+  // What needs a restart, and why (config/keys.cc, above the table): sockets and
   // the store are opened once; where keys come from is wired at start; ids
   // and documents must stay those of the fleet.
   const std::set<std::string> restart_only = {"socket.path",
@@ -1032,11 +1022,18 @@ TEST_CASE("config: an unset client id or API key is named, with the file, as wha
   CHECK_FALSE(r->auth.client_id.has_value());
 }
 
-TEST_CASE("config: docs/CONFIGURATION.md says reload or restart for each key as the reload does", "[config][reload]") {
+// The docs are written by hand and the key table (config/keys.cc) is what
+// the daemon does: each key's row in CONFIGURATION.md must give the table's
+// type (with the range the parser enforces), default and reload column, and
+// every row must name a key of the table. A failure shows the row to write.
+TEST_CASE("config: docs/CONFIGURATION.md gives each key's type, default and reload as the key table does",
+          "[config][reload]") {
   std::string docs = ReadText(std::string(USERSD_SOURCE_DIR) + "/docs/CONFIGURATION.md");
   REQUIRE_FALSE(docs.empty());
   for (const KeySpec& key : Keys()) {
     INFO("key: " << key.path);
+    INFO("the table's row: | `" << key.path << "` | " << key.type << " | `" << key.default_value << "` | "
+                                << (key.reloadable ? "reload" : "restart") << " | " << key.doc << " |");
     // | `key` | type | default | reload/restart | meaning |
     size_t row = docs.find("\n| `" + std::string(key.path) + "` |");
     REQUIRE(row != std::string::npos);
@@ -1046,8 +1043,81 @@ TEST_CASE("config: docs/CONFIGURATION.md says reload or restart for each key as 
       cells.push_back(line.substr(at, bar - at));
     }
     REQUIRE(cells.size() >= 4);
+    CHECK(cells[1] == key.type);
+    CHECK(cells[2] == "`" + key.default_value + "`");
     CHECK(cells[3] == (key.reloadable ? "reload" : "restart"));
   }
+  std::istringstream lines(docs);
+  const std::regex key_row("^\\| `([a-z_.]+)` \\|.*");
+  int rows = 0;
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (!std::regex_match(line, m, key_row)) continue;
+    INFO("row: " << line);
+    CHECK(FindKey(m[1].str()) != nullptr);
+    ++rows;
+  }
+  CHECK(rows == static_cast<int>(Keys().size()));
+}
+
+// The same for usersd.yaml(5), whose entries read
+// "*key*: type, default _value_, reload" (scdoc escapes '_' as "\_").
+TEST_CASE("config: the man page usersd.yaml(5) gives each key's default and reload as the key table does",
+          "[config][reload]") {
+  std::string man = ReadText(std::string(USERSD_SOURCE_DIR) + "/man/usersd.yaml.5.scd");
+  REQUIRE_FALSE(man.empty());
+  auto unescape = [](std::string s) {
+    for (size_t at; (at = s.find("\\_")) != std::string::npos;) s.erase(at, 1);
+    return s;
+  };
+  for (const KeySpec& key : Keys()) {
+    INFO("key: " << key.path);
+    INFO("the table's entry: *" << key.path << "*: " << key.type << ", default _" << key.default_value << "_, "
+                                << (key.reloadable ? "reload" : "restart"));
+    size_t at = man.find("\n*" + std::string(key.path) + "*: ");
+    REQUIRE(at != std::string::npos);
+    std::string line = unescape(man.substr(at + 1, man.find('\n', at + 1) - at - 1));
+    INFO("man page: " << line);
+    const std::string tail =
+        ", default _" + unescape(key.default_value) + "_, " + (key.reloadable ? "reload" : "restart");
+    CHECK((line.size() >= tail.size() && line.compare(line.size() - tail.size(), tail.size(), tail) == 0));
+    if (key.type.rfind("integer ", 0) == 0) {
+      // "integer 1 … 10" in CONFIGURATION.md is "integer 1 to 10" here.
+      std::string range = key.type;
+      range.replace(range.find(" \u2026 "), std::string(" \u2026 ").size(), " to ");
+      CHECK(line.find("*: " + range + ", ") != std::string::npos);
+    }
+  }
+  std::istringstream lines(man);
+  const std::regex entry("^\\*([a-z_]+\\.[a-z_.]+)\\*: .*");
+  int entries = 0;
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (!std::regex_match(line, m, entry)) continue;
+    INFO("entry: " << line);
+    CHECK(FindKey(m[1].str()) != nullptr);
+    ++entries;
+  }
+  CHECK(entries == static_cast<int>(Keys().size()));
+}
+
+// Each row of the table is complete, and shows its default as the docs write it.
+TEST_CASE("config: every key in the table has a type, a doc line and its default", "[config]") {
+  std::set<std::string> paths;
+  for (const KeySpec& key : Keys()) {
+    INFO("key: " << key.path);
+    CHECK(paths.insert(key.path).second);
+    CHECK_FALSE(key.type.empty());
+    CHECK(key.doc != nullptr);
+    CHECK(std::string(key.doc).size() > 10);
+    CHECK(std::string(key.doc).find('\n') == std::string::npos);
+  }
+  CHECK(FindKey("socket.max_line_bytes")->type == "integer 1024 \u2026 67108864");
+  CHECK(FindKey("socket.max_line_bytes")->default_value == "1048576");
+  CHECK(FindKey("socket.mode")->default_value == "\"0660\"");
+  CHECK(FindKey("auth.algorithms")->default_value == "[RS256]");
+  CHECK(FindKey("auth.client_id")->default_value == "null");
+  CHECK(FindKey("store.sync_mode")->type == "`one` / `two`");
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -52,10 +53,11 @@ std::string Uncomment(const std::string& text, int* settings) {
 }
 
 // The dotted keys of block-style YAML with two-space indentation, the style
-// of both ToYaml() and the packaged file ("socket.path", "auth.algorithms").
-std::set<std::string> DottedKeys(const std::string& yaml) {
+// of both ToYaml() and the packaged file ("socket.path", "auth.algorithms"),
+// each with its line.
+std::map<std::string, std::string> KeyLines(const std::string& yaml) {
   static const std::regex key_line("^( *)([a-z_]+):( .*)?$");
-  std::set<std::string> keys;
+  std::map<std::string, std::string> keys;
   std::vector<std::string> stack;
   for (const std::string& line : Lines(yaml)) {
     std::smatch m;
@@ -65,8 +67,14 @@ std::set<std::string> DottedKeys(const std::string& yaml) {
     stack.push_back(m[2].str());
     std::string dotted;
     for (const std::string& part : stack) dotted += (dotted.empty() ? "" : ".") + part;
-    keys.insert(dotted);
+    keys.emplace(dotted, line);
   }
+  return keys;
+}
+
+std::set<std::string> DottedKeys(const std::string& yaml) {
+  std::set<std::string> keys;
+  for (const auto& [key, line] : KeyLines(yaml)) keys.insert(key);
   return keys;
 }
 
@@ -88,7 +96,10 @@ TEST_CASE("packaged config: as shipped it is valid and gives the defaults", "[co
   CHECK(ChangedKeys(Config{}, *r).empty());
 }
 
-TEST_CASE("packaged config: every key is there, and uncommented it still gives the defaults", "[config]") {
+TEST_CASE(
+    "packaged config: every key is there, marked [reload] as the key table says, and uncommented it still gives "
+    "the defaults",
+    "[config]") {
   int settings = 0;
   std::string uncommented = Uncomment(ReadText(kPath), &settings);
   INFO(uncommented);
@@ -104,6 +115,16 @@ TEST_CASE("packaged config: every key is there, and uncommented it still gives t
   REQUIRE(expected.size() > 30);
   CHECK(found == expected);
   CHECK(settings == static_cast<int>(expected.size()));
+  // The file's header says the keys marked [reload] take effect on a
+  // reload: exactly the key table's reloadable ones are marked.
+  std::map<std::string, std::string> lines = KeyLines(uncommented);
+  for (const KeySpec& key : Keys()) {
+    INFO("key: " << key.path);
+    REQUIRE(lines.count(key.path) == 1);
+    const std::string& line = lines.at(key.path);
+    INFO("line: " << line);
+    CHECK((line.find("[reload]") != std::string::npos) == key.reloadable);
+  }
 }
 
 TEST_CASE("packaged config: the commented-setting rule is strict", "[config]") {
