@@ -10,7 +10,6 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
-#include <mutex>
 #include <set>
 #include <utility>
 
@@ -70,12 +69,12 @@ Result<uint64_t> CounterFrom(const Result<std::optional<std::string>>& raw, cons
 
 // The process-wide set of open stores, by device and inode of their
 // directory (see Store::Open).
-std::mutex& OpenStoresMu() {
-  static std::mutex mu;
-  return mu;
-}
-std::set<std::pair<uint64_t, uint64_t>>& OpenStores() {
-  static std::set<std::pair<uint64_t, uint64_t>> open;
+struct OpenStoreSet {
+  Mutex mu;
+  std::set<std::pair<uint64_t, uint64_t>> dirs GUARDED_BY(mu);
+};
+OpenStoreSet& OpenStores() {
+  static OpenStoreSet open;
   return open;
 }
 
@@ -627,8 +626,9 @@ Status Store::Init() {
   if (::stat(options_.path.c_str(), &dst) != 0)
     return Status::IOError("cannot stat store directory " + options_.path + ": " + std::strerror(errno));
   {
-    std::lock_guard<std::mutex> lock(OpenStoresMu());
-    if (!OpenStores().insert({uint64_t(dst.st_dev), uint64_t(dst.st_ino)}).second)
+    OpenStoreSet& open = OpenStores();
+    MutexLock lock(open.mu);
+    if (!open.dirs.insert({uint64_t(dst.st_dev), uint64_t(dst.st_ino)}).second)
       return Status::InvalidArgument("store at " + options_.path + " is already open in this process");
     registered_ = true;
     dev_ = uint64_t(dst.st_dev);
@@ -799,23 +799,29 @@ Store::~Store() {
   if (env_ && !Sync().ok()) LogError("store: the last commit could not be synced at close", {});
   if (env_) mdb_env_close(env_);
   if (registered_) {
-    std::lock_guard<std::mutex> lock(OpenStoresMu());
-    OpenStores().erase({dev_, ino_});
+    OpenStoreSet& open = OpenStores();
+    MutexLock lock(open.mu);
+    open.dirs.erase({dev_, ino_});
   }
 }
 
 void Store::EnterMap() {
-  std::unique_lock<std::mutex> lock(gate_mu_);
+  MutexLock lock(gate_mu_);
   // A pending remap goes first so that a stream of readers cannot starve it,
   // but only for a moment: the reader may be a thread that already holds a
   // ReadTxn, which the remap is waiting for.
-  if (remaps_waiting_ > 0) gate_cv_.wait_for(lock, kReaderYield, [this] { return remaps_waiting_ == 0; });
+  if (remaps_waiting_ > 0) {
+    const auto deadline = std::chrono::steady_clock::now() + kReaderYield;
+    while (remaps_waiting_ > 0) {
+      if (!gate_cv_.WaitUntil(gate_mu_, deadline)) break;
+    }
+  }
   ++map_users_;
 }
 
 void Store::LeaveMap() {
-  std::lock_guard<std::mutex> lock(gate_mu_);
-  if (--map_users_ == 0) gate_cv_.notify_all();
+  MutexLock lock(gate_mu_);
+  if (--map_users_ == 0) gate_cv_.NotifyAll();
 }
 
 namespace {
@@ -826,24 +832,24 @@ void Store::EndRead(MDB_txn* txn) {
   // Reset before leaving the gate: a waiting Remap must find no snapshot.
   mdb_txn_reset(txn);
   {
-    std::lock_guard<std::mutex> lock(gate_mu_);
+    MutexLock lock(gate_mu_);
     if (spare_reads_.size() < kMaxSpareReads) {
       spare_reads_.push_back(txn);
       txn = nullptr;
     }
-    if (--map_users_ == 0) gate_cv_.notify_all();
+    if (--map_users_ == 0) gate_cv_.NotifyAll();
   }
   if (txn) mdb_txn_abort(txn);
 }
 
 int Store::Remap(uint64_t size) {
-  std::unique_lock<std::mutex> lock(gate_mu_);
+  MutexLock lock(gate_mu_);
   ++remaps_waiting_;
-  gate_cv_.wait(lock, [this] { return map_users_ == 0; });
+  while (map_users_ != 0) gate_cv_.Wait(gate_mu_);
   // gate_mu_ stays held, so no reader can start while the map moves.
   int rc = mdb_env_set_mapsize(env_, size);
   --remaps_waiting_;
-  gate_cv_.notify_all();
+  gate_cv_.NotifyAll();
   return rc;
 }
 
@@ -851,7 +857,7 @@ Result<ReadTxn> Store::BeginRead() {
   EnterMap();
   MDB_txn* txn = nullptr;
   {
-    std::lock_guard<std::mutex> lock(gate_mu_);
+    MutexLock lock(gate_mu_);
     if (!spare_reads_.empty()) {
       txn = spare_reads_.back();
       spare_reads_.pop_back();
