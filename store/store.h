@@ -13,7 +13,9 @@
 //                                                   creation time, last
 //                                                   transactionId, next job
 //                                                   id; other parts' state:
-//                                                   JWKS, events cursor, ...)
+//                                                   JWKS, events cursor, ...;
+//                                                   every key and its value's
+//                                                   form: store/meta_keys.h)
 //   kChanges   changes    transactionId (u64 BE) -> Change    (the change feed)
 //   kOutbox    outbox     job id (u64 BE)        -> OutboxJob (to deliver to
 //                                                   WorkOS)

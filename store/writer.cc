@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "common/log.h"
+#include "store/meta_keys.h"
 
 namespace usersd::store {
 
@@ -243,7 +244,7 @@ void Writer::ApplyBatch(std::vector<Item>& batch, bool nested) {
 bool Writer::NudgeFreelist() {
   auto txn = store_->BeginWrite();
   if (!txn.ok()) return false;
-  if (!txn->PutMeta("freelist_nudge", "1").ok()) return false;
+  if (!txn->PutMeta(kMetaFreelistNudge, "1").ok()) return false;
   return txn->Commit().ok();
 }
 
