@@ -26,7 +26,7 @@ DEB_PACKAGES := build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev
   clang libclang-rt-14-dev clang-format systemd ca-certificates scdoc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: format-check deps promtool build build-daemon build-test build-fuzz build-client-ts test tsan run fuzz bench install clean deb-deps deb systemd-test-deps test-package
+.PHONY: format-check deps promtool build build-daemon build-test build-fuzz build-client-ts test tsan thread-safety run fuzz bench install clean deb-deps deb systemd-test-deps test-package
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -69,6 +69,7 @@ build-client-ts:
 test: build-test tests/interop/node_modules/.package-lock.json build-client-ts
 	cd $(TEST_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j2 --timeout 900
+	$(MAKE) --no-print-directory thread-safety
 	$(MAKE) --no-print-directory build-fuzz
 	FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) FUZZ_JOBS=$(JOBS) bash fuzz/run.sh $(FUZZ_BUILD_DIR)
 	$(MAKE) --no-print-directory tsan TSAN_TESTS="$(TSAN_TESTS_SHORT)"
@@ -83,6 +84,17 @@ tsan: deps
 	cmake -S . -B $(TSAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 -DUSERSD_TSAN=ON -DUSERSD_WERROR=ON >/dev/null
 	cmake --build $(TSAN_BUILD_DIR) -j$(JOBS) --target $(TSAN_TESTS)
 	set -e; for t in $(TSAN_TESTS); do echo "tsan: $$t"; TSAN_OPTIONS=halt_on_error=1 $(TSAN_BUILD_DIR)/tests/$$t; done
+
+# Clang's -Wthread-safety over the libraries whose locks are annotated
+# (common/thread_annotations.h; CONTRIBUTING.md "Locks"), as errors. Only
+# those libraries, unoptimized and without debug information: it compiles
+# for the warnings, not to run anything.
+TSA_BUILD_DIR ?= build-tsa
+TSA_TARGETS := usersd_common usersd_store
+thread-safety: deps
+	CC=clang CXX=clang++ cmake -S . -B $(TSA_BUILD_DIR) -DCMAKE_BUILD_TYPE= -DUSERSD_WERROR=ON -DUSERSD_TESTS=OFF \
+	  -DUSERSD_BENCH=OFF >/dev/null
+	cmake --build $(TSA_BUILD_DIR) -j$(JOBS) --target $(TSA_TARGETS)
 
 # C++ lines changed since FORMAT_BASE (default HEAD~1) must be formatted as
 # .clang-format says (CONTRIBUTING.md "Naming and style").
@@ -112,7 +124,7 @@ install: build
 	cmake --install $(BUILD_DIR)
 
 clean:
-	rm -rf $(BUILD_DIR) $(TEST_BUILD_DIR) $(FUZZ_BUILD_DIR) $(PROMTOOL_DIR) $(DEB_BUILD_DIR) $(DEB_OUT_DIR) .run
+	rm -rf $(BUILD_DIR) $(TEST_BUILD_DIR) $(FUZZ_BUILD_DIR) $(TSA_BUILD_DIR) $(PROMTOOL_DIR) $(DEB_BUILD_DIR) $(DEB_OUT_DIR) .run
 
 # Debian package (docs/DEPLOYMENT.md, "Debian package"). dpkg-buildpackage
 # writes next to the source tree, so it runs on a copy of the files git knows

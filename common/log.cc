@@ -6,10 +6,10 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "common/timefmt.h"
 
 namespace usersd {
@@ -17,7 +17,9 @@ namespace {
 
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
 std::atomic<int> g_format{static_cast<int>(LogFormat::kText)};
-std::mutex g_mu;
+// Held while a line is written, so that lines from different threads do not
+// interleave on stderr.
+Mutex g_mu;
 
 const char* LevelName(LogLevel l) {
   switch (l) {
@@ -100,7 +102,7 @@ void Log(LogLevel level, std::string_view message, std::initializer_list<LogFiel
     }
   }
   line += '\n';
-  std::lock_guard<std::mutex> lock(g_mu);
+  MutexLock lock(g_mu);
   fwrite(line.data(), 1, line.size(), stderr);
   fflush(stderr);
 }

@@ -82,25 +82,25 @@ std::string Metrics::Key(Labels labels) {
 }
 
 void Metrics::Describe(const std::string& name, const std::string& type, const std::string& help) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   meta_.emplace(name, std::make_pair(type, help));
 }
 
 void Metrics::Inc(const std::string& name, Labels labels, uint64_t by) {
   std::string k = Key(labels);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   counters_[name][k].fetch_add(by, std::memory_order_relaxed);
 }
 
 std::atomic<uint64_t>* Metrics::CounterRef(const std::string& name, Labels labels) {
   std::string k = Key(labels);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return &counters_[name][k];
 }
 
 Metrics::Hist* Metrics::HistogramRef(const std::string& name, Labels labels) {
   std::string k = Key(labels);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return &hists_[name][k];
 }
 
@@ -114,7 +114,7 @@ void Metrics::Hist::Observe(double seconds) {
 
 void Metrics::Set(const std::string& name, Labels labels, double value) {
   std::string k = Key(labels);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   gauges_[name][k] = value;
 }
 
@@ -122,20 +122,20 @@ void Metrics::Observe(const std::string& name, Labels labels, double seconds) {
   std::string k = Key(labels);
   Hist* h;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     h = &hists_[name][k];
   }
   h->Observe(seconds);
 }
 
 void Metrics::AddCollector(std::function<void(Metrics&)> collector) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   collectors_.push_back(std::move(collector));
 }
 
 uint64_t Metrics::CounterValue(const std::string& name, Labels labels) {
   std::string k = Key(labels);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = counters_.find(name);
   if (it == counters_.end()) return 0;
   auto jt = it->second.find(k);
@@ -145,13 +145,13 @@ uint64_t Metrics::CounterValue(const std::string& name, Labels labels) {
 std::string Metrics::Render() {
   std::vector<std::function<void(Metrics&)>> collectors;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     collectors = collectors_;
   }
   for (auto& c : collectors) c(*this);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::string out;
-  auto header = [&](const std::string& name, const char* dflt_type) {
+  auto header = [&](const std::string& name, const char* dflt_type) REQUIRES(mu_) {
     auto it = meta_.find(name);
     if (it != meta_.end()) {
       out += "# HELP " + name + " " + it->second.second + "\n";

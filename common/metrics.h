@@ -12,10 +12,11 @@
 #include <functional>
 #include <initializer_list>
 #include <map>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace usersd {
 
@@ -52,12 +53,12 @@ class Metrics {
 
  private:
   static std::string Key(Labels labels);
-  std::mutex mu_;
-  std::map<std::string, std::pair<std::string, std::string>> meta_;  // name -> (type, help)
-  std::map<std::string, std::map<std::string, std::atomic<uint64_t>>> counters_;
-  std::map<std::string, std::map<std::string, double>> gauges_;
-  std::map<std::string, std::map<std::string, Hist>> hists_;
-  std::vector<std::function<void(Metrics&)>> collectors_;
+  Mutex mu_;
+  std::map<std::string, std::pair<std::string, std::string>> meta_ GUARDED_BY(mu_);  // name -> (type, help)
+  std::map<std::string, std::map<std::string, std::atomic<uint64_t>>> counters_ GUARDED_BY(mu_);
+  std::map<std::string, std::map<std::string, double>> gauges_ GUARDED_BY(mu_);
+  std::map<std::string, std::map<std::string, Hist>> hists_ GUARDED_BY(mu_);
+  std::vector<std::function<void(Metrics&)>> collectors_ GUARDED_BY(mu_);
 };
 
 // A sample value as the text exposition writes it: the shortest decimal that

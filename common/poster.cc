@@ -14,7 +14,7 @@ Poster::Poster(uv_loop_t* loop) {
 Poster::~Poster() { assert(closed_ && "Poster destroyed before its uv_async_t closed"); }
 
 void Poster::Post(std::function<void()> fn) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (closing_) return;
   queue_.push_back(std::move(fn));
   uv_async_send(&async_);
@@ -25,7 +25,7 @@ void Poster::OnAsync(uv_async_t* h) { static_cast<Poster*>(h->data)->Drain(); }
 void Poster::Drain() {
   std::deque<std::function<void()>> batch;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     batch.swap(queue_);
   }
   for (auto& fn : batch) {
@@ -42,12 +42,12 @@ void Poster::Drain() {
 
 void Poster::Close() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (closing_) return;
   }
   Drain();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     closing_ = true;
     queue_.clear();
   }

@@ -11,7 +11,8 @@
 
 #include <deque>
 #include <functional>
-#include <mutex>
+
+#include "common/mutex.h"
 
 namespace usersd {
 
@@ -32,10 +33,10 @@ class Poster {
   void Drain();
 
   uv_async_t async_;
-  std::mutex mu_;
-  std::deque<std::function<void()>> queue_;
-  bool closing_ = false;
-  bool closed_ = false;
+  Mutex mu_;
+  std::deque<std::function<void()>> queue_ GUARDED_BY(mu_);
+  bool closing_ GUARDED_BY(mu_) = false;
+  bool closed_ = false;  // set by the close callback (loop thread)
 };
 
 }  // namespace usersd

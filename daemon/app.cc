@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "daemon/sd_daemon.h"
 #include "domain/versions.h"
+#include "store/meta_keys.h"
 
 namespace usersd::daemon {
 
@@ -389,7 +390,7 @@ void App::StartExternalIdBackfill() {
   {
     auto txn = store_->BeginRead();
     if (!txn.ok()) return;
-    auto v = txn->GetMeta("external_id_backfill");
+    auto v = txn->GetMeta(store::kMetaExternalIdBackfill);
     if (v.ok() && v->has_value()) {
       if (**v == "done") return;
       after = **v;
@@ -411,7 +412,7 @@ void App::BackfillStep(std::string after, size_t queued_so_far) {
         auto r = domain::BackfillExternalIds(t, after, 500, c, queued.get());
         if (!r.ok()) return r.status();
         *next = *r;
-        return t.PutMeta("external_id_backfill", r->empty() ? std::string("done") : *r);
+        return t.PutMeta(store::kMetaExternalIdBackfill, r->empty() ? std::string("done") : *r);
       },
       [this, next, queued, queued_so_far](Status st) {
         if (!st.ok()) {

@@ -6,6 +6,7 @@
 #include "common/text.h"
 #include "domain/user_json.h"
 #include "domain/versions.h"
+#include "store/meta_keys.h"
 
 namespace usersd::domain {
 
@@ -169,7 +170,7 @@ Result<bool> ClaimEmail(WriteTxn& t, const std::string& email, const std::string
   if (holder->has_value() && (*holder)->id != self) {
     LogWarn("WorkOS email is held by another local user; left as it is until that user releases it",
             {{"workos_id", workos_id}, {"other", (*holder)->id}});
-    USERSD_RETURN_IF_ERROR(t.PutMeta(std::string(kEmailWaitPrefix) + EmailKey(email), self));
+    USERSD_RETURN_IF_ERROR(t.PutMeta(std::string(store::kMetaEmailWaitPrefix) + EmailKey(email), self));
     return false;
   }
   return true;
@@ -179,7 +180,7 @@ Status Commit(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& b
               const MutationContext& c);
 
 Status GiveReleasedEmail(WriteTxn& t, const std::string& email, const MutationContext& c) {
-  std::string key = std::string(kEmailWaitPrefix) + EmailKey(email);
+  std::string key = std::string(store::kMetaEmailWaitPrefix) + EmailKey(email);
   auto waiter = t.GetMeta(key);
   if (!waiter.ok()) return waiter.status();
   if (!waiter->has_value()) return Status::Ok();

@@ -21,10 +21,6 @@ using store::OutboxJob;
 using store::UserRecord;
 using store::WriteTxn;
 
-inline constexpr std::string_view kEmailWaitPrefix = "email_wait:";
-
-inline constexpr std::string_view kResyncPrefix = "resync:";
-
 Mutation Refused(OpResult r);
 
 Mutation Done(UserRecord u, Mutation::Kind kind = Mutation::Kind::kCommitted);

@@ -7,6 +7,7 @@
 #include "domain/user_mutations.h"
 #include "domain/user_mutations_internal.h"
 #include "domain/versions.h"
+#include "store/meta_keys.h"
 
 namespace usersd::domain {
 
@@ -61,7 +62,7 @@ Result<RemoteOutcome> ApplyMerge(WriteTxn& t, const Profile& p, const UserRecord
     // so the last write to WorkOS wins here too (SPEC 4b).
     MergeResult unheld = MergeProfile(before, p, {}, mode, c.sync->metadata);
     if (VisiblyDiffers(unheld.after, r.after) || unheld.wanted_email != r.wanted_email)
-      USERSD_RETURN_IF_ERROR(t.PutMeta(std::string(kResyncPrefix) + before.id, "1"));
+      USERSD_RETURN_IF_ERROR(t.PutMeta(std::string(store::kMetaResyncPrefix) + before.id, "1"));
   }
   USERSD_RETURN_IF_ERROR(SettleEmail(t, r));
   UserRecord& after = r.after;
@@ -90,7 +91,7 @@ Result<RemoteOutcome> ApplyStaleDocument(WriteTxn& t, const Profile& p, const Us
 
 
 Result<bool> QueueResyncIfMarked(WriteTxn& t, const std::string& user_id, const MutationContext& c) {
-  std::string key = std::string(kResyncPrefix) + user_id;
+  std::string key = std::string(store::kMetaResyncPrefix) + user_id;
   auto mark = t.GetMeta(key);
   if (!mark.ok()) return mark.status();
   if (!mark->has_value()) return false;
@@ -357,7 +358,7 @@ Result<PublishOutcome> RefusePublish(WriteTxn& t, const std::vector<uint64_t>& j
   // Values WorkOS refused return to WorkOS's (an email claimed here is
   // released, SPEC 1): read the user again once this host's jobs are through.
   if (!owned.empty() && u->has_value() && (*u)->live()) {
-    USERSD_RETURN_IF_ERROR(t.PutMeta(std::string(kResyncPrefix) + job.user_id, "1"));
+    USERSD_RETURN_IF_ERROR(t.PutMeta(std::string(store::kMetaResyncPrefix) + job.user_id, "1"));
     auto q = QueueResyncIfMarked(t, job.user_id, c);
     if (!q.ok()) return q.status();
     out.queued_resync = *q;

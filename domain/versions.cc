@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "common/log.h"
+#include "store/meta_keys.h"
 
 namespace usersd::domain {
 
@@ -26,7 +27,7 @@ bool ParseNumber(std::string_view s, T* out, int base = 10) {
 }
 
 Result<Clock> ReadClock(store::ReadTxn& t) {
-  auto raw = t.GetMeta(kMetaClock);
+  auto raw = t.GetMeta(store::kMetaClock);
   if (!raw.ok()) return raw.status();
   Clock c;
   if (!raw->has_value()) return c;
@@ -39,7 +40,7 @@ Result<Clock> ReadClock(store::ReadTxn& t) {
 }
 
 Status WriteClock(store::WriteTxn& t, const Clock& c) {
-  return t.PutMeta(kMetaClock, std::to_string(c.ms) + "." + std::to_string(c.counter));
+  return t.PutMeta(store::kMetaClock, std::to_string(c.ms) + "." + std::to_string(c.counter));
 }
 
 }  // namespace
@@ -73,7 +74,7 @@ std::optional<Version> ParseVersion(std::string_view text) {
 }
 
 Result<std::optional<uint64_t>> ReadHostId(store::ReadTxn& t) {
-  auto raw = t.GetMeta(kMetaHostId);
+  auto raw = t.GetMeta(store::kMetaHostId);
   if (!raw.ok()) return raw.status();
   if (!raw->has_value()) return std::optional<uint64_t>();
   uint64_t host = 0;
@@ -84,7 +85,7 @@ Result<std::optional<uint64_t>> ReadHostId(store::ReadTxn& t) {
 
 Status SetHostId(store::WriteTxn& t, uint64_t host) {
   if (host == 0) return Status::InvalidArgument("host id 0 is reserved for unversioned values");
-  return t.PutMeta(kMetaHostId, FormatHostId(host));
+  return t.PutMeta(store::kMetaHostId, FormatHostId(host));
 }
 
 Result<uint64_t> EnsureHostId(store::WriteTxn& t) {

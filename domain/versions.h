@@ -26,11 +26,6 @@ namespace usersd::domain {
 
 using store::Version;
 
-// Meta keys (part of the on-disk format): the host id as 16 lower-case hex
-// digits, and the clock as "<ms>.<counter>".
-inline constexpr std::string_view kMetaHostId = "host_id";
-inline constexpr std::string_view kMetaClock = "hlc";
-
 // "<ms>.<counter>.<host as 16 hex digits>", the form versions take in the
 // shared document.
 std::string FormatVersion(const Version& v);

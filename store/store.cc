@@ -10,12 +10,12 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
-#include <mutex>
 #include <set>
 #include <utility>
 
 #include "common/log.h"
 #include "common/text.h"
+#include "store/meta_keys.h"
 #include "store/record_codec.h"
 
 namespace usersd::store {
@@ -61,21 +61,21 @@ Status CheckDepth(const Json& root, size_t max_levels, const char* what) {
 }
 
 // Reads an 8-byte big-endian counter from meta (0 when absent).
-Result<uint64_t> CounterFrom(const Result<std::optional<std::string>>& raw, const char* name) {
+Result<uint64_t> CounterFrom(const Result<std::optional<std::string>>& raw, std::string_view name) {
   if (!raw.ok()) return raw.status();
   if (!raw->has_value()) return uint64_t{0};
-  if ((*raw)->size() != 8) return Status::Corruption(std::string("meta ") + name + " is not an 8-byte counter");
+  if ((*raw)->size() != 8) return Status::Corruption("meta " + std::string(name) + " is not an 8-byte counter");
   return U64FromKey(**raw);
 }
 
 // The process-wide set of open stores, by device and inode of their
 // directory (see Store::Open).
-std::mutex& OpenStoresMu() {
-  static std::mutex mu;
-  return mu;
-}
-std::set<std::pair<uint64_t, uint64_t>>& OpenStores() {
-  static std::set<std::pair<uint64_t, uint64_t>> open;
+struct OpenStoreSet {
+  Mutex mu;
+  std::set<std::pair<uint64_t, uint64_t>> dirs GUARDED_BY(mu);
+};
+OpenStoreSet& OpenStores() {
+  static OpenStoreSet open;
   return open;
 }
 
@@ -100,7 +100,7 @@ Result<uint64_t> LastTxidOfCopy(const std::string& file) {
   MDB_dbi meta;
   rc = mdb_dbi_open(txn, TableName(Table::kMeta), 0, &meta);
   if (rc == 0) {
-    MDB_val k = Val("last_txid"), v;
+    MDB_val k = Val(kMetaLastTxid), v;
     rc = mdb_get(txn, meta, &k, &v);
     if (rc == 0) txid = U64FromKey(View(v));
     else if (rc == MDB_NOTFOUND) rc = 0;
@@ -251,7 +251,7 @@ uint64_t ReadTxn::VisibleTxidLimit() const {
 }
 
 uint64_t ReadTxn::LastTxid() {
-  auto v = CounterFrom(GetMeta("last_txid"), "last_txid");
+  auto v = CounterFrom(GetMeta(kMetaLastTxid), kMetaLastTxid);
   return v.ok() ? std::min(*v, VisibleTxidLimit()) : 0;
 }
 
@@ -423,7 +423,7 @@ Status WriteTxn::Commit() {
     return FromMdb(rc, "mdb_txn_commit(nested)");
   }
   // The transactionId this commit makes current, for the durable watermark.
-  auto last = CounterFrom(GetMeta("last_txid"), "last_txid");
+  auto last = CounterFrom(GetMeta(kMetaLastTxid), kMetaLastTxid);
   const uint64_t id = mdb_txn_id(txn_);
   int rc = mdb_txn_commit(txn_);
   txn_ = nullptr;
@@ -452,10 +452,10 @@ Status WriteTxn::Del(MDB_dbi dbi, std::string_view key) {
 Result<uint64_t> WriteTxn::NextTxid() {
   // Not LastTxid(): a read error there means 0, and restarting at 1 would
   // break "strictly increasing".
-  auto last = CounterFrom(GetMeta("last_txid"), "last_txid");
+  auto last = CounterFrom(GetMeta(kMetaLastTxid), kMetaLastTxid);
   if (!last.ok()) return last.status();
   uint64_t next = *last + 1;
-  USERSD_RETURN_IF_ERROR(Put(store_->dbi(Table::kMeta), "last_txid", U64Key(next)));
+  USERSD_RETURN_IF_ERROR(Put(store_->dbi(Table::kMeta), kMetaLastTxid, U64Key(next)));
   return next;
 }
 
@@ -549,10 +549,10 @@ Status WriteTxn::RemoveUser(std::string_view id) {
 
 Result<uint64_t> WriteTxn::EnqueueJob(OutboxJob job) {
   USERSD_RETURN_IF_ERROR(CheckDepth(job.fields, kMaxStoredDepth, "job fields"));
-  auto next = CounterFrom(GetMeta("next_job_id"), "next_job_id");
+  auto next = CounterFrom(GetMeta(kMetaNextJobId), kMetaNextJobId);
   if (!next.ok()) return next.status();
   uint64_t id = *next == 0 ? 1 : *next;
-  USERSD_RETURN_IF_ERROR(PutMeta("next_job_id", U64Key(id + 1)));
+  USERSD_RETURN_IF_ERROR(PutMeta(kMetaNextJobId, U64Key(id + 1)));
   job.id = id;
   USERSD_RETURN_IF_ERROR(Put(store_->dbi(Table::kOutbox), U64Key(id), EncodeJob(job)));
   USERSD_RETURN_IF_ERROR(Put(store_->dbi(Table::kJobsByUser), JobIndexKey(job.user_id, id), {}));
@@ -627,8 +627,9 @@ Status Store::Init() {
   if (::stat(options_.path.c_str(), &dst) != 0)
     return Status::IOError("cannot stat store directory " + options_.path + ": " + std::strerror(errno));
   {
-    std::lock_guard<std::mutex> lock(OpenStoresMu());
-    if (!OpenStores().insert({uint64_t(dst.st_dev), uint64_t(dst.st_ino)}).second)
+    OpenStoreSet& open = OpenStores();
+    MutexLock lock(open.mu);
+    if (!open.dirs.insert({uint64_t(dst.st_dev), uint64_t(dst.st_ino)}).second)
       return Status::InvalidArgument("store at " + options_.path + " is already open in this process");
     registered_ = true;
     dev_ = uint64_t(dst.st_dev);
@@ -670,13 +671,13 @@ Status Store::Init() {
       return FromMdb(rc, std::string("mdb_dbi_open ") + name);
     }
   }
-  MDB_val k = Val("schema_version"), v;
+  MDB_val k = Val(kMetaSchemaVersion), v;
   rc = mdb_get(txn, dbi(Table::kMeta), &k, &v);
   if (rc == MDB_NOTFOUND) {
     std::string ver = std::to_string(kSchemaVersion);
     std::string created = std::to_string(options_.clock->NowMs());
     MDB_val vv = Val(ver);
-    MDB_val ck = Val("created_at"), cv = Val(created);
+    MDB_val ck = Val(kMetaCreatedAt), cv = Val(created);
     rc = mdb_put(txn, dbi(Table::kMeta), &k, &vv, 0);
     if (rc == 0) rc = mdb_put(txn, dbi(Table::kMeta), &ck, &cv, 0);
     if (rc != 0) {
@@ -696,7 +697,7 @@ Status Store::Init() {
     return FromMdb(rc, "reading schema version");
   }
   // Stores from before the jobs_by_user index get it built once, here.
-  MDB_val ik = Val("jobs_by_user_index"), iv;
+  MDB_val ik = Val(kMetaJobsByUserIndex), iv;
   rc = mdb_get(txn, dbi(Table::kMeta), &ik, &iv);
   if (rc == MDB_NOTFOUND) {
     size_t indexed = 0;
@@ -726,7 +727,7 @@ Status Store::Init() {
   }
   // Stores whose email index was built with another key (EmailKey changed)
   // get it rebuilt once, here, in the same transaction as its marker.
-  MDB_val ek = Val("email_index"), ev;
+  MDB_val ek = Val(kMetaEmailIndex), ev;
   rc = mdb_get(txn, dbi(Table::kMeta), &ek, &ev);
   if (rc == MDB_NOTFOUND || (rc == 0 && View(ev) != kEmailIndexVersion)) {
     Status st = RebuildEmailIndex(txn);
@@ -741,10 +742,10 @@ Status Store::Init() {
     mdb_txn_abort(txn);
     return FromMdb(rc, "reading the email index marker");
   }
-  MDB_val ck = Val("created_at"), cv;
+  MDB_val ck = Val(kMetaCreatedAt), cv;
   if (mdb_get(txn, dbi(Table::kMeta), &ck, &cv) == 0)
     created_at_ms_ = std::strtoll(std::string(View(cv)).c_str(), nullptr, 10);
-  MDB_val tk = Val("last_txid"), tv;
+  MDB_val tk = Val(kMetaLastTxid), tv;
   uint64_t last_txid = 0;
   if (mdb_get(txn, dbi(Table::kMeta), &tk, &tv) == 0) last_txid = U64FromKey(View(tv));
   rc = mdb_txn_commit(txn);
@@ -799,23 +800,29 @@ Store::~Store() {
   if (env_ && !Sync().ok()) LogError("store: the last commit could not be synced at close", {});
   if (env_) mdb_env_close(env_);
   if (registered_) {
-    std::lock_guard<std::mutex> lock(OpenStoresMu());
-    OpenStores().erase({dev_, ino_});
+    OpenStoreSet& open = OpenStores();
+    MutexLock lock(open.mu);
+    open.dirs.erase({dev_, ino_});
   }
 }
 
 void Store::EnterMap() {
-  std::unique_lock<std::mutex> lock(gate_mu_);
+  MutexLock lock(gate_mu_);
   // A pending remap goes first so that a stream of readers cannot starve it,
   // but only for a moment: the reader may be a thread that already holds a
   // ReadTxn, which the remap is waiting for.
-  if (remaps_waiting_ > 0) gate_cv_.wait_for(lock, kReaderYield, [this] { return remaps_waiting_ == 0; });
+  if (remaps_waiting_ > 0) {
+    const auto deadline = std::chrono::steady_clock::now() + kReaderYield;
+    while (remaps_waiting_ > 0) {
+      if (!gate_cv_.WaitUntil(gate_mu_, deadline)) break;
+    }
+  }
   ++map_users_;
 }
 
 void Store::LeaveMap() {
-  std::lock_guard<std::mutex> lock(gate_mu_);
-  if (--map_users_ == 0) gate_cv_.notify_all();
+  MutexLock lock(gate_mu_);
+  if (--map_users_ == 0) gate_cv_.NotifyAll();
 }
 
 namespace {
@@ -826,24 +833,24 @@ void Store::EndRead(MDB_txn* txn) {
   // Reset before leaving the gate: a waiting Remap must find no snapshot.
   mdb_txn_reset(txn);
   {
-    std::lock_guard<std::mutex> lock(gate_mu_);
+    MutexLock lock(gate_mu_);
     if (spare_reads_.size() < kMaxSpareReads) {
       spare_reads_.push_back(txn);
       txn = nullptr;
     }
-    if (--map_users_ == 0) gate_cv_.notify_all();
+    if (--map_users_ == 0) gate_cv_.NotifyAll();
   }
   if (txn) mdb_txn_abort(txn);
 }
 
 int Store::Remap(uint64_t size) {
-  std::unique_lock<std::mutex> lock(gate_mu_);
+  MutexLock lock(gate_mu_);
   ++remaps_waiting_;
-  gate_cv_.wait(lock, [this] { return map_users_ == 0; });
+  while (map_users_ != 0) gate_cv_.Wait(gate_mu_);
   // gate_mu_ stays held, so no reader can start while the map moves.
   int rc = mdb_env_set_mapsize(env_, size);
   --remaps_waiting_;
-  gate_cv_.notify_all();
+  gate_cv_.NotifyAll();
   return rc;
 }
 
@@ -851,7 +858,7 @@ Result<ReadTxn> Store::BeginRead() {
   EnterMap();
   MDB_txn* txn = nullptr;
   {
-    std::lock_guard<std::mutex> lock(gate_mu_);
+    MutexLock lock(gate_mu_);
     if (!spare_reads_.empty()) {
       txn = spare_reads_.back();
       spare_reads_.pop_back();

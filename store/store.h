@@ -13,7 +13,9 @@
 //                                                   creation time, last
 //                                                   transactionId, next job
 //                                                   id; other parts' state:
-//                                                   JWKS, events cursor, ...)
+//                                                   JWKS, events cursor, ...;
+//                                                   every key and its value's
+//                                                   form: store/meta_keys.h)
 //   kChanges   changes    transactionId (u64 BE) -> Change    (the change feed)
 //   kOutbox    outbox     job id (u64 BE)        -> OutboxJob (to deliver to
 //                                                   WorkOS)
@@ -48,14 +50,13 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "store/records.h"
 
@@ -280,15 +281,15 @@ class Store {
   // Init's transaction.
   Status RebuildEmailIndex(MDB_txn* txn);
   // Counts a user of the map in and out (see the class comment).
-  void EnterMap();
-  void LeaveMap();
+  void EnterMap() EXCLUDES(gate_mu_);
+  void LeaveMap() EXCLUDES(gate_mu_);
   // A read transaction ends: it is reset (its snapshot released) and kept for
   // the next BeginRead to renew, then the reader leaves the map.
-  void EndRead(MDB_txn* txn);
+  void EndRead(MDB_txn* txn) EXCLUDES(gate_mu_);
   // Waits until no reader uses the map, then sets its size (0 adopts the size
   // another process gave it) while new readers are held back. Returns the
   // LMDB code; LMDB refuses (EINVAL) while a write transaction is open.
-  int Remap(uint64_t size);
+  int Remap(uint64_t size) EXCLUDES(gate_mu_);
   // Bookkeeping of a top-level commit of the write transaction `id` whose
   // last_txid was `txid` (writer thread).
   void Committed(uint64_t id, uint64_t txid);
@@ -303,14 +304,14 @@ class Store {
   // Not a std::shared_mutex: a ReadTxn may end on another thread than the one
   // that began it, and a shared_mutex must be unlocked by the thread that
   // locked it.
-  std::mutex gate_mu_;
-  std::condition_variable gate_cv_;
-  uint32_t map_users_ = 0;      // open readers (guarded by gate_mu_)
-  uint32_t remaps_waiting_ = 0;  // guarded by gate_mu_
+  Mutex gate_mu_;
+  CondVar gate_cv_;
+  uint32_t map_users_ GUARDED_BY(gate_mu_) = 0;  // open readers
+  uint32_t remaps_waiting_ GUARDED_BY(gate_mu_) = 0;
   // Reset read transactions kept for reuse (mdb_txn_renew is much cheaper
-  // than mdb_txn_begin); guarded by gate_mu_. A reset transaction pins no
-  // pages and does not count as a user of the map.
-  std::vector<MDB_txn*> spare_reads_;
+  // than mdb_txn_begin). A reset transaction pins no pages and does not
+  // count as a user of the map.
+  std::vector<MDB_txn*> spare_reads_ GUARDED_BY(gate_mu_);
   bool registered_ = false;      // in the process-wide set of open stores
   uint64_t dev_ = 0, ino_ = 0;
   // Durability bookkeeping (see commits()). Written by the writer thread

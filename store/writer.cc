@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "common/log.h"
+#include "store/meta_keys.h"
 
 namespace usersd::store {
 
@@ -15,7 +16,7 @@ Writer::Writer(Store* store, Poster* poster, size_t max_batch)
 Writer::~Writer() { Stop(); }
 
 void Writer::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (started_ || stopping_) return;
   started_ = true;
   thread_ = std::thread([this] { Run(); });
@@ -23,7 +24,7 @@ void Writer::Start() {
 
 void Writer::Submit(WriteOp op, WriteDone done) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!stopping_) {
       queue_.push_back(Item{std::move(op), std::move(done), Status::Ok()});
       // Wake the writer for the first op of a batch; while it gathers, when
@@ -32,7 +33,7 @@ void Writer::Submit(WriteOp op, WriteDone done) {
       // themselves: a wakeup per op would cost a context switch per mutation.
       const bool wake = gathering_ ? taken_ + queue_.size() >= wake_at_ || queue_.size() >= kRunChunk
                                    : queue_.size() == 1;
-      if (wake) cv_.notify_one();
+      if (wake) cv_.NotifyOne();
       return;
     }
   }
@@ -40,16 +41,16 @@ void Writer::Submit(WriteOp op, WriteDone done) {
 }
 
 size_t Writer::queued() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return queue_.size();
 }
 
 void Writer::Stop() {
   std::deque<Item> orphans;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
-    cv_.notify_all();
+    cv_.NotifyAll();
     // Never started: nothing will run what is queued, but every caller is
     // owed an answer.
     if (!started_) orphans.swap(queue_);
@@ -99,11 +100,11 @@ void Writer::Run() {
       }
     };
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       // Nothing is pending here unless the queue holds ops (Settle syncs
       // when it finds the queue empty), so the wait never holds back a
       // reply.
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      while (!stopping_ && queue_.empty()) cv_.Wait(mu_);
       if (queue_.empty()) return;  // stopping and drained
       // A batch waits for this commit's data sync (SyncMode::kOne): wait
       // for nothing (every microsecond here delays its replies), take what
@@ -120,7 +121,7 @@ void Writer::Run() {
       constexpr auto kGatherMax = std::chrono::microseconds(2000);
       const auto deadline = std::chrono::steady_clock::now() + kGatherMax;
       const size_t target = std::min(max_batch_, wake_at_);
-      auto take = [&] {
+      auto take = [&]() REQUIRES(mu_) {
         while (!queue_.empty() && batch.size() < max_batch_) {
           batch.push_back(std::move(queue_.front()));
           queue_.pop_front();
@@ -131,23 +132,23 @@ void Writer::Run() {
       take();
       // Hurried: no waiting, but what arrives while the ops run joins too.
       while (hurry && !stopping_) {
-        lock.unlock();
+        lock.Unlock();
         run_new();
-        lock.lock();
+        lock.Lock();
         if (queue_.empty() || batch.size() >= max_batch_) break;
         take();
       }
       while (!hurry && !stopping_ && batch.size() < target) {
-        lock.unlock();
+        lock.Unlock();
         run_new();
-        lock.lock();
+        lock.Lock();
         take();
         if (stopping_ || batch.size() >= target) break;
         const size_t before = batch.size();
         auto until = std::min(std::chrono::steady_clock::now() + kGatherStep, deadline);
-        cv_.wait_until(lock, until, [&] {
-          return stopping_ || batch.size() + queue_.size() >= target || queue_.size() >= kRunChunk;
-        });
+        while (!stopping_ && batch.size() + queue_.size() < target && queue_.size() < kRunChunk) {
+          if (!cv_.WaitUntil(mu_, until)) break;
+        }
         take();
         if (batch.size() == before) break;  // a whole step without a new op
         if (std::chrono::steady_clock::now() >= deadline) break;
@@ -197,7 +198,7 @@ void Writer::Settle(std::vector<Item>&& batch) {
   AckDurable();
   if (pending_.empty()) return;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     // Another commit follows at once: its data sync will cover this one.
     if (!queue_.empty()) return;
   }
@@ -243,7 +244,7 @@ void Writer::ApplyBatch(std::vector<Item>& batch, bool nested) {
 bool Writer::NudgeFreelist() {
   auto txn = store_->BeginWrite();
   if (!txn.ok()) return false;
-  if (!txn->PutMeta("freelist_nudge", "1").ok()) return false;
+  if (!txn->PutMeta(kMetaFreelistNudge, "1").ok()) return false;
   return txn->Commit().ok();
 }
 

@@ -60,15 +60,14 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "common/poster.h"
 #include "store/store.h"
 
@@ -115,7 +114,7 @@ class Writer {
     WriteDone done;
     Status result;
   };
-  void Run();
+  void Run() EXCLUDES(mu_);
   static Status RunOp(const WriteOp& op, WriteTxn& txn);
   // Applies the whole batch from scratch (nested: one nested transaction
   // per op from the start).
@@ -133,7 +132,7 @@ class Writer {
   // A batch is done (committed, or failed): it waits in pending_ until the
   // store's commits up to its own are durable, then its dones run (in batch
   // order). Syncs when nothing is queued (see "Durability").
-  void Settle(std::vector<Item>&& batch);
+  void Settle(std::vector<Item>&& batch) EXCLUDES(mu_);
   // Runs the dones of the pending batches that are durable now.
   void AckDurable();
   // A commit or sync failed: pending batches not known to be durable get
@@ -143,18 +142,18 @@ class Writer {
   Store* store_;
   Poster* poster_;
   size_t max_batch_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Item> queue_;
-  // While the writer gathers a batch (guarded by mu_): how many ops it has
-  // taken so far, and the size of the last batch, at which Submit wakes it.
-  // It also wakes for every kRunChunk queued ops, to run them early.
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::deque<Item> queue_ GUARDED_BY(mu_);
+  // While the writer gathers a batch: how many ops it has taken so far, and
+  // the size of the last batch, at which Submit wakes it. It also wakes for
+  // every kRunChunk queued ops, to run them early.
   static constexpr size_t kRunChunk = 8;
-  bool gathering_ = false;
-  size_t taken_ = 0;
-  size_t wake_at_ = 1;
-  bool stopping_ = false;
-  bool started_ = false;
+  bool gathering_ GUARDED_BY(mu_) = false;
+  size_t taken_ GUARDED_BY(mu_) = 0;
+  size_t wake_at_ GUARDED_BY(mu_) = 1;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool started_ GUARDED_BY(mu_) = false;
   // Writer thread only: batches done but not yet durable, oldest first, each
   // with the store's commits() after it ran (durable once
   // store->durable_commits() reaches that).

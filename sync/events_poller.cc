@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "domain/remote_user.h"
+#include "store/meta_keys.h"
 #include "sync/workos_pages.h"
 
 namespace usersd::sync {
@@ -34,7 +35,7 @@ struct PageOutcome {
   std::map<std::string, uint64_t> applied;  // by event type
 };
 
-std::optional<int64_t> MetaInt(store::ReadTxn& t, const char* key) {
+std::optional<int64_t> MetaInt(store::ReadTxn& t, std::string_view key) {
   auto v = t.GetMeta(key);
   if (!v.ok() || !v->has_value() || (*v)->empty()) return std::nullopt;
   char* end = nullptr;
@@ -93,11 +94,11 @@ struct EventsPoller::Impl {
     range_start_ms = store->created_at_ms();
     auto txn = store->BeginRead();
     if (!txn.ok()) return;
-    auto c = txn->GetMeta(kMetaEventsCursor);
+    auto c = txn->GetMeta(store::kMetaEventsCursor);
     if (c.ok() && c->has_value() && !(*c)->empty()) cursor = **c;
-    stats.cursor_at_ms = MetaInt(*txn, kMetaEventsCursorAt).value_or(0);
-    if (auto rs = MetaInt(*txn, kMetaEventsRangeStart)) range_start_ms = *rs;
-    caught_up_persisted_ms = MetaInt(*txn, kMetaEventsCaughtUpAt).value_or(0);
+    stats.cursor_at_ms = MetaInt(*txn, store::kMetaEventsCursorAt).value_or(0);
+    if (auto rs = MetaInt(*txn, store::kMetaEventsRangeStart)) range_start_ms = *rs;
+    caught_up_persisted_ms = MetaInt(*txn, store::kMetaEventsCaughtUpAt).value_or(0);
     // Before the first caught-up poll, the feed position is as old as where
     // it starts: the cursor event, or range_start.
     // A cursor taken from events before range_start (a server that ignores
@@ -324,10 +325,10 @@ struct EventsPoller::Impl {
               ++outcome->ignored;
             }
           }
-          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursor, new_pos.id));
-          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursorAt, std::to_string(new_pos.at_ms)));
+          USERSD_RETURN_IF_ERROR(t.PutMeta(store::kMetaEventsCursor, new_pos.id));
+          USERSD_RETURN_IF_ERROR(t.PutMeta(store::kMetaEventsCursorAt, std::to_string(new_pos.at_ms)));
           // A short page reaches the end of the feed.
-          if (!full) USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCaughtUpAt, std::to_string(now)));
+          if (!full) USERSD_RETURN_IF_ERROR(t.PutMeta(store::kMetaEventsCaughtUpAt, std::to_string(now)));
           return Status::Ok();
         },
         [this, alive = alive, outcome, new_pos, full, now, page_events](Status st) {
@@ -366,9 +367,9 @@ struct EventsPoller::Impl {
     int64_t now = clock.NowMs();
     writer->Submit(
         [pos, full, now](WriteTxn& t) -> Status {
-          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursor, pos.id));
-          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursorAt, std::to_string(pos.at_ms)));
-          if (!full) USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCaughtUpAt, std::to_string(now)));
+          USERSD_RETURN_IF_ERROR(t.PutMeta(store::kMetaEventsCursor, pos.id));
+          USERSD_RETURN_IF_ERROR(t.PutMeta(store::kMetaEventsCursorAt, std::to_string(pos.at_ms)));
+          if (!full) USERSD_RETURN_IF_ERROR(t.PutMeta(store::kMetaEventsCaughtUpAt, std::to_string(now)));
           return Status::Ok();
         },
         [this, alive = alive, pos, full, now](Status st) {
@@ -391,7 +392,7 @@ struct EventsPoller::Impl {
     int64_t now = clock.NowMs();
     stats.caught_up_ms = now;
     if (now - caught_up_persisted_ms < kCaughtUpPersistMs) return Finish(Status::Ok());
-    writer->Submit([now](WriteTxn& t) { return t.PutMeta(kMetaEventsCaughtUpAt, std::to_string(now)); },
+    writer->Submit([now](WriteTxn& t) { return t.PutMeta(store::kMetaEventsCaughtUpAt, std::to_string(now)); },
                    [this, alive = alive, now](Status st) {
                      if (!*alive) return;
                      if (st.ok()) caught_up_persisted_ms = now;

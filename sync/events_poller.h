@@ -70,12 +70,6 @@
 
 namespace usersd::sync {
 
-// Meta keys of the feed's position (store table meta).
-inline constexpr const char* kMetaEventsCursor = "events_cursor";
-inline constexpr const char* kMetaEventsCursorAt = "events_cursor_at";        // ms, created_at of the cursor event
-inline constexpr const char* kMetaEventsRangeStart = "events_range_start";    // ms, start when there is no cursor
-inline constexpr const char* kMetaEventsCaughtUpAt = "events_caught_up_at";  // ms, last poll that reached the end
-
 struct EventsStats {
   uint64_t polls = 0;
   uint64_t pages = 0;

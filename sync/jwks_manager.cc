@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "common/log.h"
+#include "store/meta_keys.h"
 
 namespace usersd::sync {
 
@@ -33,8 +34,8 @@ Status JwksManager::Start() {
   } else {
     auto txn = store_->BeginRead();
     if (txn.ok()) {
-      auto text = txn->GetMeta("jwks");
-      auto at = txn->GetMeta("jwks_fetched_at");
+      auto text = txn->GetMeta(store::kMetaJwks);
+      auto at = txn->GetMeta(store::kMetaJwksFetchedAt);
       if (text.ok() && text->has_value()) {
         auto jwks = auth::Jwks::Parse(**text);
         if (jwks.ok()) {
@@ -106,8 +107,8 @@ void JwksManager::Refresh(std::function<void(Status)> done) {
         if (changed) LogInfo("JWKS updated", {{"keys", std::to_string(keys())}});
         writer_->Submit(
             [text, now](store::WriteTxn& t) -> Status {
-              USERSD_RETURN_IF_ERROR(t.PutMeta("jwks", text));
-              return t.PutMeta("jwks_fetched_at", std::to_string(now));
+              USERSD_RETURN_IF_ERROR(t.PutMeta(store::kMetaJwks, text));
+              return t.PutMeta(store::kMetaJwksFetchedAt, std::to_string(now));
             },
             [](Status s) {
               if (!s.ok()) LogWarn("could not cache JWKS in the store", {{"error", s.ToString()}});

@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/timefmt.h"
+#include "store/meta_keys.h"
 #include "sync/events_poller.h"
 #include "sync/workos_pages.h"
 
@@ -18,13 +19,11 @@ using store::WriteTxn;
 
 namespace {
 
-constexpr const char* kMetaState = "reconcile";
-constexpr const char* kMetaLastFinished = "reconcile_last_finished";
 // Idle: how often the interval timer looks whether a run is due.
 constexpr int64_t kIdleCheckMs = 60 * 1000;
 
 std::string SeenKey(std::string_view workos_id) {
-  return "rcs:" + std::string(workos_id);
+  return std::string(store::kMetaReconcileSeenPrefix) + std::string(workos_id);
 }
 
 // The persisted part of a run.
@@ -152,7 +151,7 @@ struct Reconciler::Impl {
   void Persist(const RunState& state, std::function<void()> then) {
     step_in_flight = true;
     std::string text = state.ToJson().dump();
-    writer->Submit([text](WriteTxn& t) { return t.PutMeta(kMetaState, text); },
+    writer->Submit([text](WriteTxn& t) { return t.PutMeta(store::kMetaReconcileState, text); },
                    [this, alive = alive, then = std::move(then)](Status st) {
                      if (!*alive) return;
                      step_in_flight = false;
@@ -300,7 +299,7 @@ struct Reconciler::Impl {
           }
           RunState saved = next;
           saved.applied += *applied;
-          return t.PutMeta(kMetaState, saved.ToJson().dump());
+          return t.PutMeta(store::kMetaReconcileState, saved.ToJson().dump());
         },
         [this, alive = alive, next, applied](Status st) {
           if (!*alive) return;
@@ -347,7 +346,7 @@ struct Reconciler::Impl {
           }
           saved.listed_all = users->size() < batch;
           *out = saved;
-          return t.PutMeta(kMetaState, saved.ToJson().dump());
+          return t.PutMeta(store::kMetaReconcileState, saved.ToJson().dump());
         },
         [this, alive = alive, out](Status st) {
           if (!*alive) return;
@@ -415,7 +414,7 @@ struct Reconciler::Impl {
             }
             RunState saved = next;
             if (*deleted) ++saved.deleted;
-            return t.PutMeta(kMetaState, saved.ToJson().dump());
+            return t.PutMeta(store::kMetaReconcileState, saved.ToJson().dump());
           },
           [this, alive = alive, next, deleted, workos_id](Status st) {
             if (!*alive) return;
@@ -446,12 +445,12 @@ struct Reconciler::Impl {
         [done, now](WriteTxn& t) -> Status {
           // The feed goes on from the run's start: what changed during the
           // run arrives as events (applying one twice is harmless).
-          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursor, ""));
-          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCursorAt, "0"));
-          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsRangeStart, std::to_string(done.started_at_ms)));
-          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaEventsCaughtUpAt, std::to_string(now)));
-          USERSD_RETURN_IF_ERROR(t.PutMeta(kMetaLastFinished, std::to_string(now)));
-          return t.PutMeta(kMetaState, done.ToJson().dump());
+          USERSD_RETURN_IF_ERROR(t.PutMeta(store::kMetaEventsCursor, ""));
+          USERSD_RETURN_IF_ERROR(t.PutMeta(store::kMetaEventsCursorAt, "0"));
+          USERSD_RETURN_IF_ERROR(t.PutMeta(store::kMetaEventsRangeStart, std::to_string(done.started_at_ms)));
+          USERSD_RETURN_IF_ERROR(t.PutMeta(store::kMetaEventsCaughtUpAt, std::to_string(now)));
+          USERSD_RETURN_IF_ERROR(t.PutMeta(store::kMetaReconcileLastFinished, std::to_string(now)));
+          return t.PutMeta(store::kMetaReconcileState, done.ToJson().dump());
         },
         [this, alive = alive, done, now](Status st) {
           if (!*alive) return;
@@ -553,9 +552,9 @@ void Reconciler::Start() {
   if (m.timer_open || m.closed) return;
   auto txn = m.store->BeginRead();
   if (txn.ok()) {
-    auto s = txn->GetMeta(kMetaState);
+    auto s = txn->GetMeta(store::kMetaReconcileState);
     if (s.ok() && s->has_value()) m.run = RunState::FromJson(Json::parse(**s, nullptr, false));
-    auto f = txn->GetMeta(kMetaLastFinished);
+    auto f = txn->GetMeta(store::kMetaReconcileLastFinished);
     if (f.ok() && f->has_value()) m.last_finished_ms = std::strtoll((*f)->c_str(), nullptr, 10);
   }
   uv_timer_init(m.loop, &m.timer);

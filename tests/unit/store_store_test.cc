@@ -10,6 +10,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 
+#include "store/meta_keys.h"
 #include "store/record_codec.h"
 #include "tests/unit/temp_dir.h"
 #include <filesystem>
@@ -187,6 +188,32 @@ TEST_CASE("store: reopening keeps data and the creation time", "[store]") {
   auto cursor = r->GetMeta("events_cursor");
   REQUIRE(cursor.ok());
   CHECK(*cursor == std::optional<std::string>("event_42"));
+}
+
+TEST_CASE("store: the meta keys keep the names stores on disk hold", "[store]") {
+  // A store written by an earlier release is read with these names: a
+  // constant may be renamed in code, never its string.
+  CHECK(kMetaSchemaVersion == "schema_version");
+  CHECK(kMetaCreatedAt == "created_at");
+  CHECK(kMetaLastTxid == "last_txid");
+  CHECK(kMetaNextJobId == "next_job_id");
+  CHECK(kMetaJobsByUserIndex == "jobs_by_user_index");
+  CHECK(kMetaEmailIndex == "email_index");
+  CHECK(kMetaFreelistNudge == "freelist_nudge");
+  CHECK(kMetaHostId == "host_id");
+  CHECK(kMetaClock == "hlc");
+  CHECK(kMetaEmailWaitPrefix == "email_wait:");
+  CHECK(kMetaResyncPrefix == "resync:");
+  CHECK(kMetaExternalIdBackfill == "external_id_backfill");
+  CHECK(kMetaEventsCursor == "events_cursor");
+  CHECK(kMetaEventsCursorAt == "events_cursor_at");
+  CHECK(kMetaEventsRangeStart == "events_range_start");
+  CHECK(kMetaEventsCaughtUpAt == "events_caught_up_at");
+  CHECK(kMetaReconcileState == "reconcile");
+  CHECK(kMetaReconcileLastFinished == "reconcile_last_finished");
+  CHECK(kMetaReconcileSeenPrefix == "rcs:");
+  CHECK(kMetaJwks == "jwks");
+  CHECK(kMetaJwksFetchedAt == "jwks_fetched_at");
 }
 
 TEST_CASE("store: a store of another schema version is refused with a clear message", "[store]") {

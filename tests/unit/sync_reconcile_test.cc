@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "common/timefmt.h"
+#include "store/meta_keys.h"
 #include "sync/events_poller.h"
 #include "sync/reconciler.h"
 #include "sync_fake_workos.h"
@@ -98,7 +99,7 @@ struct Rig {
     REQUIRE(u.ok());
     return *u;
   }
-  std::optional<std::string> Meta(const char* key) {
+  std::optional<std::string> Meta(std::string_view key) {
     auto txn = base.store->BeginRead();
     REQUIRE(txn.ok());
     auto v = txn->GetMeta(key);
@@ -169,8 +170,8 @@ TEST_CASE("reconcile: a full run applies renames, creates missing users and soft
   CHECK(rig.Calls("USERS") == 3);
   CHECK(rig.base.workos.calls[1].after == std::optional<std::string>("user_2"));
   // The feed goes on from the run's start; the per-user marks are gone.
-  CHECK(rig.Meta(kMetaEventsCursor) == std::optional<std::string>(""));
-  CHECK(rig.Meta(kMetaEventsRangeStart) == std::optional<std::string>(std::to_string(s.started_at_ms)));
+  CHECK(rig.Meta(store::kMetaEventsCursor) == std::optional<std::string>(""));
+  CHECK(rig.Meta(store::kMetaEventsRangeStart) == std::optional<std::string>(std::to_string(s.started_at_ms)));
   CHECK_FALSE(rig.Meta("rcs:user_1").has_value());
 
   // A second run finds nothing to do.
