@@ -13,7 +13,7 @@
 
 namespace usersd::store {
 
-// ---- The store's own (store/store.cc, store/writer.cc).
+// ---- The store's own (store/store.cc, store/transactions.cc, store/writer.cc).
 
 // The store's schema version, decimal ("1"); Open refuses any other.
 inline constexpr std::string_view kMetaSchemaVersion = "schema_version";

@@ -1,7 +1,8 @@
 // Record codec: the stored form of every record the store keeps (user
-// records, outbox jobs, dead letters, change-feed entries). The Store
-// (store/store.cc) calls these and nothing else touches the bytes; this file
-// knows the record types (store.h) but not LMDB.
+// records, outbox jobs, dead letters, change-feed entries). The store
+// (store/transactions.cc, and store.cc's one-time index rebuilds) calls
+// these and nothing else touches the bytes; this file knows the record types
+// (records.h) but not LMDB.
 //
 // Every stored value is the MessagePack of a JSON object (nlohmann's
 // to_msgpack: keys in std::map order, the smallest integer encodings). Users,
