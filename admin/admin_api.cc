@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <unordered_map>
 
-#include "admin/admin_internal.h"
+#include "admin/handlers.h"
 #include "admin/admin_users.h"
 #include "common/log.h"
 #include "common/safe_dir.h"
@@ -24,7 +24,7 @@ namespace usersd::admin {
 
 // -------------------------------------------------------------- outbox
 
-void AdminApi::Impl::HandleOutboxList(const ipc::Request& q, ipc::Responder r) {
+void Handlers::HandleOutboxList(const ipc::Request& q, ipc::Responder r) {
   auto p = PayloadObject(q.payload);
   if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
   auto limit = LimitParam(*p, kDefaultLimit, kMaxJobsLimit);
@@ -45,7 +45,7 @@ void AdminApi::Impl::HandleOutboxList(const ipc::Request& q, ipc::Responder r) {
   Reply(r, q.tag, ipc::Outcome::Success(Json{{"jobs", std::move(out)}}));
 }
 
-void AdminApi::Impl::HandleDeadLettersList(const ipc::Request& q, ipc::Responder r) {
+void Handlers::HandleDeadLettersList(const ipc::Request& q, ipc::Responder r) {
   auto p = PayloadObject(q.payload);
   if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
   auto limit = LimitParam(*p, kDefaultLimit, kMaxJobsLimit);
@@ -69,7 +69,7 @@ void AdminApi::Impl::HandleDeadLettersList(const ipc::Request& q, ipc::Responder
   Reply(r, q.tag, ipc::Outcome::Success(Json{{"deadLetters", std::move(out)}}));
 }
 
-void AdminApi::Impl::HandleDeadLettersChange(const ipc::Request& q, ipc::Responder r, bool retry) {
+void Handlers::HandleDeadLettersChange(const ipc::Request& q, ipc::Responder r, bool retry) {
   auto p = PayloadObject(q.payload);
   if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
   bool all = false;
@@ -130,7 +130,7 @@ void AdminApi::Impl::HandleDeadLettersChange(const ipc::Request& q, ipc::Respond
 
 // --------------------------------------------------------------- users
 
-void AdminApi::Impl::HandleUsersGet(const ipc::Request& q, ipc::Responder r) {
+void Handlers::HandleUsersGet(const ipc::Request& q, ipc::Responder r) {
   auto p = PayloadObject(q.payload);
   if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
   int given = 0;
@@ -164,7 +164,7 @@ void AdminApi::Impl::HandleUsersGet(const ipc::Request& q, ipc::Responder r) {
 // {id} | {workosId} | {all: true}: the reconciliation of SPEC 4b for one
 // user (answered when applied) or everyone (answered when started; progress
 // in admin.status "reconcile").
-void AdminApi::Impl::HandleUsersResync(const ipc::Request& q, ipc::Responder r) {
+void Handlers::HandleUsersResync(const ipc::Request& q, ipc::Responder r) {
   auto p = PayloadObject(q.payload);
   if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
   if (!d.reconciler) return Reply(r, q.tag, Internal("reconciliation is not available", ""));
@@ -211,7 +211,7 @@ void AdminApi::Impl::HandleUsersResync(const ipc::Request& q, ipc::Responder r) 
   });
 }
 
-void AdminApi::Impl::HandleUsersList(const ipc::Request& q, ipc::Responder r) {
+void Handlers::HandleUsersList(const ipc::Request& q, ipc::Responder r) {
   auto p = PayloadObject(q.payload);
   if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
   auto limit = LimitParam(*p, kDefaultLimit, kMaxUsersLimit);
@@ -235,7 +235,7 @@ void AdminApi::Impl::HandleUsersList(const ipc::Request& q, ipc::Responder r) {
   Reply(r, q.tag, ipc::Outcome::Success(Json{{"users", std::move(out)}, {"next", next}}));
 }
 
-void AdminApi::Impl::HandleUsersImport(const ipc::Request& q, ipc::Responder r) {
+void Handlers::HandleUsersImport(const ipc::Request& q, ipc::Responder r) {
   auto p = PayloadObject(q.payload);
   if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
   auto it = p->find("users");
@@ -281,7 +281,7 @@ void AdminApi::Impl::HandleUsersImport(const ipc::Request& q, ipc::Responder r) 
 
 // ---------------------------------------------------------------- jwks
 
-void AdminApi::Impl::HandleJwksRefresh(const ipc::Request& q, ipc::Responder r) {
+void Handlers::HandleJwksRefresh(const ipc::Request& q, ipc::Responder r) {
   d.jwks->Refresh([this, r, tag = q.tag](Status st) {
     if (!st.ok()) return Reply(r, tag, Internal("JWKS refresh failed", st.message()));
     Reply(r, tag, ipc::Outcome::Success(Json{{"keys", d.jwks->keys()}}));
@@ -290,7 +290,7 @@ void AdminApi::Impl::HandleJwksRefresh(const ipc::Request& q, ipc::Responder r) 
 
 // -------------------------------------------------------------- config
 
-void AdminApi::Impl::HandleConfigReload(const ipc::Request& q, ipc::Responder r) {
+void Handlers::HandleConfigReload(const ipc::Request& q, ipc::Responder r) {
   if (!d.reload) return Reply(r, q.tag, Internal("config reload failed", "reloading is not available"));
   std::vector<std::string> reloaded, needs_restart;
   Status st = d.reload(&reloaded, &needs_restart);
@@ -300,7 +300,9 @@ void AdminApi::Impl::HandleConfigReload(const ipc::Request& q, ipc::Responder r)
 
 // ============================================================= AdminApi
 
-AdminApi::AdminApi(AdminDeps deps) : impl_(std::make_unique<Impl>(std::move(deps))) { impl_->RegisterMetrics(); }
+AdminApi::AdminApi(AdminDeps deps) : impl_(std::make_unique<Handlers>(std::move(deps))) {
+  impl_->RegisterMetrics();
+}
 
 AdminApi::~AdminApi() {
   // Streams end when their connections close (ipc::Server::Close), which
@@ -309,7 +311,7 @@ AdminApi::~AdminApi() {
 }
 
 void AdminApi::Dispatch(const ipc::Request& request, ipc::Responder responder) {
-  Impl& i = *impl_;
+  Handlers& i = *impl_;
   const std::string& t = request.tag;
   if (t == "admin.status") return i.HandleStatus(request, responder);
   if (t == "admin.health") return i.HandleHealth(request, responder);

@@ -3,14 +3,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "admin/admin_internal.h"
+#include "admin/handlers.h"
 #include "common/safe_dir.h"
 
 namespace usersd::admin {
 
 // -------------------------------------------------------------- backup
 
-void AdminApi::Impl::HandleBackup(const ipc::Request& q, ipc::Responder r) {
+void Handlers::HandleBackup(const ipc::Request& q, ipc::Responder r) {
   auto p = PayloadObject(q.payload);
   if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
   auto it = p->find("path");
@@ -37,7 +37,7 @@ void AdminApi::Impl::HandleBackup(const ipc::Request& q, ipc::Responder r) {
   // big store, so it runs on libuv's thread pool, off the loop.
   struct Work {
     uv_work_t req{};
-    Impl* api;
+    Handlers* api;
     ipc::Responder r;
     std::string tag;
     std::string path;

@@ -1,21 +1,21 @@
 // admin.changes (AdminApi, SPEC 6): the change feed streamed to an admin
 // client in acknowledged chunks, polling for new changes once caught up.
-#include "admin/admin_internal.h"
+#include "admin/handlers.h"
 #include "admin/admin_users.h"
 
 namespace usersd::admin {
 
 // ------------------------------------------------------- change stream
 
-// One admin.changes stream. Owned by Impl::streams from Start() until it
+// One admin.changes stream. Owned by Handlers::streams from Start() until it
 // ends (Interrupt, connection closed, read error); its stream handler and
 // poll timer reach it through weak/raw pointers that end with it.
 //
 // Flow: read up to kChangesPerChunk changes after `after_`, send them as
 // one Chunk and wait for the client's Ack; when caught up, poll LastTxid
 // every kStreamPollMs and read again once it moved.
-struct AdminApi::Impl::ChangeStream : std::enable_shared_from_this<ChangeStream> {
-  ChangeStream(AdminApi::Impl* api, ipc::Responder r, uint64_t after)
+struct Handlers::ChangeStream : std::enable_shared_from_this<ChangeStream> {
+  ChangeStream(Handlers* api, ipc::Responder r, uint64_t after)
       : api_(api), r_(std::move(r)), after_(after), polled_txid_(after) {}
 
   void Start() {
@@ -102,7 +102,7 @@ struct AdminApi::Impl::ChangeStream : std::enable_shared_from_this<ChangeStream>
     Finish();
   }
 
-  // Ends the stream: the timer closes and Impl lets go of it. The caller
+  // Ends the stream: the timer closes and Handlers lets go of it. The caller
   // holds a reference (see Start), so this object outlives the call.
   void Finish() {
     if (done_) return;
@@ -112,7 +112,7 @@ struct AdminApi::Impl::ChangeStream : std::enable_shared_from_this<ChangeStream>
     api_->streams.erase(this);
   }
 
-  AdminApi::Impl* api_;
+  Handlers* api_;
   ipc::Responder r_;
   uint64_t after_;        // the last transactionId sent (or the client's since)
   uint64_t polled_txid_;  // LastTxid at the last read that found nothing
@@ -124,7 +124,7 @@ struct AdminApi::Impl::ChangeStream : std::enable_shared_from_this<ChangeStream>
 
 // ------------------------------------------------------------- changes
 
-void AdminApi::Impl::HandleChanges(const ipc::Request& q, ipc::Responder r) {
+void Handlers::HandleChanges(const ipc::Request& q, ipc::Responder r) {
   auto p = PayloadObject(q.payload);
   if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
   auto since = U64Param(*p, "sinceTransactionId");
@@ -135,7 +135,7 @@ void AdminApi::Impl::HandleChanges(const ipc::Request& q, ipc::Responder r) {
   s->Start();
 }
 
-void AdminApi::Impl::StopStreams() {
+void Handlers::StopStreams() {
   for (auto& [p, s] : streams) s->StopPolling();
 }
 

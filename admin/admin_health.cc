@@ -2,7 +2,7 @@
 // the daemon reports of itself, and the admin API's own metrics.
 #include <chrono>
 
-#include "admin/admin_internal.h"
+#include "admin/handlers.h"
 #include "common/timefmt.h"
 #include "domain/versions.h"
 
@@ -10,7 +10,7 @@ namespace usersd::admin {
 
 // ------------------------------------------------------------ metrics
 
-void AdminApi::Impl::RegisterMetrics() {
+void Handlers::RegisterMetrics() {
   Metrics& m = *d.metrics;
   m.Describe("usersd_admin_requests_total", "counter", "Admin socket requests by method and outcome.");
   m.Describe("usersd_build_info", "gauge", "Always 1; the version label is the running build.");
@@ -38,7 +38,7 @@ void AdminApi::Impl::RegisterMetrics() {
 
 // -------------------------------------------------------------- status
 
-Json AdminApi::Impl::StatusJson() {
+Json Handlers::StatusJson() {
   int64_t now = d.clock->NowMs();
   store::StoreStats s = d.store->Stats();
   uint64_t last_txid = 0;
@@ -122,13 +122,13 @@ Json AdminApi::Impl::StatusJson() {
               {"jwks", {{"keys", d.jwks->keys()}, {"ageSeconds", SecondsOrNull(d.jwks->age_ms())}}}};
 }
 
-void AdminApi::Impl::HandleStatus(const ipc::Request& q, ipc::Responder r) {
+void Handlers::HandleStatus(const ipc::Request& q, ipc::Responder r) {
   Reply(r, q.tag, ipc::Outcome::Success(StatusJson()));
 }
 
 // -------------------------------------------------------------- health
 
-void AdminApi::Impl::HandleHealth(const ipc::Request& q, ipc::Responder r) {
+void Handlers::HandleHealth(const ipc::Request& q, ipc::Responder r) {
   Json status = StatusJson();
   Json checks = Json::object();
 
@@ -184,7 +184,7 @@ void AdminApi::Impl::HandleHealth(const ipc::Request& q, ipc::Responder r) {
   // writer: a no-op op must come back through the writer thread and the
   // Poster within the timeout (a stuck disk or thread shows here).
   struct Probe {
-    Impl* api;
+    Handlers* api;
     ipc::Responder r;
     std::string tag;
     Json checks;
@@ -213,7 +213,7 @@ void AdminApi::Impl::HandleHealth(const ipc::Request& q, ipc::Responder r) {
 
 // ------------------------------------------------------------- metrics
 
-void AdminApi::Impl::HandleMetrics(const ipc::Request& q, ipc::Responder r) {
+void Handlers::HandleMetrics(const ipc::Request& q, ipc::Responder r) {
   Reply(r, q.tag, ipc::Outcome::Success(Json{{"text", d.metrics->Render()}}));
 }
 

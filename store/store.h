@@ -58,6 +58,7 @@
 #include "common/metrics.h"
 #include "common/mutex.h"
 #include "common/status.h"
+#include "store/lmdb_util.h"
 #include "store/records.h"
 
 namespace usersd::store {
@@ -328,12 +329,5 @@ class Store {
 // how every user change commits (operations, WorkOS events and fetches).
 Status CommitUserChange(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,
                         int64_t now_ms);
-
-// LMDB error code to Status (MDB_MAP_FULL becomes MapFull).
-Status FromMdb(int rc, std::string_view what);
-
-// Big-endian u64 keys keep numeric order under LMDB's byte order.
-std::string U64Key(uint64_t v);
-uint64_t U64FromKey(std::string_view key);
 
 }  // namespace usersd::store

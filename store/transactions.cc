@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "common/log.h"
-#include "store/lmdb_internal.h"
+#include "store/lmdb_util.h"
 #include "store/meta_keys.h"
 #include "store/record_codec.h"
 #include "store/store.h"

@@ -1,5 +1,5 @@
-// Internal to admin/: the admin API's handler state (AdminApi::Impl) and
-// the pieces its files share: the outcomes a handler answers with, the
+// Internal to admin/: the admin API's handlers and their state (Handlers;
+// AdminApi owns one and dispatches to it) and the pieces its files share: the outcomes a handler answers with, the
 // payload readers, a self-freeing timer. The handlers are grouped by job:
 // admin_api.cc (dispatch, outbox, dead letters, users, JWKS, config),
 // admin_health.cc (status, health, metrics), admin_changes.cc (the
@@ -20,10 +20,11 @@
 #include <string>
 #include <unordered_map>
 
-#include "admin/admin_api.h"
+#include "admin/admin_deps.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "domain/users_service.h"
+#include "ipc/server.h"
 
 namespace usersd::admin {
 
@@ -151,9 +152,9 @@ class Timer {
   bool closing_ = false;
 };
 
-// ================================================================ Impl
+// ================================================================ Handlers
 
-struct AdminApi::Impl {
+struct Handlers {
   struct ChangeStream;
   AdminDeps d;
   std::unordered_map<ChangeStream*, std::shared_ptr<ChangeStream>> streams;
@@ -161,7 +162,7 @@ struct AdminApi::Impl {
 
   std::shared_ptr<const domain::SyncPolicy> sync_;
 
-  explicit Impl(AdminDeps deps)
+  explicit Handlers(AdminDeps deps)
       : d(std::move(deps)), sync_(d.sync ? d.sync : std::make_shared<const domain::SyncPolicy>()) {}
 
   void Reply(const ipc::Responder& r, const std::string& tag, const ipc::Outcome& o) {

@@ -1,7 +1,8 @@
-// Internal to store/store.cc and store/transactions.cc: the LMDB helpers
-// both share (byte views of MDB_val, a cursor and a scan over a table, the
-// keys of the by_email and jobs_by_user indexes). Not part of the store's
-// interface; nothing else includes it.
+// The store's LMDB helpers: LMDB errors as Status, the big-endian u64 keys
+// (which store.h hands on to its users), and, for store/store.cc and
+// store/transactions.cc only (namespace internal), byte views of MDB_val, a
+// cursor and a scan over a table, and the keys of the by_email and
+// jobs_by_user indexes. Knows LMDB, not the store's tables or records.
 //
 // Thread-compatible: each helper works within the transaction it is given.
 #pragma once
@@ -14,7 +15,17 @@
 
 #include "common/status.h"
 #include "common/text.h"
-#include "store/store.h"
+
+namespace usersd::store {
+
+// LMDB error code to Status (MDB_MAP_FULL becomes MapFull).
+Status FromMdb(int rc, std::string_view what);
+
+// Big-endian u64 keys keep numeric order under LMDB's byte order.
+std::string U64Key(uint64_t v);
+uint64_t U64FromKey(std::string_view key);
+
+}  // namespace usersd::store
 
 namespace usersd::store::internal {
 
