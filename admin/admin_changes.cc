@@ -84,17 +84,14 @@ struct Handlers::ChangeStream : std::enable_shared_from_this<ChangeStream> {
   }
 
   void StartPolling() {
-    if (timer_) return;
-    timer_ = Timer::Start(api_->d.loop, kStreamPollMs, kStreamPollMs, [this] {
+    if (timer_.open()) return;
+    timer_.Start(api_->d.loop, kStreamPollMs, kStreamPollMs, [this] {
       auto keep = shared_from_this();
       OnTick();
     });
   }
 
-  void StopPolling() {
-    if (timer_) timer_->Close();
-    timer_ = nullptr;
-  }
+  void StopPolling() { timer_.Close(); }
 
   void Fail(const Status& st) {
     LogError("admin.changes: reading the change feed failed", {{"error", st.message()}});
@@ -119,7 +116,7 @@ struct Handlers::ChangeStream : std::enable_shared_from_this<ChangeStream> {
   bool awaiting_ack_ = false;
   bool done_ = false;
   uint64_t sent_ = 0;
-  Timer* timer_ = nullptr;
+  UvTimer timer_;
 };
 
 // ------------------------------------------------------------- changes

@@ -188,14 +188,13 @@ void Handlers::HandleHealth(const ipc::Request& q, ipc::Responder r) {
     ipc::Responder r;
     std::string tag;
     Json checks;
-    Timer* timer = nullptr;
+    UvTimer timer{};
     bool finished = false;
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
     void Done(const Status& st, bool timed_out) {
       if (finished) return;
       finished = true;
-      if (timer) timer->Close();
-      timer = nullptr;
+      timer.Close();
       double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
       Json c{{"ok", st.ok() && !timed_out}, {"latencyMs", ms}, {"queued", api->d.writer->queued()}};
       if (timed_out) c["detail"] = "a probe write did not complete within 2 s";
@@ -207,7 +206,7 @@ void Handlers::HandleHealth(const ipc::Request& q, ipc::Responder r) {
     }
   };
   auto probe = std::make_shared<Probe>(Probe{this, r, q.tag, std::move(checks)});
-  probe->timer = Timer::Start(d.loop, kWriterProbeTimeoutMs, 0, [probe] { probe->Done(Status::Ok(), true); });
+  probe->timer.Start(d.loop, kWriterProbeTimeoutMs, 0, [probe] { probe->Done(Status::Ok(), true); });
   d.writer->Submit([](WriteTxn&) { return Status::Ok(); }, [probe](Status st) { probe->Done(st, false); });
 }
 

@@ -1,6 +1,6 @@
 // Internal to admin/: the admin API's handlers and their state (Handlers;
 // AdminApi owns one and dispatches to it) and the pieces its files share: the outcomes a handler answers with, the
-// payload readers, a self-freeing timer. The handlers are grouped by job:
+// payload readers (a timer is a UvTimer, common/uv_timer.h). The handlers are grouped by job:
 // admin_api.cc (dispatch, outbox, dead letters, users, JWKS, config),
 // admin_health.cc (status, health, metrics), admin_changes.cc (the
 // admin.changes stream), admin_backup.cc (admin.backup). Not part of the
@@ -23,6 +23,7 @@
 #include "admin/admin_deps.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "common/uv_timer.h"
 #include "domain/users_service.h"
 #include "ipc/server.h"
 
@@ -121,36 +122,6 @@ inline Result<std::optional<uint64_t>> U64Param(const Json& p, const char* name)
   }
   return Status::InvalidArgument(std::string(name) + ": must be a non-negative integer");
 }
-
-// ------------------------------------------------------------ timers
-
-// A uv timer on the heap that owns its callback and frees itself after
-// Close() (in the close callback), so an object that arms it never has to
-// outlive the loop turn in which it stops caring. Loop thread only.
-class Timer {
- public:
-  static Timer* Start(uv_loop_t* loop, uint64_t timeout_ms, uint64_t repeat_ms, std::function<void()> cb) {
-    auto* t = new Timer(std::move(cb));
-    uv_timer_init(loop, &t->handle_);
-    t->handle_.data = t;
-    uv_timer_start(
-        &t->handle_, [](uv_timer_t* h) { static_cast<Timer*>(h->data)->cb_(); }, timeout_ms, repeat_ms);
-    return t;
-  }
-  // The callback never runs after this. Safe to call from the callback.
-  void Close() {
-    if (closing_) return;
-    closing_ = true;
-    uv_timer_stop(&handle_);
-    uv_close(reinterpret_cast<uv_handle_t*>(&handle_), [](uv_handle_t* h) { delete static_cast<Timer*>(h->data); });
-  }
-
- private:
-  explicit Timer(std::function<void()> cb) : cb_(std::move(cb)) {}
-  uv_timer_t handle_{};
-  std::function<void()> cb_;
-  bool closing_ = false;
-};
 
 // ================================================================ Handlers
 

@@ -15,7 +15,9 @@ namespace usersd::admin {
 MetricsTextfile::MetricsTextfile(uv_loop_t* loop, Metrics* metrics, const config::Config* config)
     : loop_(loop), metrics_(metrics), config_(config) {}
 
-MetricsTextfile::~MetricsTextfile() { assert(closed_ && "MetricsTextfile destroyed before Close() completed"); }
+MetricsTextfile::~MetricsTextfile() {
+  assert((!started_ || closing_) && "MetricsTextfile destroyed before Close()");
+}
 
 Status MetricsTextfile::WriteAtomically(const std::string& path, std::string_view text) {
   std::string tmp = path + ".tmp." + std::to_string(getpid());
@@ -51,9 +53,6 @@ Status MetricsTextfile::WriteAtomically(const std::string& path, std::string_vie
 void MetricsTextfile::Start() {
   if (started_) return;
   started_ = true;
-  uv_timer_init(loop_, &timer_);
-  timer_.data = this;
-  closed_ = false;
   Tick();
 }
 
@@ -88,8 +87,7 @@ void MetricsTextfile::Tick() {
 void MetricsTextfile::Arm() {
   int64_t secs = config_->metrics.textfile_interval_seconds;
   if (secs < 1) secs = 1;
-  uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<MetricsTextfile*>(t->data)->Tick(); },
-                 static_cast<uint64_t>(secs) * 1000, 0);
+  timer_.Start(loop_, static_cast<uint64_t>(secs) * 1000, 0, [this] { Tick(); });
 }
 
 void MetricsTextfile::Close() {
@@ -97,11 +95,7 @@ void MetricsTextfile::Close() {
   closing_ = true;
   if (!written_path_.empty()) unlink(written_path_.c_str());
   written_path_.clear();
-  if (!started_) return;
-  uv_timer_stop(&timer_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) {
-    static_cast<MetricsTextfile*>(h->data)->closed_ = true;
-  });
+  timer_.Close();
 }
 
 }  // namespace usersd::admin

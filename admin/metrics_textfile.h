@@ -12,8 +12,9 @@
 // at the next tick; they never stop the daemon.
 //
 // Loop thread only (Metrics collectors read loop-thread state). Owns one
-// uv_timer_t; Close() must run, and the loop turn after it, before
-// destruction. Borrows `metrics` and `config`, which must outlive it.
+// timer (common/uv_timer.h); Close() must run before destruction (it removes
+// the file), and the loop once after it before uv_loop_close. Borrows
+// `metrics` and `config`, which must outlive it.
 #pragma once
 
 #include <uv.h>
@@ -24,6 +25,7 @@
 
 #include "common/metrics.h"
 #include "common/status.h"
+#include "common/uv_timer.h"
 #include "config/config.h"
 
 namespace usersd::admin {
@@ -57,10 +59,9 @@ class MetricsTextfile {
   uv_loop_t* loop_;
   Metrics* metrics_;
   const config::Config* config_;
-  uv_timer_t timer_{};
+  UvTimer timer_;
   bool started_ = false;
   bool closing_ = false;
-  bool closed_ = true;
   std::string written_path_;  // the file we last wrote, removed on change/close
   std::string last_error_;
   uint64_t writes_ = 0;

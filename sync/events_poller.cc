@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "common/timefmt.h"
+#include "common/uv_timer.h"
 #include "domain/remote_user.h"
 #include "store/meta_keys.h"
 #include "sync/workos_pages.h"
@@ -73,9 +74,8 @@ struct EventsPoller::Impl {
   std::function<bool()> reconciling;
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
-  uv_timer_t timer{};
-  bool timer_open = false;
-  bool timer_closed = false;
+  UvTimer timer;
+  bool started = false;
   bool closed = false;
   bool polling = false;
   bool warned_newest_first = false;
@@ -125,18 +125,12 @@ struct EventsPoller::Impl {
   }
 
   void Arm(int64_t delay_ms) {
-    if (!timer_open || closed) return;
+    if (!started || closed) return;
     if (opt.poll_seconds <= 0) {
-      uv_timer_stop(&timer);
+      timer.Stop();
       return;
     }
-    uv_timer_start(
-        &timer,
-        [](uv_timer_t* t) {
-          auto* self = static_cast<Impl*>(t->data);
-          self->Poll([](Status) {});
-        },
-        static_cast<uint64_t>(delay_ms), 0);
+    timer.Start(loop, static_cast<uint64_t>(delay_ms), 0, [this] { Poll([](Status) {}); });
   }
 
   void Poll(std::function<void(Status)> done) {
@@ -434,10 +428,6 @@ EventsPoller::EventsPoller(uv_loop_t* loop, WorkosApi* workos, store::Store* sto
     : impl_(std::make_unique<Impl>(loop, workos, store, writer, clock, options)) {}
 
 EventsPoller::~EventsPoller() {
-  if (impl_->timer_open && !impl_->timer_closed) {
-    LogError("EventsPoller destroyed before its timer closed");
-    std::abort();
-  }
   *impl_->alive = false;
 }
 
@@ -449,11 +439,9 @@ void EventsPoller::SetReconcileHooks(std::function<Status(const std::string&)> r
 
 void EventsPoller::Start() {
   Impl& m = *impl_;
-  if (m.timer_open || m.closed) return;
+  if (m.started || m.closed) return;
   m.Load();
-  uv_timer_init(m.loop, &m.timer);
-  m.timer.data = &m;
-  m.timer_open = true;
+  m.started = true;
   if (m.opt.poll_seconds > 0 && m.workos->Configured()) m.Arm(0);
 }
 
@@ -481,11 +469,7 @@ void EventsPoller::Close() {
   Impl& m = *impl_;
   if (m.closed) return;
   m.closed = true;
-  if (m.timer_open) {
-    uv_timer_stop(&m.timer);
-    uv_close(reinterpret_cast<uv_handle_t*>(&m.timer),
-             [](uv_handle_t* h) { static_cast<Impl*>(h->data)->timer_closed = true; });
-  }
+  m.timer.Close();
 }
 
 std::optional<std::string> EventsPoller::cursor() const {

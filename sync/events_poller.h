@@ -49,9 +49,9 @@
 // reconciliation instead, which the reconciler may refuse for a while after
 // a failed run (then the poll ends Unavailable, logged at debug).
 //
-// Loop thread only. Owns one uv_timer_t; Close() before destruction, then
-// let the loop run once so the handle's close callback runs. Borrows
-// everything passed to the constructor.
+// Loop thread only. Owns one timer (common/uv_timer.h): Close() stops
+// polling and closes it, as does destruction; the loop must run once after
+// either before uv_loop_close. Borrows everything passed to the constructor.
 #pragma once
 
 #include <uv.h>

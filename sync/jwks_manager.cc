@@ -47,9 +47,7 @@ Status JwksManager::Start() {
     }
   }
   if (options_.url) {
-    uv_timer_init(loop_, &timer_);
-    timer_.data = this;
-    timer_open_ = true;
+    started_ = true;
     Refresh([](Status) {});
     Arm();
   }
@@ -57,13 +55,12 @@ Status JwksManager::Start() {
 }
 
 void JwksManager::Arm() {
-  if (!timer_open_ || closed_) return;
+  if (!started_ || closed_) return;
   uint64_t ms = static_cast<uint64_t>(std::max<int64_t>(1, options_.refresh_seconds)) * 1000;
-  uv_timer_start(&timer_, [](uv_timer_t* t) {
-    auto* self = static_cast<JwksManager*>(t->data);
-    self->Refresh([](Status) {});
-    self->Arm();
-  }, ms, 0);
+  timer_.Start(loop_, ms, 0, [this] {
+    Refresh([](Status) {});
+    Arm();
+  });
 }
 
 void JwksManager::SetRefreshSeconds(int64_t s) {
@@ -124,10 +121,7 @@ void JwksManager::Refresh(std::function<void(Status)> done) {
 
 void JwksManager::Close() {
   closed_ = true;
-  if (timer_open_) {
-    timer_open_ = false;
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
-  }
+  timer_.Close();
 }
 
 size_t JwksManager::keys() const { return auth_->jwks() ? auth_->jwks()->size() : 0; }

@@ -9,7 +9,9 @@
 // unset: such a daemon contacts nothing). A fetched set is persisted in the
 // store's meta table through the Writer.
 //
-// Loop thread only. Owns one uv_timer_t; Close() before destruction.
+// Loop thread only. Owns one timer (common/uv_timer.h), closed by Close()
+// or destruction; the loop must run once after either before
+// uv_loop_close.
 #pragma once
 
 #include <uv.h>
@@ -21,6 +23,7 @@
 
 #include "auth/authenticator.h"
 #include "common/metrics.h"
+#include "common/uv_timer.h"
 #include "common/status.h"
 #include "store/writer.h"
 #include "sync/workos_client.h"
@@ -64,8 +67,8 @@ class JwksManager {
   auth::Authenticator* auth_;
   const Clock& clock_;
   JwksOptions options_;
-  uv_timer_t timer_{};
-  bool timer_open_ = false;
+  UvTimer timer_;
+  bool started_ = false;  // Start() armed the refresh (a URL is configured)
   bool closed_ = false;
   bool fetching_ = false;
   std::vector<std::function<void(Status)>> waiting_;

@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/text.h"
+#include "common/uv_timer.h"
 #include "domain/remote_user.h"
 #include "domain/validate.h"
 #include "sync/workos_pages.h"
@@ -98,9 +99,7 @@ struct OutboxSender::Impl : OutboxWindow {
   // Callbacks (HTTP, writer dones) check this before touching the Impl.
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
-  uv_timer_t timer{};
-  bool timer_open = false;
-  bool timer_closed = false;
+  UvTimer timer;
   bool started = false;
   bool closed = false;
   bool kick_pending = false;
@@ -216,7 +215,7 @@ struct OutboxSender::Impl : OutboxWindow {
   }
 
   void Arm(int64_t now) {
-    if (!timer_open || closed) return;
+    if (!started || closed) return;
     std::optional<int64_t> next;
     if (kick_pending) {
       next = now;
@@ -237,14 +236,13 @@ struct OutboxSender::Impl : OutboxWindow {
     }
     if (!next && started) next = last_load + kRescanMs;
     if (!next) {
-      uv_timer_stop(&timer);
+      timer.Stop();
       next_wakeup = 0;
       return;
     }
     int64_t delay = std::max<int64_t>(0, *next - now);
     next_wakeup = now + delay;
-    uv_timer_start(
-        &timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->Tick(); }, static_cast<uint64_t>(delay), 0);
+    timer.Start(loop, static_cast<uint64_t>(delay), 0, [this] { Tick(); });
   }
 
   void Tick() {
@@ -767,19 +765,12 @@ OutboxSender::OutboxSender(uv_loop_t* loop, WorkosApi* workos, store::Store* sto
     : impl_(std::make_unique<Impl>(loop, workos, store, writer, clock, options, std::move(random))) {}
 
 OutboxSender::~OutboxSender() {
-  if (impl_->timer_open && !impl_->timer_closed) {
-    LogError("OutboxSender destroyed before its timer closed");
-    std::abort();
-  }
   *impl_->alive = false;
 }
 
 void OutboxSender::Start() {
   Impl& m = *impl_;
   if (m.started || m.closed) return;
-  uv_timer_init(m.loop, &m.timer);
-  m.timer.data = &m;
-  m.timer_open = true;
   m.started = true;
   m.LoadJobs();
   m.Pump();
@@ -813,11 +804,7 @@ void OutboxSender::Close() {
   m.FlushDeletes();  // still accepted: the writer stops after the sync parts
   m.FlushSettles();
   m.closed = true;
-  if (m.timer_open) {
-    uv_timer_stop(&m.timer);
-    uv_close(reinterpret_cast<uv_handle_t*>(&m.timer),
-             [](uv_handle_t* h) { static_cast<Impl*>(h->data)->timer_closed = true; });
-  }
+  m.timer.Close();
 }
 
 OutboxStats OutboxSender::stats() const {

@@ -47,8 +47,9 @@
 // once: a job's delivered part is removed only after WorkOS acknowledged it,
 // and the user stays busy until that removal commits.
 //
-// Loop thread only. Owns one uv_timer_t; Close() before destruction, then
-// let the loop run once so the handle's close callback runs. Writer dones
+// Loop thread only. Owns one timer (common/uv_timer.h): Close() flushes,
+// stops the work and closes it, as destruction closes it; the loop must run
+// once after either before uv_loop_close. Writer dones
 // and HTTP callbacks arriving after Close() are ignored. Borrows everything
 // passed to the constructor; all must outlive it. Time and randomness are
 // injected (Clock, Random) so tests run with no sleeps.

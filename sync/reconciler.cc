@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/timefmt.h"
+#include "common/uv_timer.h"
 #include "store/meta_keys.h"
 #include "sync/events_poller.h"
 #include "sync/workos_pages.h"
@@ -88,9 +89,8 @@ struct Reconciler::Impl {
   std::function<void()> on_finished;
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
-  uv_timer_t timer{};
-  bool timer_open = false;
-  bool timer_closed = false;
+  UvTimer timer;
+  bool started = false;
   bool closed = false;
   bool step_in_flight = false;  // a request or a write of the run is under way
   RunState run;
@@ -106,10 +106,8 @@ struct Reconciler::Impl {
   // ---------------------------------------------------------------- timer
 
   void Arm(int64_t delay_ms) {
-    if (!timer_open || closed) return;
-    uv_timer_start(
-        &timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->OnTimer(); },
-        static_cast<uint64_t>(std::max<int64_t>(delay_ms, 0)), 0);
+    if (!started || closed) return;
+    timer.Start(loop, static_cast<uint64_t>(std::max<int64_t>(delay_ms, 0)), 0, [this] { OnTimer(); });
   }
 
   void OnTimer() {
@@ -536,10 +534,6 @@ Reconciler::Reconciler(uv_loop_t* loop, WorkosApi* workos, store::Store* store, 
     : impl_(std::make_unique<Impl>(loop, workos, store, writer, clock, options)) {}
 
 Reconciler::~Reconciler() {
-  if (impl_->timer_open && !impl_->timer_closed) {
-    LogError("Reconciler destroyed before its timer closed");
-    std::abort();
-  }
   *impl_->alive = false;
 }
 
@@ -549,7 +543,7 @@ void Reconciler::SetOnFinished(std::function<void()> f) {
 
 void Reconciler::Start() {
   Impl& m = *impl_;
-  if (m.timer_open || m.closed) return;
+  if (m.started || m.closed) return;
   auto txn = m.store->BeginRead();
   if (txn.ok()) {
     auto s = txn->GetMeta(store::kMetaReconcileState);
@@ -557,9 +551,7 @@ void Reconciler::Start() {
     auto f = txn->GetMeta(store::kMetaReconcileLastFinished);
     if (f.ok() && f->has_value()) m.last_finished_ms = std::strtoll((*f)->c_str(), nullptr, 10);
   }
-  uv_timer_init(m.loop, &m.timer);
-  m.timer.data = &m;
-  m.timer_open = true;
+  m.started = true;
   if (m.run.running) {
     if (m.workos->Configured()) {
       LogInfo("reconcile: resuming an interrupted run",
@@ -595,11 +587,7 @@ void Reconciler::Close() {
   Impl& m = *impl_;
   if (m.closed) return;
   m.closed = true;
-  if (m.timer_open) {
-    uv_timer_stop(&m.timer);
-    uv_close(reinterpret_cast<uv_handle_t*>(&m.timer),
-             [](uv_handle_t* h) { static_cast<Impl*>(h->data)->timer_closed = true; });
-  }
+  m.timer.Close();
 }
 
 ReconcileStatus Reconciler::status() const {

@@ -42,8 +42,9 @@
 //
 // ResyncOne: the same for one user (GET; 404 soft-deletes the local user).
 //
-// Loop thread only. Owns one uv_timer_t; Close() before destruction, then
-// let the loop run once. Borrows everything passed to the constructor.
+// Loop thread only. Owns one timer (common/uv_timer.h): Close() stops the
+// work and closes it, as does destruction; the loop must run once after
+// either before uv_loop_close. Borrows everything passed to the constructor.
 #pragma once
 
 #include <uv.h>
