@@ -9,6 +9,7 @@
 #include "common/timefmt.h"
 #include "common/uv_timer.h"
 #include "domain/remote_user.h"
+#include "store/apply_nested.h"
 #include "store/meta_keys.h"
 #include "sync/workos_pages.h"
 
@@ -299,11 +300,10 @@ struct EventsPoller::Impl {
           *outcome = PageOutcome{};
           const domain::MutationContext ctx{now, sync.get()};
           for (const auto& ev : events) {
-            auto child = t.BeginNested();
-            if (!child.ok()) return child.status();
-            auto r = ApplyEvent(*child, ev.ev, ctx);
+            auto [must_return, r] =
+                store::ApplyNested(t, [&](WriteTxn& child) { return ApplyEvent(child, ev.ev, ctx); });
+            USERSD_RETURN_IF_ERROR(must_return);
             if (r.ok()) {
-              USERSD_RETURN_IF_ERROR(child->Commit());
               switch (*r) {
                 case RemoteOutcome::kCreated:
                 case RemoteOutcome::kUpdated:
@@ -312,8 +312,6 @@ struct EventsPoller::Impl {
                 case RemoteOutcome::kUnchanged: ++outcome->ignored; break;
               }
             } else {
-              child->Abort();
-              if (r.status().code() == Code::kMapFull) return r.status();
               LogWarn("events: skipped an event that cannot be applied",
                       {{"event", ev.ev.pos.id}, {"type", ev.ev.type}, {"error", r.status().ToString()}});
               ++outcome->ignored;

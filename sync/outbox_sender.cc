@@ -11,6 +11,7 @@
 #include "common/uv_timer.h"
 #include "domain/remote_user.h"
 #include "domain/validate.h"
+#include "store/apply_nested.h"
 #include "sync/workos_pages.h"
 
 namespace usersd::sync {
@@ -654,12 +655,11 @@ struct OutboxSender::Impl : OutboxWindow {
           if (!still->has_value()) return Status::Ok();
           // Deleted first: the job must not count as a pending change.
           USERSD_RETURN_IF_ERROR(t.DeleteJob(job_id));
-          auto child = t.BeginNested();
-          if (!child.ok()) return child.status();
-          auto r = domain::ApplyFetchedProfile(*child, p, resync, domain::MutationContext{now, sync.get()});
-          if (r.ok()) return child->Commit();
-          child->Abort();
-          if (r.status().code() == Code::kMapFull) return r.status();
+          auto [must_return, r] = store::ApplyNested(t, [&](WriteTxn& child) {
+            return domain::ApplyFetchedProfile(child, p, resync, domain::MutationContext{now, sync.get()});
+          });
+          USERSD_RETURN_IF_ERROR(must_return);
+          if (r.ok()) return Status::Ok();
           LogWarn("outbox: could not apply the fetched profile", {{"user", user_id}, {"error", r.status().ToString()}});
           return Status::Ok();
         },
@@ -687,15 +687,9 @@ struct OutboxSender::Impl : OutboxWindow {
             s.kept = false;
             s.not_taken.reset();
             s.queued_resync = false;
-            auto child = t.BeginNested();
-            if (!child.ok()) return child.status();
-            Status st = SettleOne(*child, s, ctx);
-            if (st.ok()) {
-              USERSD_RETURN_IF_ERROR(child->Commit());
-              continue;
-            }
-            child->Abort();
-            if (st.code() == Code::kMapFull) return st;
+            auto [must_return, st] = store::ApplyNested(t, [&](WriteTxn& child) { return SettleOne(child, s, ctx); });
+            USERSD_RETURN_IF_ERROR(must_return);
+            if (st.ok()) continue;
             LogError("outbox: could not record a publish; it is sent again",
                      {{"job", std::to_string(s.batch.back())}, {"error", st.ToString()}});
             s.kept = true;

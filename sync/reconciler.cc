@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "common/uv_timer.h"
+#include "store/apply_nested.h"
 #include "store/meta_keys.h"
 #include "sync/events_poller.h"
 #include "sync/workos_pages.h"
@@ -282,15 +283,12 @@ struct Reconciler::Impl {
           for (size_t i = 0; i < users.size(); ++i) {
             const auto& p = users[i];
             USERSD_RETURN_IF_ERROR(t.PutMeta(SeenKey(p.workos_id), run_id));
-            auto child = t.BeginNested();
-            if (!child.ok()) return child.status();
-            auto r = domain::ApplyRemoteUser(*child, p, ctx);
+            auto [must_return, r] =
+                store::ApplyNested(t, [&](WriteTxn& child) { return domain::ApplyRemoteUser(child, p, ctx); });
+            USERSD_RETURN_IF_ERROR(must_return);
             if (r.ok()) {
-              USERSD_RETURN_IF_ERROR(child->Commit());
               if (*r == RemoteOutcome::kCreated || *r == RemoteOutcome::kUpdated) ++*applied;
             } else {
-              child->Abort();
-              if (r.status().code() == Code::kMapFull) return r.status();
               LogWarn("reconcile: skipped a user that cannot be applied",
                       {{"workos_id", p.workos_id}, {"error", r.status().ToString()}});
             }
@@ -397,16 +395,14 @@ struct Reconciler::Impl {
             // Applying WorkOS's user may re-key it to an id the sweep has not
             // reached yet: marked as seen, it is not asked for twice.
             if (profile) USERSD_RETURN_IF_ERROR(t.PutMeta(SeenKey(workos_id), std::to_string(next.run_id)));
-            auto child = t.BeginNested();
-            if (!child.ok()) return child.status();
-            auto r = profile ? domain::ApplyRemoteUser(*child, *profile, ctx)
-                             : domain::ApplyRemoteDelete(*child, workos_id, ctx);
+            auto [must_return, r] = store::ApplyNested(t, [&](WriteTxn& child) {
+              return profile ? domain::ApplyRemoteUser(child, *profile, ctx)
+                             : domain::ApplyRemoteDelete(child, workos_id, ctx);
+            });
+            USERSD_RETURN_IF_ERROR(must_return);
             if (r.ok()) {
-              USERSD_RETURN_IF_ERROR(child->Commit());
               *deleted = *r == RemoteOutcome::kDeleted;
             } else {
-              child->Abort();
-              if (r.status().code() == Code::kMapFull) return r.status();
               LogWarn("reconcile: skipped a user that cannot be applied",
                       {{"workos_id", workos_id}, {"error", r.status().ToString()}});
             }
