@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/backoff.h"
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "common/uv_timer.h"
@@ -117,9 +118,8 @@ struct EventsPoller::Impl {
     // first accepted answer ends it, and App wakes the poller when another
     // request finds the key accepted again.
     if (unauthorized_polls > 0) {
-      int64_t wait = std::max<int64_t>(delay, 1000);
-      for (uint32_t i = 0; i < unauthorized_polls && wait < kUnauthorizedMaxWaitMs; ++i) wait *= 2;
-      delay = std::min(wait, kUnauthorizedMaxWaitMs);
+      delay = Backoff{.initial_ms = std::max<int64_t>(delay, 1000), .max_ms = kUnauthorizedMaxWaitMs}.DelayMs(
+          unauthorized_polls);
     }
     stats.next_poll_delay_ms = delay;
     Arm(delay);

@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/backoff.h"
 #include "common/log.h"
 #include "common/text.h"
 #include "common/uv_timer.h"
@@ -73,14 +74,10 @@ bool KeyRefused(const HttpResponse& r) {
 
 int64_t BackoffDelayMs(const OutboxOptions& o, uint32_t attempt, double random01,
                        std::optional<int64_t> retry_after_ms) {
-  int64_t initial = std::max<int64_t>(1, o.initial_backoff_ms);
   int64_t cap = std::max<int64_t>(0, o.max_backoff_ms);
-  int64_t ceiling = std::min(initial, cap);
-  for (uint32_t i = 0; i < attempt && ceiling < cap; ++i) ceiling = std::min(cap, ceiling * 2);
-  if (!(random01 >= 0.0)) random01 = 0.0;  // also NaN
-  if (random01 >= 1.0) random01 = std::nextafter(1.0, 0.0);
-  auto delay = static_cast<int64_t>(std::floor(random01 * static_cast<double>(ceiling)));
-  if (ceiling > 0 && delay >= ceiling) delay = ceiling - 1;
+  const Backoff policy{
+      .initial_ms = std::max<int64_t>(1, o.initial_backoff_ms), .max_ms = cap, .jitter = Backoff::Jitter::kFull};
+  int64_t delay = policy.DelayMs(attempt, random01);
   if (retry_after_ms && *retry_after_ms > delay) {
     delay = std::min(*retry_after_ms, std::max(kMaxRetryAfterMs, cap));
   }

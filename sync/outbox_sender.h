@@ -88,8 +88,9 @@ struct OutboxOptions {
 // Returns a uniform double in [0, 1).
 using Random = std::function<double()>;
 
-// Full-jitter exponential backoff: uniform in [0, min(max, initial * 2^attempt)),
-// raised to retry_after_ms when the server asked for more. `attempt` counts
+// Full-jitter exponential backoff (common/backoff.h): uniform in
+// [0, min(max, initial * 2^attempt)), with initial at least 1 ms, raised to
+// retry_after_ms when the server asked for more. `attempt` counts
 // from 0 (the delay after the first failure). Never negative. Pure; for tests.
 int64_t BackoffDelayMs(const OutboxOptions& o, uint32_t attempt, double random01,
                        std::optional<int64_t> retry_after_ms);

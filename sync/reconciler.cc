@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/backoff.h"
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "common/uv_timer.h"
@@ -98,8 +99,9 @@ struct Reconciler::Impl {
   int64_t last_finished_ms = 0;
   int64_t last_request_ms = INT64_MIN / 2;  // monotonic; the last list request's start
   int64_t retry_at_ms = 0;                  // monotonic; not before this after a failure
-  int64_t backoff_ms = 0;
+  uint32_t retries = 0;                     // failed attempts in a row at the current request
   int64_t auto_wait_ms = 0;     // the wait after the last failed run (0: the last run did not fail)
+  uint32_t failed_runs = 0;     // failed runs in a row (auto_wait_ms grows with them)
   int64_t auto_not_before = 0;  // monotonic; automatic triggers wait until then
   uint64_t runs_completed = 0, runs_failed = 0;
   bool failed_on_key = false;  // the last run failed on a refused API key (401, 403)
@@ -139,7 +141,7 @@ struct Reconciler::Impl {
     next.run_id = run.run_id + 1;
     next.started_at_ms = clock.NowMs();
     run = next;
-    backoff_ms = 0;
+    retries = 0;
     failed_on_key = false;
     LogInfo("reconcile: listing every WorkOS user", {{"reason", reason}, {"run", std::to_string(run.run_id)}});
     Persist(run, [this] { Step(); });
@@ -187,8 +189,8 @@ struct Reconciler::Impl {
   // after a backoff. False for any other answer.
   bool RetryLater(const HttpResponse& r, const char* what) {
     if (!IsRetryable(r)) return false;
-    backoff_ms = std::min(opt.max_backoff_ms, backoff_ms ? backoff_ms * 2 : opt.initial_backoff_ms);
-    int64_t wait = backoff_ms;
+    int64_t wait = Backoff{.initial_ms = opt.initial_backoff_ms, .max_ms = opt.max_backoff_ms}.DelayMs(retries);
+    if (retries < UINT32_MAX) ++retries;
     if (r.retry_after_ms) wait = std::max(wait, *r.retry_after_ms);
     retry_at_ms = clock.MonotonicMs() + wait;
     run.last_error = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
@@ -213,7 +215,7 @@ struct Reconciler::Impl {
     if (run.running) {
       if (step_in_flight) return;
       retry_at_ms = 0;
-      backoff_ms = 0;
+      retries = 0;
       Arm(0);
       return;
     }
@@ -308,7 +310,7 @@ struct Reconciler::Impl {
           // Any user read may have queued a publish (a document older than
           // what this host holds), not only those that changed.
           if (opt.kick_outbox) opt.kick_outbox();
-          backoff_ms = 0;
+          retries = 0;
           Step();
         });
   }
@@ -376,7 +378,7 @@ struct Reconciler::Impl {
         if (RetryLater(r, "confirming a user")) return;
         return Fail("confirming " + workos_id + " failed: " + Refusal(r));
       }
-      backoff_ms = 0;
+      retries = 0;
       RunState next = run;
       next.confirm.erase(next.confirm.begin());
       next.last_error.clear();  // a retry's error, now behind us
@@ -454,6 +456,7 @@ struct Reconciler::Impl {
           run = done;
           last_finished_ms = now;
           auto_wait_ms = 0;
+          failed_runs = 0;
           ++runs_completed;
           LogInfo("reconcile: done", {{"run", std::to_string(run.run_id)},
                                       {"users", std::to_string(run.seen)},
@@ -467,7 +470,9 @@ struct Reconciler::Impl {
   }
 
   void Fail(const std::string& error) {
-    auto_wait_ms = auto_wait_ms ? std::min(opt.failed_run_max_wait_ms, auto_wait_ms * 2) : opt.failed_run_wait_ms;
+    auto_wait_ms =
+        Backoff{.initial_ms = opt.failed_run_wait_ms, .max_ms = opt.failed_run_max_wait_ms}.DelayMs(failed_runs);
+    if (failed_runs < UINT32_MAX) ++failed_runs;
     auto_not_before = clock.MonotonicMs() + auto_wait_ms;
     LogWarn("reconcile: run failed", {{"run", std::to_string(run.run_id)},
                                       {"error", error},
