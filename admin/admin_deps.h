@@ -37,9 +37,9 @@ struct AdminDeps {
   sync::WorkosClient* workos = nullptr;
   sync::JwksManager* jwks = nullptr;
   sync::OutboxSender* outbox = nullptr;
-  sync::EventsPoller* events = nullptr;  // may be null when polling is disabled
+  sync::EventsPoller* events = nullptr;    // may be null when polling is disabled
   sync::Reconciler* reconciler = nullptr;  // may be null (admin.users.resync then fails)
-  ipc::Server* app_server = nullptr;  // the application socket (its metrics)
+  ipc::Server* app_server = nullptr;       // the application socket (its metrics)
   // identity.namespace, sync.metadata.* (imports); null: the defaults.
   std::shared_ptr<const domain::SyncPolicy> sync;
   // Re-reads the config file; fills the changed keys.
