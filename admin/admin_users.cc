@@ -2,6 +2,7 @@
 
 #include "common/text.h"
 #include "common/timefmt.h"
+#include "domain/roles.h"
 #include "domain/users_service.h"
 #include "domain/validate.h"
 
@@ -125,8 +126,7 @@ Result<ImportEntry> ParseImportEntry(const Json& j, size_t index) {
   if (e.user_type && *e.user_type != "user" && *e.user_type != "machine")
     return TypeError(index, "userType", "\"user\" or \"machine\"");
   USERSD_RETURN_IF_ERROR(OptStringMember(j, index, "role", &e.role));
-  if (e.role && *e.role != "owner" && *e.role != "admin" && *e.role != "member")
-    return TypeError(index, "role", "\"owner\", \"admin\" or \"member\"");
+  if (e.role && !domain::IsKnownRole(*e.role)) return TypeError(index, "role", "\"owner\", \"admin\" or \"member\"");
   USERSD_RETURN_IF_ERROR(NullableStringMember(j, index, "organizationId", &e.organization_id));
   if (e.organization_id && *e.organization_id &&
       ((*e.organization_id)->empty() || (*e.organization_id)->size() > 255 ||

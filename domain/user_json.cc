@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "common/timefmt.h"
+#include "domain/roles.h"
 #include "ipc/protocol.h"
 
 namespace usersd::domain {
@@ -15,10 +16,8 @@ Json OptString(const std::optional<std::string>& s) { return s ? Json(*s) : Json
 Json OptTime(const std::optional<int64_t>& t) { return t ? Json(FormatIso8601Ms(*t)) : Json(nullptr); }
 
 // Sessions carry one of the three roles; anything else reads as member.
-const char* RoleOf(const auth::Claims& caller) {
-  const std::string& r = caller.role;
-  if (r == "owner" || r == "admin") return r.c_str();
-  return "member";
+std::string_view RoleOf(const auth::Claims& caller) {
+  return SessionRole(caller.role);
 }
 
 // A JSON string as nlohmann writes it. Printable ASCII without quote or

@@ -43,14 +43,6 @@ Mutation Done(UserRecord u, Mutation::Kind kind) {
   return m;
 }
 
-bool IsAdminRole(const std::string& role) {
-  return role == "owner" || role == "admin";
-}
-
-int RoleRank(const std::string& role) {
-  return role == "owner" ? 2 : role == "admin" ? 1 : 0;
-}
-
 std::optional<OpResult> CheckTarget(const Actor& actor, const std::optional<UserRecord>& target, const std::string& id,
                                     const std::optional<std::string>* new_email) {
   bool self = id == actor.user_id;
@@ -277,7 +269,7 @@ Result<Mutation> ProvisionUser(WriteTxn& t, const ProvisionRequest& r, const Mut
   u.workos_id = r.workos_id;  // the token's subject, whatever the profile says
   u.organization_id = r.org_id;
   // Only the three roles of SPEC section 1 are stored.
-  u.role = IsAdminRole(r.role) ? r.role : "member";
+  u.role = SessionRole(r.role);
   USERSD_RETURN_IF_ERROR(SettleEmail(t, m));
   Mutation out;
   USERSD_RETURN_IF_ERROR(Commit(t, u, std::nullopt, ChangeOp::kUpsert, c));
@@ -506,7 +498,7 @@ Result<Mutation> RecordTokenClaims(WriteTxn& t, std::string_view workos_id, cons
   const UserRecord& before = **cur;
   UserRecord after = before;
   after.organization_id = org_id;
-  after.role = IsAdminRole(role) ? role : "member";
+  after.role = SessionRole(role);
   if (after.organization_id == before.organization_id && after.role == before.role)
     return Done(before, Mutation::Kind::kUnchanged);
   LogInfo("user's organization or role follows its token", {{"user", before.id},

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "domain/roles.h"
 #include "domain/user_mutations.h"
 
 namespace usersd::domain::internal {
@@ -24,11 +25,6 @@ using store::WriteTxn;
 Mutation Refused(OpResult r);
 
 Mutation Done(UserRecord u, Mutation::Kind kind = Mutation::Kind::kCommitted);
-
-bool IsAdminRole(const std::string& role);
-
-// Owners outrank admins, who outrank members.
-int RoleRank(const std::string& role);
 
 // The answer for a target the actor may not manage or that is gone; nullopt
 // when the operation may go on. Policy comes before existence, so an id of

@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "domain/remote_user.h"
+#include "domain/roles.h"
 #include "domain/user_mutations.h"
 #include "domain/validate.h"
 
@@ -60,8 +61,6 @@ OpResult MutationResult(const UserRecord& u) {
   AppendMutationResultJson(text, u);
   return OpResult::OkJson(std::move(text));
 }
-
-bool IsAdminRole(const std::string& role) { return role == "owner" || role == "admin"; }
 
 // An org admin may manage other users at all (their organization is checked
 // later, on the stored target).
@@ -130,7 +129,7 @@ void UsersService::ResolveCaller(const auth::Claims& caller,
 
 void UsersService::FollowClaims(const auth::Claims& caller, UserRecord user,
                                 std::function<void(Result<UserRecord>, OpResult)> cb) {
-  const std::string role = IsAdminRole(caller.role) ? caller.role : "member";
+  const std::string role(SessionRole(caller.role));
   // The common case: the token says what the store holds, and nothing is
   // written.
   if (user.organization_id == caller.org_id && user.role == role) return cb(std::move(user), OpResult::Ok(nullptr));
