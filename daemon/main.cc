@@ -2,6 +2,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,9 +41,22 @@ void Usage(FILE* out) {
 // itself again, once (same pid, arguments, descriptors; a few milliseconds).
 // Set GNUTLS_NO_IMPLICIT_INIT=0 to skip this; if the exec fails (no /proc),
 // the daemon goes on as it is.
+//
+// It executes its file by that file's path, not by "/proc/self/exe": the
+// kernel names a process after the file name it executed (/proc/PID/comm,
+// what ps, pgrep, top and systemd show), and "exe" is no daemon's name (the
+// package test found `comm` = "exe"). Only when that path cannot be executed
+// (the file was replaced in the moment since it started) does it use
+// /proc/self/exe, and is then called "exe".
 void ReexecWithoutGnutlsInit(char** argv) {
   if (std::getenv("GNUTLS_NO_IMPLICIT_INIT") != nullptr) return;
   if (setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 1) != 0) return;
+  char path[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+  if (n > 0) {
+    path[n] = '\0';
+    execv(path, argv);
+  }
   execv("/proc/self/exe", argv);
 }
 

@@ -2,6 +2,8 @@
 // checked on the wire in both serializations.
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import {
   withFake,
   startDaemon,
@@ -17,6 +19,7 @@ import {
   UUID_RE,
   ISO_MS_RE,
   sleep,
+  USERSD_BIN,
 } from './harness.mjs';
 
 const CURRENT_USER_KEYS = [
@@ -532,5 +535,16 @@ describe('user.resetAvatar while WorkOS is down', () => {
     } finally {
       await f2.setDown(false);
     }
+  });
+});
+
+describe('the daemon process', () => {
+  test('is named after its file, also after it executed itself again (GnuTLS, daemon/main.cc)', () => {
+    const environ = fs.readFileSync(`/proc/${d.proc.pid}/environ`, 'utf8').split('\0');
+    assert.ok(environ.includes('GNUTLS_NO_IMPLICIT_INIT=1'), 'it executed itself again');
+    // What ps, pgrep and systemd show; the kernel keeps 15 bytes of it. It
+    // was "exe" while the daemon re-executed /proc/self/exe.
+    const comm = fs.readFileSync(`/proc/${d.proc.pid}/comm`, 'utf8').trim();
+    assert.equal(comm, path.basename(USERSD_BIN).slice(0, 15));
   });
 });
