@@ -2,6 +2,7 @@
 
 #include "common/log.h"
 #include "common/text.h"
+#include "domain/roles.h"
 
 namespace usersd::domain {
 
@@ -103,7 +104,7 @@ MergeResult NewFromProfile(const std::string& id, const Profile& p, int64_t now_
   u.workos_id = p.workos_id;
   u.first_name = p.first_name;
   u.last_name = p.last_name;
-  u.role = "member";
+  u.role = kRoleMember;
   // createdAt is WorkOS's, so every host shows the same (SPEC 4b).
   u.created_at_ms = p.created_at_ms.value_or(now_ms);
   u.workos_updated_at_ms = p.updated_at_ms;
