@@ -36,11 +36,21 @@ Mutation Refused(OpResult r) {
   return m;
 }
 
-Mutation Done(UserRecord u, Mutation::Kind kind) {
+namespace {
+Mutation WithUser(UserRecord u, Mutation::Kind kind) {
   Mutation m;
   m.kind = kind;
   m.user = std::move(u);
   return m;
+}
+}  // namespace
+
+Mutation Unchanged(UserRecord u) {
+  return WithUser(std::move(u), Mutation::Kind::kUnchanged);
+}
+
+Mutation Committed(UserRecord u) {
+  return WithUser(std::move(u), Mutation::Kind::kCommitted);
 }
 
 std::optional<OpResult> CheckTarget(const Actor& actor, const std::optional<UserRecord>& target, const std::string& id,
@@ -251,7 +261,7 @@ Result<Mutation> ProvisionUser(WriteTxn& t, const ProvisionRequest& r, const Mut
   // Another request may have provisioned the same user meanwhile.
   auto existing = t.FindByWorkosId(r.workos_id);
   if (!existing.ok()) return existing.status();
-  if (existing->has_value()) return Done(**existing, Mutation::Kind::kUnchanged);
+  if (existing->has_value()) return Unchanged(**existing);
 
   auto id = FreeIdFor(t, r.workos_id, r.profile ? r.profile->external_id : std::nullopt, c);
   if (!id.ok()) return id.status();
@@ -494,13 +504,12 @@ Result<Mutation> RecordTokenClaims(WriteTxn& t, std::string_view workos_id, cons
                                    const std::string& role, const MutationContext& c) {
   auto cur = t.FindByWorkosId(workos_id);
   if (!cur.ok()) return cur.status();
-  if (!cur->has_value() || !(*cur)->live()) return Done(cur->value_or(UserRecord{}), Mutation::Kind::kUnchanged);
+  if (!cur->has_value() || !(*cur)->live()) return Unchanged(cur->value_or(UserRecord{}));
   const UserRecord& before = **cur;
   UserRecord after = before;
   after.organization_id = org_id;
   after.role = SessionRole(role);
-  if (after.organization_id == before.organization_id && after.role == before.role)
-    return Done(before, Mutation::Kind::kUnchanged);
+  if (after.organization_id == before.organization_id && after.role == before.role) return Unchanged(before);
   LogInfo("user's organization or role follows its token", {{"user", before.id},
                                                             {"organization", after.organization_id.value_or("")},
                                                             {"role", after.role},
@@ -508,7 +517,7 @@ Result<Mutation> RecordTokenClaims(WriteTxn& t, std::string_view workos_id, cons
                                                             {"was_role", before.role}});
   // Bookkeeping, not a change an application sees: updatedAt stays.
   USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kUpsert, c));
-  return Done(std::move(after));
+  return Committed(std::move(after));
 }
 
 }  // namespace usersd::domain

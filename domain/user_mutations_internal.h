@@ -24,7 +24,10 @@ using store::WriteTxn;
 
 Mutation Refused(OpResult r);
 
-Mutation Done(UserRecord u, Mutation::Kind kind = Mutation::Kind::kCommitted);
+// A mutation that wrote nothing (the record as it stands), and one whose
+// change this transaction committed (the record as it now stands).
+Mutation Unchanged(UserRecord u);
+Mutation Committed(UserRecord u);
 
 // The answer for a target the actor may not manage or that is gone; nullopt
 // when the operation may go on. Policy comes before existence, so an id of
