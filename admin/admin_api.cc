@@ -1,24 +1,17 @@
 #include "admin/admin_api.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <chrono>
-#include <cstdlib>
-#include <unordered_map>
 
 #include "admin/handlers.h"
 #include "admin/admin_users.h"
 #include "common/log.h"
-#include "common/safe_dir.h"
 #include "common/text.h"
 #include "common/timefmt.h"
 #include "domain/users_service.h"
 #include "domain/user_mutations.h"
 #include "domain/validate.h"
-#include "domain/versions.h"
 
 namespace usersd::admin {
 

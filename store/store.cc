@@ -13,12 +13,10 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <limits>
 #include <set>
 #include <utility>
 
 #include "common/log.h"
-#include "common/text.h"
 #include "store/lmdb_util.h"
 #include "store/meta_keys.h"
 #include "store/record_codec.h"
