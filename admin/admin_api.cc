@@ -22,7 +22,7 @@ void Handlers::HandleOutboxList(const ipc::Request& q, ipc::Responder r) {
   if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
   auto limit = LimitParam(*p, kDefaultLimit, kMaxJobsLimit);
   if (!limit.ok()) return Reply(r, q.tag, Invalid(limit.status().message()));
-  auto txn = d.store->BeginRead();
+  auto txn = deps.store->BeginRead();
   if (!txn.ok()) return Reply(r, q.tag, FromStatus(txn.status(), "reading the outbox"));
   auto jobs = txn->ListJobs(*limit);
   if (!jobs.ok()) return Reply(r, q.tag, FromStatus(jobs.status(), "reading the outbox"));
@@ -43,7 +43,7 @@ void Handlers::HandleDeadLettersList(const ipc::Request& q, ipc::Responder r) {
   if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
   auto limit = LimitParam(*p, kDefaultLimit, kMaxJobsLimit);
   if (!limit.ok()) return Reply(r, q.tag, Invalid(limit.status().message()));
-  auto txn = d.store->BeginRead();
+  auto txn = deps.store->BeginRead();
   if (!txn.ok()) return Reply(r, q.tag, FromStatus(txn.status(), "reading the dead letters"));
   auto dls = txn->ListDeadLetters(*limit);
   if (!dls.ok()) return Reply(r, q.tag, FromStatus(dls.status(), "reading the dead letters"));
@@ -80,10 +80,10 @@ void Handlers::HandleDeadLettersChange(const ipc::Request& q, ipc::Responder r, 
     bool missing = false;
   };
   auto out = std::make_shared<Outcome>();
-  int64_t now = d.clock->NowMs();
+  int64_t now = deps.clock->NowMs();
   std::optional<uint64_t> one = *id;
-  d.writer->Submit(
-      [out, one, retry, now, sync = sync_](WriteTxn& t) -> Status {
+  deps.writer->Submit(
+      [out, one, retry, now, sync = sync_policy](WriteTxn& t) -> Status {
         // Re-runnable: the writer replays the batch after growing the map.
         *out = Outcome{};
         std::vector<DeadLetter> dls;
@@ -116,7 +116,7 @@ void Handlers::HandleDeadLettersChange(const ipc::Request& q, ipc::Responder r, 
         if (!st.ok()) return Reply(r, tag, FromStatus(st, retry ? "retrying dead letters" : "discarding dead letters"));
         LogInfo(retry ? "dead letters re-queued" : "dead letters discarded",
                 {{"count", std::to_string(out->count)}, {"uid", std::to_string(r.peer().uid)}});
-        if (retry && out->count > 0 && d.outbox) d.outbox->Kick();
+        if (retry && out->count > 0 && deps.outbox) deps.outbox->Kick();
         Reply(r, tag, ipc::Outcome::Success(Json{{"count", out->count}}));
       });
 }
@@ -144,7 +144,7 @@ void Handlers::HandleUsersGet(const ipc::Request& q, ipc::Responder r) {
     if (!domain::IsUuid(value)) return Reply(r, q.tag, Invalid("id: must be a UUID"));
     value = ToLowerAscii(value);
   }
-  auto txn = d.store->BeginRead();
+  auto txn = deps.store->BeginRead();
   if (!txn.ok()) return Reply(r, q.tag, FromStatus(txn.status(), "reading the store"));
   // By id and WorkOS id, deleted users are found too (deletedAt is set);
   // by email only live users are (emails are unique among live users only).
@@ -160,12 +160,12 @@ void Handlers::HandleUsersGet(const ipc::Request& q, ipc::Responder r) {
 void Handlers::HandleUsersResync(const ipc::Request& q, ipc::Responder r) {
   auto p = PayloadObject(q.payload);
   if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
-  if (!d.reconciler) return Reply(r, q.tag, Internal("reconciliation is not available", ""));
+  if (!deps.reconciler) return Reply(r, q.tag, Internal("reconciliation is not available", ""));
   if (auto all = p->find("all"); all != p->end() && !all->is_null()) {
     if (!all->is_boolean() || !all->get<bool>()) return Reply(r, q.tag, Invalid("all: must be true"));
     if (p->contains("id") || p->contains("workosId"))
       return Reply(r, q.tag, Invalid("all: give either all, id or workosId"));
-    auto run = d.reconciler->StartAll("admin");
+    auto run = deps.reconciler->StartAll("admin");
     if (!run.ok()) return Reply(r, q.tag, FromStatus(run.status(), "starting the reconciliation"));
     LogInfo("reconcile requested", {{"uid", std::to_string(r.peer().uid)}, {"run", std::to_string(*run)}});
     return Reply(r, q.tag, ipc::Outcome::Success(Json{{"started", true}, {"runId", *run}}));
@@ -180,7 +180,7 @@ void Handlers::HandleUsersResync(const ipc::Request& q, ipc::Responder r) {
     if (!id->is_string() || !domain::IsUuid(id->get<std::string>()))
       return Reply(r, q.tag, Invalid("id: must be a UUID"));
     std::string uid = ToLowerAscii(id->get<std::string>());
-    auto txn = d.store->BeginRead();
+    auto txn = deps.store->BeginRead();
     if (!txn.ok()) return Reply(r, q.tag, FromStatus(txn.status(), "reading the store"));
     auto u = txn->GetUser(uid);
     if (!u.ok()) return Reply(r, q.tag, FromStatus(u.status(), "reading the store"));
@@ -189,7 +189,7 @@ void Handlers::HandleUsersResync(const ipc::Request& q, ipc::Responder r) {
   } else {
     return Reply(r, q.tag, Invalid("id: give exactly one of id, workosId or all"));
   }
-  d.reconciler->ResyncOne(workos_id, [this, r, tag = q.tag](Result<sync::ResyncResult> res) {
+  deps.reconciler->ResyncOne(workos_id, [this, r, tag = q.tag](Result<sync::ResyncResult> res) {
     if (!res.ok()) return Reply(r, tag, FromStatus(res.status(), "resyncing the user"));
     Json user = res->user ? ToAdminUserJson(*res->user) : Json(nullptr);
     // WorkOS answered 404: the user was deleted here now ("deleted"), had
@@ -214,7 +214,7 @@ void Handlers::HandleUsersList(const ipc::Request& q, ipc::Responder r) {
     if (!it->is_string()) return Reply(r, q.tag, Invalid("after: must be a string (a user id)"));
     after = ToLowerAscii(it->get<std::string>());
   }
-  auto txn = d.store->BeginRead();
+  auto txn = deps.store->BeginRead();
   if (!txn.ok()) return Reply(r, q.tag, FromStatus(txn.status(), "reading the store"));
   auto users = txn->ListUsers(after, *limit + 1);
   if (!users.ok()) return Reply(r, q.tag, FromStatus(users.status(), "reading the store"));
@@ -244,9 +244,9 @@ void Handlers::HandleUsersImport(const ipc::Request& q, ipc::Responder r) {
   }
   auto last_txid = std::make_shared<uint64_t>(0);
   auto queued = std::make_shared<bool>(false);
-  const domain::MutationContext ctx{d.clock->NowMs(), sync_.get()};
-  d.writer->Submit(
-      [entries, last_txid, queued, ctx, sync = sync_](WriteTxn& t) -> Status {
+  const domain::MutationContext ctx{deps.clock->NowMs(), sync_policy.get()};
+  deps.writer->Submit(
+      [entries, last_txid, queued, ctx, sync = sync_policy](WriteTxn& t) -> Status {
         *last_txid = 0;
         *queued = false;
         for (size_t i = 0; i < entries->size(); ++i) {
@@ -259,10 +259,10 @@ void Handlers::HandleUsersImport(const ipc::Request& q, ipc::Responder r) {
       },
       [this, r, tag = q.tag, entries, last_txid, queued](Status st) {
         if (!st.ok()) return Reply(r, tag, FromStatus(st, "import"));
-        if (*queued && d.outbox) d.outbox->Kick();
+        if (*queued && deps.outbox) deps.outbox->Kick();
         uint64_t txid = *last_txid;
         if (entries->empty()) {
-          auto txn = d.store->BeginRead();
+          auto txn = deps.store->BeginRead();
           if (txn.ok()) txid = txn->LastTxid();
         }
         LogInfo("users imported", {{"count", std::to_string(entries->size())},
@@ -275,18 +275,18 @@ void Handlers::HandleUsersImport(const ipc::Request& q, ipc::Responder r) {
 // ---------------------------------------------------------------- jwks
 
 void Handlers::HandleJwksRefresh(const ipc::Request& q, ipc::Responder r) {
-  d.jwks->Refresh([this, r, tag = q.tag](Status st) {
+  deps.jwks->Refresh([this, r, tag = q.tag](Status st) {
     if (!st.ok()) return Reply(r, tag, Internal("JWKS refresh failed", st.message()));
-    Reply(r, tag, ipc::Outcome::Success(Json{{"keys", d.jwks->keys()}}));
+    Reply(r, tag, ipc::Outcome::Success(Json{{"keys", deps.jwks->keys()}}));
   });
 }
 
 // -------------------------------------------------------------- config
 
 void Handlers::HandleConfigReload(const ipc::Request& q, ipc::Responder r) {
-  if (!d.reload) return Reply(r, q.tag, Internal("config reload failed", "reloading is not available"));
+  if (!deps.reload) return Reply(r, q.tag, Internal("config reload failed", "reloading is not available"));
   std::vector<std::string> reloaded, needs_restart;
-  Status st = d.reload(&reloaded, &needs_restart);
+  Status st = deps.reload(&reloaded, &needs_restart);
   if (!st.ok()) return Reply(r, q.tag, Internal("config reload failed; the running configuration is kept", st.message()));
   Reply(r, q.tag, ipc::Outcome::Success(Json{{"reloaded", reloaded}, {"needsRestart", needs_restart}}));
 }
@@ -321,7 +321,7 @@ void AdminApi::Dispatch(const ipc::Request& request, ipc::Responder responder) {
   if (t == "admin.backup") return i.HandleBackup(request, responder);
   if (t == "admin.config.reload") return i.HandleConfigReload(request, responder);
   if (t == "admin.changes") return i.HandleChanges(request, responder);
-  i.d.metrics->Inc("usersd_admin_requests_total", {{"method", "unknown"}, {"outcome", "unknown_method"}});
+  i.deps.metrics->Inc("usersd_admin_requests_total", {{"method", "unknown"}, {"outcome", "unknown_method"}});
   responder.Reply(ipc::Outcome::Die("unknown method \"" + t + "\"", ipc::kMethodNotFound));
 }
 

@@ -24,10 +24,10 @@ void Handlers::HandleBackup(const ipc::Request& q, ipc::Responder r) {
   if (path.size() > 4000 || path.find('\0') != std::string::npos)
     return Reply(r, q.tag, Invalid("path: too long or contains NUL"));
   while (path.size() > 1 && path.back() == '/') path.pop_back();
-  if (path == d.store->path()) return Reply(r, q.tag, Invalid("path: is the live store's directory"));
+  if (path == deps.store->path()) return Reply(r, q.tag, Invalid("path: is the live store's directory"));
   // Backups go below admin_socket.backup_dir only (issue 21): the daemon
   // writes with its own rights, which are not the caller's.
-  const std::string root = d.config->admin_socket.backup_dir;
+  const std::string root = deps.config->admin_socket.backup_dir;
   if (!IsPathBelow(root, path))
     return Reply(r, q.tag, Invalid("path: must be below admin_socket.backup_dir (" + root + "), without . or .."));
   if (backup_running) return Reply(r, q.tag, Internal("backup refused", "another backup is in progress"));
@@ -50,7 +50,7 @@ void Handlers::HandleBackup(const ipc::Request& q, ipc::Responder r) {
   w->req.data = w;
   LogInfo("backup started", {{"path", path}, {"uid", std::to_string(r.peer().uid)}});
   int rc = uv_queue_work(
-      d.loop, &w->req,
+      deps.loop, &w->req,
       [](uv_work_t* req) {
         auto* w = static_cast<Work*>(req->data);
         auto dir = OpenDirBelow(w->root, w->path);
@@ -58,7 +58,7 @@ void Handlers::HandleBackup(const ipc::Request& q, ipc::Responder r) {
           w->st = dir.status();
           return;
         }
-        auto info = w->api->d.store->Backup(*dir, w->path);
+        auto info = w->api->deps.store->Backup(*dir, w->path);
         ::close(*dir);
         if (!info.ok()) {
           w->st = info.status();

@@ -48,7 +48,7 @@ struct Handlers::ChangeStream : std::enable_shared_from_this<ChangeStream> {
     if (!r_.connected()) return Finish();
     std::vector<store::Change> changes;
     {
-      auto txn = api_->d.store->BeginRead();
+      auto txn = api_->deps.store->BeginRead();
       if (!txn.ok()) return Fail(txn.status());
       auto c = txn->ChangesSince(after_ + 1, kChangesPerChunk);
       if (!c.ok()) return Fail(c.status());
@@ -74,7 +74,7 @@ struct Handlers::ChangeStream : std::enable_shared_from_this<ChangeStream> {
     if (done_ || awaiting_ack_) return;
     uint64_t last = 0;
     {
-      auto txn = api_->d.store->BeginRead();
+      auto txn = api_->deps.store->BeginRead();
       if (!txn.ok()) return Fail(txn.status());
       last = txn->LastTxid();
     }
@@ -85,7 +85,7 @@ struct Handlers::ChangeStream : std::enable_shared_from_this<ChangeStream> {
 
   void StartPolling() {
     if (timer_.open()) return;
-    timer_.Start(api_->d.loop, kStreamPollMs, kStreamPollMs, [this] {
+    timer_.Start(api_->deps.loop, kStreamPollMs, kStreamPollMs, [this] {
       auto keep = shared_from_this();
       OnTick();
     });
@@ -126,7 +126,7 @@ void Handlers::HandleChanges(const ipc::Request& q, ipc::Responder r) {
   if (!p.ok()) return Reply(r, q.tag, Invalid(p.status().message()));
   auto since = U64Param(*p, "sinceTransactionId");
   if (!since.ok()) return Reply(r, q.tag, Invalid(since.status().message()));
-  d.metrics->Inc("usersd_admin_requests_total", {{"method", q.tag}, {"outcome", "stream"}});
+  deps.metrics->Inc("usersd_admin_requests_total", {{"method", q.tag}, {"outcome", "stream"}});
   auto s = std::make_shared<ChangeStream>(this, r, since->value_or(0));
   streams.emplace(s.get(), s);
   s->Start();

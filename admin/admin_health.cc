@@ -11,7 +11,7 @@ namespace usersd::admin {
 // ------------------------------------------------------------ metrics
 
 void Handlers::RegisterMetrics() {
-  Metrics& m = *d.metrics;
+  Metrics& m = *deps.metrics;
   m.Describe("usersd_admin_requests_total", "counter", "Admin socket requests by method and outcome.");
   m.Describe("usersd_build_info", "gauge", "Always 1; the version label is the running build.");
   m.Describe("usersd_uptime_seconds", "gauge", "Seconds since usersd started.");
@@ -21,17 +21,17 @@ void Handlers::RegisterMetrics() {
   // component describes and sets its own series; the exposition is sorted
   // by name, so the order of these calls does not show.
   m.AddCollector([this](Metrics& m) {
-    const Clock& clock = *d.clock;
+    const Clock& clock = *deps.clock;
     int64_t now = clock.NowMs();
-    m.Set("usersd_build_info", {{"version", d.version}}, 1);
-    m.Set("usersd_uptime_seconds", {}, static_cast<double>(now - d.started_at_ms) / 1000.0);
-    d.store->ExportMetrics(m);
-    if (d.outbox) d.outbox->ExportMetrics(m);
-    if (d.jwks) d.jwks->ExportMetrics(m);
-    if (d.events) d.events->ExportMetrics(m);
-    if (d.reconciler) d.reconciler->ExportMetrics(m);
-    if (d.writer) d.writer->ExportMetrics(m);
-    if (d.app_server) d.app_server->ExportMetrics(m);
+    m.Set("usersd_build_info", {{"version", deps.version}}, 1);
+    m.Set("usersd_uptime_seconds", {}, static_cast<double>(now - deps.started_at_ms) / 1000.0);
+    deps.store->ExportMetrics(m);
+    if (deps.outbox) deps.outbox->ExportMetrics(m);
+    if (deps.jwks) deps.jwks->ExportMetrics(m);
+    if (deps.events) deps.events->ExportMetrics(m);
+    if (deps.reconciler) deps.reconciler->ExportMetrics(m);
+    if (deps.writer) deps.writer->ExportMetrics(m);
+    if (deps.app_server) deps.app_server->ExportMetrics(m);
     m.Set("usersd_admin_streams", {}, static_cast<double>(streams.size()));
   });
 }
@@ -39,13 +39,13 @@ void Handlers::RegisterMetrics() {
 // -------------------------------------------------------------- status
 
 Json Handlers::StatusJson() {
-  int64_t now = d.clock->NowMs();
-  store::StoreStats s = d.store->Stats();
+  int64_t now = deps.clock->NowMs();
+  store::StoreStats s = deps.store->Stats();
   uint64_t last_txid = 0;
   int64_t oldest_age_ms = -1;
   Json host_id = nullptr;
   {
-    auto txn = d.store->BeginRead();
+    auto txn = deps.store->BeginRead();
     if (txn.ok()) {
       last_txid = txn->LastTxid();
       if (auto h = domain::ReadHostId(*txn); h.ok() && h->has_value()) host_id = domain::FormatHostId(**h);
@@ -53,24 +53,24 @@ Json Handlers::StatusJson() {
       if (oldest.ok() && !oldest->empty()) oldest_age_ms = std::max<int64_t>(0, now - oldest->front().created_at_ms);
     }
   }
-  sync::UpstreamState up = d.workos->state();
+  sync::UpstreamState up = deps.workos->state();
   Json since =
-      up == sync::UpstreamState::kUnconfigured ? Json(nullptr) : Json(FormatIso8601Ms(d.workos->state_since_ms()));
+      up == sync::UpstreamState::kUnconfigured ? Json(nullptr) : Json(FormatIso8601Ms(deps.workos->state_since_ms()));
   Json upstream{{"state", sync::UpstreamStateName(up)}, {"since", since}};
   if (up == sync::UpstreamState::kUnconfigured) {
-    upstream["detail"] = "usersd is not configured: " + config::UnconfiguredDetail(*d.config, d.config_path);
+    upstream["detail"] = "usersd is not configured: " + config::UnconfiguredDetail(*deps.config, deps.config_path);
   } else {
-    upstream["keySource"] = config::DescribeApiKeySource(*d.config, d.config_path);
+    upstream["keySource"] = config::DescribeApiKeySource(*deps.config, deps.config_path);
   }
   if (up == sync::UpstreamState::kUnauthorized) {
-    upstream["detail"] = "WorkOS refuses the API key (" + d.workos->unauthorized_detail() + "); " +
-                         config::ApiKeyAdvice(*d.config, d.config_path);
+    upstream["detail"] = "WorkOS refuses the API key (" + deps.workos->unauthorized_detail() + "); " +
+                         config::ApiKeyAdvice(*deps.config, deps.config_path);
   }
-  std::optional<std::string> cursor = d.events ? d.events->cursor() : std::nullopt;
+  std::optional<std::string> cursor = deps.events ? deps.events->cursor() : std::nullopt;
   auto ms_or_null = [](int64_t ms) { return ms > 0 ? Json(FormatIso8601Ms(ms)) : Json(nullptr); };
   Json events = nullptr;
-  if (d.events) {
-    sync::EventsStats es = d.events->stats();
+  if (deps.events) {
+    sync::EventsStats es = deps.events->stats();
     events = Json{{"cursor", cursor ? Json(*cursor) : Json(nullptr)},
                   {"cursorCreatedAt", ms_or_null(es.cursor_at_ms)},
                   {"cursorAgeSeconds",
@@ -86,8 +86,8 @@ Json Handlers::StatusJson() {
                   {"newestFirstPages", es.newest_first_pages}};
   }
   Json reconcile = nullptr;
-  if (d.reconciler) {
-    sync::ReconcileStatus rs = d.reconciler->status();
+  if (deps.reconciler) {
+    sync::ReconcileStatus rs = deps.reconciler->status();
     reconcile = Json{{"state", rs.running ? "running" : "idle"},
                      {"reason", rs.reason.empty() ? Json(nullptr) : Json(rs.reason)},
                      {"phase", rs.phase.empty() ? Json(nullptr) : Json(rs.phase)},
@@ -102,24 +102,24 @@ Json Handlers::StatusJson() {
                      {"lastError", rs.last_error.empty() ? Json(nullptr) : Json(rs.last_error)},
                      {"nextAutomaticStartAt", ms_or_null(rs.next_auto_start_ms)}};
   }
-  return Json{{"version", d.version},
+  return Json{{"version", deps.version},
               {"hostId", host_id},
-              {"uptimeSeconds", std::max<int64_t>(0, now - d.started_at_ms) / 1000},
+              {"uptimeSeconds", std::max<int64_t>(0, now - deps.started_at_ms) / 1000},
               {"users", s.users},
               {"lastTransactionId", last_txid},
               {"store",
-               {{"path", d.store->path()},
+               {{"path", deps.store->path()},
                 {"sizeBytes", s.file_bytes},
                 {"mapSizeBytes", s.map_size_bytes},
                 {"usedBytes", s.used_bytes},
-                {"maxMapSizeBytes", d.config->store.max_map_size_mib << 20}}},
+                {"maxMapSizeBytes", deps.config->store.max_map_size_mib << 20}}},
               {"outbox", {{"depth", s.outbox_depth}, {"oldestAgeSeconds", SecondsOrNull(oldest_age_ms)}}},
               {"deadLetters", s.dead_letters},
               {"upstream", upstream},
               {"eventsCursor", cursor ? Json(*cursor) : Json(nullptr)},
               {"events", events},
               {"reconcile", reconcile},
-              {"jwks", {{"keys", d.jwks->keys()}, {"ageSeconds", SecondsOrNull(d.jwks->age_ms())}}}};
+              {"jwks", {{"keys", deps.jwks->keys()}, {"ageSeconds", SecondsOrNull(deps.jwks->age_ms())}}}};
 }
 
 void Handlers::HandleStatus(const ipc::Request& q, ipc::Responder r) {
@@ -134,7 +134,7 @@ void Handlers::HandleHealth(const ipc::Request& q, ipc::Responder r) {
 
   // store: readable, and not about to hit store.max_map_size_mib.
   {
-    auto txn = d.store->BeginRead();
+    auto txn = deps.store->BeginRead();
     uint64_t used = status["store"]["usedBytes"].get<uint64_t>();
     uint64_t max = status["store"]["maxMapSizeBytes"].get<uint64_t>();
     double ratio = max ? static_cast<double>(used) / static_cast<double>(max) : 0.0;
@@ -145,7 +145,7 @@ void Handlers::HandleHealth(const ipc::Request& q, ipc::Responder r) {
   }
   // jwks: without a key no token verifies.
   {
-    size_t keys = d.jwks->keys();
+    size_t keys = deps.jwks->keys();
     Json c{{"ok", keys > 0}, {"keys", keys}, {"ageSeconds", status["jwks"]["ageSeconds"]}};
     if (keys == 0) c["detail"] = "no signing keys: every token is refused";
     checks["jwks"] = c;
@@ -169,7 +169,7 @@ void Handlers::HandleHealth(const ipc::Request& q, ipc::Responder r) {
   }
   {
     Json age = status["outbox"]["oldestAgeSeconds"];
-    bool stale = !age.is_null() && age.get<int64_t>() * 1000 > d.config->outbox.max_backoff_ms * 2;
+    bool stale = !age.is_null() && age.get<int64_t>() * 1000 > deps.config->outbox.max_backoff_ms * 2;
     Json c{{"ok", !stale}, {"depth", status["outbox"]["depth"]}, {"oldestAgeSeconds", age}};
     if (stale) c["detail"] = "the oldest job has waited longer than twice outbox.max_backoff_ms";
     checks["outbox"] = c;
@@ -196,7 +196,7 @@ void Handlers::HandleHealth(const ipc::Request& q, ipc::Responder r) {
       finished = true;
       timer.Close();
       double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-      Json c{{"ok", st.ok() && !timed_out}, {"latencyMs", ms}, {"queued", api->d.writer->queued()}};
+      Json c{{"ok", st.ok() && !timed_out}, {"latencyMs", ms}, {"queued", api->deps.writer->queued()}};
       if (timed_out) c["detail"] = "a probe write did not complete within 2 s";
       else if (!st.ok()) c["detail"] = st.message();
       checks["writer"] = c;
@@ -206,14 +206,14 @@ void Handlers::HandleHealth(const ipc::Request& q, ipc::Responder r) {
     }
   };
   auto probe = std::make_shared<Probe>(Probe{this, r, q.tag, std::move(checks)});
-  probe->timer.Start(d.loop, kWriterProbeTimeoutMs, 0, [probe] { probe->Done(Status::Ok(), true); });
-  d.writer->Submit([](WriteTxn&) { return Status::Ok(); }, [probe](Status st) { probe->Done(st, false); });
+  probe->timer.Start(deps.loop, kWriterProbeTimeoutMs, 0, [probe] { probe->Done(Status::Ok(), true); });
+  deps.writer->Submit([](WriteTxn&) { return Status::Ok(); }, [probe](Status st) { probe->Done(st, false); });
 }
 
 // ------------------------------------------------------------- metrics
 
 void Handlers::HandleMetrics(const ipc::Request& q, ipc::Responder r) {
-  Reply(r, q.tag, ipc::Outcome::Success(Json{{"text", d.metrics->Render()}}));
+  Reply(r, q.tag, ipc::Outcome::Success(Json{{"text", deps.metrics->Render()}}));
 }
 
 }  // namespace usersd::admin

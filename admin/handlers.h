@@ -127,17 +127,17 @@ inline Result<std::optional<uint64_t>> U64Param(const Json& p, const char* name)
 
 struct Handlers {
   struct ChangeStream;
-  AdminDeps d;
+  AdminDeps deps;
   std::unordered_map<ChangeStream*, std::shared_ptr<ChangeStream>> streams;
   bool backup_running = false;
 
-  std::shared_ptr<const domain::SyncPolicy> sync_;
+  std::shared_ptr<const domain::SyncPolicy> sync_policy;
 
-  explicit Handlers(AdminDeps deps)
-      : d(std::move(deps)), sync_(d.sync ? d.sync : std::make_shared<const domain::SyncPolicy>()) {}
+  explicit Handlers(AdminDeps deps_in)
+      : deps(std::move(deps_in)), sync_policy(deps.sync ? deps.sync : std::make_shared<const domain::SyncPolicy>()) {}
 
   void Reply(const ipc::Responder& r, const std::string& tag, const ipc::Outcome& o) {
-    d.metrics->Inc("usersd_admin_requests_total", {{"method", tag}, {"outcome", OutcomeLabel(o)}});
+    deps.metrics->Inc("usersd_admin_requests_total", {{"method", tag}, {"outcome", OutcomeLabel(o)}});
     if (o.kind != ipc::Outcome::Kind::kSuccess) {
       LogInfo("admin request failed", {{"method", tag}, {"error", o.message}, {"uid", std::to_string(r.peer().uid)}});
     } else {

@@ -178,8 +178,8 @@ Result<bool> ClaimEmail(WriteTxn& t, const std::string& email, const std::string
   return true;
 }
 
-Status Commit(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,
-              const MutationContext& c);
+Status WriteChange(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,
+                   const MutationContext& c);
 
 Status GiveReleasedEmail(WriteTxn& t, const std::string& email, const MutationContext& c) {
   std::string key = std::string(store::kMetaEmailWaitPrefix) + EmailKey(email);
@@ -197,22 +197,22 @@ Status GiveReleasedEmail(WriteTxn& t, const std::string& email, const MutationCo
   after.email = email;
   after.updated_at_ms = c.now_ms;
   LogInfo("user got the WorkOS email another local user released", {{"user", after.id}});
-  return Commit(t, after, *w, ChangeOp::kUpsert, c);
+  return WriteChange(t, after, *w, ChangeOp::kUpsert, c);
 }
 
-Status Commit(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,
-              const MutationContext& c) {
-  USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, before, op, c.now_ms));
+Status WriteChange(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,
+                   const MutationContext& c) {
+  USERSD_RETURN_IF_ERROR(store::WriteUserChange(t, after, before, op, c.now_ms));
   if (before && before->live() && !before->email.empty() &&
       (!after.live() || EmailKey(after.email) != EmailKey(before->email)))
     return GiveReleasedEmail(t, before->email, c);
   return Status::Ok();
 }
 
-Result<Mutation> CommitUpdate(WriteTxn& t, UserRecord after, const std::optional<UserRecord>& before,
-                              const MutationContext& c, Version version) {
+Result<Mutation> WriteUpdate(WriteTxn& t, UserRecord after, const std::optional<UserRecord>& before,
+                             const MutationContext& c, Version version) {
   Mutation out;
-  USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kUpsert, c));
+  USERSD_RETURN_IF_ERROR(WriteChange(t, after, before, ChangeOp::kUpsert, c));
   USERSD_RETURN_IF_ERROR(EnqueueUpdate(t, after, ChangedFields(before, after, *c.sync), c, &out, version));
   out.kind = Mutation::Kind::kCommitted;
   out.user = std::move(after);
@@ -282,7 +282,7 @@ Result<Mutation> ProvisionUser(WriteTxn& t, const ProvisionRequest& r, const Mut
   u.role = SessionRole(r.role);
   USERSD_RETURN_IF_ERROR(SettleEmail(t, m));
   Mutation out;
-  USERSD_RETURN_IF_ERROR(Commit(t, u, std::nullopt, ChangeOp::kUpsert, c));
+  USERSD_RETURN_IF_ERROR(WriteChange(t, u, std::nullopt, ChangeOp::kUpsert, c));
   if (!r.profile) {
     USERSD_RETURN_IF_ERROR(Enqueue(t, u, JobOp::kFetch, Json::object(), c, &out));
   } else if (!r.profile->external_id) {
@@ -321,7 +321,7 @@ Result<Mutation> ApplyPatch(WriteTxn& t, const Actor& actor, const UserPatch& pa
     if (!fits.ok()) return Refused(OpResult::Invalid(fits.message()));
   }
   after.updated_at_ms = c.now_ms;
-  return CommitUpdate(t, std::move(after), before, c, *v);
+  return WriteUpdate(t, std::move(after), before, c, *v);
 }
 
 Result<Mutation> SoftDelete(WriteTxn& t, const Actor& actor, const std::string& id, const MutationContext& c) {
@@ -333,7 +333,7 @@ Result<Mutation> SoftDelete(WriteTxn& t, const Actor& actor, const std::string& 
   after.deleted_at_ms = c.now_ms;
   after.updated_at_ms = c.now_ms;
   Mutation out;
-  USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kDelete, c));
+  USERSD_RETURN_IF_ERROR(WriteChange(t, after, before, ChangeOp::kDelete, c));
   USERSD_RETURN_IF_ERROR(Enqueue(t, after, JobOp::kDelete, Json::object(), c, &out));
   out.kind = Mutation::Kind::kCommitted;
   out.user = std::move(after);
@@ -349,7 +349,7 @@ Result<Mutation> FinishOnboarding(WriteTxn& t, const std::string& id, const Muta
   auto v = StampWrite(t, after, {"isOnboarded"}, {}, c);
   if (!v.ok()) return v.status();
   after.updated_at_ms = c.now_ms;
-  return CommitUpdate(t, std::move(after), *cur, c, *v);
+  return WriteUpdate(t, std::move(after), *cur, c, *v);
 }
 
 Result<Mutation> ResetAvatar(WriteTxn& t, const std::string& id, const std::optional<std::optional<std::string>>& live,
@@ -369,7 +369,7 @@ Result<Mutation> ResetAvatar(WriteTxn& t, const std::string& id, const std::opti
   auto v = StampWrite(t, after, {"avatarUrl"}, {}, c);
   if (!v.ok()) return v.status();
   after.updated_at_ms = c.now_ms;
-  return CommitUpdate(t, std::move(after), *cur, c, *v);
+  return WriteUpdate(t, std::move(after), *cur, c, *v);
 }
 
 // --------------------------------------------------------- admin
@@ -434,7 +434,7 @@ Result<Mutation> ImportUser(WriteTxn& t, const UserImport& e, size_t index, cons
     if (!fits.ok()) return Status::InvalidArgument(at + "." + fits.message());
   }
   ChangeOp op = after.live() ? ChangeOp::kUpsert : ChangeOp::kDelete;
-  Status st = Commit(t, after, before, op, c);
+  Status st = WriteChange(t, after, before, op, c);
   if (st.code() == Code::kInvalidArgument) {
     std::string field = st.message().find("email") != std::string::npos ? ".email: " : ": ";
     return Status::InvalidArgument(at + field + st.message());
@@ -498,7 +498,7 @@ Result<std::string> BackfillExternalIds(WriteTxn& t, const std::string& after_id
   return users->back().id;
 }
 
-// ------------------------------------------- issue 21 (policy follows tokens)
+// ------------------------------------------------ the caller's token
 
 Result<Mutation> RecordTokenClaims(WriteTxn& t, std::string_view workos_id, const std::optional<std::string>& org_id,
                                    const std::string& role, const MutationContext& c) {
@@ -516,7 +516,7 @@ Result<Mutation> RecordTokenClaims(WriteTxn& t, std::string_view workos_id, cons
                                                             {"was_organization", before.organization_id.value_or("")},
                                                             {"was_role", before.role}});
   // Bookkeeping, not a change an application sees: updatedAt stays.
-  USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kUpsert, c));
+  USERSD_RETURN_IF_ERROR(WriteChange(t, after, before, ChangeOp::kUpsert, c));
   return Committed(std::move(after));
 }
 

@@ -10,8 +10,9 @@
 // touches a UserRecord's fields, the email index or the outbox directly.
 //
 // What each function decides, once for all callers:
-//   - Commit: the record, its change-feed entry (store::CommitUserChange)
-//     and what WorkOS must learn commit in the caller's transaction. A user
+//   - Write (Mutation::kCommitted): the record, its change-feed entry
+//     (store::WriteUserChange) and what WorkOS must learn are written in the
+//     caller's transaction, and commit with it. A user
 //     has at most one pending update job (SPEC 4b: state, not operations):
 //     a write merges into it. It carries the WorkOS-owned fields that
 //     changed with their values ("email", "first_name", "last_name"), "doc"
@@ -244,8 +245,7 @@ Result<Mutation> ImportUser(store::WriteTxn& t, const UserImport& e, size_t inde
 Result<std::string> BackfillExternalIds(store::WriteTxn& t, const std::string& after_id, size_t limit,
                                         const MutationContext& c, size_t* queued);
 
-// ------------------------------------------- issue 21 (policy follows tokens)
-// Added on branch issue-21; the lead may move it up among the operations.
+// ------------------------------------------------ the caller's token
 
 // Records the organization and role of a user's latest verified token
 // (SPEC 1 policy: the org-admin check compares the target's latest ones,

@@ -77,20 +77,23 @@ Status PublishIfBehind(WriteTxn& t, const UserRecord& u, const MutationContext& 
 Status EnqueuePublishId(WriteTxn& t, const UserRecord& u, const MutationContext& c, Mutation* m);
 
 // Whether `email` may go to user `self`: no other live local user holds it.
-// When it may not, `self` waits for it (given by Commit when released).
+// When it may not, `self` waits for it (given by WriteChange when released).
 Result<bool> ClaimEmail(WriteTxn& t, const std::string& email, const std::string& self, const std::string& workos_id);
 
-Status Commit(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,
-              const MutationContext& c);
+// Writes the change (store::WriteUserChange) and, when `before` released an
+// email, gives it to the user waiting for it. How every user change is written.
+Status WriteChange(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,
+                   const MutationContext& c);
 
 // `before` released an email (changed it or was deleted): a user waiting
 // for it with an empty email gets it.
 Status GiveReleasedEmail(WriteTxn& t, const std::string& email, const MutationContext& c);
 
-// How an operation on a live user ends: the change commits and its job
-// (what WorkOS should learn, if anything) is queued.
-Result<Mutation> CommitUpdate(WriteTxn& t, UserRecord after, const std::optional<UserRecord>& before,
-                              const MutationContext& c, Version version);
+// How an operation on a live user ends: the change is written and its job
+// (what WorkOS should learn, if anything) is queued, in the caller's
+// transaction.
+Result<Mutation> WriteUpdate(WriteTxn& t, UserRecord after, const std::optional<UserRecord>& before,
+                             const MutationContext& c, Version version);
 
 // A free id for a new user of `workos_id`: the identity rule's, unless a
 // user of another WorkOS id holds it (an imported id); then a random one.

@@ -36,7 +36,7 @@ Status Save(WriteTxn& t, UserRecord& after, const UserRecord& before, bool touch
   *visible = VisiblyDiffers(after, before);
   if (*visible) {
     if (touch) after.updated_at_ms = c.now_ms;
-    return Commit(t, after, before, ChangeOp::kUpsert, c);
+    return WriteChange(t, after, before, ChangeOp::kUpsert, c);
   }
   if (!BookkeepingDiffers(after, before)) return Status::Ok();
   after.txid = before.txid;
@@ -128,7 +128,7 @@ Result<RemoteOutcome> ApplyRemote(WriteTxn& t, const Profile& p, const MutationC
     MergeResult r = NewFromProfile(*id, p, c.now_ms, c.sync->metadata);
     USERSD_RETURN_IF_ERROR(ObserveVersion(t, r.seen));
     USERSD_RETURN_IF_ERROR(SettleEmail(t, r));
-    USERSD_RETURN_IF_ERROR(Commit(t, r.after, std::nullopt, ChangeOp::kUpsert, c));
+    USERSD_RETURN_IF_ERROR(WriteChange(t, r.after, std::nullopt, ChangeOp::kUpsert, c));
     return RemoteOutcome::kCreated;
   }
   const UserRecord& before = **existing;
@@ -173,7 +173,7 @@ Result<RemoteOutcome> ApplyRemoteDelete(WriteTxn& t, std::string_view workos_id,
     return RemoteOutcome::kUnchanged;
   }
   after.updated_at_ms = c.now_ms;
-  USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kDelete, c));
+  USERSD_RETURN_IF_ERROR(WriteChange(t, after, before, ChangeOp::kDelete, c));
   return was_live ? RemoteOutcome::kDeleted : RemoteOutcome::kUpdated;
 }
 
@@ -202,7 +202,8 @@ Status LearnExternalId(WriteTxn& t, std::string_view workos_id, const std::optio
   UserRecord after = before;
   after.external_id = external_id.value_or(std::string());
   // Bookkeeping, not a change an application sees: updatedAt stays.
-  if (after.external_id != before.external_id) USERSD_RETURN_IF_ERROR(Commit(t, after, before, ChangeOp::kUpsert, c));
+  if (after.external_id != before.external_id)
+    USERSD_RETURN_IF_ERROR(WriteChange(t, after, before, ChangeOp::kUpsert, c));
   if (auto target = RekeyTarget(after)) return RekeyUser(t, after, *target, c);
   return Status::Ok();
 }
@@ -448,7 +449,7 @@ Status KeepImportedId(WriteTxn& t, std::string_view workos_id, const MutationCon
   if (!cur->has_value() || (*cur)->id_from_import) return Status::Ok();
   UserRecord after = **cur;
   after.id_from_import = true;
-  return Commit(t, after, *cur, ChangeOp::kUpsert, c);
+  return WriteChange(t, after, *cur, ChangeOp::kUpsert, c);
 }
 
 Status RekeyUser(WriteTxn& t, const UserRecord& before, const std::string& new_id, const MutationContext& c) {
@@ -479,7 +480,7 @@ Status RekeyUser(WriteTxn& t, const UserRecord& before, const std::string& new_i
   UserRecord after = before;
   after.id = new_id;
   after.updated_at_ms = c.now_ms;
-  USERSD_RETURN_IF_ERROR(store::CommitUserChange(t, after, std::nullopt, ChangeOp::kUpsert, c.now_ms));
+  USERSD_RETURN_IF_ERROR(store::WriteUserChange(t, after, std::nullopt, ChangeOp::kUpsert, c.now_ms));
   for (auto& j : *jobs) {
     j.user_id = new_id;
     if (j.fields.is_object() && j.fields.contains("external_id") && !j.fields.contains("external_id_import"))

@@ -401,7 +401,7 @@ Result<WriteTxn> Store::BeginWrite() {
   return WriteTxn(this, txn, /*nested=*/false);
 }
 
-void Store::Committed(uint64_t id, uint64_t txid) {
+void Store::NoteCommit(uint64_t id, uint64_t txid) {
   // LMDB skips a commit that wrote nothing: no sync, no meta page, and the
   // environment's last transaction stays the one before. The meta pages
   // live in the map, which only this (the writer) thread ever remaps.
@@ -588,8 +588,8 @@ void Store::ExportMetrics(Metrics& m) {
   m.Set("usersd_store_max_map_bytes", {}, static_cast<double>(max_map_size_.load()));
 }
 
-Status CommitUserChange(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,
-                        int64_t now_ms) {
+Status WriteUserChange(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,
+                       int64_t now_ms) {
   auto txid = t.NextTxid();
   if (!txid.ok()) return txid.status();
   after.txid = *txid;

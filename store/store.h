@@ -293,7 +293,7 @@ class Store {
   int Remap(uint64_t size) EXCLUDES(gate_mu_);
   // Bookkeeping of a top-level commit of the write transaction `id` whose
   // last_txid was `txid` (writer thread).
-  void Committed(uint64_t id, uint64_t txid);
+  void NoteCommit(uint64_t id, uint64_t txid);
 
   MDB_dbi dbi(Table table) const { return dbis_[static_cast<size_t>(table)]; }
 
@@ -326,8 +326,9 @@ class Store {
 
 // Gives `after` the next transactionId, stores it (PutUser, with `before` the
 // stored version or nullopt for a new user) and appends its change-feed entry:
-// how every user change commits (operations, WorkOS events and fetches).
-Status CommitUserChange(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,
-                        int64_t now_ms);
+// how every user change is written (operations, WorkOS events and fetches);
+// the caller's transaction commits it.
+Status WriteUserChange(WriteTxn& t, UserRecord& after, const std::optional<UserRecord>& before, ChangeOp op,
+                       int64_t now_ms);
 
 }  // namespace usersd::store

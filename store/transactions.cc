@@ -268,7 +268,7 @@ Status WriteTxn::Commit() {
   const uint64_t id = mdb_txn_id(txn_);
   int rc = mdb_txn_commit(txn_);
   txn_ = nullptr;
-  if (rc == 0) store_->Committed(id, last.ok() ? *last : 0);
+  if (rc == 0) store_->NoteCommit(id, last.ok() ? *last : 0);
   return FromMdb(rc, "mdb_txn_commit");
 }
 

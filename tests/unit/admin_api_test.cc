@@ -70,23 +70,23 @@ struct Rig {
     jwks = std::make_unique<sync::JwksManager>(&loop, workos.get(), store.get(), writer.get(), auth.get(), clock,
                                                sync::JwksOptions{});
     REQUIRE(jwks->Start().ok());
-    AdminDeps d;
-    d.loop = &loop;
-    d.version = "test";
-    d.started_at_ms = clock.NowMs();
-    d.clock = &clock;
-    d.config = &cfg;
-    d.store = store.get();
-    d.writer = writer.get();
-    d.metrics = &metrics;
-    d.workos = workos.get();
-    d.jwks = jwks.get();
-    d.reload = [this](std::vector<std::string>* r, std::vector<std::string>* n) {
+    AdminDeps deps;
+    deps.loop = &loop;
+    deps.version = "test";
+    deps.started_at_ms = clock.NowMs();
+    deps.clock = &clock;
+    deps.config = &cfg;
+    deps.store = store.get();
+    deps.writer = writer.get();
+    deps.metrics = &metrics;
+    deps.workos = workos.get();
+    deps.jwks = jwks.get();
+    deps.reload = [this](std::vector<std::string>* r, std::vector<std::string>* n) {
       *r = reload_reloaded;
       *n = reload_restart;
       return reload_status;
     };
-    api = std::make_unique<AdminApi>(std::move(d));
+    api = std::make_unique<AdminApi>(std::move(deps));
     ipc::ServerOptions o;
     o.name = "admin";
     o.path = dir / "admin.sock";

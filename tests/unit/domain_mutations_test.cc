@@ -603,7 +603,7 @@ TEST_CASE("mutations: the backfill publishes every id not known to be set, once,
       if (i == 1) u.external_id = u.id;         // published already
       if (i == 2) u.external_id = "app-owned";  // the application's: never changed
       if (i == 3) u.deleted_at_ms = 5;
-      REQUIRE(store::CommitUserChange(t, u, std::nullopt, store::ChangeOp::kUpsert, 1).ok());
+      REQUIRE(store::WriteUserChange(t, u, std::nullopt, store::ChangeOp::kUpsert, 1).ok());
     }
     return 0;
   });

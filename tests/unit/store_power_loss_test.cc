@@ -386,7 +386,7 @@ Recording RunWorkload(SyncMode mode, bool ack_early, uint64_t seed, size_t ops) 
               if (!cur.ok()) return cur.status();
               UserRecord after = cur->has_value() ? **cur : NewUser(n);
               after.first_name = value;
-              USERSD_RETURN_IF_ERROR(CommitUserChange(t, after, *cur, ChangeOp::kUpsert, now));
+              USERSD_RETURN_IF_ERROR(WriteUserChange(t, after, *cur, ChangeOp::kUpsert, now));
               *txid = after.txid;
               return Status::Ok();
             },
@@ -615,7 +615,7 @@ void CheckImage(const std::string& image, const std::vector<const iolog::Event*>
     auto t = store->BeginWrite();
     REQUIRE(t.ok());
     UserRecord u = NewUser(100000);
-    Status st = CommitUserChange(*t, u, std::nullopt, ChangeOp::kUpsert, 1);
+    Status st = WriteUserChange(*t, u, std::nullopt, ChangeOp::kUpsert, 1);
     if (st.ok()) st = t->Commit();
     if (!st.ok()) {
       stats.problems.push_back(where("writing after reopening failed: " + st.ToString()));

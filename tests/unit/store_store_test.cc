@@ -698,7 +698,7 @@ uint64_t CommitNew(Store& s, const std::string& id) {
   auto t = s.BeginWrite();
   REQUIRE(t.ok());
   UserRecord u = MakeUser(id, "w" + id, id + "@example.com");
-  REQUIRE(CommitUserChange(*t, u, std::nullopt, ChangeOp::kUpsert, 1).ok());
+  REQUIRE(WriteUserChange(*t, u, std::nullopt, ChangeOp::kUpsert, 1).ok());
   REQUIRE(t->Commit().ok());
   return u.txid;
 }
@@ -912,15 +912,15 @@ TEST_CASE("outbox: ListJobsAfter reads only newer jobs and GetJob reads one", "[
   CHECK_FALSE(r->GetJob(3)->has_value());
 }
 
-TEST_CASE("store: CommitUserChange stores the user with a new txid and its change entry", "[store]") {
+TEST_CASE("store: WriteUserChange stores the user with a new txid and its change entry", "[store]") {
   TempDir dir;
   auto s = OpenAt(dir.path());
   UserRecord u = MakeUser("u1", "w1", "a@example.com");
-  Write(*s, [&](WriteTxn& t) { REQUIRE(CommitUserChange(t, u, std::nullopt, ChangeOp::kUpsert, 111).ok()); });
+  Write(*s, [&](WriteTxn& t) { REQUIRE(WriteUserChange(t, u, std::nullopt, ChangeOp::kUpsert, 111).ok()); });
   CHECK(u.txid == 1);
   UserRecord before = u;
   u.deleted_at_ms = 222;
-  Write(*s, [&](WriteTxn& t) { REQUIRE(CommitUserChange(t, u, before, ChangeOp::kDelete, 222).ok()); });
+  Write(*s, [&](WriteTxn& t) { REQUIRE(WriteUserChange(t, u, before, ChangeOp::kDelete, 222).ok()); });
   CHECK(u.txid == 2);
   CHECK(Must(Get(*s, "u1")).txid == 2);
   CHECK_FALSE(ByEmail(*s, "a@example.com"));
@@ -936,7 +936,7 @@ TEST_CASE("store: CommitUserChange stores the user with a new txid and its chang
   {
     auto t = s->BeginWrite();
     UserRecord other = MakeUser("u2", "w1", "");
-    CHECK(CommitUserChange(*t, other, std::nullopt, ChangeOp::kUpsert, 1).code() == Code::kInvalidArgument);
+    CHECK(WriteUserChange(*t, other, std::nullopt, ChangeOp::kUpsert, 1).code() == Code::kInvalidArgument);
   }
   CHECK(s->BeginRead()->LastTxid() == 2);
 }
@@ -1367,7 +1367,7 @@ TEST_CASE("backup: a hot copy taken while a writer writes opens as a store with 
       UserRecord u = MakeUser("during-" + std::to_string(i), "wd" + std::to_string(i), "");
       u.settings = Json{{"pad", std::string(2000, 'p')}};
       // Each write takes the next transactionId (the 100 above took none).
-      if (CommitUserChange(*t, u, std::nullopt, ChangeOp::kUpsert, 1).ok() && t->Commit().ok()) written++;
+      if (WriteUserChange(*t, u, std::nullopt, ChangeOp::kUpsert, 1).ok() && t->Commit().ok()) written++;
       ++i;
     }
   });

@@ -184,7 +184,7 @@ struct StoreRig {
     Status st = Write([u](store::WriteTxn& t) mutable {
       auto before = t.GetUser(u.id);
       if (!before.ok()) return before.status();
-      return store::CommitUserChange(t, u, *before, store::ChangeOp::kUpsert, 0);
+      return store::WriteUserChange(t, u, *before, store::ChangeOp::kUpsert, 0);
     });
     INFO(st.ToString());
     REQUIRE(st.ok());
