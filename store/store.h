@@ -152,11 +152,15 @@ class ReadTxn {
   ReadTxn(Store* store, MDB_txn* txn, bool holds_lock);
   Result<std::optional<std::string>> GetRaw(MDB_dbi dbi, std::string_view key);
   // The highest transactionId this transaction may show (see LastTxid).
-  uint64_t VisibleTxidLimit() const;
+  uint64_t VisibleTxidLimit() const { return visible_txid_; }
   Store* store_;
   MDB_txn* txn_;
   bool holds_lock_;
   bool reader_;  // a read transaction (BeginRead), not a WriteTxn
+  // Taken once, when the transaction begins: Store::durable_txid() moves on
+  // while it is open, and LastTxid and ChangesSince must agree (the change
+  // stream reads both; two looks could see two limits and skip a change).
+  uint64_t visible_txid_;
 };
 
 // A write transaction (writer thread only). Mutations maintain the indexes.

@@ -79,10 +79,14 @@ Result<std::vector<T>> Collect(MDB_txn* txn, MDB_dbi dbi, std::string_view start
 // ---------------------------------------------------------------- ReadTxn
 
 ReadTxn::ReadTxn(Store* store, MDB_txn* txn, bool holds_lock)
-    : store_(store), txn_(txn), holds_lock_(holds_lock), reader_(holds_lock) {}
+    : store_(store),
+      txn_(txn),
+      holds_lock_(holds_lock),
+      reader_(holds_lock),
+      visible_txid_(reader_ ? store->durable_txid() : std::numeric_limits<uint64_t>::max()) {}
 
 ReadTxn::ReadTxn(ReadTxn&& o) noexcept
-    : store_(o.store_), txn_(o.txn_), holds_lock_(o.holds_lock_), reader_(o.reader_) {
+    : store_(o.store_), txn_(o.txn_), holds_lock_(o.holds_lock_), reader_(o.reader_), visible_txid_(o.visible_txid_) {
   o.txn_ = nullptr;
   o.holds_lock_ = false;
 }
@@ -146,10 +150,6 @@ Result<std::optional<UserRecord>> ReadTxn::FindByEmail(std::string_view email) {
 
 Result<std::optional<std::string>> ReadTxn::GetMeta(std::string_view key) {
   return GetRaw(store_->dbi(Table::kMeta), key);
-}
-
-uint64_t ReadTxn::VisibleTxidLimit() const {
-  return reader_ ? store_->durable_txid() : std::numeric_limits<uint64_t>::max();
 }
 
 uint64_t ReadTxn::LastTxid() {

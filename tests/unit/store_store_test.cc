@@ -758,6 +758,28 @@ TEST_CASE("store: sync_mode one shows a transactionId only once its commit is du
   CHECK(s->syncs() == syncs0 + 5);  // commit c, the backup's sync of the store
 }
 
+TEST_CASE("store: a read transaction keeps the durable limit it began with", "[store][durability]") {
+  // admin.changes reads ChangesSince and, when it is empty, LastTxid in one
+  // transaction; had the two looked at the durable limit apart, a commit
+  // made durable between them would be counted as sent and never streamed.
+  TempDir dir;
+  auto s = OpenAt(dir.path());
+  REQUIRE(s->sync_mode() == SyncMode::kOne);
+  CHECK(CommitNew(*s, "a") == 1);  // committed, not durable yet
+  auto r = s->BeginRead();
+  REQUIRE(r.ok());
+  CHECK(r->LastTxid() == 0);
+  CHECK(CommitNew(*s, "b") == 2);  // its data sync makes "a" durable
+  REQUIRE(s->durable_txid() == 1);
+  // The open transaction still sees what it began with, in both calls.
+  CHECK(r->ChangesSince(1, 100)->size() == 0);
+  CHECK(r->LastTxid() == 0);
+  // A new one sees "a".
+  auto r2 = s->BeginRead();
+  CHECK(r2->LastTxid() == 1);
+  CHECK(r2->ChangesSince(1, 100)->size() == 1);
+}
+
 TEST_CASE("store: sync_mode two makes a commit durable when it returns", "[store][durability]") {
   TempDir dir;
   StoreOptions o;
