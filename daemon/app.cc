@@ -199,7 +199,9 @@ Status App::Start() {
   outbox_ = std::make_unique<sync::OutboxSender>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
                                                  OutboxOptionsFrom(cfg_, budget_), &Random01);
   outbox_->Start();
-  StartExternalIdBackfill();
+  backfill_ = std::make_unique<sync::ExternalIdBackfill>(
+      store_.get(), writer_.get(), SystemClock(), sync::BackfillOptions{SyncPolicyFrom(cfg_), 500, KickOutbox()});
+  backfill_->Start();
   events_ = std::make_unique<sync::EventsPoller>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
                                                  EventsOptionsFrom(cfg_, KickOutbox()));
   reconciler_ = std::make_unique<sync::Reconciler>(&loop_, workos_.get(), store_.get(), writer_.get(), SystemClock(),
@@ -347,9 +349,6 @@ Status App::OpenSockets() {
   return listen(admin_server_.get(), admin_fd, cfg_.admin_socket.path, "admin");
 }
 
-// SPEC 4b: a store created before ids were shared gets, once, a job per user
-// that publishes its id as WorkOS's external_id. Batches commit with their
-// position (meta external_id_backfill), so a restart resumes; "done" ends it.
 std::function<void()> App::KickOutbox() {
   return [this] {
     if (outbox_) outbox_->Kick();
@@ -382,50 +381,6 @@ void App::PrepareSharedState() {
           LogInfo("outbox jobs of an earlier release now publish the versioned document",
                   {{"jobs", std::to_string(*converted)}});
         }
-      });
-}
-
-void App::StartExternalIdBackfill() {
-  std::string after;
-  {
-    auto txn = store_->BeginRead();
-    if (!txn.ok()) return;
-    auto v = txn->GetMeta(store::kMetaExternalIdBackfill);
-    if (v.ok() && v->has_value()) {
-      if (**v == "done") return;
-      after = **v;
-    }
-  }
-  BackfillStep(after, 0);
-}
-
-void App::BackfillStep(std::string after, size_t queued_so_far) {
-  auto next = std::make_shared<std::string>();
-  auto queued = std::make_shared<size_t>(0);
-  domain::MutationContext ctx{SystemClock().NowMs(), nullptr};
-  auto sync = SyncPolicyFrom(cfg_);
-  writer_->Submit(
-      [after, next, queued, ctx, sync](store::WriteTxn& t) -> Status {
-        *queued = 0;
-        domain::MutationContext c = ctx;
-        c.sync = sync.get();
-        auto r = domain::BackfillExternalIds(t, after, 500, c, queued.get());
-        if (!r.ok()) return r.status();
-        *next = *r;
-        return t.PutMeta(store::kMetaExternalIdBackfill, r->empty() ? std::string("done") : *r);
-      },
-      [this, next, queued, queued_so_far](Status st) {
-        if (!st.ok()) {
-          LogWarn("external_id backfill stopped; it resumes at the next start", {{"error", st.ToString()}});
-          return;
-        }
-        size_t total = queued_so_far + *queued;
-        if (*queued > 0 && outbox_) outbox_->Kick();
-        if (next->empty()) {
-          if (total > 0) LogInfo("external_id backfill queued its jobs", {{"jobs", std::to_string(total)}});
-          return;
-        }
-        if (!stopping_) BackfillStep(*next, total);
       });
 }
 
@@ -509,6 +464,7 @@ void App::Stop() {
   if (stopping_) return;
   stopping_ = true;
   Notify("STOPPING=1");
+  if (backfill_) backfill_->Stop();  // a batch with the writer still commits
   if (app_server_) app_server_->StopAccepting();
   if (admin_server_) admin_server_->StopAccepting();
   stop_deadline_ms_ = SystemClock().MonotonicMs() + kStopGraceMs;
@@ -537,6 +493,7 @@ void App::FinishStop() {
   close(&stop_timer_);
   close(&trim_timer_);
   if (jwks_) jwks_->Close();
+  if (backfill_) backfill_->Stop();
   if (outbox_) outbox_->Close();
   if (events_) events_->Close();
   if (reconciler_) reconciler_->Close();

@@ -28,6 +28,7 @@
 #include "ipc/server.h"
 #include "store/store.h"
 #include "store/writer.h"
+#include "sync/backfill.h"
 #include "sync/events_poller.h"
 #include "sync/reconciler.h"
 #include "sync/http_client.h"
@@ -75,10 +76,8 @@ class App {
   void FinishStop();
   void RegisterMetrics();
   void PrepareSharedState();
-  void StartExternalIdBackfill();
   // Tells the outbox that jobs were queued outside the request path.
   std::function<void()> KickOutbox();
-  void BackfillStep(std::string after, size_t queued_so_far);
   void Notify(const std::string& state);
   // Works out whether auth.client_id and the API key are set and tells the
   // application socket (an unconfigured daemon refuses every request, naming
@@ -102,6 +101,7 @@ class App {
   std::unique_ptr<auth::Authenticator> auth_;
   std::unique_ptr<sync::JwksManager> jwks_;
   std::unique_ptr<sync::OutboxSender> outbox_;
+  std::unique_ptr<sync::ExternalIdBackfill> backfill_;  // SPEC 4b, once per store
   // workos.requests_per_second, shared by the outbox and reconciliation.
   std::shared_ptr<sync::RequestBudget> budget_ = std::make_shared<sync::RequestBudget>();
   std::unique_ptr<sync::EventsPoller> events_;
