@@ -53,13 +53,11 @@ inline ipc::Outcome Invalid(std::string message) {
 }
 
 inline ipc::Outcome NotFound(const std::string& id) {
-  return ipc::Outcome::Fail(Json{{"_tag", "UserNotFoundError"}, {"userId", id}}, 404, "User not found: " + id);
+  return ipc::Outcome::UserNotFound(id);
 }
 
 inline ipc::Outcome Internal(const std::string& message, const std::string& detail = {}) {
-  Json e{{"_tag", "InternalServerError"}, {"message", message}};
-  if (!detail.empty()) e["detail"] = detail;
-  return ipc::Outcome::Fail(e, 500, message + (detail.empty() ? "" : ": " + detail));
+  return ipc::Outcome::InternalServerError(message, detail);
 }
 
 // A store/writer failure as the client sees it.

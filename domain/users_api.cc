@@ -39,19 +39,10 @@ ipc::Outcome ToOutcome(const OpResult& r) {
   switch (r.kind) {
     case OpResult::Kind::kOk:
       return r.raw.empty() ? ipc::Outcome::Success(r.value) : ipc::Outcome::SuccessRaw(r.raw);
-    case OpResult::Kind::kUnauthorized:
-      return ipc::Outcome::Fail(Json{{"_tag", "UnauthorizedError"}, {"message", r.message}, {"detail", r.detail}}, 401,
-                                r.message + ": " + r.detail);
-    case OpResult::Kind::kNotFound:
-      return ipc::Outcome::Fail(Json{{"_tag", "UserNotFoundError"}, {"userId", r.user_id}}, 404,
-                                "User not found: " + r.user_id);
-    case OpResult::Kind::kInvalid:
-      return ipc::Outcome::Die(r.message, ipc::kInvalidParams);
-    case OpResult::Kind::kInternal: {
-      Json e{{"_tag", "InternalServerError"}, {"message", r.message}};
-      if (!r.detail.empty()) e["detail"] = r.detail;
-      return ipc::Outcome::Fail(e, 500, r.message + (r.detail.empty() ? "" : ": " + r.detail));
-    }
+    case OpResult::Kind::kUnauthorized: return ipc::Outcome::Unauthorized(r.message, r.detail);
+    case OpResult::Kind::kNotFound: return ipc::Outcome::UserNotFound(r.user_id);
+    case OpResult::Kind::kInvalid: return ipc::Outcome::Die(r.message, ipc::kInvalidParams);
+    case OpResult::Kind::kInternal: return ipc::Outcome::InternalServerError(r.message, r.detail);
   }
   return ipc::Outcome::Die("unreachable", -32603, "InternalError");
 }

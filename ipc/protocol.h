@@ -101,6 +101,22 @@ struct Outcome {
   static Outcome Die(std::string message, int code = kInvalidParams, std::string name = "ValidationError") {
     return Outcome{Kind::kDie, nullptr, {}, code, std::move(message), std::move(name)};
   }
+
+  // SPEC 2's three tagged errors, built here only (the application and the
+  // admin socket answer with the same shapes).
+  static Outcome Unauthorized(const std::string& message, const std::string& detail) {
+    return Fail(Json{{"_tag", "UnauthorizedError"}, {"message", message}, {"detail", detail}}, 401,
+                message + ": " + detail);
+  }
+  static Outcome UserNotFound(const std::string& user_id) {
+    return Fail(Json{{"_tag", "UserNotFoundError"}, {"userId", user_id}}, 404, "User not found: " + user_id);
+  }
+  // `detail` is left out of the object when empty (it is optional).
+  static Outcome InternalServerError(const std::string& message, const std::string& detail = {}) {
+    Json e{{"_tag", "InternalServerError"}, {"message", message}};
+    if (!detail.empty()) e["detail"] = detail;
+    return Fail(std::move(e), 500, message + (detail.empty() ? "" : ": " + detail));
+  }
 };
 
 // Encoders return one complete line including the trailing '\n'. Strings with

@@ -102,6 +102,24 @@ TEST_CASE("protocol: NDJSON exits for success, typed failure and defect", "[ipc]
             R"({"_tag":"Exit","requestId":"7","exit":{"_tag":"Failure","cause":{"_tag":"Die","defect":{"name":"ValidationError","message":"firstName: bad"}}}})"));
 }
 
+TEST_CASE("protocol: SPEC 2's three errors have SPEC 2's shapes and codes", "[ipc][protocol]") {
+  auto u = Outcome::Unauthorized("Unauthorized", "token expired");
+  CHECK(u.kind == Outcome::Kind::kFail);
+  CHECK(u.code == 401);
+  CHECK(u.value == Json::parse(R"({"_tag":"UnauthorizedError","message":"Unauthorized","detail":"token expired"})"));
+  auto n = Outcome::UserNotFound("u-1");
+  CHECK(n.code == 404);
+  CHECK(n.value == Json::parse(R"({"_tag":"UserNotFoundError","userId":"u-1"})"));
+  auto i = Outcome::InternalServerError("store full", "MDB_MAP_FULL");
+  CHECK(i.code == 500);
+  CHECK(i.value == Json::parse(R"({"_tag":"InternalServerError","message":"store full","detail":"MDB_MAP_FULL"})"));
+  CHECK(i.message == "store full: MDB_MAP_FULL");
+  // detail is optional: an empty one is left out, not sent as "".
+  auto bare = Outcome::InternalServerError("offline");
+  CHECK(bare.value == Json::parse(R"({"_tag":"InternalServerError","message":"offline"})"));
+  CHECK(bare.message == "offline");
+}
+
 TEST_CASE("protocol: JSON-RPC exits keep the id's type and carry the typed-error codes", "[ipc][protocol]") {
   auto num = ParseLine(R"({"jsonrpc":"2.0","id":7,"method":"user.me"})").request;
   auto str = ParseLine(R"({"jsonrpc":"2.0","id":"7","method":"user.me"})").request;
