@@ -21,6 +21,7 @@
 #include <unordered_map>
 
 #include "admin/admin_deps.h"
+#include "admin/limits.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/uv_timer.h"
@@ -37,10 +38,6 @@ using store::OutboxJob;
 using store::UserRecord;
 using store::WriteTxn;
 
-inline constexpr size_t kDefaultLimit = 100;
-inline constexpr size_t kMaxUsersLimit = 1000;
-inline constexpr size_t kMaxJobsLimit = 10000;
-inline constexpr size_t kMaxImportUsers = 10000;
 inline constexpr size_t kChangesPerChunk = 100;
 inline constexpr uint64_t kStreamPollMs = 100;
 inline constexpr uint64_t kWriterProbeTimeoutMs = 2000;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <random>
 
+#include "admin/limits.h"
 #include "common/log.h"
 #include "daemon/sd_daemon.h"
 #include "domain/versions.h"
@@ -318,7 +319,7 @@ Status App::OpenSockets() {
   mo.name = "admin";
   mo.path = cfg_.admin_socket.path;
   mo.mode = cfg_.admin_socket.mode;
-  mo.max_line_bytes = cfg_.socket.max_line_bytes;
+  mo.max_line_bytes = admin::kMaxLineBytes;  // its own: usersctl sizes its import batches from it
   mo.max_connections = 64;
   mo.authorize = admin::AdminAuthorizer(cfg_.admin_socket.allowed_uids, cfg_.admin_socket.allowed_gids);
   admin_server_ = std::make_unique<ipc::Server>(&loop_, mo, admin_api_.get());

@@ -2,6 +2,7 @@
 #include <cstdint>
 #include <cstdio>
 
+#include "admin/limits.h"
 #include "usersctl/args.h"
 #include "usersctl/commands.h"
 #include "usersctl/output.h"
@@ -11,7 +12,8 @@ namespace usersd::usersctl {
 int CmdOutbox(Client& c, const Options& o, const Words& rest) {
   Args a = ParseArgs(rest, "outbox", {"--limit"}, {}, 0);
   Json p = Json::object();
-  if (a.values.count("--limit")) p["limit"] = ParseInt(a.values["--limit"], "--limit", "outbox", 1, 10000);
+  if (a.values.count("--limit"))
+    p["limit"] = ParseInt(a.values["--limit"], "--limit", "outbox", 1, admin::kMaxJobsLimit);
   c.Connect();
   Json r = c.Call("admin.outbox.list", p);
   if (o.json) return PrintJson(r), kExitOk;
@@ -33,7 +35,8 @@ int CmdDeadLetters(Client& c, const Options& o, const Words& rest) {
   if (sub == "list") {
     Args a = ParseArgs(args, topic, {"--limit"}, {}, 0);
     Json p = Json::object();
-    if (a.values.count("--limit")) p["limit"] = ParseInt(a.values["--limit"], "--limit", topic, 1, 10000);
+    if (a.values.count("--limit"))
+      p["limit"] = ParseInt(a.values["--limit"], "--limit", topic, 1, admin::kMaxJobsLimit);
     c.Connect();
     Json r = c.Call("admin.deadLetters.list", p);
     if (o.json) return PrintJson(r), kExitOk;

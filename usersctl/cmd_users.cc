@@ -10,6 +10,7 @@
 #include <iostream>
 #include <optional>
 
+#include "admin/limits.h"
 #include "usersctl/args.h"
 #include "usersctl/commands.h"
 #include "usersctl/output.h"
@@ -19,16 +20,19 @@ namespace usersd::usersctl {
 
 namespace {
 
+// An import batch is one request line: at most half the admin socket's line
+// limit, leaving room for the request's envelope and JSON escapes.
 constexpr size_t kImportBatchUsers = 1000;
-constexpr size_t kImportBatchBytes = 512 * 1024;  // well under socket.max_line_bytes (1 MiB)
-constexpr int kExportPage = 1000;
+static_assert(kImportBatchUsers <= admin::kMaxImportUsers);
+constexpr size_t kImportBatchBytes = admin::kMaxLineBytes / 2;
+constexpr int kExportPage = static_cast<int>(admin::kMaxUsersLimit);
 constexpr int kResyncPollMs = 1000;
 
 int UsersList(Client& c, const Options& o, const Words& args, const std::string& topic) {
   Args a = ParseArgs(args, topic, {"--after", "--limit"}, {}, 0);
   Json p = Json::object();
   if (a.values.count("--after")) p["after"] = a.values["--after"];
-  if (a.values.count("--limit")) p["limit"] = ParseInt(a.values["--limit"], "--limit", topic, 1, 1000);
+  if (a.values.count("--limit")) p["limit"] = ParseInt(a.values["--limit"], "--limit", topic, 1, admin::kMaxUsersLimit);
   c.Connect();
   Json r = c.Call("admin.users.list", p);
   if (o.json) return PrintJson(r), kExitOk;

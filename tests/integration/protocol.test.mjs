@@ -290,6 +290,22 @@ describe('over-long lines', () => {
   });
 });
 
+describe('the admin socket\'s line limit', () => {
+  test('is its own: an import line far over socket.max_line_bytes is served there (usersctl sizes its batches from it)', async () => {
+    const admin = await connect(d.adminPath);
+    const users = [];
+    for (let i = 0; i < 40; i++) {
+      users.push({ workosId: `user_longline_${i}`, email: `longline${i}@example.com`, firstName: 'L'.repeat(90), lastName: 'M'.repeat(90) });
+    }
+    const line = JSON.stringify({ _tag: 'Request', id: 'imp', tag: 'admin.users.import', payload: { users }, headers: [] });
+    assert.ok(Buffer.byteLength(line) > 2 * MAX_LINE, `the line is ${Buffer.byteLength(line)} bytes`);
+    const r = ok(await admin.request('admin.users.import', { users }));
+    assert.equal(r.count, 40);
+    assert.equal(ok(await admin.request('admin.users.get', { workosId: 'user_longline_39' })).firstName, 'L'.repeat(90));
+    await admin.close();
+  });
+});
+
 describe('connection limit', () => {
   const scope = suiteScope();
   let ld;
