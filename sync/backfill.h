@@ -17,8 +17,9 @@
 //     daemon wakes the outbox with it);
 //   - after Stop() no further batch is submitted; a batch already with the
 //     writer commits or not, and the next start resumes from what committed;
-//   - a failed batch logs, leaves the position where it was and stops; the
-//     next start tries again.
+//   - once the position is "done", a start submits nothing.
+// A failed batch (a storage error) logs, leaves the position where it was
+// and stops; the next start tries again.
 //
 // Loop thread only. Borrows the Store and the Writer, which must outlive
 // it; a batch's completion that arrives after destruction is ignored.
