@@ -18,7 +18,7 @@ using namespace usersd;
 
 namespace {
 std::string UuidFor(uint64_t i) {
-  char buf[40];
+  char buf[48];  // 24 + up to 16 hex digits + NUL: room for any uint64_t
   snprintf(buf, sizeof buf, "00000000-0000-4000-8000-%012llx", static_cast<unsigned long long>(i));
   return buf;
 }
