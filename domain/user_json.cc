@@ -15,11 +15,6 @@ namespace {
 Json OptString(const std::optional<std::string>& s) { return s ? Json(*s) : Json(nullptr); }
 Json OptTime(const std::optional<int64_t>& t) { return t ? Json(FormatIso8601Ms(*t)) : Json(nullptr); }
 
-// Sessions carry one of the three roles; anything else reads as member.
-std::string_view RoleOf(const auth::Claims& caller) {
-  return SessionRole(caller.role);
-}
-
 // A JSON string as nlohmann writes it. Printable ASCII without quote or
 // backslash (ids, most names, URLs, zones) is copied as is; anything else
 // goes through nlohmann's serializer, which escapes and replaces invalid
@@ -76,7 +71,7 @@ Json ToCurrentUserJson(const UserRecord& u, const auth::Claims& caller) {
   // token (a user may switch organizations), so the token is the source.
   return Json{{"id", u.id},
               {"organizationId", caller.org_id ? Json(*caller.org_id) : Json(nullptr)},
-              {"role", RoleOf(caller)},
+              {"role", SessionRole(caller.role)},
               {"email", u.email},
               {"firstName", u.first_name},
               {"lastName", u.last_name},
@@ -131,7 +126,7 @@ void AppendCurrentUserJson(std::string& out, const UserRecord& u, const auth::Cl
   out += ",\"organizationId\":";
   OptStr(out, caller.org_id);
   out += ",\"role\":";
-  Str(out, RoleOf(caller));
+  Str(out, SessionRole(caller.role));
   out += ",\"settings\":";
   Settings(out, u.settings);
   out += ",\"timezone\":";
